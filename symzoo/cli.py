@@ -1,0 +1,83 @@
+"""The ``symzoo`` command: parses arguments and calls the library; no logic of its own.
+
+Expected problems (bad config, missing data, wrong zoo path, corrupt shard) end with one line on stderr and
+exit code 2; nothing is written before the inputs are validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from symzoo.errors import SymzooError
+
+
+def cmd_train_one(args: argparse.Namespace) -> None:
+    import torch
+
+    from zoo.augment import AugmentConfig
+    from zoo.data import load_dataset
+    from zoo.models import build
+    from zoo.plan import HParams
+    from zoo.train import Recipe, train_network
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    data = load_dataset(args.dataset, size=args.size, train_per_class=args.train_per_class).to(device)
+    model = build(args.arch, args.variant, data.in_shape, data.num_classes, init_seed=args.seed).to(device)
+    small = data.in_shape[-1] < 16
+    recipe = Recipe(
+        batch_size=args.batch_size,
+        augment=AugmentConfig(flip=not small and args.dataset == "cifar10", cutout=0 if small else 4),
+    )
+    hp = HParams(args.lr, args.weight_decay, args.label_smoothing, args.epochs)
+    print(
+        f"training {args.arch}/{args.variant} on {args.dataset} {tuple(data.x_train.shape)} on {device}",
+        file=sys.stderr,
+    )
+    result = train_network(model, data, hp, recipe, seed=args.seed)
+    summary = {
+        k: getattr(result, k)
+        for k in ("status", "reason", "epochs_done", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+    }
+    print(json.dumps(summary, indent=1))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="symzoo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    one = sub.add_parser("train-one", help="train and evaluate one network with the zoo recipe")
+    one.add_argument("--dataset", default="digits", choices=["digits", "cifar10", "fashion_mnist"])
+    one.add_argument("--arch", default="resnet8", choices=["resnet8", "resnet20", "mlp"])
+    one.add_argument("--variant", default="standard", choices=["standard", "w_asym", "sigma_asym"])
+    one.add_argument("--size", type=int, default=None, help="downsample images to SIZE x SIZE")
+    one.add_argument("--train-per-class", type=int, default=None)
+    one.add_argument("--epochs", type=int, default=10)
+    one.add_argument("--lr", type=float, default=0.01)
+    one.add_argument("--weight-decay", type=float, default=5e-4)
+    one.add_argument("--label-smoothing", type=float, default=0.1)
+    one.add_argument("--batch-size", type=int, default=512)
+    one.add_argument("--seed", type=int, default=0)
+    one.add_argument("--threads", type=int, default=2)
+    one.add_argument("--device", default=None)
+    one.set_defaults(func=cmd_train_one)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except SymzooError as e:
+        print(f"symzoo: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("symzoo: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

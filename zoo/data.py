@@ -1,0 +1,272 @@
+"""Datasets held as uint8 ``(N, C, H, W)`` tensors with their normalisation, small enough to live on the device.
+
+Registry: ``cifar10`` (a ``cifar-10-batches-py`` folder, the offline JPEG npz, or a download), ``fashion_mnist``
+(standard idx files) and ``digits`` (scikit-learn). Optional area downsampling and class-balanced subsets make
+CPU-sized zoos from the same real data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from symzoo.errors import SymzooError
+
+CIFAR10_MEAN = (125.307, 122.961, 113.8575)
+CIFAR10_STD = (51.5865, 50.847, 51.255)
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+DATASETS = ("cifar10", "fashion_mnist", "digits")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DataNotFoundError(SymzooError, FileNotFoundError):
+    """A data set is not where we looked; the message says where that was and how to provide it."""
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: torch.Tensor  # uint8 (N, C, H, W)
+    y_train: torch.Tensor  # int64 (N,)
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    mean: tuple[float, ...]  # per channel, 0-255 scale
+    std: tuple[float, ...]
+    num_classes: int
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def fingerprint(self) -> str:
+        """Content hash, recorded in the manifest so a zoo names exactly the data it was trained on."""
+        h = hashlib.sha256()
+        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(t.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 -> float, zero-mean per channel, so "fill with the mean colour" is "fill with 0"."""
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x.float() - mean) / std
+
+    def to(self, device: torch.device | str) -> Dataset:
+        move = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
+        return Dataset(self.name, **move, mean=self.mean, std=self.std, num_classes=self.num_classes)
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("SYMZOO_DATA_DIR", Path.home() / ".cache" / "symzoo"))
+
+
+def shared_data_candidates(filename: str) -> list[Path]:
+    """Where the project's offline copies live: ``$SYMZOO_SHARED_DATA``, then ``../shared/data`` near us."""
+    found = []
+    if os.environ.get("SYMZOO_SHARED_DATA"):
+        found.append(Path(os.environ["SYMZOO_SHARED_DATA"]) / filename)
+    for base in (Path.cwd(), REPO_ROOT):
+        found.append(base.parent / "shared" / "data" / filename)
+        found.append(base / "shared" / "data" / filename)
+    return found
+
+
+# --- CIFAR-10 ---------------------------------------------------------------------------------------------------
+
+
+def _read_cifar_batches(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def read(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for n in names:
+            with open(folder / n, "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+            xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(d[b"labels"], np.int64))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    xtr, ytr = read([f"data_batch_{i}" for i in range(1, 6)])
+    xte, yte = read(["test_batch"])
+    return xtr, ytr, xte, yte
+
+
+def _decode_jpeg_npz(path: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Decode the JPEG copy once (about 20 s) and keep the pixels in a cache keyed by the source's hash."""
+    with open(path, "rb") as f:
+        key = hashlib.sha256(f.read(1 << 20)).hexdigest()[:12] + f"-{path.stat().st_size}"
+    cache = cache_dir / f"cifar10_jpeg_decoded_{key}.npz"
+    if cache.exists():
+        d = np.load(cache)
+        return d["x_train"], d["y_train"], d["x_test"], d["y_test"]
+    from PIL import Image
+
+    src = np.load(path)
+    blob, offsets, y, split = src["blob"], src["offsets"], src["y"].astype(np.int64), src["split"]
+    images = np.empty((len(y), 32, 32, 3), np.uint8)
+    for i in range(len(y)):
+        raw = blob[offsets[i] : offsets[i + 1]].tobytes()
+        images[i] = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+    images = images.transpose(0, 3, 1, 2)
+    train, test = split == 0, split == 1
+    out = images[train], y[train], images[test], y[test]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, x_train=out[0], y_train=out[1], x_test=out[2], y_test=out[3])
+    os.replace(tmp, cache)
+    return out
+
+
+def _download_cifar10(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / "cifar-10-python.tar.gz"
+    with urllib.request.urlopen(CIFAR10_URL, timeout=60) as r, open(archive, "wb") as f:
+        f.write(r.read())
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    return root / "cifar-10-batches-py"
+
+
+def load_cifar10(root: Path, download: bool = False) -> tuple[np.ndarray, ...]:
+    batches = root / "cifar-10-batches-py"
+    if (batches / "test_batch").exists():
+        return _read_cifar_batches(batches)
+    npz_candidates = [Path(os.environ["SYMZOO_CIFAR10_NPZ"])] if os.environ.get("SYMZOO_CIFAR10_NPZ") else []
+    npz_candidates += [root / "cifar10_jpeg.npz", *shared_data_candidates("cifar10_jpeg.npz")]
+    for npz in npz_candidates:
+        if npz.exists():
+            return _decode_jpeg_npz(npz, root)
+    if download:
+        try:
+            return _read_cifar_batches(_download_cifar10(root))
+        except OSError as e:
+            raise DataNotFoundError(
+                f"cifar10: download from {CIFAR10_URL} failed ({e}); put cifar-10-batches-py under {root} instead"
+            ) from e
+    raise DataNotFoundError(
+        f"cifar10 not found (looked for {batches} and cifar10_jpeg.npz in {root} and ../shared/data); "
+        f"unpack cifar-10-python.tar.gz into {root}, set SYMZOO_CIFAR10_NPZ, or set download: true"
+    )
+
+
+# --- Fashion-MNIST ----------------------------------------------------------------------------------------------
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
+
+
+def load_fashion_mnist(root: Path) -> tuple[np.ndarray, ...]:
+    folders = [root / "fashion-mnist", root, Path("/usr/share/datasets/fashion-mnist")]
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    for folder in folders:
+        paths = []
+        for n in names:
+            hit = next((folder / (n + s) for s in ("", ".gz") if (folder / (n + s)).exists()), None)
+            paths.append(hit)
+        if all(paths):
+            xtr, ytr, xte, yte = (_read_idx(p) for p in paths)
+            return xtr[:, None], ytr.astype(np.int64), xte[:, None], yte.astype(np.int64)
+    raise DataNotFoundError(
+        f"fashion_mnist idx files not found in {', '.join(map(str, folders))}; "
+        "install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or copy the idx files there"
+    )
+
+
+# --- digits -----------------------------------------------------------------------------------------------------
+
+
+def load_digits() -> tuple[np.ndarray, ...]:
+    """scikit-learn's 8x8 digits (values 0-16 scaled to 0-255), split 80/20 class-balanced with a fixed seed."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    x = np.round(d.images * (255 / 16)).astype(np.uint8)[:, None]
+    y = d.target.astype(np.int64)
+    rng = np.random.default_rng(0)
+    test = np.zeros(len(y), bool)
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        test[idx[: len(idx) // 5]] = True
+    return x[~test], y[~test], x[test], y[test]
+
+
+# --- shared post-processing ---------------------------------------------------------------------------------------
+
+
+def balanced_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    picks = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if per_class > len(idx):
+            raise ValueError(f"asked for {per_class} examples of class {c}, the split has only {len(idx)}")
+        picks.append(rng.choice(idx, per_class, replace=False))
+    return np.sort(np.concatenate(picks))
+
+
+def downsample(x: np.ndarray, size: int) -> np.ndarray:
+    """Area-average to ``size x size``, back to uint8 (what a CPU-sized CIFAR zoo trains on)."""
+    if x.shape[-1] == size:
+        return x
+    out = F.interpolate(torch.from_numpy(x).float(), size=(size, size), mode="area")
+    return out.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def load_dataset(
+    name: str,
+    root: str | Path | None = None,
+    size: int | None = None,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    subset_seed: int = 0,
+    download: bool = False,
+) -> Dataset:
+    root = Path(root) if root else default_data_dir()
+    if name == "cifar10":
+        arrays = load_cifar10(root, download)
+    elif name == "fashion_mnist":
+        arrays = load_fashion_mnist(root)
+    elif name == "digits":
+        arrays = load_digits()
+    else:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    xtr, ytr, xte, yte = arrays
+    if train_per_class:
+        keep = balanced_subset(ytr, train_per_class, subset_seed)
+        xtr, ytr = xtr[keep], ytr[keep]
+    if test_per_class:
+        keep = balanced_subset(yte, test_per_class, subset_seed + 1)
+        xte, yte = xte[keep], yte[keep]
+    if size:
+        xtr, xte = downsample(xtr, size), downsample(xte, size)
+    if name == "cifar10" and not size:
+        mean, std = CIFAR10_MEAN, CIFAR10_STD
+    else:
+        flat = xtr.astype(np.float64).transpose(1, 0, 2, 3).reshape(xtr.shape[1], -1)
+        mean, std = tuple(flat.mean(1).tolist()), tuple(flat.std(1).tolist())
+    t = torch.from_numpy
+    return Dataset(
+        name,
+        t(np.ascontiguousarray(xtr)),
+        t(ytr),
+        t(np.ascontiguousarray(xte)),
+        t(yte),
+        mean,
+        std,
+        int(max(ytr.max(), yte.max()) + 1),
+    )

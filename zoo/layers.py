@@ -1,0 +1,182 @@
+"""The only place where symmetry-breaking structure is made.
+
+W-Asymmetric layers compute with ``W' = M * W + (1 - M) * kappa * N``: ``M`` marks trainable entries, ``N`` is a
+fixed standard normal draw. Both are buffers derived from a zoo-level seed and the layer's name, so every network
+of a zoo (and every process that rebuilds one) sees the same pattern. The raw ``weight`` keeps zeros at fixed
+positions: the mask kills their gradient and AdamW's decoupled decay keeps a zero at zero, so nothing drifts.
+
+FiGLU, ``sigma(x) = sigmoid(F x) * x`` with a fixed random ``F``, is the sigma-Asymmetric nonlinearity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def stable_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts, identical in every process (unlike Python's salted ``hash``)."""
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def seeded_generator(*parts: object) -> torch.Generator:
+    return torch.Generator().manual_seed(stable_seed(*parts))
+
+
+@dataclass(frozen=True)
+class FixSpec:
+    """How many entries of each row (output channel or neuron) are fixed, and their scale.
+
+    ``unit="filter"`` fixes whole ``k x k`` input filters of a conv ("fix filters"); ``unit="entry"`` fixes single
+    entries ("fix entries"). Asking for at least as many units as a row has fixes the whole row.
+    """
+
+    n_fixed: int
+    kappa: float
+    unit: Literal["filter", "entry"] = "entry"
+
+
+def sample_row_masks(rows: int, units: int, n_fixed: int, generator: torch.Generator) -> torch.Tensor:
+    """Boolean ``(rows, units)`` mask, True where trainable, with ``n_fixed`` False per row.
+
+    Rows are pairwise distinct whenever enough distinct rows exist, so no two neurons are interchangeable.
+    """
+    if n_fixed >= units:
+        return torch.zeros(rows, units, dtype=torch.bool)
+    distinct_possible = math.comb(units, n_fixed) >= rows
+    seen: set[tuple[int, ...]] = set()
+    out = torch.ones(rows, units, dtype=torch.bool)
+    for r in range(rows):
+        for _ in range(1000):
+            fixed = tuple(sorted(torch.randperm(units, generator=generator)[:n_fixed].tolist()))
+            if fixed not in seen or not distinct_possible:
+                break
+        seen.add(fixed)
+        out[r, list(fixed)] = False
+    return out
+
+
+class AsymmetricWeight:
+    """Mixin for ``nn.Linear``/``nn.Conv2d``: optional fixed pattern on ``weight`` and the recipe's init."""
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    fix: FixSpec | None
+    weight_mask: torch.Tensor | None
+    weight_fixed: torch.Tensor | None
+
+    def _setup_asymmetry(self, fix: FixSpec | None) -> None:
+        self.fix = fix
+        self.register_buffer("weight_mask", None)
+        self.register_buffer("weight_fixed", None)
+
+    def init_fixed(self, generator: torch.Generator) -> None:
+        """Draw mask and fixed values (zoo-level: the generator comes from the zoo seed and this layer's name)."""
+        if self.fix is None:
+            return
+        out_ch, in_ch = self.weight.shape[:2]
+        kernel = self.weight[0, 0].numel()
+        if self.fix.unit == "filter":
+            rows = sample_row_masks(out_ch, in_ch, self.fix.n_fixed, generator)
+            mask = rows[:, :, None].expand(out_ch, in_ch, kernel)
+        else:
+            mask = sample_row_masks(out_ch, in_ch * kernel, self.fix.n_fixed, generator)
+        mask = mask.reshape(self.weight.shape).to(self.weight.dtype)
+        noise = torch.randn(self.weight.shape, generator=generator)
+        self.weight_mask = mask
+        self.weight_fixed = (1 - mask) * self.fix.kappa * noise
+        with torch.no_grad():
+            self.weight.mul_(mask)
+
+    def init_parameters(self, generator: torch.Generator) -> None:
+        """Recipe init: Kaiming normal (fan_in, ReLU gain); W-Asym trainable entries U(+-1/sqrt(fan_in))."""
+        fan_in = self.weight[0].numel()
+        with torch.no_grad():
+            if self.weight_mask is None:
+                nn.init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu", generator=generator)
+            else:
+                bound = 1 / math.sqrt(fan_in)
+                self.weight.uniform_(-bound, bound, generator=generator).mul_(self.weight_mask)
+            if self.bias is not None:
+                bound = 1 / math.sqrt(fan_in)
+                self.bias.uniform_(-bound, bound, generator=generator)
+
+    def effective_weight(self) -> torch.Tensor:
+        if self.weight_mask is None:
+            return self.weight
+        return self.weight * self.weight_mask + self.weight_fixed
+
+    def trainable_mask(self) -> torch.Tensor:
+        """Boolean mask of ``weight`` entries that training may change."""
+        if self.weight_mask is None:
+            return torch.ones(self.weight.shape, dtype=torch.bool)
+        return self.weight_mask.bool()
+
+
+class MaskedLinear(AsymmetricWeight, nn.Linear):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, fix: FixSpec | None = None):
+        nn.Linear.__init__(self, in_features, out_features, bias=bias)
+        self._setup_asymmetry(fix)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.effective_weight(), self.bias)
+
+
+class MaskedConv2d(AsymmetricWeight, nn.Conv2d):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = False,
+        fix: FixSpec | None = None,
+    ):
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, bias=bias)
+        self._setup_asymmetry(fix)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.effective_weight(), self.bias)
+
+
+class FiGLU(nn.Module):
+    """``sigmoid(F x) * x`` over channels (dim 1), ``F`` fixed; the identity gate until ``init_fixed`` is called."""
+
+    def __init__(self, channels: int, std: float | None = None):
+        super().__init__()
+        self.channels = channels
+        self.std = 1 / math.sqrt(channels) if std is None else std
+        self.register_buffer("gate", torch.zeros(channels, channels))
+
+    def init_fixed(self, generator: torch.Generator) -> None:
+        self.gate = torch.randn(self.channels, self.channels, generator=generator) * self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = x @ self.gate.T if x.dim() == 2 else torch.einsum("oc,nc...->no...", self.gate, x)
+        return torch.sigmoid(pre) * x
+
+
+def init_fixed_structure(model: nn.Module, asym_seed: int) -> None:
+    """Draw every fixed pattern of ``model`` from the zoo seed and each layer's qualified name."""
+    for name, module in model.named_modules():
+        if isinstance(module, (AsymmetricWeight, FiGLU)):
+            module.init_fixed(seeded_generator("symzoo-asym", asym_seed, name))
+
+
+def init_trainable(model: nn.Module, seed: int) -> None:
+    """Recipe init of all trainable parameters from one network seed; norms get weight 1, bias 0."""
+    generator = seeded_generator("symzoo-init", seed)
+    for module in model.modules():
+        if isinstance(module, AsymmetricWeight):
+            module.init_parameters(generator)
+        elif isinstance(module, (nn.GroupNorm, nn.LayerNorm)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)

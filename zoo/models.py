@@ -1,0 +1,181 @@
+"""ResNet8/ResNet20 and MLP in their standard, W-Asymmetric and sigma-Asymmetric variants (SPEC section 1).
+
+Every variant has the same module tree and parameter names; only the layers' fixed structure differs, so one
+parameter layout describes a whole paired zoo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from zoo.layers import FiGLU, FixSpec, MaskedConv2d, MaskedLinear, init_fixed_structure, init_trainable
+
+Variant = Literal["standard", "w_asym", "sigma_asym"]
+VARIANTS: tuple[str, ...] = ("standard", "w_asym", "sigma_asym")
+ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "mlp")
+
+# ResNet20 "fix entries" per output channel at width x1 (paper Table 6); width x8 fixes three times more (Table 7).
+RESNET20_FIXED = {"stem": 12, "conv": (36, 54, 72), "skip": (4, 6, 8), "linear": 8}
+
+
+def _activation(variant: str, channels: int, figlu_std: float | None = None) -> nn.Module:
+    return FiGLU(channels, std=figlu_std) if variant == "sigma_asym" else nn.ReLU()
+
+
+class BasicBlock(nn.Module):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        stride: int,
+        variant: str,
+        fix_conv: FixSpec | None,
+        fix_skip: FixSpec | None,
+    ):
+        super().__init__()
+        self.conv1 = MaskedConv2d(c_in, c_out, 3, stride, 1, fix=fix_conv)
+        self.norm1 = nn.GroupNorm(1, c_out)
+        self.act1 = _activation(variant, c_out)
+        self.conv2 = MaskedConv2d(c_out, c_out, 3, 1, 1, fix=fix_conv)
+        self.norm2 = nn.GroupNorm(1, c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(MaskedConv2d(c_in, c_out, 1, stride, fix=fix_skip), nn.GroupNorm(1, c_out))
+        self.act2 = _activation(variant, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act1(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        return self.act2(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """CIFAR ResNet with ``GroupNorm(1, C)`` ("LayerNorm"); any input size thanks to adaptive pooling."""
+
+    def __init__(
+        self,
+        blocks_per_stage: int,
+        in_channels: int,
+        num_classes: int,
+        variant: str,
+        width: int = 1,
+        fixes: dict[str, object] | None = None,
+    ):
+        super().__init__()
+        fixes = fixes or {}
+        widths = [16 * width, 32 * width, 64 * width]
+        self.stem = MaskedConv2d(in_channels, widths[0], 3, 1, 1, fix=fixes.get("stem"))
+        self.stem_norm = nn.GroupNorm(1, widths[0])
+        self.stem_act = _activation(variant, widths[0])
+        stages = []
+        c_in = widths[0]
+        for s, c_out in enumerate(widths):
+            conv_fix = fixes["conv"][s] if "conv" in fixes else None
+            skip_fix = fixes["skip"][s] if "skip" in fixes else None
+            blocks = []
+            for b in range(blocks_per_stage):
+                stride = 2 if (s > 0 and b == 0) else 1
+                blocks.append(BasicBlock(c_in, c_out, stride, variant, conv_fix, skip_fix))
+                c_in = c_out
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = MaskedLinear(widths[-1], num_classes, fix=fixes.get("linear"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem_act(self.stem_norm(self.stem(x)))
+        x = self.stages(x)
+        return self.head(self.pool(x).flatten(1))
+
+
+class MLP(nn.Module):
+    """``depth`` linear layers; hidden ones followed by LayerNorm and GELU (FiGLU in the sigma-Asym variant)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        variant: str,
+        width: int = 512,
+        depth: int = 4,
+        fixes: Sequence[FixSpec | None] | None = None,
+    ):
+        super().__init__()
+        fixes = list(fixes) if fixes is not None else [None] * depth
+        sizes = [in_features] + [width] * (depth - 1) + [num_classes]
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers.append(MaskedLinear(sizes[i], sizes[i + 1], fix=fixes[i]))
+            if i < depth - 1:
+                layers.append(nn.LayerNorm(sizes[i + 1]))
+                layers.append(FiGLU(sizes[i + 1], std=1.0) if variant == "sigma_asym" else nn.GELU())
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x.flatten(1))
+
+
+def resnet_fixes(arch: str, width: int) -> dict[str, object]:
+    """W-Asym fixed structure: ResNet8 fixes 8 whole filters per output channel; ResNet20 fixes single entries."""
+    if arch == "resnet8":
+        conv = FixSpec(8, 2.0, "filter")
+        return {"stem": conv, "conv": [conv] * 3, "skip": [FixSpec(8, 2.0)] * 3, "linear": FixSpec(8, 2.0)}
+    scale = 3 if width >= 8 else 1
+    t = RESNET20_FIXED
+    return {
+        "stem": FixSpec(t["stem"] * scale, 2.0),
+        "conv": [FixSpec(n * scale, 2.0) for n in t["conv"]],
+        "skip": [FixSpec(n * scale, 2.0) for n in t["skip"]],
+        "linear": FixSpec(t["linear"] * scale, 2.0),
+    }
+
+
+def mlp_fixes(width: int, depth: int) -> list[FixSpec]:
+    """Paper Table 5 at width 512: 64/64/64/256 fixed per row with kappa 1/1/0.5/0.25."""
+    kappas = [1.0] * (depth - 2) + [0.5, 0.25]
+    counts = [width // 8] * (depth - 1) + [width // 2]
+    return [FixSpec(n, k) for n, k in zip(counts, kappas, strict=True)]
+
+
+def build(
+    arch: str,
+    variant: str,
+    in_shape: Sequence[int] = (3, 32, 32),
+    num_classes: int = 10,
+    asym_seed: int = 0,
+    init_seed: int = 0,
+    width: int = 1,
+) -> nn.Module:
+    """Build and initialise one network.
+
+    ``asym_seed`` is the zoo's: it fixes masks, fixed values and FiGLU gates, shared by every network of the zoo.
+    ``init_seed`` is the network's own and draws its trainable initial weights.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    asym = variant == "w_asym"
+    if arch == "mlp":
+        in_features = 1
+        for d in in_shape:
+            in_features *= d
+        depth = 4
+        model: nn.Module = MLP(
+            in_features,
+            num_classes,
+            variant,
+            width=512 * width,
+            depth=depth,
+            fixes=mlp_fixes(512 * width, depth) if asym else None,
+        )
+    else:
+        blocks = {"resnet8": 1, "resnet20": 3}[arch]
+        model = ResNet(blocks, in_shape[0], num_classes, variant, width, resnet_fixes(arch, width) if asym else None)
+    init_fixed_structure(model, asym_seed)
+    init_trainable(model, init_seed)
+    return model

@@ -1,0 +1,86 @@
+"""The zoo plan: one ``NetSpec`` per network, a pure function of the config, identical in every process.
+
+Paired design: every variant of hyperparameter sample ``i`` shares its hyperparameters and its seed (hence
+data order and augmentation). Replicates of a sample differ only in seed, which is what LMC pairs need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from zoo.layers import stable_seed
+
+# Paper Table 8: lr = 0.5 * 10^-U(0,2), wd = 10^-U(1,5), ls = U(0, 0.2), epochs = RandInt(10, 40) inclusive.
+PAPER_TABLE8: dict[str, Any] = {
+    "lr": {"log_uniform": [0.005, 0.5]},
+    "weight_decay": {"log_uniform": [1e-5, 1e-1]},
+    "label_smoothing": {"uniform": [0.0, 0.2]},
+    "epochs": {"randint": [10, 40]},
+}
+HPARAM_NAMES = tuple(PAPER_TABLE8)
+DISTRIBUTIONS = ("log_uniform", "uniform", "randint")
+
+
+@dataclass(frozen=True)
+class HParams:
+    lr: float
+    weight_decay: float
+    label_smoothing: float
+    epochs: int
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    model_id: int
+    sample: int
+    replicate: int
+    variant: str
+    seed: int
+    hparams: HParams
+
+    def row(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "hparams"}
+        return out | asdict(self.hparams)
+
+
+def draw(dist: Any, rng: np.random.Generator) -> float:
+    """One value from a distribution spec: a constant, or ``{log_uniform|uniform|randint: [lo, hi]}``."""
+    if isinstance(dist, (int, float)):
+        return dist
+    ((kind, (lo, hi)),) = dist.items()
+    if kind == "log_uniform":
+        return float(10 ** rng.uniform(np.log10(lo), np.log10(hi)))
+    if kind == "uniform":
+        return float(rng.uniform(lo, hi))
+    if kind == "randint":
+        return int(rng.integers(lo, hi + 1))
+    raise ValueError(f"unknown distribution {kind!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+
+
+def sample_hparams(dists: dict[str, Any], zoo_seed: int, sample: int) -> HParams:
+    rng = np.random.default_rng(stable_seed("symzoo-hparams", zoo_seed, sample))
+    values = {name: draw(dists[name], rng) for name in HPARAM_NAMES}
+    values["epochs"] = int(values["epochs"])
+    return HParams(**values)
+
+
+def plan_zoo(
+    n_samples: int,
+    variants: list[str],
+    replicates: int = 1,
+    zoo_seed: int = 0,
+    dists: dict[str, Any] | None = None,
+) -> list[NetSpec]:
+    """Ordered sample-major, so any prefix of the plan is itself a complete paired zoo."""
+    dists = {**PAPER_TABLE8, **(dists or {})}
+    specs = []
+    for s in range(n_samples):
+        hp = sample_hparams(dists, zoo_seed, s)
+        for r in range(replicates):
+            seed = stable_seed("symzoo-net", zoo_seed, s, r) % (2**31)
+            for v in variants:
+                specs.append(NetSpec(len(specs), s, r, v, seed, hp))
+    return specs
