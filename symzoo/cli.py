@@ -44,6 +44,24 @@ def cmd_train_one(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=1))
 
 
+def cmd_generate(args: argparse.Namespace) -> None:
+    from pipelines.generate import generate
+
+    report = generate(args.config, args.out, args.address, show_progress=not args.no_progress)
+    if not report.ok:
+        first = next(iter(report.failed.items()))
+        raise SystemExit(
+            f"symzoo: error: {len(report.failed)} shard(s) failed (shard {first[0]}: {first[1]}); "
+            "rerun the same command to retry them"
+        )
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from zoo.info import describe
+
+    print(describe(args.zoo, checksums=args.verify))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symzoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--threads", type=int, default=2)
     one.add_argument("--device", default=None)
     one.set_defaults(func=cmd_train_one)
+
+    gen = sub.add_parser("generate", help="train a zoo from a YAML config on Ray (resumes where it stopped)")
+    gen.add_argument("config", help="zoo config, e.g. configs/digits_demo.yaml")
+    gen.add_argument("--out", default=None, help="zoo directory (default: zoos/<config name>)")
+    gen.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
+    gen.add_argument("--no-progress", action="store_true", help="no progress bar")
+    gen.set_defaults(func=cmd_generate)
+
+    info = sub.add_parser("info", help="counts, accuracies and sizes of a stored zoo")
+    info.add_argument("zoo", help="zoo directory")
+    info.add_argument("--verify", action="store_true", help="also check every shard's sha256 against the manifest")
+    info.set_defaults(func=cmd_info)
     return parser
 
 

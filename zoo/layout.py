@@ -70,6 +70,8 @@ class ParamLayout:
         return torch.cat(flat, dim=-1).float()
 
     def unflatten(self, flat: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
+        if isinstance(flat, np.ndarray) and not flat.flags.writeable:
+            flat = flat.copy()  # Arrow-backed arrays are read-only; torch wants to own writable memory
         flat = torch.as_tensor(flat)
         if flat.shape[-1] != self.size:
             raise ValueError(f"flat vector has {flat.shape[-1]} entries, layout expects {self.size}")

@@ -1,0 +1,253 @@
+"""``symzoo generate``: train a zoo on Ray, one Parquet shard per work unit, resumable at shard granularity."""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from pipelines.stage import StageReport, WorkUnit, connect, run_stage
+from symzoo.errors import ZooError
+from zoo.augment import AugmentConfig
+from zoo.config import config_hash, load_config
+from zoo.data import Dataset, load_dataset
+from zoo.layout import ParamLayout
+from zoo.models import build
+from zoo.plan import NetSpec, plan_zoo
+from zoo.store import (
+    MODELS,
+    check_shard,
+    file_sha256,
+    flat_numpy,
+    new_manifest,
+    open_zoo,
+    quarantine,
+    read_manifest,
+    rows_to_table,
+    shard_path,
+    write_manifest,
+    write_shard,
+)
+from zoo.train import Recipe, train_network
+
+
+def recipe_from(cfg: dict) -> Recipe:
+    t = cfg["training"]
+    return Recipe(
+        batch_size=t["batch_size"],
+        warmup_epochs=t["warmup_epochs"],
+        optimizer=t["optimizer"],
+        momentum=t["momentum"],
+        augment=AugmentConfig(**t["augment"]),
+        amp=t["amp"],
+    )
+
+
+def dataset_from(cfg: dict) -> Dataset:
+    d = cfg["data"]
+    return load_dataset(
+        d["name"],
+        root=d["root"],
+        size=d["size"],
+        train_per_class=d["train_per_class"],
+        test_per_class=d["test_per_class"],
+        subset_seed=d["subset_seed"],
+        download=d["download"],
+    )
+
+
+def build_for(cfg: dict, spec: NetSpec, data: Dataset) -> torch.nn.Module:
+    return build(
+        cfg["model"]["arch"],
+        spec.variant,
+        data.in_shape,
+        data.num_classes,
+        asym_seed=cfg["seed"],
+        init_seed=spec.seed,
+        width=cfg["model"]["width"],
+    )
+
+
+def layouts_for(cfg: dict, data: Dataset) -> dict[str, ParamLayout]:
+    """One layout per variant: same tensors and offsets, different trainable entries."""
+    return {
+        v: ParamLayout.from_model(
+            build(
+                cfg["model"]["arch"],
+                v,
+                data.in_shape,
+                data.num_classes,
+                asym_seed=cfg["seed"],
+                width=cfg["model"]["width"],
+            )
+        )
+        for v in cfg["variants"]
+    }
+
+
+def result_row(cfg: dict, spec: NetSpec, init: torch.Tensor, result: Any | None, error: str = "") -> dict:
+    """One Parquet row; a network whose training raised is kept with status "failed" and its reason."""
+    row = spec.row() | {"arch": cfg["model"]["arch"], "dataset": cfg["data"]["name"], "weights_init": flat_numpy(init)}
+    if result is None:
+        return row | {
+            "status": "failed",
+            "reason": error,
+            "epochs_done": 0,
+            "history_train_loss": [],
+            "history_train_acc": [],
+            "seconds": 0.0,
+            **dict.fromkeys(["train_loss", "train_acc", "test_loss", "test_acc"], float("nan")),
+        }
+    row |= {
+        k: getattr(result, k)
+        for k in ("status", "reason", "epochs_done", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+    }
+    row["history_train_loss"] = result.history["train_loss"]
+    row["history_train_acc"] = result.history["train_acc"]
+    row["weights_final"] = flat_numpy(result.final_weights)
+    for epoch, flat in result.checkpoints.items():
+        row[f"weights_epoch_{epoch}"] = flat_numpy(flat)
+    return row
+
+
+def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None) -> list[dict]:
+    """Train networks one by one, or in packs when ``training.pack_size > 1``; rows come back in plan order."""
+    recipe = recipe_from(cfg)
+    checkpoints = cfg["training"]["checkpoint_epochs"]
+    pack_size = cfg["training"]["pack_size"]
+    if pack_size > 1:
+        from zoo.packed import train_specs_packed
+
+        return train_specs_packed(specs, cfg, data, recipe, pack_size, result_row, build_for, on_progress)
+    rows = []
+    for spec in specs:
+        model = build_for(cfg, spec, data).to(data.x_train.device)
+        init = ParamLayout.from_model(model).flatten(model).cpu()
+        try:
+            result = train_network(model, data, spec.hparams, recipe, spec.seed, checkpoints)
+            rows.append(result_row(cfg, spec, init, result))
+        except Exception as e:  # a broken network is recorded, never fatal to its shard
+            rows.append(result_row(cfg, spec, init, None, f"{type(e).__name__}: {e}"[:500]))
+            traceback.print_exc(file=sys.stderr)
+        if on_progress:
+            on_progress(len(rows))
+    return rows
+
+
+@ray.remote(max_retries=3)
+def train_shard(spec_rows: list[NetSpec], cfg: dict, data: Dataset, layouts_json: dict, progress, unit: int):
+    """Ray task: train one shard's networks on this worker's device; returns the shard as an Arrow table."""
+    threads = max(1, int(cfg["execution"]["cpus_per_task"]))
+    torch.set_num_threads(threads)
+    use_gpu = cfg["execution"]["gpus_per_task"] > 0 and torch.cuda.is_available()
+    data = data.to("cuda" if use_gpu else "cpu")
+    rows = train_specs(spec_rows, cfg, data, on_progress=lambda n: progress.set.remote(unit, n))
+    return rows_to_table(rows, layouts_json, cfg["training"]["checkpoint_epochs"])
+
+
+def plan_units(cfg: dict, out: Path) -> list[WorkUnit]:
+    specs = plan_zoo(cfg["networks"], cfg["variants"], cfg["replicates"], cfg["seed"], cfg["hyperparameters"])
+    per = cfg["execution"]["networks_per_shard"]
+    chunks = [specs[i : i + per] for i in range(0, len(specs), per)]
+    return [WorkUnit(i, shard_path(out, i), chunk, len(chunk)) for i, chunk in enumerate(chunks)]
+
+
+def prepare_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int) -> dict:
+    """Create the manifest, or check that an existing zoo at ``out`` was made from this very config."""
+    h = config_hash(cfg)
+    if (out / "manifest.json").exists():
+        manifest = read_manifest(out)
+        if manifest["config_hash"] != h:
+            raise ZooError(
+                f"{out} holds a zoo from a different config (hash {manifest['config_hash']}, this one {h}); "
+                "use another --out or the zoo's own config"
+            )
+        if manifest["dataset_fingerprint"] != data.fingerprint():
+            raise ZooError(
+                f"{out} was trained on different data (fingerprint {manifest['dataset_fingerprint']}); "
+                "restore that data set or use another --out"
+            )
+        return manifest
+    if out.exists() and any(out.iterdir()):
+        raise ZooError(f"{out} exists and is not a zoo; choose an empty or new --out directory")
+    manifest = new_manifest(cfg, h, layouts, data.fingerprint(), data.in_shape, data.num_classes, n_shards)
+    write_manifest(out, manifest)
+    return manifest
+
+
+def generate(
+    config_path: str | Path, out: str | Path | None = None, address: str | None = None, show_progress: bool = True
+) -> StageReport:
+    cfg = load_config(config_path)
+    out = Path(out) if out else Path("zoos") / cfg["name"]
+    data = dataset_from(cfg)  # before anything is written: missing data fails here
+    layouts = layouts_for(cfg, data)
+    units = plan_units(cfg, out)
+    manifest = prepare_manifest(cfg, out, data, layouts, len(units))
+    layouts_json = {v: layout.to_json() for v, layout in layouts.items()}
+
+    def check(unit: WorkUnit) -> None:
+        check_shard(unit.output, [s.model_id for s in unit.payload])
+
+    def write(unit: WorkUnit, table) -> str:
+        return write_shard(out, unit.index, table)
+
+    connect(address, num_cpus=None)
+    execution = cfg["execution"]
+    resources = {
+        "num_cpus": execution["cpus_per_task"],
+        "num_gpus": execution["gpus_per_task"],
+        "max_retries": execution["max_retries"],
+    }
+    n_nets = sum(u.size for u in units)
+    print(
+        f"symzoo: {cfg['name']}: {n_nets} networks ({', '.join(cfg['variants'])}) in {len(units)} shards -> {out}",
+        file=sys.stderr,
+    )
+    start = time.perf_counter()
+    report = run_stage(
+        units,
+        train_shard,
+        (cfg, ray.put(data), layouts_json),
+        check,
+        write,
+        lambda u: quarantine(out, u.output),
+        resources,
+        desc=cfg["name"],
+        show_progress=show_progress,
+    )
+    finalize_manifest(out, manifest, report, len(units))
+    trained = sum(units[i].size for i in report.done)
+    seconds = time.perf_counter() - start
+    print(
+        f"symzoo: trained {trained} networks in {seconds:.0f} s; {len(report.skipped)} shards were already done"
+        + (f"; {len(report.failed)} shards failed" if report.failed else ""),
+        file=sys.stderr,
+    )
+    return report
+
+
+def finalize_manifest(out: Path, manifest: dict, report: StageReport, n_shards: int) -> None:
+    """Record shard checksums and counts; the zoo is complete when every planned shard exists."""
+    shards = manifest.setdefault("shards", {})
+    shards.update(report.checksums)
+    for path in sorted((out / MODELS).glob("part-*.parquet")):
+        if path.name not in shards:
+            shards[path.name] = file_sha256(path)
+    zoo = open_zoo(out, verify=False)
+    frame = zoo.frame
+    counts = frame.groupby(["variant", "status"]).size() if len(frame) else {}
+    manifest["counts"] = {f"{v}/{s}": int(n) for (v, s), n in dict(counts).items()}
+    manifest["n_networks"] = int(len(frame))
+    manifest["complete"] = len(shards) == n_shards and report.ok
+    manifest["mean_test_acc"] = {
+        v: float(np.nanmean(g["test_acc"])) if g["test_acc"].notna().any() else None
+        for v, g in frame.groupby("variant")
+    }
+    write_manifest(out, manifest)

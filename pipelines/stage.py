@@ -1,0 +1,128 @@
+"""The one runner behind every stage: for each work unit whose output is missing, run a Ray task, then write its
+result atomically on the driver; finally report.
+
+Resume, retries, progress and error reporting therefore behave the same in generation and every analysis stage.
+Tasks return their result to the driver (through Ray's object store), so workers need no shared filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from tqdm import tqdm
+
+from symzoo.errors import ZooError
+
+
+@dataclass
+class WorkUnit:
+    index: int
+    output: Path
+    payload: Any
+    size: int  # items (networks) in the unit, for progress
+
+
+@dataclass
+class StageReport:
+    done: list[int] = field(default_factory=list)  # units finished in this run
+    skipped: list[int] = field(default_factory=list)  # units whose output already existed
+    quarantined: list[Path] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)  # unit -> first line of the error
+    checksums: dict[str, str] = field(default_factory=dict)  # output file name -> sha256
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@ray.remote(num_cpus=0)
+class Progress:
+    """Items finished per unit; set (not added) so a retried task does not count twice."""
+
+    def __init__(self) -> None:
+        self.per_unit: dict[int, int] = {}
+
+    def set(self, unit: int, n: int) -> None:
+        self.per_unit[unit] = n
+
+    def total(self) -> int:
+        return sum(self.per_unit.values())
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> None:
+    """Join the cluster at ``address`` (or ``$RAY_ADDRESS``), else start a local one (token auth stays on)."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+
+
+def run_stage(
+    units: list[WorkUnit],
+    task: Any,
+    task_args: tuple,
+    check_output: Callable[[WorkUnit], None],
+    write_output: Callable[[WorkUnit, Any], str],
+    quarantine_output: Callable[[WorkUnit], Path],
+    resources: dict[str, Any],
+    desc: str,
+    show_progress: bool = True,
+) -> StageReport:
+    """Run ``task.remote(unit.payload, *task_args, progress, unit.index)`` for every unit without a sound output.
+
+    ``check_output`` raises ``ZooError`` for a corrupt output, which is moved aside and redone, never read.
+    """
+    report = StageReport()
+    pending: list[WorkUnit] = []
+    for unit in units:
+        if unit.output.exists():
+            try:
+                check_output(unit)
+                report.skipped.append(unit.index)
+                continue
+            except ZooError as e:
+                moved = quarantine_output(unit)
+                report.quarantined.append(moved)
+                print(f"symzoo: warning: {e}; moved to {moved} and retraining it", file=sys.stderr)
+        pending.append(unit)
+    total = sum(u.size for u in units)
+    already = sum(u.size for u in units if u.index in report.skipped)
+    if not pending:
+        return report
+    progress = Progress.remote()
+    remote = task.options(**resources)
+    running = {remote.remote(u.payload, *task_args, progress, u.index): u for u in pending}
+    bar = tqdm(total=total, initial=already, desc=desc, unit="net", disable=not show_progress, file=sys.stderr)
+    finished_items = 0
+    try:
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            for ref in ready:
+                unit = running.pop(ref)
+                try:
+                    result = ray.get(ref)
+                    report.checksums[unit.output.name] = write_output(unit, result)
+                    report.done.append(unit.index)
+                    finished_items += unit.size
+                except (ray.exceptions.RayError, OSError) as e:
+                    report.failed[unit.index] = str(e).strip().splitlines()[-1][:300]
+            in_flight = ray.get(progress.total.remote())
+            bar.n = already + max(finished_items, in_flight)
+            bar.refresh()
+    finally:
+        bar.close()
+        for ref in running:
+            ray.cancel(ref, force=True)
+        ray.kill(progress)
+    time.sleep(0)  # let the bar's final line flush before any summary
+    return report

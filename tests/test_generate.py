@@ -1,0 +1,207 @@
+"""`symzoo generate` on a real local Ray cluster: contents, round trips, resume, corruption, bad configs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import ray
+import torch
+import yaml
+
+from pipelines.generate import generate
+from symzoo.cli import main as cli_main
+from symzoo.errors import ZooError
+from zoo.store import open_zoo
+from zoo.train import evaluate
+
+TINY = {
+    "name": "tiny",
+    "seed": 3,
+    "data": {"name": "digits", "train_per_class": 40},
+    "variants": ["standard", "w_asym"],
+    "networks": 3,
+    "hyperparameters": {"epochs": {"randint": [2, 3]}, "lr": {"log_uniform": [0.005, 0.05]}},
+    "training": {
+        "batch_size": 100,
+        "warmup_epochs": 1,
+        "augment": {"flip": False, "cutout": 0},
+        "checkpoint_epochs": [1],
+    },
+    "execution": {"networks_per_shard": 2},
+}
+
+
+def write_config(tmp_path: Path, **overrides) -> Path:
+    cfg = {**TINY, **overrides}
+    path = tmp_path / "zoo.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(ray_cluster, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tiny")
+    out = tmp / "zoo"
+    report = generate(write_config(tmp), out, show_progress=False)
+    assert report.ok and len(report.done) == 3
+    return out
+
+
+def test_zoo_has_every_planned_network_once(tiny_zoo):
+    df = pd.read_parquet(tiny_zoo / "models", columns=["model_id", "variant", "sample", "test_acc"])
+    assert sorted(df["model_id"]) == list(range(6))
+    assert df.groupby("sample")["variant"].apply(sorted).tolist() == [["standard", "w_asym"]] * 3
+    zoo = open_zoo(tiny_zoo)
+    assert zoo.manifest["complete"] and zoo.manifest["counts"] == {"standard/ok": 3, "w_asym/ok": 3}
+    assert len(zoo.manifest["shards"]) == 3
+
+
+def test_schema_scalars_first_weights_fixed_size(tiny_zoo):
+    schema = pq.read_schema(next((tiny_zoo / "models").glob("*.parquet")))
+    names = schema.names
+    assert names[:4] == ["model_id", "sample", "replicate", "variant"]
+    assert names[-3:] == ["weights_init", "weights_final", "weights_epoch_1"]
+    assert schema.field("weights_final").type.list_size == 77_754
+    assert schema.metadata[b"symzoo.schema_version"] == b"1"
+    frame = open_zoo(tiny_zoo).frame
+    assert "weights_final" not in frame.columns
+    assert all(len(h) == e for h, e in zip(frame["history_train_loss"], frame["epochs"], strict=True))
+
+
+def test_paired_networks_share_hyperparameters_and_seed(tiny_zoo):
+    frame = open_zoo(tiny_zoo).frame
+    for _, pair in frame.groupby("sample"):
+        assert pair[["lr", "weight_decay", "label_smoothing", "epochs", "seed"]].nunique().max() == 1
+
+
+def test_rows_rebuild_into_modules_with_the_stored_accuracy(tiny_zoo):
+    zoo = open_zoo(tiny_zoo)
+    data = zoo.dataset()
+    for model_id in (0, 1):
+        model = zoo.model(model_id)
+        loss, acc = evaluate(model, data, data.x_test, data.y_test, 1000)
+        stored = zoo.frame.set_index("model_id").loc[model_id]
+        assert float(acc) == pytest.approx(stored["test_acc"], abs=1e-9)
+        assert float(loss) == pytest.approx(stored["test_loss"], rel=1e-5)
+    w = zoo.weights("final", variant="w_asym", trainable_only=True)
+    assert w.shape == (3, 60_634) and w.dtype == np.float32
+    init = zoo.weights("init", variant="w_asym")
+    fixed = ~zoo.layout("w_asym").trainable
+    assert np.all(init[:, fixed] == 0) and np.all(zoo.weights("final", variant="w_asym")[:, fixed] == 0)
+    with pytest.raises(ZooError, match="needs a variant"):
+        zoo.weights("final", trainable_only=True)
+    with pytest.raises(ZooError, match="stores init, final, epoch_1"):
+        zoo.weights("epoch_7")
+
+
+def test_same_config_gives_the_same_zoo(ray_cluster, tiny_zoo, tmp_path):
+    again = tmp_path / "again"
+    generate(write_config(tmp_path), again, show_progress=False)
+    a, b = open_zoo(tiny_zoo), open_zoo(again)
+    assert np.array_equal(a.weights("final"), b.weights("final"))
+    cols = ["model_id", "variant", "lr", "test_acc", "train_loss"]
+    pd.testing.assert_frame_equal(a.frame[cols], b.frame[cols])
+
+
+def test_rerun_skips_finished_shards_and_rejects_another_config(ray_cluster, tiny_zoo, tmp_path):
+    before = {p.name: p.stat().st_mtime_ns for p in (tiny_zoo / "models").iterdir()}
+    report = generate(write_config(tmp_path), tiny_zoo, show_progress=False)
+    assert report.done == [] and len(report.skipped) == 3
+    assert {p.name: p.stat().st_mtime_ns for p in (tiny_zoo / "models").iterdir()} == before
+    with pytest.raises(ZooError, match="different config"):
+        generate(write_config(tmp_path, networks=4), tiny_zoo, show_progress=False)
+
+
+def test_corrupt_shard_is_named_then_quarantined_and_retrained(ray_cluster, tmp_path):
+    out = tmp_path / "zoo"
+    cfg = write_config(tmp_path, networks=1)
+    generate(cfg, out, show_progress=False)
+    shard = out / "models" / "part-00000.parquet"
+    good = pd.read_parquet(shard, columns=["model_id", "test_acc"])
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # truncated copy
+    with pytest.raises(ZooError, match="corrupt shard .*part-00000.parquet"):
+        open_zoo(out)
+    generate(cfg, out, show_progress=False)
+    assert len(list((out / "quarantine").iterdir())) == 1  # the bad bytes are kept, not deleted
+    pd.testing.assert_frame_equal(pd.read_parquet(shard, columns=["model_id", "test_acc"]), good)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"variants": ["standard", "asym"]}, "variants[1]': 'asym' is not allowed; choose one of standard, w_asym"),
+        ({"networks": 0}, "'networks': 0 is not allowed; an integer >= 1"),
+        ({"data": {"name": "mnist"}}, "'data.name': 'mnist' is not allowed; choose one of cifar10, fashion_mnist"),
+        ({"trainig": {}}, "'trainig': unknown field; allowed: name, seed, data"),
+        ({"training": {"optimizer": "adam"}}, "'training.optimizer': 'adam' is not allowed; choose one of adamw, sgd"),
+        ({"hyperparameters": {"lr": {"normal": [0, 1]}}}, "choose one of log_uniform, uniform, randint"),
+        ({"execution": {"gpus_per_task": -1}}, "'execution.gpus_per_task'"),
+    ],
+)
+def test_bad_configs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, change, message):
+    out = tmp_path / "zoo"
+    code = cli_main(["generate", str(write_config(tmp_path, **change)), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and "\n" not in err, err
+    assert not out.exists()
+
+
+def test_wrong_paths_exit_2_with_the_fix(tmp_path, capsys):
+    assert cli_main(["generate", str(tmp_path / "nope.yaml")]) == 2
+    assert "not found; pass a YAML file" in capsys.readouterr().err
+    (tmp_path / "bad.yaml").write_text("networks: [1,\n")
+    assert cli_main(["generate", str(tmp_path / "bad.yaml")]) == 2
+    assert "not valid YAML at line" in capsys.readouterr().err
+    assert cli_main(["info", str(tmp_path)]) == 2
+    assert "is not a zoo" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_losing_or_duplicating(tmp_path):
+    """Kill the whole `symzoo generate` process group after its first shard lands, then rerun to completion."""
+    cfg = write_config(tmp_path, networks=6, execution={"networks_per_shard": 2})
+    out = tmp_path / "zoo"
+    cmd = [sys.executable, "-m", "symzoo.cli", "generate", str(cfg), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((out / "models").glob("part-*.parquet")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    survivors = {p.name: p.read_bytes() for p in (out / "models").glob("part-*.parquet")}
+    assert 1 <= len(survivors) < 6, "the kill should land mid-run"
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    ids = pd.read_parquet(out / "models", columns=["model_id"])["model_id"]
+    assert sorted(ids) == list(range(12))
+    for name, data in survivors.items():
+        assert (out / "models" / name).read_bytes() == data, "finished shards must not be retrained"
+    assert open_zoo(out).manifest["complete"]
+
+
+def test_divergence_is_a_row_not_a_crash(ray_cluster, tmp_path):
+    cfg = write_config(
+        tmp_path, networks=1, variants=["sigma_asym"], hyperparameters={"lr": 1.0e30, "epochs": 2, "weight_decay": 0.0}
+    )
+    out = tmp_path / "zoo"
+    assert generate(cfg, out, show_progress=False).ok
+    row = open_zoo(out).frame.iloc[0]
+    assert row["status"] == "diverged" and "non-finite" in row["reason"]
+    assert torch.isnan(torch.tensor(row["test_acc"]))

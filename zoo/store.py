@@ -1,0 +1,336 @@
+"""Zoo storage: Parquet shards of one row per network, a manifest, and ``open_zoo`` to read them back.
+
+Scalars come first, then per-epoch history lists, then weights as ``fixed_size_list<float32>[P]``, so pandas reads
+the metadata without touching weights and a weight column becomes an ``(N, P)`` array without per-row copies.
+Shards are written to a hidden temporary name and renamed atomically; a shard that exists is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+
+from symzoo import __version__
+from symzoo.errors import ZooError
+from zoo.layout import ParamLayout
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+MODELS = "models"
+QUARANTINE = "quarantine"
+ROW_GROUP_SIZE = 32
+
+SCALAR_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("model_id", pa.int64()),
+    ("sample", pa.int32()),
+    ("replicate", pa.int32()),
+    ("variant", pa.string()),
+    ("seed", pa.int64()),
+    ("arch", pa.string()),
+    ("dataset", pa.string()),
+    ("lr", pa.float64()),
+    ("weight_decay", pa.float64()),
+    ("label_smoothing", pa.float64()),
+    ("epochs", pa.int32()),
+    ("status", pa.string()),
+    ("reason", pa.string()),
+    ("epochs_done", pa.int32()),
+    ("train_loss", pa.float64()),
+    ("train_acc", pa.float64()),
+    ("test_loss", pa.float64()),
+    ("test_acc", pa.float64()),
+    ("seconds", pa.float64()),
+]
+HISTORY_FIELDS = ("history_train_loss", "history_train_acc")
+
+
+def weight_columns(checkpoint_epochs: list[int]) -> list[str]:
+    return ["weights_init", "weights_final", *(f"weights_epoch_{e}" for e in checkpoint_epochs)]
+
+
+def shard_schema(layouts_json: dict[str, dict], checkpoint_epochs: list[int]) -> pa.Schema:
+    """The shard explains itself: schema version and every variant's layout travel in the file metadata."""
+    size = next(iter(layouts_json.values()))["size"]
+    fields = [pa.field(n, t) for n, t in SCALAR_FIELDS]
+    fields += [pa.field(n, pa.list_(pa.float32())) for n in HISTORY_FIELDS]
+    fields += [pa.field(n, pa.list_(pa.float32(), size)) for n in weight_columns(checkpoint_epochs)]
+    meta = {"symzoo.schema_version": str(SCHEMA_VERSION), "symzoo.layouts": json.dumps(layouts_json)}
+    return pa.schema(fields, metadata=meta)
+
+
+def rows_to_table(rows: list[dict[str, Any]], layouts_json: dict[str, dict], checkpoint_epochs: list[int]) -> pa.Table:
+    """Rows hold scalars, history lists and flat float32 weight arrays (or None where a network failed)."""
+    schema = shard_schema(layouts_json, checkpoint_epochs)
+    size = next(iter(layouts_json.values()))["size"]
+    columns = []
+    for f in schema:
+        values = [r.get(f.name) for r in rows]
+        if pa.types.is_fixed_size_list(f.type):
+            valid = np.array([v is not None for v in values])
+            flat = np.zeros((len(rows), size), np.float32)
+            for i, v in enumerate(values):
+                if v is not None:
+                    flat[i] = np.asarray(v, np.float32)
+            mask = pa.array(~valid) if not valid.all() else None
+            columns.append(pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), size, mask=mask))
+        else:
+            columns.append(pa.array(values, type=f.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def shard_path(zoo_dir: Path, index: int) -> Path:
+    return zoo_dir / MODELS / f"part-{index:05d}.parquet"
+
+
+def write_shard(zoo_dir: Path, index: int, table: pa.Table) -> str:
+    """Write atomically (hidden temp file, fsync, rename); returns the file's sha256."""
+    path = shard_path(zoo_dir, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=ROW_GROUP_SIZE, compression="zstd")
+    data = sink.getvalue().to_pybytes()
+    _atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_shard(path: Path, expected_ids: list[int] | None = None) -> int:
+    """Raise ``ZooError`` naming the shard unless its footer, schema version and ids are sound; returns rows."""
+    try:
+        meta = pq.read_metadata(path)
+        schema = pq.read_schema(path)
+        version = (schema.metadata or {}).get(b"symzoo.schema_version")
+        ids = pq.read_table(path, columns=["model_id"])["model_id"].to_pylist() if expected_ids is not None else None
+    except (OSError, pa.ArrowException) as e:
+        raise ZooError(f"corrupt shard {path} ({type(e).__name__}: {str(e).splitlines()[0][:80]})") from None
+    if version != str(SCHEMA_VERSION).encode():
+        raise ZooError(f"shard {path} has schema version {version!r}, this symzoo reads {SCHEMA_VERSION}")
+    if expected_ids is not None and ids != expected_ids:
+        raise ZooError(f"shard {path} holds model ids {ids[:3]}... instead of the planned {expected_ids[:3]}...")
+    return meta.num_rows
+
+
+def quarantine(zoo_dir: Path, path: Path) -> Path:
+    """Move a bad shard aside (never delete data) so the stage can retrain it."""
+    dest = zoo_dir / QUARANTINE / f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, dest)
+    return dest
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(zoo_dir: Path, manifest: dict[str, Any]) -> None:
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(zoo_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
+
+
+def read_manifest(zoo_dir: Path) -> dict[str, Any]:
+    path = zoo_dir / MANIFEST
+    if not path.is_file():
+        raise ZooError(f"{zoo_dir} is not a zoo (no {MANIFEST}); pass the --out directory of `symzoo generate`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ZooError(
+            f"{path} is not valid JSON; restore it or rerun `symzoo generate` with the zoo's config"
+        ) from None
+
+
+def new_manifest(
+    cfg: dict,
+    cfg_hash: str,
+    layouts: dict[str, ParamLayout],
+    data_fingerprint: str,
+    in_shape: tuple,
+    num_classes: int,
+    n_shards: int,
+) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "symzoo_version": __version__,
+        "config_hash": cfg_hash,
+        "config": cfg,
+        "asym_seed": cfg["seed"],
+        "dataset_fingerprint": data_fingerprint,
+        "in_shape": list(in_shape),
+        "num_classes": num_classes,
+        "layouts": {variant: layout.to_json() for variant, layout in layouts.items()},
+        "n_shards": n_shards,
+        "complete": False,
+        "shards": {},
+        "counts": {},
+    }
+
+
+def fixed_size_to_numpy(column: pa.ChunkedArray, size: int) -> np.ndarray:
+    """``(N, size)`` float32 array of a fixed-size-list column: zero-copy for one chunk without nulls (NaN rows
+    stand for nulls, e.g. the final weights of a failed network)."""
+    parts = []
+    for chunk in column.chunks:
+        if chunk.null_count == 0:
+            parts.append(chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, size))
+        else:
+            arr = np.full((len(chunk), size), np.nan, np.float32)
+            valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+            arr[valid] = chunk.drop_null().flatten().to_numpy().reshape(-1, size)
+            parts.append(arr)
+    if not parts:
+        return np.zeros((0, size), np.float32)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+@dataclass
+class Zoo:
+    """A stored zoo: metadata as a DataFrame, weights as arrays, any row as a working module."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.manifest["config"]
+
+    @cached_property
+    def layouts(self) -> dict[str, ParamLayout]:
+        """Per variant: the same tensors and offsets, different trainable entries."""
+        return {v: ParamLayout.from_json(j) for v, j in self.manifest["layouts"].items()}
+
+    @property
+    def n_params(self) -> int:
+        return next(iter(self.layouts.values())).size
+
+    def layout(self, variant: str) -> ParamLayout:
+        if variant not in self.layouts:
+            raise ZooError(f"variant {variant!r} is not in this zoo; it holds {', '.join(self.layouts)}")
+        return self.layouts[variant]
+
+    @cached_property
+    def shards(self) -> list[Path]:
+        return sorted((self.path / MODELS).glob("part-*.parquet"))
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """Scalars and history of every network, sorted by model_id; no weights are read."""
+        if not self.shards:
+            return pd.DataFrame(columns=[n for n, _ in SCALAR_FIELDS])
+        names = [n for n, _ in SCALAR_FIELDS] + list(HISTORY_FIELDS)
+        table = pa.concat_tables(pq.read_table(p, columns=names) for p in self.shards)
+        return table.to_pandas().sort_values("model_id", ignore_index=True)
+
+    def weights(
+        self,
+        which: str = "final",
+        variant: str | None = None,
+        model_ids: list[int] | None = None,
+        trainable_only: bool = False,
+    ) -> np.ndarray:
+        """``(N, P)`` float32 weights (``which``: init, final or epoch_E) in model_id order; NaN rows where absent."""
+        if which not in self.weight_kinds():
+            raise ZooError(f"no weights {which!r}; this zoo stores {', '.join(self.weight_kinds())}")
+        column = f"weights_{which}"
+        filters = []
+        if variant is not None:
+            filters.append(("variant", "=", variant))
+        if model_ids is not None:
+            filters.append(("model_id", "in", list(model_ids)))
+        tables = [pq.read_table(p, columns=["model_id", column], filters=filters or None) for p in self.shards]
+        if not tables:
+            return np.zeros((0, self.n_params), np.float32)
+        table = pa.concat_tables(tables).sort_by("model_id")
+        out = fixed_size_to_numpy(table[column], self.n_params)
+        if not trainable_only:
+            return out
+        if variant is None:
+            raise ZooError("trainable_only needs a variant= (variants differ in which entries are trainable)")
+        return out[:, self.layout(variant).trainable_index]
+
+    def weight_kinds(self) -> list[str]:
+        return [c.removeprefix("weights_") for c in weight_columns(self.config["training"]["checkpoint_epochs"])]
+
+    def model(self, model_id: int, which: str = "final") -> nn.Module:
+        """Rebuild network ``model_id`` (fixed structure from the zoo seed) with its stored weights."""
+        from zoo.models import build
+
+        row = self.frame.loc[self.frame["model_id"] == model_id]
+        if row.empty:
+            raise ZooError(f"model_id {model_id} is not in {self.path}")
+        r = row.iloc[0]
+        model = build(
+            r["arch"],
+            r["variant"],
+            tuple(self.manifest["in_shape"]),
+            self.manifest["num_classes"],
+            asym_seed=self.manifest["asym_seed"],
+            init_seed=int(r["seed"]),
+            width=self.config["model"]["width"],
+        )
+        return self.layout(r["variant"]).load_into(model, self.weights(which, model_ids=[model_id])[0]).eval()
+
+    def dataset(self):
+        from zoo.data import load_dataset
+
+        d = self.config["data"]
+        return load_dataset(
+            d["name"],
+            root=d["root"],
+            size=d["size"],
+            train_per_class=d["train_per_class"],
+            test_per_class=d["test_per_class"],
+            subset_seed=d["subset_seed"],
+            download=d["download"],
+        )
+
+    def verify(self, checksums: bool = False) -> None:
+        """Check every shard's footer (and, with ``checksums``, its sha256 against the manifest)."""
+        recorded = self.manifest.get("shards", {})
+        for p in self.shards:
+            check_shard(p)
+            if checksums and p.name in recorded and file_sha256(p) != recorded[p.name]:
+                raise ZooError(
+                    f"corrupt shard {p} (checksum differs from the manifest); rerun `symzoo generate` "
+                    "with the zoo's config to retrain it"
+                )
+
+
+def open_zoo(path: str | Path, verify: bool = True) -> Zoo:
+    """Open a zoo directory; ``verify`` checks every shard's footer so a truncated shard is named, not read."""
+    zoo_dir = Path(path)
+    if not zoo_dir.is_dir():
+        raise ZooError(f"zoo directory {zoo_dir} does not exist; pass the --out directory of `symzoo generate`")
+    zoo = Zoo(zoo_dir, read_manifest(zoo_dir))
+    if verify:
+        zoo.verify()
+    return zoo
+
+
+def flat_numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.detach().cpu().float().numpy()
