@@ -19,6 +19,7 @@ from zoo.config import config_hash, load_config
 from zoo.data import Dataset, load_dataset
 from zoo.layout import ParamLayout
 from zoo.models import build
+from zoo.packed import train_pack
 from zoo.plan import NetSpec, plan_zoo
 from zoo.store import (
     MODELS,
@@ -116,28 +117,45 @@ def result_row(cfg: dict, spec: NetSpec, init: torch.Tensor, result: Any | None,
     return row
 
 
+def packs(specs: list[NetSpec], pack_size: int) -> list[list[NetSpec]]:
+    """Groups of up to ``pack_size`` networks of one variant (a pack shares its fixed structure)."""
+    groups = []
+    for variant in dict.fromkeys(s.variant for s in specs):
+        same = [s for s in specs if s.variant == variant]
+        groups += [same[i : i + pack_size] for i in range(0, len(same), pack_size)]
+    return groups
+
+
 def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None) -> list[dict]:
-    """Train networks one by one, or in packs when ``training.pack_size > 1``; rows come back in plan order."""
+    """Train networks one by one, or packed when ``training.pack_size > 1``; rows come back in plan order.
+
+    An exception is recorded as status "failed" on the networks it hit and never ends the shard.
+    """
     recipe = recipe_from(cfg)
     checkpoints = cfg["training"]["checkpoint_epochs"]
     pack_size = cfg["training"]["pack_size"]
-    if pack_size > 1:
-        from zoo.packed import train_specs_packed
-
-        return train_specs_packed(specs, cfg, data, recipe, pack_size, result_row, build_for, on_progress)
-    rows = []
-    for spec in specs:
-        model = build_for(cfg, spec, data).to(data.x_train.device)
-        init = ParamLayout.from_model(model).flatten(model).cpu()
+    device = data.x_train.device
+    rows: dict[int, dict] = {}
+    for group in packs(specs, pack_size):
+        models = [build_for(cfg, s, data).to(device) for s in group]
+        layout = ParamLayout.from_model(models[0])
+        inits = [layout.flatten(m).cpu() for m in models]
         try:
-            result = train_network(model, data, spec.hparams, recipe, spec.seed, checkpoints)
-            rows.append(result_row(cfg, spec, init, result))
-        except Exception as e:  # a broken network is recorded, never fatal to its shard
-            rows.append(result_row(cfg, spec, init, None, f"{type(e).__name__}: {e}"[:500]))
+            if pack_size == 1:
+                results = [train_network(models[0], data, group[0].hparams, recipe, group[0].seed, checkpoints)]
+            else:
+                results = train_pack(
+                    models, data, [s.hparams for s in group], [s.seed for s in group], recipe, checkpoints
+                )
+            for spec, init, result in zip(group, inits, results, strict=True):
+                rows[spec.model_id] = result_row(cfg, spec, init, result)
+        except Exception as e:  # recorded, never fatal to the shard
             traceback.print_exc(file=sys.stderr)
+            for spec, init in zip(group, inits, strict=True):
+                rows[spec.model_id] = result_row(cfg, spec, init, None, f"{type(e).__name__}: {e}"[:500])
         if on_progress:
             on_progress(len(rows))
-    return rows
+    return [rows[s.model_id] for s in specs]
 
 
 @ray.remote(max_retries=3)

@@ -26,10 +26,10 @@ from zoo.train import evaluate
 TINY = {
     "name": "tiny",
     "seed": 3,
-    "data": {"name": "digits", "train_per_class": 40},
+    "data": {"name": "digits"},
     "variants": ["standard", "w_asym"],
     "networks": 3,
-    "hyperparameters": {"epochs": {"randint": [2, 3]}, "lr": {"log_uniform": [0.005, 0.05]}},
+    "hyperparameters": {"epochs": {"randint": [2, 3]}, "lr": {"log_uniform": [0.005, 0.02]}},
     "training": {
         "batch_size": 100,
         "warmup_epochs": 1,
@@ -205,3 +205,19 @@ def test_divergence_is_a_row_not_a_crash(ray_cluster, tmp_path):
     row = open_zoo(out).frame.iloc[0]
     assert row["status"] == "diverged" and "non-finite" in row["reason"]
     assert torch.isnan(torch.tensor(row["test_acc"]))
+
+
+def test_packed_generation_writes_the_same_zoo(ray_cluster, tiny_zoo, tmp_path):
+    """Same schema, ids, inits and statuses; exact equality of the training itself is shown in float64 by
+    tests/test_packed.py (float32 rounding differs between batched and plain kernels)."""
+    out = tmp_path / "packed"
+    training = {**TINY["training"], "pack_size": 4}
+    assert generate(write_config(tmp_path, training=training), out, show_progress=False).ok
+    single, packed = open_zoo(tiny_zoo), open_zoo(out)
+    assert pq.read_schema(next((out / "models").glob("*.parquet"))).equals(
+        pq.read_schema(next((tiny_zoo / "models").glob("*.parquet"))), check_metadata=True
+    )
+    assert np.array_equal(single.weights("init"), packed.weights("init"))
+    cols = ["model_id", "variant", "status", "epochs_done", "lr"]
+    pd.testing.assert_frame_equal(single.frame[cols], packed.frame[cols])
+    assert np.allclose(single.frame["test_acc"], packed.frame["test_acc"], atol=0.05)

@@ -58,9 +58,10 @@ class Dataset:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 -> float, zero-mean per channel, so "fill with the mean colour" is "fill with 0"."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x.float() - mean) / std
+        dtype = torch.get_default_dtype()
+        mean = torch.tensor(self.mean, device=x.device, dtype=dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=dtype).view(1, -1, 1, 1)
+        return (x.to(dtype) - mean) / std
 
     def to(self, device: torch.device | str) -> Dataset:
         move = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}

@@ -57,9 +57,14 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return min((step + 1) / warmup_steps, (total_steps - step) / (total_steps - warmup_steps))
 
 
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """bf16 autocast outputs go up to float32; float64 (used to prove equivalences exactly) stays."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 def smoothed_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smoothing: torch.Tensor | float) -> torch.Tensor:
     """Mean label-smoothed CE over the last batch dim; ``smoothing`` broadcasts over any leading (network) dims."""
-    logp = F.log_softmax(logits.float(), dim=-1)
+    logp = F.log_softmax(at_least_float32(logits), dim=-1)
     nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
     uniform = -logp.mean(-1)
     smoothing = torch.as_tensor(smoothing, dtype=logp.dtype, device=logp.device).unsqueeze(-1)
@@ -85,9 +90,9 @@ def evaluate(
     loss_sum, correct = 0.0, 0.0
     for i in range(0, len(x), batch_size):
         with autocast(x.device, amp):
-            logits = forward(data.normalize(x[i : i + batch_size])).float()
-        yb = y[i : i + batch_size]
-        loss_sum = loss_sum + smoothed_cross_entropy(logits, yb, 0.0) * len(yb)
+            logits = at_least_float32(forward(data.normalize(x[i : i + batch_size])))
+        yb = y[i : i + batch_size].expand(logits.shape[:-1])  # packed logits carry a leading network dim
+        loss_sum = loss_sum + smoothed_cross_entropy(logits, yb, 0.0) * yb.shape[-1]
         correct = correct + (logits.argmax(-1) == yb).float().sum(-1)
     return loss_sum / len(x), correct / len(x)
 

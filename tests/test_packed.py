@@ -1,0 +1,129 @@
+"""Packed training is the one-by-one recipe, computed for K networks at once."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.func import functional_call, vmap
+
+from zoo.augment import AugmentConfig
+from zoo.data import load_dataset
+from zoo.layout import ParamLayout
+from zoo.models import build
+from zoo.packed import PackedAdamW, stack_parameters, train_pack
+from zoo.plan import HParams
+from zoo.train import Recipe, smoothed_cross_entropy, train_network
+
+RECIPE = Recipe(batch_size=100, warmup_epochs=1, augment=AugmentConfig(flip=True, translate=1, cutout=2))
+# Networks that learn; each has its own lr, weight decay, smoothing and epoch count.
+HPARAMS = [HParams(0.01, 1e-3, 0.1, 3), HParams(0.005, 1e-2, 0.05, 2), HParams(0.005, 1e-4, 0.2, 4)]
+SEEDS = [11, 12, 13]
+
+
+@pytest.fixture(scope="module")
+def small_digits():
+    return load_dataset("digits", train_per_class=50)
+
+
+@pytest.fixture
+def float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+@pytest.mark.parametrize("variant", ["standard", "w_asym", "sigma_asym"])
+def test_pack_equals_one_by_one_exactly_in_float64(digits, float64, variant):
+    """In float64 rounding noise cannot grow into visible differences, so the two must agree exactly.
+
+    These hyperparameters include a network whose float32 trajectory is chaotic (Adam turns rounding-level
+    gradient differences into +-lr steps early on): in float32 even the thread count moves its weights.
+    """
+    hps = [HParams(0.037, 0.016, 0.165, 3), HParams(0.0076, 0.00106, 0.07, 3), HParams(0.05, 0.08, 0.168, 2)]
+    seeds = [5, 6, 7]
+    recipe = Recipe(batch_size=100, warmup_epochs=1, augment=AugmentConfig(flip=False, translate=2, cutout=0))
+
+    def nets():
+        return [build("resnet8", variant, digits.in_shape, 10, asym_seed=2, init_seed=s) for s in seeds]
+
+    alone = [train_network(m, digits, hp, recipe, s, [1]) for m, hp, s in zip(nets(), hps, seeds, strict=True)]
+    packed = train_pack(nets(), digits, hps, seeds, recipe, [1])
+    for a, b in zip(alone, packed, strict=True):
+        assert (a.status, a.epochs_done, a.test_acc) == (b.status, b.epochs_done, b.test_acc)
+        assert torch.allclose(a.final_weights, b.final_weights, atol=1e-6, rtol=0)
+        assert torch.allclose(a.checkpoints[1], b.checkpoints[1], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("variant", ["standard", "w_asym", "sigma_asym"])
+def test_pack_matches_one_by_one_in_float32(small_digits, variant):
+    def nets():
+        return [build("resnet8", variant, small_digits.in_shape, 10, asym_seed=1, init_seed=s) for s in SEEDS]
+
+    alone = [
+        train_network(m, small_digits, hp, RECIPE, s, [1]) for m, hp, s in zip(nets(), HPARAMS, SEEDS, strict=True)
+    ]
+    packed = train_pack(nets(), small_digits, HPARAMS, SEEDS, RECIPE, [1])
+    for a, b in zip(alone, packed, strict=True):
+        assert b.status == a.status == "ok" and b.epochs_done == a.epochs_done
+        assert torch.allclose(a.final_weights, b.final_weights, atol=1e-4, rtol=1e-4)
+        assert torch.allclose(a.checkpoints[1], b.checkpoints[1], atol=1e-4, rtol=1e-4)
+        assert b.test_acc == pytest.approx(a.test_acc, abs=1.5 / len(small_digits.y_test))
+        assert b.test_loss == pytest.approx(a.test_loss, rel=1e-3)
+        assert b.history["train_loss"] == pytest.approx(a.history["train_loss"], rel=1e-4)
+    assert [len(r.history["train_loss"]) for r in packed] == [3, 2, 4]
+
+
+def test_w_asym_fixed_entries_stay_fixed_in_a_pack(small_digits):
+    models = [build("resnet8", "w_asym", small_digits.in_shape, 10, asym_seed=1, init_seed=s) for s in SEEDS]
+    fixed = torch.from_numpy(~ParamLayout.from_model(models[0]).trainable)
+    assert fixed.sum() == 17_120  # digits: 1-channel stem (144) all fixed, the rest as on CIFAR-10
+    for r in train_pack(models, small_digits, HPARAMS, SEEDS, RECIPE):
+        assert torch.all(r.final_weights[fixed] == 0)  # raw entries under the mask never move
+
+
+def test_a_diverging_network_does_not_poison_its_pack(small_digits):
+    hps = [HPARAMS[0], HParams(1e30, 0.0, 0.0, 3), HPARAMS[2]]
+
+    def nets():
+        return [build("resnet8", "sigma_asym", small_digits.in_shape, 10, asym_seed=1, init_seed=s) for s in SEEDS]
+
+    packed = train_pack(nets(), small_digits, hps, SEEDS, RECIPE)
+    assert [r.status for r in packed] == ["ok", "diverged", "ok"]
+    assert math.isnan(packed[1].test_acc) and packed[1].epochs_done == 1
+    for k in (0, 2):
+        alone = train_network(nets()[k], small_digits, hps[k], RECIPE, SEEDS[k])
+        assert torch.allclose(alone.final_weights, packed[k].final_weights, atol=1e-4, rtol=1e-4)
+
+
+def test_one_packed_step_equals_torch_adamw_per_network():
+    """Gradients through vmap agree to float32 precision, and the optimizer step is torch's AdamW."""
+    models = [build("resnet8", "w_asym", (1, 8, 8), 10, init_seed=s) for s in SEEDS]
+    x, y = torch.randn(3, 32, 1, 8, 8), torch.randint(0, 10, (3, 32))
+    params, buffers = stack_parameters(models), dict(models[0].named_buffers())
+    logits = vmap(lambda p, xb: functional_call(models[0], (p, buffers), (xb,)))(params, x)
+    smoothed_cross_entropy(logits, y, torch.tensor([0.0, 0.1, 0.2])).sum().backward()
+    lr = torch.tensor([0.01, 0.02, 0.03], dtype=torch.float64)
+    wd = torch.tensor([0.1, 0.01, 0.0], dtype=torch.float64)
+    optimizer = PackedAdamW(params)
+    for _ in range(2):
+        optimizer.step(params, lr, wd)
+    for k, m in enumerate(models):
+        smoothed_cross_entropy(m(x[k]), y[k], [0.0, 0.1, 0.2][k]).backward()
+        for name, p in m.named_parameters():
+            assert torch.allclose(params[name].grad[k], p.grad, atol=1e-6, rtol=1e-4), name
+        torch_adamw = torch.optim.AdamW(m.parameters(), lr=float(lr[k]), weight_decay=float(wd[k]))
+        for _ in range(2):
+            for name, p in m.named_parameters():
+                p.grad = params[name].grad[k].clone()  # same gradients: the update alone is compared
+            torch_adamw.step()
+        for name, p in m.named_parameters():
+            assert torch.equal(params[name].detach()[k], p.detach()), name
+
+
+def test_packed_rejects_sgd(small_digits):
+    with pytest.raises(ValueError, match="packed training implements adamw"):
+        train_pack(
+            [build("resnet8", "standard", (1, 8, 8))], small_digits, HPARAMS[:1], SEEDS[:1], Recipe(optimizer="sgd")
+        )

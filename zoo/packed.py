@@ -1,0 +1,198 @@
+"""The zoo recipe for K networks of one architecture and variant at once: one computation over stacked parameters.
+
+The forward pass is ``torch.func.vmap`` of ``functional_call`` over parameters of shape ``(K, ...)``; each network
+sees its own batch (own data order and augmentation draws from its own generator, via ``draw_epoch``), its own
+learning-rate schedule, label smoothing and weight decay, and its own AdamW moments. The AdamW update below is
+torch's single-tensor AdamW with per-network scalars, operation for operation, so packed training matches
+``zoo.train.train_network`` up to the reduction order of batched kernels.
+
+Networks leave the pack when their epochs are done or their loss goes non-finite; a diverged network never
+touches the others (each network's loss depends only on its own slice of the stacked parameters).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from zoo.augment import augment, draw_epoch
+from zoo.data import Dataset
+from zoo.layers import seeded_generator
+from zoo.layout import ParamLayout
+from zoo.plan import HParams
+from zoo.train import Recipe, TrainResult, autocast, evaluate, lr_factor, smoothed_cross_entropy
+
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.AdamW defaults
+
+
+class PackedAdamW:
+    """torch's AdamW (single-tensor form), vectorised over the leading network dimension."""
+
+    def __init__(self, params: dict[str, torch.Tensor]):
+        self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
+        self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, params: dict[str, torch.Tensor], lr: torch.Tensor, weight_decay: torch.Tensor) -> None:
+        """``lr`` and ``weight_decay`` are float64 ``(K,)``: scalars are formed in double, as torch does."""
+        self.steps += 1
+        bias_correction1 = 1 - BETA1**self.steps
+        bias_correction2_sqrt = (1 - BETA2**self.steps) ** 0.5
+        decay = 1 - lr * weight_decay
+        neg_step_size = -(lr / bias_correction1)
+        for name, p in params.items():
+            grad = p.grad
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            # per-network scalars in the parameters' dtype, as torch casts its Python-float scalars
+            p_decay, p_step = decay.to(p.device, p.dtype), neg_step_size.to(p.device, p.dtype)
+            m, v = self.exp_avg[name], self.exp_avg_sq[name]
+            p.mul_(p_decay.view(shape))
+            m.lerp_(grad, 1 - BETA1)
+            v.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
+            denom = (v.sqrt() / bias_correction2_sqrt).add_(EPS)
+            p.add_(m * p_step.view(shape) / denom)
+
+    def keep(self, index: torch.Tensor) -> None:
+        self.exp_avg = {n: t[index] for n, t in self.exp_avg.items()}
+        self.exp_avg_sq = {n: t[index] for n, t in self.exp_avg_sq.items()}
+
+
+def stack_parameters(models: list[nn.Module]) -> dict[str, torch.Tensor]:
+    names = [n for n, _ in models[0].named_parameters()]
+    return {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_() for n in names}
+
+
+def train_pack(
+    models: list[nn.Module],
+    data: Dataset,
+    hparams: list[HParams],
+    seeds: list[int],
+    recipe: Recipe,
+    checkpoint_epochs: Iterable[int] = (),
+) -> list[TrainResult]:
+    """Train same-architecture, same-variant ``models`` together; returns one result per model, in order.
+
+    The models' fixed structure (masks, FiGLU gates) must be identical, as it is for one zoo and variant.
+    """
+    if recipe.optimizer != "adamw":
+        raise ValueError(f"packed training implements adamw, not {recipe.optimizer!r}; use pack_size 1")
+    start = time.perf_counter()
+    device = data.x_train.device
+    template = models[0]
+    layout = ParamLayout.from_model(template)
+    buffers = dict(template.named_buffers())
+    k_all = len(models)
+    params = stack_parameters(models)
+    optimizer = PackedAdamW(params)
+    generators = [seeded_generator("symzoo-data", s) for s in seeds]
+    steps = len(data.x_train) // recipe.batch_size
+    epochs = torch.tensor([hp.epochs for hp in hparams])
+    peak_lr = torch.tensor([hp.lr for hp in hparams], dtype=torch.float64)
+    weight_decay = torch.tensor([hp.weight_decay for hp in hparams], dtype=torch.float64)
+    smoothing = torch.tensor([hp.label_smoothing for hp in hparams], device=device)
+    warmup = round(recipe.warmup_epochs * steps)
+    keep_epochs = set(checkpoint_epochs)
+    history = [{"train_loss": [], "train_acc": []} for _ in range(k_all)]
+    checkpoints: list[dict[int, torch.Tensor]] = [{} for _ in range(k_all)]
+    results: list[TrainResult | None] = [None] * k_all
+    active = list(range(k_all))  # original index of each pack row
+
+    def forward_one(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(template, (p, buffers), (x,))
+
+    vmapped = vmap(forward_one, in_dims=(0, 0))
+
+    def finish(rows: list[int], status: list[str], reasons: list[str], epoch: int) -> None:
+        ok_rows = [r for r, s in zip(rows, status, strict=True) if s == "ok"]
+        metrics: dict[int, list[float]] = {}
+        if ok_rows:
+            sub = {n: p.detach()[ok_rows] for n, p in params.items()}
+            n_ok = len(ok_rows)
+
+            def fwd(x: torch.Tensor) -> torch.Tensor:
+                # vmap's group_norm needs the images batched too; a broadcast copy per network does that
+                return vmapped(sub, x.unsqueeze(0).expand(n_ok, *x.shape).contiguous())
+
+            batch = max(64, recipe.eval_batch_size // n_ok)
+            tr = evaluate(fwd, data, data.x_train, data.y_train, batch, recipe.amp)
+            te = evaluate(fwd, data, data.x_test, data.y_test, batch, recipe.amp)
+            for j, r in enumerate(ok_rows):
+                metrics[r] = [float(tr[0][j]), float(tr[1][j]), float(te[0][j]), float(te[1][j])]
+        flat = layout.flatten({n: p.detach()[rows] for n, p in params.items()}).cpu()
+        for j, (r, s, why) in enumerate(zip(rows, status, reasons, strict=True)):
+            k = active[r]
+            results[k] = TrainResult(
+                s,
+                why,
+                epoch,
+                *metrics.get(r, [float("nan")] * 4),
+                history=history[k],
+                seconds=0.0,
+                final_weights=flat[j].clone(),
+                checkpoints=checkpoints[k],
+            )
+
+    for epoch in range(1, int(epochs.max()) + 1):
+        if not active:
+            break
+        draws = [
+            draw_epoch(generators[k], len(data.x_train), recipe.batch_size, data.in_shape[1:], recipe.augment)
+            for k in active
+        ]
+        order = torch.stack([d.order for d in draws]).to(device)  # (K, steps, B)
+        fields = {f: torch.stack([getattr(d, f) for d in draws]).to(device) for f in ("flip", "dy", "dx", "cy", "cx")}
+        total = (epochs[active] * steps).double()
+        lr_peak, wd, ls = peak_lr[active], weight_decay[active], smoothing[active]
+        k = len(active)
+        loss_sum = torch.zeros(k, device=device)
+        correct = torch.zeros(k, device=device)
+        for i in range(steps):
+            idx = order[:, i]  # (K, B)
+            step_draw = type(draws[0])(idx.reshape(-1), *(fields[f][:, i].reshape(-1) for f in fields))
+            x = augment(data.normalize(data.x_train[idx.reshape(-1)]), step_draw, recipe.augment)
+            x = x.view(k, recipe.batch_size, *x.shape[1:])
+            y = data.y_train[idx]
+            with autocast(device, recipe.amp):
+                logits = vmapped(params, x)
+            losses = smoothed_cross_entropy(logits, y, ls)
+            losses.sum().backward()
+            global_step = (epoch - 1) * steps + i
+            factor = torch.tensor([lr_factor(global_step, int(t), warmup) for t in total], dtype=torch.float64)
+            optimizer.step(params, lr_peak * factor, wd)
+            for p in params.values():
+                p.grad = None
+            loss_sum += losses.detach()
+            correct += (logits.detach().argmax(-1) == y).sum(-1)
+        mean_loss = (loss_sum / steps).cpu()
+        acc = (correct / (steps * recipe.batch_size)).cpu()
+        done_rows, status, reasons = [], [], []
+        for r, kk in enumerate(active):
+            history[kk]["train_loss"].append(float(mean_loss[r]))
+            history[kk]["train_acc"].append(float(acc[r]))
+            if not torch.isfinite(mean_loss[r]):
+                (
+                    done_rows.append(r),
+                    status.append("diverged"),
+                    reasons.append(f"non-finite training loss in epoch {epoch}"),
+                )
+                continue
+            if epoch in keep_epochs:
+                checkpoints[kk][epoch] = layout.flatten({n: p.detach()[r] for n, p in params.items()}).cpu()
+            if epoch == int(epochs[kk]):
+                done_rows.append(r), status.append("ok"), reasons.append("")
+        if done_rows:
+            finish(done_rows, status, reasons, epoch)
+            keep = [r for r in range(len(active)) if r not in done_rows]
+            index = torch.tensor(keep, dtype=torch.long, device=device)
+            params = {n: p.detach()[index].requires_grad_() for n, p in params.items()}
+            optimizer.keep(index)
+            active = [active[r] for r in keep]
+    seconds = (time.perf_counter() - start) / k_all
+    for r in results:
+        r.seconds = seconds
+    return results  # type: ignore[return-value]
