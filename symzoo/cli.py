@@ -62,6 +62,14 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(describe(args.zoo, checksums=args.verify))
 
 
+def cmd_submit(args: argparse.Namespace) -> None:
+    from cluster.submit import submit
+
+    job = submit(args.stage, args.address, args.cluster)
+    where = args.address or args.cluster
+    print(f"submitted job {job}; follow it with: ray job logs --follow {job} --address <dashboard of {where}>")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symzoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
+
+    sm = sub.add_parser(
+        "submit", help="run a stage on a Ray cluster as a Ray job, e.g. submit --cluster C generate CFG"
+    )
+    sm.add_argument("--address", default=None, help="Ray dashboard address, e.g. http://HEAD:8265")
+    sm.add_argument("--cluster", default=None, help="cluster-launcher YAML, e.g. cluster/aws-gpu.yaml")
+    sm.add_argument(
+        "stage", nargs=argparse.REMAINDER, help="the stage and its arguments, e.g. generate CONFIG --out DIR"
+    )
+    sm.set_defaults(func=cmd_submit)
 
     info = sub.add_parser("info", help="counts, accuracies and sizes of a stored zoo")
     info.add_argument("zoo", help="zoo directory")

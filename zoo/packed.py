@@ -74,6 +74,7 @@ def train_pack(
     seeds: list[int],
     recipe: Recipe,
     checkpoint_epochs: Iterable[int] = (),
+    evaluate_final: bool = True,
 ) -> list[TrainResult]:
     """Train same-architecture, same-variant ``models`` together; returns one result per model, in order.
 
@@ -108,7 +109,7 @@ def train_pack(
     vmapped = vmap(forward_one, in_dims=(0, 0))
 
     def finish(rows: list[int], status: list[str], reasons: list[str], epoch: int) -> None:
-        ok_rows = [r for r, s in zip(rows, status, strict=True) if s == "ok"]
+        ok_rows = [r for r, s in zip(rows, status, strict=True) if s == "ok" and evaluate_final]
         metrics: dict[int, list[float]] = {}
         if ok_rows:
             sub = {n: p.detach()[ok_rows] for n, p in params.items()}

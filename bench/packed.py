@@ -1,0 +1,126 @@
+"""Networks per hour with packed training against the one-at-a-time loop, measured in the same run.
+
+    python bench/packed.py                          # CPU: K in 1,4,8 (K=32+ needs more than 24 GiB at batch 512)
+    python bench/packed.py --device cuda --ks 1,8,32,128 --check
+
+CIFAR-10 ResNet8 (standard and W-Asym), the paper's recipe: batch 512, AdamW, Table 8 hyperparameters, augmentation,
+bf16 autocast on CUDA. Each configuration trains ``--steps`` steps after a warm-up; a paper-recipe network is
+25 epochs x 97 steps on average (Table 8), which turns seconds per step into networks per hour.
+``--check`` first compares 3 packed networks with the same 3 trained alone (max weight difference) on the device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from zoo.data import Dataset, load_dataset
+from zoo.models import build
+from zoo.packed import train_pack
+from zoo.plan import PAPER_TABLE8, HParams, sample_hparams
+from zoo.train import Recipe, train_network
+
+STEPS_PER_PAPER_NETWORK = 25 * (50_000 // 512)
+
+
+def subset(data: Dataset, n: int, device: str) -> Dataset:
+    return Dataset(
+        data.name, data.x_train[:n], data.y_train[:n], data.x_test[:1000], data.y_test[:1000], data.mean, data.std, 10
+    ).to(device)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def one_epoch_hparams(k: int) -> list[HParams]:
+    """Table 8 draws with a single epoch, so every network runs exactly the timed steps."""
+    return [
+        HParams(h.lr, h.weight_decay, h.label_smoothing, 1)
+        for h in (sample_hparams(PAPER_TABLE8, 0, i) for i in range(k))
+    ]
+
+
+def time_loop(variant: str, data: Dataset, recipe: Recipe, n_nets: int) -> float:
+    """Seconds per network-step of the plain one-at-a-time loop."""
+    hps = one_epoch_hparams(n_nets)
+    train_network(build("resnet8", variant).to(data.x_train.device), data, hps[0], recipe, 0, evaluate_final=False)
+    sync(str(data.x_train.device))
+    start = time.perf_counter()
+    for i, hp in enumerate(hps):
+        model = build("resnet8", variant, init_seed=i).to(data.x_train.device)
+        train_network(model, data, hp, recipe, seed=i, evaluate_final=False)
+    sync(str(data.x_train.device))
+    return (time.perf_counter() - start) / (n_nets * (len(data.x_train) // recipe.batch_size))
+
+
+def time_pack(variant: str, data: Dataset, recipe: Recipe, k: int) -> float:
+    """Seconds per network-step of one pack of ``k``."""
+    hps = one_epoch_hparams(k)
+    device = data.x_train.device
+    warm = [build("resnet8", variant, init_seed=i).to(device) for i in range(k)]
+    train_pack(warm, data, hps, list(range(k)), recipe, evaluate_final=False)
+    sync(str(device))
+    models = [build("resnet8", variant, init_seed=i).to(device) for i in range(k)]
+    start = time.perf_counter()
+    train_pack(models, data, hps, list(range(k)), recipe, evaluate_final=False)
+    sync(str(device))
+    return (time.perf_counter() - start) / (k * (len(data.x_train) // recipe.batch_size))
+
+
+def check(data: Dataset, recipe: Recipe) -> None:
+    hps = [HParams(0.01, 5e-4, 0.1, 1), HParams(0.005, 1e-3, 0.0, 1), HParams(0.02, 1e-4, 0.2, 1)]
+    device = data.x_train.device
+    for variant in ("standard", "w_asym"):
+        alone = [
+            train_network(build("resnet8", variant, init_seed=i).to(device), data, hp, recipe, i)
+            for i, hp in enumerate(hps)
+        ]
+        packed = train_pack(
+            [build("resnet8", variant, init_seed=i).to(device) for i in range(3)], data, hps, [0, 1, 2], recipe
+        )
+        diff = max((a.final_weights - b.final_weights).abs().max().item() for a, b in zip(alone, packed, strict=True))
+        accs = [(round(a.test_acc, 4), round(b.test_acc, 4)) for a, b in zip(alone, packed, strict=True)]
+        print(f"check {variant}: max |w_alone - w_packed| = {diff:.2e}; test acc alone/packed {accs}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--ks", default=None, help="pack sizes, e.g. 1,8,32,128")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per configuration")
+    parser.add_argument("--variants", default="standard,w_asym")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    cuda = args.device.startswith("cuda")
+    torch.set_num_threads(args.threads)
+    ks = [int(k) for k in (args.ks or ("1,8,32,128" if cuda else "1,4,8")).split(",")]
+    steps = args.steps or (20 if cuda else 2)
+    recipe = Recipe()
+    data = subset(load_dataset("cifar10"), steps * recipe.batch_size, args.device)
+    name = torch.cuda.get_device_name() if cuda else f"CPU, {args.threads} threads"
+    print(
+        f"device: {name}; {steps} steps of batch {recipe.batch_size} per configuration; "
+        f"amp={'bf16' if cuda and recipe.amp else 'off'}"
+    )
+    if args.check:
+        check(subset(load_dataset("cifar10"), 4 * recipe.batch_size, args.device), recipe)
+    for variant in args.variants.split(","):
+        base = time_loop(variant, data, recipe, 2)
+        base_rate = 3600 / (base * STEPS_PER_PAPER_NETWORK)
+        print(f"{variant}: one-at-a-time loop {base * 1e3:8.1f} ms/net-step  {base_rate:8.1f} nets/hour")
+        for k in ks:
+            t = time_pack(variant, data, recipe, k)
+            rate = 3600 / (t * STEPS_PER_PAPER_NETWORK)
+            print(
+                f"{variant}: packed K={k:<4d}      {t * 1e3:8.1f} ms/net-step  {rate:8.1f} nets/hour  "
+                f"ratio to loop {base / t:5.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

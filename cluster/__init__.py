@@ -1,0 +1,1 @@
+"""Running symzoo stages on Ray clusters: cluster configs and job submission."""

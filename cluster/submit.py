@@ -1,0 +1,68 @@
+"""``symzoo submit``: send a stage (e.g. ``generate CONFIG``) to a Ray cluster as a Ray job.
+
+The stage's inputs are validated here first, so a bad config fails on the laptop, not after an upload. The
+cluster is named by its dashboard address or by a cluster-launcher YAML (its head's address is looked up with
+``ray get-head-ip``). This checkout travels as the job's working directory; token authentication is Ray's own
+(``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``, as ``ray get-auth-token`` writes it).
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+from symzoo.errors import SymzooError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("generate",)
+UPLOAD_EXCLUDES = [".git", "zoos", "data", "*.parquet", "*.npz", "__pycache__", ".pytest_cache", ".ruff_cache"]
+
+
+def job_entrypoint(stage_args: list[str]) -> str:
+    """The command the job runs on the head node; the stage's config is validated before anything is sent."""
+    if not stage_args or stage_args[0] not in STAGES:
+        raise SymzooError(f"submit takes a stage and its arguments; stages: {', '.join(STAGES)}")
+    if stage_args[0] == "generate":
+        from zoo.config import load_config
+
+        if len(stage_args) < 2:
+            raise SymzooError("submit generate needs a config, e.g. configs/cifar10_paper.yaml")
+        load_config(stage_args[1])
+    return "python -m symzoo.cli " + " ".join(shlex.quote(a) for a in [*stage_args, "--no-progress"])
+
+
+def head_address(cluster_yaml: str) -> str:
+    """Dashboard address of a launched cluster, from ``ray get-head-ip``."""
+    if not Path(cluster_yaml).is_file():
+        raise SymzooError(f"cluster config {cluster_yaml} not found; see cluster/aws-gpu.yaml")
+    out = subprocess.run(["ray", "get-head-ip", cluster_yaml], capture_output=True, text=True)
+    ip = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
+    if not ip:
+        raise SymzooError(f"no running head for {cluster_yaml}; start it with `ray up -y {cluster_yaml}`")
+    return f"http://{ip}:8265"
+
+
+def submit(stage_args: list[str], address: str | None = None, cluster_yaml: str | None = None) -> str:
+    """Submit the stage as a Ray job; returns the job id."""
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    entrypoint = job_entrypoint(stage_args)
+    if not (address or cluster_yaml):
+        raise SymzooError("submit needs --address http://HEAD:8265 or --cluster CLUSTER.yaml")
+    address = address or head_address(cluster_yaml)
+    try:
+        client = JobSubmissionClient(address)
+    except AuthenticationError:
+        raise SymzooError(
+            f"the Ray cluster at {address} wants its auth token; export RAY_AUTH_MODE=token and put "
+            "the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+        ) from None
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise SymzooError(
+            f"cannot reach the Ray dashboard at {address} ({str(e).splitlines()[0][:120]}); "
+            "check the address and that the cluster is up"
+        ) from None
+    runtime_env = {"working_dir": str(REPO_ROOT), "excludes": UPLOAD_EXCLUDES}
+    return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
