@@ -16,7 +16,7 @@ from pipelines.stage import StageReport, WorkUnit, connect, run_stage
 from symzoo.errors import ZooError
 from zoo.augment import AugmentConfig
 from zoo.config import config_hash, load_config
-from zoo.data import Dataset, load_dataset
+from zoo.data import Dataset, load_configured
 from zoo.layout import ParamLayout
 from zoo.models import build
 from zoo.packed import train_pack
@@ -51,16 +51,7 @@ def recipe_from(cfg: dict) -> Recipe:
 
 
 def dataset_from(cfg: dict) -> Dataset:
-    d = cfg["data"]
-    return load_dataset(
-        d["name"],
-        root=d["root"],
-        size=d["size"],
-        train_per_class=d["train_per_class"],
-        test_per_class=d["test_per_class"],
-        subset_seed=d["subset_seed"],
-        download=d["download"],
-    )
+    return load_configured(cfg["data"])
 
 
 def build_for(cfg: dict, spec: NetSpec, data: Dataset) -> torch.nn.Module:

@@ -271,3 +271,16 @@ def load_dataset(
         std,
         int(max(ytr.max(), yte.max()) + 1),
     )
+
+
+def load_configured(data_cfg: dict) -> Dataset:
+    """The data set a zoo config's ``data`` section names (generation and every later stage load it this way)."""
+    return load_dataset(
+        data_cfg["name"],
+        root=data_cfg["root"],
+        size=data_cfg["size"],
+        train_per_class=data_cfg["train_per_class"],
+        test_per_class=data_cfg["test_per_class"],
+        subset_seed=data_cfg["subset_seed"],
+        download=data_cfg["download"],
+    )

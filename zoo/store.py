@@ -296,18 +296,10 @@ class Zoo:
         return self.layout(r["variant"]).load_into(model, self.weights(which, model_ids=[model_id])[0]).eval()
 
     def dataset(self):
-        from zoo.data import load_dataset
+        """The zoo's data set, loaded as its config says (its fingerprint is in the manifest)."""
+        from zoo.data import load_configured
 
-        d = self.config["data"]
-        return load_dataset(
-            d["name"],
-            root=d["root"],
-            size=d["size"],
-            train_per_class=d["train_per_class"],
-            test_per_class=d["test_per_class"],
-            subset_seed=d["subset_seed"],
-            download=d["download"],
-        )
+        return load_configured(self.config["data"])
 
     def verify(self, checksums: bool = False) -> None:
         """Check every shard's footer (and, with ``checksums``, its sha256 against the manifest)."""

@@ -1,0 +1,82 @@
+"""The generic stage runner: retries after a worker dies, reports a unit that keeps failing, skips finished ones."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import ray
+
+from pipelines.stage import WorkUnit, run_stage
+from symzoo.errors import ZooError
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@ray.remote
+def crash_once(payload: dict, progress, unit: int) -> str:
+    """Kills its own worker process on the first attempt (as a node or OOM failure would), then succeeds."""
+    marker = Path(payload["marker"])
+    if payload.get("always_crash") or not marker.exists():
+        marker.touch()
+        os._exit(1)
+    progress.set.remote(unit, 1)
+    return f"result {unit}"
+
+
+def _run(units, tmp_path, retries=2):
+    written = {}
+
+    def check(unit):
+        if unit.output.read_text() == "corrupt":
+            raise ZooError(f"corrupt shard {unit.output}")
+
+    def write(unit, result):
+        unit.output.write_text(result)
+        written[unit.index] = result
+        return "sha"
+
+    def quarantine(unit):
+        dest = tmp_path / f"q-{unit.output.name}"
+        unit.output.rename(dest)
+        return dest
+
+    report = run_stage(
+        units,
+        crash_once,
+        (),
+        check,
+        write,
+        quarantine,
+        {"num_cpus": 1, "max_retries": retries},
+        desc="test",
+        show_progress=False,
+    )
+    return report, written
+
+
+def test_a_dead_worker_is_retried_and_finished_units_are_skipped(ray_cluster, tmp_path):
+    (tmp_path / "out-1").write_text("done before")
+    (tmp_path / "out-2").write_text("corrupt")
+    units = [WorkUnit(i, tmp_path / f"out-{i}", {"marker": str(tmp_path / f"m{i}")}, 1) for i in range(3)]
+    report, written = _run(units, tmp_path)
+    assert report.ok and sorted(report.done) == [0, 2] and report.skipped == [1]
+    assert written == {0: "result 0", 2: "result 2"}
+    assert (tmp_path / "out-1").read_text() == "done before"
+    assert report.quarantined == [tmp_path / "q-out-2"] and (tmp_path / "q-out-2").read_text() == "corrupt"
+
+
+def test_a_unit_that_keeps_failing_is_reported_not_fatal(ray_cluster, tmp_path):
+    units = [
+        WorkUnit(0, tmp_path / "a", {"marker": str(tmp_path / "m0"), "always_crash": True}, 1),
+        WorkUnit(1, tmp_path / "b", {"marker": str(tmp_path / "m1")}, 1),
+    ]
+    report, written = _run(units, tmp_path, retries=1)
+    assert not report.ok and list(report.failed) == [0] and written == {1: "result 1"}
+    assert not (tmp_path / "a").exists()
