@@ -95,12 +95,13 @@ def main() -> None:
     parser.add_argument("--variants", default="standard,w_asym")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the packed forward")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     torch.set_num_threads(args.threads)
     ks = [int(k) for k in (args.ks or ("1,8,32,128" if cuda else "1,4,8")).split(",")]
     steps = args.steps or (20 if cuda else 2)
-    recipe = Recipe()
+    recipe = Recipe(compile=args.compile)
     data = subset(load_dataset("cifar10"), steps * recipe.batch_size, args.device)
     name = torch.cuda.get_device_name() if cuda else f"CPU, {args.threads} threads"
     print(

@@ -47,6 +47,7 @@ def recipe_from(cfg: dict) -> Recipe:
         momentum=t["momentum"],
         augment=AugmentConfig(**t["augment"]),
         amp=t["amp"],
+        compile=t["compile"],
     )
 
 
@@ -108,6 +109,17 @@ def result_row(cfg: dict, spec: NetSpec, init: torch.Tensor, result: Any | None,
     return row
 
 
+AUTO_PACK_SIZE_GPU = 32  # a starting point until bench/packed.py has been run on the target GPU
+
+
+def resolve_pack_size(training: dict, device: torch.device) -> int:
+    """``auto``: one network at a time on a CPU (packing is slower there, bench/RESULTS.md) or with SGD (packed
+    training implements AdamW), packs on a GPU."""
+    if training["pack_size"] != "auto":
+        return int(training["pack_size"])
+    return AUTO_PACK_SIZE_GPU if device.type == "cuda" and training["optimizer"] == "adamw" else 1
+
+
 def packs(specs: list[NetSpec], pack_size: int) -> list[list[NetSpec]]:
     """Groups of up to ``pack_size`` networks of one variant (a pack shares its fixed structure)."""
     groups = []
@@ -124,8 +136,8 @@ def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None
     """
     recipe = recipe_from(cfg)
     checkpoints = cfg["training"]["checkpoint_epochs"]
-    pack_size = cfg["training"]["pack_size"]
     device = data.x_train.device
+    pack_size = resolve_pack_size(cfg["training"], device)
     rows: dict[int, dict] = {}
     for group in packs(specs, pack_size):
         models = [build_for(cfg, s, data).to(device) for s in group]

@@ -152,6 +152,8 @@ def test_corrupt_shard_is_named_then_quarantined_and_retrained(ray_cluster, tmp_
         ({"training": {"optimizer": "adam"}}, "'training.optimizer': 'adam' is not allowed; choose one of adamw, sgd"),
         ({"hyperparameters": {"lr": {"normal": [0, 1]}}}, "choose one of log_uniform, uniform, randint"),
         ({"execution": {"gpus_per_task": -1}}, "'execution.gpus_per_task'"),
+        ({"training": {"pack_size": "big"}}, "'training.pack_size': 'big' is not allowed; auto or an integer"),
+        ({"training": {"pack_size": 8, "optimizer": "sgd"}}, "packed training implements adamw only"),
     ],
 )
 def test_bad_configs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, change, message):
@@ -221,3 +223,15 @@ def test_packed_generation_writes_the_same_zoo(ray_cluster, tiny_zoo, tmp_path):
     cols = ["model_id", "variant", "status", "epochs_done", "lr"]
     pd.testing.assert_frame_equal(single.frame[cols], packed.frame[cols])
     assert np.allclose(single.frame["test_acc"], packed.frame["test_acc"], atol=0.05)
+
+
+def test_auto_pack_size_packs_only_adamw_on_gpus():
+    import torch
+
+    from pipelines.generate import resolve_pack_size
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert resolve_pack_size({"pack_size": "auto", "optimizer": "adamw"}, cpu) == 1
+    assert resolve_pack_size({"pack_size": "auto", "optimizer": "adamw"}, gpu) == 32
+    assert resolve_pack_size({"pack_size": "auto", "optimizer": "sgd"}, gpu) == 1
+    assert resolve_pack_size({"pack_size": 8, "optimizer": "adamw"}, cpu) == 8

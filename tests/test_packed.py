@@ -127,3 +127,18 @@ def test_packed_rejects_sgd(small_digits):
         train_pack(
             [build("resnet8", "standard", (1, 8, 8))], small_digits, HPARAMS[:1], SEEDS[:1], Recipe(optimizer="sgd")
         )
+
+
+@pytest.mark.slow
+def test_compiled_pack_matches_eager(small_digits):
+    """torch.compile of the packed forward (a GPU option) changes nothing but speed."""
+    import dataclasses
+
+    def run(recipe: Recipe):
+        models = [build("resnet8", "w_asym", small_digits.in_shape, 10, asym_seed=1, init_seed=s) for s in SEEDS]
+        return train_pack(models, small_digits, HPARAMS, SEEDS, recipe)
+
+    eager, compiled = run(RECIPE), run(dataclasses.replace(RECIPE, compile=True))
+    for a, b in zip(eager, compiled, strict=True):
+        assert a.epochs_done == b.epochs_done
+        assert torch.allclose(a.final_weights, b.final_weights, atol=1e-4, rtol=1e-4)

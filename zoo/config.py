@@ -44,7 +44,8 @@ DEFAULTS: dict[str, Any] = {
         "augment": {"flip": True, "translate": 2, "cutout": 4},
         "amp": True,
         "checkpoint_epochs": [],
-        "pack_size": 1,
+        "pack_size": "auto",
+        "compile": False,
     },
     "execution": {
         "networks_per_shard": 16,
@@ -163,8 +164,11 @@ def validate(raw: Any) -> dict:
     _check_choice("training.optimizer", t["optimizer"], ("adamw", "sgd"))
     _check_number("training.momentum", t["momentum"], 0, 1)
     _check_bool("training.amp", t["amp"])
-    _check_int("training.pack_size", t["pack_size"], 1, 4096)
-    if t["pack_size"] > 1 and t["optimizer"] != "adamw":
+    _check_bool("training.compile", t["compile"])
+    pack = t["pack_size"]
+    if pack != "auto" and (isinstance(pack, bool) or not isinstance(pack, int) or not 1 <= pack <= 4096):
+        _fail("training.pack_size", f"{pack!r} is not allowed; auto or an integer in [1, 4096]")
+    if t["pack_size"] not in ("auto", 1) and t["optimizer"] != "adamw":
         _fail("training.pack_size", "packed training implements adamw only; set pack_size: 1 for sgd")
     aug = t["augment"]
     if not isinstance(aug, dict) or set(aug) - {"flip", "translate", "cutout"}:

@@ -107,6 +107,8 @@ def train_pack(
         return functional_call(template, (p, buffers), (x,))
 
     vmapped = vmap(forward_one, in_dims=(0, 0))
+    # the training forward may be compiled (recompiled once per pack size as networks leave); evaluation stays eager
+    train_forward = torch.compile(vmapped, dynamic=False) if recipe.compile else vmapped
 
     def finish(rows: list[int], status: list[str], reasons: list[str], epoch: int) -> None:
         ok_rows = [r for r, s in zip(rows, status, strict=True) if s == "ok" and evaluate_final]
@@ -159,7 +161,7 @@ def train_pack(
             x = x.view(k, recipe.batch_size, *x.shape[1:])
             y = data.y_train[idx]
             with autocast(device, recipe.amp):
-                logits = vmapped(params, x)
+                logits = train_forward(params, x)
             losses = smoothed_cross_entropy(logits, y, ls)
             losses.sum().backward()
             global_step = (epoch - 1) * steps + i

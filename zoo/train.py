@@ -31,6 +31,7 @@ class Recipe:
     momentum: float = 0.9
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     amp: bool = True  # bf16 autocast, CUDA only
+    compile: bool = False  # torch.compile the packed forward (packed training only)
     eval_batch_size: int = 2000
 
 
