@@ -219,6 +219,8 @@ def generate(
     def write(unit: WorkUnit, table) -> str:
         return write_shard(out, unit.index, table)
 
+    for stale in (out / MODELS).glob(".part-*.tmp-*"):  # a write cut short by a kill: incomplete by construction
+        stale.unlink()
     connect(address, num_cpus=None)
     execution = cfg["execution"]
     resources = {

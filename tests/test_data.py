@@ -68,6 +68,9 @@ def test_cifar10_from_the_offline_jpeg_copy(cifar_npz, tmp_path, monkeypatch):
     )
     assert data.x_train.shape == (1000, 3, 16, 16) and torch.bincount(data.y_test).tolist() == [50] * 10
     mean = data.x_train.float().mean(dim=(0, 2, 3)) / 255
+    full = load_dataset("cifar10", root=Path.home() / ".cache" / "symzoo")
+    assert full.x_train.shape == (50_000, 3, 32, 32) and len(full.y_test) == 10_000
+    assert len(torch.unique(full.y_train[:100])) == 10, "rows must be mixed, not sorted by class"
     assert torch.allclose(mean, torch.tensor([0.4913, 0.4821, 0.4465]), atol=0.03)
 
 

@@ -235,3 +235,37 @@ def test_auto_pack_size_packs_only_adamw_on_gpus():
     assert resolve_pack_size({"pack_size": "auto", "optimizer": "adamw"}, gpu) == 32
     assert resolve_pack_size({"pack_size": "auto", "optimizer": "sgd"}, gpu) == 1
     assert resolve_pack_size({"pack_size": 8, "optimizer": "adamw"}, cpu) == 8
+
+
+def test_weights_are_read_without_extra_copies(tiny_zoo):
+    """One shard, no filter: a view of Arrow's buffer; several shards: one array, filled once."""
+    import pyarrow as pa
+
+    from zoo.store import fixed_size_to_numpy
+
+    shard = next((tiny_zoo / "models").glob("*.parquet"))
+    column = pq.read_table(shard, columns=["weights_final"])["weights_final"].combine_chunks()
+    view = fixed_size_to_numpy(pa.chunked_array([column]), column.type.list_size)
+    assert not view.flags.owndata and not view.flags.writeable
+    zoo = open_zoo(tiny_zoo)
+    full, some = zoo.weights("final"), zoo.weights("final", variant="w_asym", trainable_only=True)
+    assert np.array_equal(some, full[1::2][:, zoo.layout("w_asym").trainable_index])
+    assert np.array_equal(zoo.weights("final", model_ids=[4, 1]), full[[1, 4]])
+
+
+def test_a_failed_network_has_nan_final_weights(tmp_path):
+    from pipelines.generate import layouts_for, result_row
+    from zoo.config import validate
+    from zoo.data import load_dataset
+    from zoo.plan import plan_zoo
+    from zoo.store import fixed_size_to_numpy, rows_to_table
+
+    cfg = validate({**TINY, "networks": 1, "variants": ["standard"]})
+    data = load_dataset("digits")
+    spec = plan_zoo(1, ["standard"], zoo_seed=3)[0]
+    layouts = {v: lay.to_json() for v, lay in layouts_for(cfg, data).items()}
+    init = torch.zeros(layouts["standard"]["size"])
+    table = rows_to_table([result_row(cfg, spec, init, None, "RuntimeError: out of memory")], layouts, [1])
+    assert table["status"].to_pylist() == ["failed"] and "out of memory" in table["reason"][0].as_py()
+    assert np.isnan(fixed_size_to_numpy(table["weights_final"], layouts["standard"]["size"])).all()
+    assert not np.isnan(fixed_size_to_numpy(table["weights_init"], layouts["standard"]["size"])).any()

@@ -191,21 +191,24 @@ def new_manifest(
     }
 
 
-def fixed_size_to_numpy(column: pa.ChunkedArray, size: int) -> np.ndarray:
-    """``(N, size)`` float32 array of a fixed-size-list column: zero-copy for one chunk without nulls (NaN rows
-    stand for nulls, e.g. the final weights of a failed network)."""
-    parts = []
-    for chunk in column.chunks:
-        if chunk.null_count == 0:
-            parts.append(chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, size))
-        else:
-            arr = np.full((len(chunk), size), np.nan, np.float32)
-            valid = chunk.is_valid().to_numpy(zero_copy_only=False)
-            arr[valid] = chunk.drop_null().flatten().to_numpy().reshape(-1, size)
-            parts.append(arr)
-    if not parts:
-        return np.zeros((0, size), np.float32)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+def fixed_size_to_numpy(column: pa.ChunkedArray, size: int, entries: np.ndarray | None = None) -> np.ndarray:
+    """``(N, size)`` float32 array of a fixed-size-list column (only ``entries`` columns when given).
+
+    One chunk without nulls and no ``entries`` is a zero-copy view of Arrow's buffer; otherwise each chunk is
+    copied once, straight into the result. Null rows (e.g. the final weights of a failed network) become NaN.
+    """
+    chunks = [c for c in column.chunks if len(c)]
+    if len(chunks) == 1 and chunks[0].null_count == 0 and entries is None:
+        return chunks[0].flatten().to_numpy(zero_copy_only=True).reshape(-1, size)
+    out = np.full((len(column), size if entries is None else len(entries)), np.nan, np.float32)
+    row = 0
+    for chunk in chunks:
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        values = chunk.drop_null().flatten().to_numpy(zero_copy_only=False).reshape(-1, size)
+        rows = np.arange(row, row + len(chunk))[valid]
+        out[rows] = values if entries is None else values[:, entries]
+        row += len(chunk)
+    return out
 
 
 @dataclass
@@ -265,13 +268,14 @@ class Zoo:
         tables = [pq.read_table(p, columns=["model_id", column], filters=filters or None) for p in self.shards]
         if not tables:
             return np.zeros((0, self.n_params), np.float32)
-        table = pa.concat_tables(tables).sort_by("model_id")
-        out = fixed_size_to_numpy(table[column], self.n_params)
-        if not trainable_only:
-            return out
-        if variant is None:
+        if trainable_only and variant is None:
             raise ZooError("trainable_only needs a variant= (variants differ in which entries are trainable)")
-        return out[:, self.layout(variant).trainable_index]
+        table = pa.concat_tables(tables)
+        ids = table["model_id"].to_numpy()
+        if np.any(ids[1:] < ids[:-1]):  # shards are written in model_id order: sorting is rarely needed
+            table = table.sort_by("model_id")
+        entries = self.layout(variant).trainable_index if trainable_only else None
+        return fixed_size_to_numpy(table[column], self.n_params, entries)
 
     def weight_kinds(self) -> list[str]:
         return [c.removeprefix("weights_") for c in weight_columns(self.config["training"]["checkpoint_epochs"])]
