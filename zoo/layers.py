@@ -1,4 +1,4 @@
-"""The only place where symmetry-breaking structure is made.
+"""The only place where symmetry-breaking structure is made, and the layers every model is built from.
 
 W-Asymmetric layers compute with ``W' = M * W + (1 - M) * kappa * N``: ``M`` marks trainable entries, ``N`` is a
 fixed standard normal draw. Both are buffers derived from a zoo-level seed and the layer's name, so every network
@@ -6,6 +6,10 @@ of a zoo (and every process that rebuilds one) sees the same pattern. The raw ``
 positions: the mask kills their gradient and AdamW's decoupled decay keeps a zero at zero, so nothing drifts.
 
 FiGLU, ``sigma(x) = sigmoid(F x) * x`` with a fixed random ``F``, is the sigma-Asymmetric nonlinearity.
+
+Packed training (``zoo.packed``) runs K networks as one: their parameters are stacked with a leading dimension
+K and activations carry the K networks side by side along the channel axis, ``(B, K*C, ...)``. Each layer
+recognises stacked parameters and does per-network arithmetic (grouped convolution, per-block norms).
 """
 
 from __future__ import annotations
@@ -126,7 +130,14 @@ class MaskedLinear(AsymmetricWeight, nn.Linear):
         self._setup_asymmetry(fix)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.effective_weight(), self.bias)
+        w = self.effective_weight()
+        if w.dim() == 2:
+            return F.linear(x, w, self.bias)
+        # packed: weights (K, out, in), features (B, K*in) -> (B, K*out)
+        out = torch.einsum("bki,koi->bko", x.view(x.shape[0], w.shape[0], -1), w)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(x.shape[0], -1)
 
 
 class MaskedConv2d(AsymmetricWeight, nn.Conv2d):
@@ -144,7 +155,36 @@ class MaskedConv2d(AsymmetricWeight, nn.Conv2d):
         self._setup_asymmetry(fix)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.effective_weight(), self.bias)
+        w = self.effective_weight()
+        if w.dim() == 4:
+            return self._conv_forward(x, w, self.bias)
+        # packed: weights (K, out, in, kh, kw), images (B, K*in, H, W): one grouped convolution, group k = network k
+        bias = None if self.bias is None else self.bias.reshape(-1)
+        return F.conv2d(x, w.reshape(-1, *w.shape[2:]), bias, self.stride, self.padding, self.dilation, w.shape[0])
+
+
+class ChannelNorm(nn.GroupNorm):
+    """``GroupNorm(1, C)``, the paper's "LayerNorm" for CNNs; with packed ``(K, C)`` affines it normalises each
+    network's channel block of ``(B, K*C, H, W)`` on its own (``group_norm`` with K groups, the same arithmetic)."""
+
+    def __init__(self, channels: int):
+        super().__init__(1, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.dim() == 1:
+            return super().forward(x)
+        return F.group_norm(x, self.weight.shape[0], self.weight.reshape(-1), self.bias.reshape(-1), self.eps)
+
+
+class FeatureNorm(nn.LayerNorm):
+    """LayerNorm over features; with packed ``(K, F)`` affines, over each network's block of ``(B, K*F)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.dim() == 1:
+            return super().forward(x)
+        k = self.weight.shape[0]
+        z = F.layer_norm(x.view(x.shape[0], k, -1), self.normalized_shape, eps=self.eps)
+        return (z * self.weight + self.bias).reshape(x.shape[0], -1)
 
 
 class FiGLU(nn.Module):
@@ -160,8 +200,13 @@ class FiGLU(nn.Module):
         self.gate = torch.randn(self.channels, self.channels, generator=generator) * self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = x @ self.gate.T if x.dim() == 2 else torch.einsum("oc,nc...->no...", self.gate, x)
-        return torch.sigmoid(pre) * x
+        if x.shape[1] == self.channels:
+            pre = x @ self.gate.T if x.dim() == 2 else torch.einsum("oc,nc...->no...", self.gate, x)
+            return torch.sigmoid(pre) * x
+        # packed (B, K*C, ...): the zoo-wide gate acts on each network's channel block
+        blocks = x.view(x.shape[0], -1, self.channels, *x.shape[2:])
+        pre = torch.einsum("oc,bkc...->bko...", self.gate, blocks)
+        return (torch.sigmoid(pre) * blocks).reshape(x.shape)
 
 
 def init_fixed_structure(model: nn.Module, asym_seed: int) -> None:

@@ -12,7 +12,16 @@ from typing import Literal
 import torch
 from torch import nn
 
-from zoo.layers import FiGLU, FixSpec, MaskedConv2d, MaskedLinear, init_fixed_structure, init_trainable
+from zoo.layers import (
+    ChannelNorm,
+    FeatureNorm,
+    FiGLU,
+    FixSpec,
+    MaskedConv2d,
+    MaskedLinear,
+    init_fixed_structure,
+    init_trainable,
+)
 
 Variant = Literal["standard", "w_asym", "sigma_asym"]
 VARIANTS: tuple[str, ...] = ("standard", "w_asym", "sigma_asym")
@@ -38,13 +47,13 @@ class BasicBlock(nn.Module):
     ):
         super().__init__()
         self.conv1 = MaskedConv2d(c_in, c_out, 3, stride, 1, fix=fix_conv)
-        self.norm1 = nn.GroupNorm(1, c_out)
+        self.norm1 = ChannelNorm(c_out)
         self.act1 = _activation(variant, c_out)
         self.conv2 = MaskedConv2d(c_out, c_out, 3, 1, 1, fix=fix_conv)
-        self.norm2 = nn.GroupNorm(1, c_out)
+        self.norm2 = ChannelNorm(c_out)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(MaskedConv2d(c_in, c_out, 1, stride, fix=fix_skip), nn.GroupNorm(1, c_out))
+            self.shortcut = nn.Sequential(MaskedConv2d(c_in, c_out, 1, stride, fix=fix_skip), ChannelNorm(c_out))
         self.act2 = _activation(variant, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +78,7 @@ class ResNet(nn.Module):
         fixes = fixes or {}
         widths = [16 * width, 32 * width, 64 * width]
         self.stem = MaskedConv2d(in_channels, widths[0], 3, 1, 1, fix=fixes.get("stem"))
-        self.stem_norm = nn.GroupNorm(1, widths[0])
+        self.stem_norm = ChannelNorm(widths[0])
         self.stem_act = _activation(variant, widths[0])
         stages = []
         c_in = widths[0]
@@ -111,7 +120,7 @@ class MLP(nn.Module):
         for i in range(depth):
             layers.append(MaskedLinear(sizes[i], sizes[i + 1], fix=fixes[i]))
             if i < depth - 1:
-                layers.append(nn.LayerNorm(sizes[i + 1]))
+                layers.append(FeatureNorm(sizes[i + 1]))
                 layers.append(FiGLU(sizes[i + 1], std=1.0) if variant == "sigma_asym" else nn.GELU())
         self.layers = nn.Sequential(*layers)
 

@@ -1,8 +1,12 @@
 """The zoo recipe for K networks of one architecture and variant at once: one computation over stacked parameters.
 
-The forward pass is ``torch.func.vmap`` of ``functional_call`` over parameters of shape ``(K, ...)``; each network
-sees its own batch (own data order and augmentation draws from its own generator, via ``draw_epoch``), its own
-learning-rate schedule, label smoothing and weight decay, and its own AdamW moments. The AdamW update below is
+The forward pass is the model itself, called (``functional_call``) with parameters stacked to ``(K, ...)`` on
+activations that hold the K networks side by side along channels, ``(B, K*C, H, W)``: the layers of
+``zoo.layers`` turn that into grouped convolutions and per-network norms. (``torch.func.vmap`` gives the same
+result, but its layout changes around every layer made it about 3x slower per network; bench/RESULTS.md.)
+Each network sees its own batch (own data order and augmentation draws from its own generator, via
+``draw_epoch``), its own learning-rate schedule, label smoothing and weight decay, and its own AdamW moments.
+The AdamW update below is
 torch's single-tensor AdamW with per-network scalars, operation for operation, so packed training matches
 ``zoo.train.train_network`` up to the reduction order of batched kernels.
 
@@ -17,7 +21,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
 from zoo.augment import augment, draw_epoch
 from zoo.data import Dataset
@@ -62,6 +66,15 @@ class PackedAdamW:
         self.exp_avg_sq = {n: t[index] for n, t in self.exp_avg_sq.items()}
 
 
+def packed_logits(
+    model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor
+) -> torch.Tensor:
+    """Logits ``(K, B, classes)`` of K networks with stacked ``params``, each on its own batch ``x[k]``."""
+    k, b = x.shape[:2]
+    side_by_side = x.transpose(0, 1).reshape(b, k * x.shape[2], *x.shape[3:])
+    return functional_call(model, (params, buffers), (side_by_side,)).view(b, k, -1).transpose(0, 1)
+
+
 def stack_parameters(models: list[nn.Module]) -> dict[str, torch.Tensor]:
     names = [n for n, _ in models[0].named_parameters()]
     return {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_() for n in names}
@@ -103,12 +116,11 @@ def train_pack(
     results: list[TrainResult | None] = [None] * k_all
     active = list(range(k_all))  # original index of each pack row
 
-    def forward_one(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(template, (p, buffers), (x,))
+    def packed_forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return packed_logits(template, p, buffers, x)
 
-    vmapped = vmap(forward_one, in_dims=(0, 0))
     # the training forward may be compiled (recompiled once per pack size as networks leave); evaluation stays eager
-    train_forward = torch.compile(vmapped, dynamic=False) if recipe.compile else vmapped
+    train_forward = torch.compile(packed_forward, dynamic=False) if recipe.compile else packed_forward
 
     def finish(rows: list[int], status: list[str], reasons: list[str], epoch: int) -> None:
         ok_rows = [r for r, s in zip(rows, status, strict=True) if s == "ok" and evaluate_final]
@@ -118,8 +130,7 @@ def train_pack(
             n_ok = len(ok_rows)
 
             def fwd(x: torch.Tensor) -> torch.Tensor:
-                # vmap's group_norm needs the images batched too; a broadcast copy per network does that
-                return vmapped(sub, x.unsqueeze(0).expand(n_ok, *x.shape).contiguous())
+                return packed_forward(sub, x.unsqueeze(0).expand(n_ok, *x.shape))  # every network sees the batch
 
             batch = max(64, recipe.eval_batch_size // n_ok)
             tr = evaluate(fwd, data, data.x_train, data.y_train, batch, recipe.amp)
