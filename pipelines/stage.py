@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +92,7 @@ def run_stage(
             except ZooError as e:
                 moved = quarantine_output(unit)
                 report.quarantined.append(moved)
-                print(f"symzoo: warning: {e}; moved to {moved} and retraining it", file=sys.stderr)
+                print(f"symzoo: warning: {e}; moved to {moved}; running it again", file=sys.stderr)
         pending.append(unit)
     total = sum(u.size for u in units)
     already = sum(u.size for u in units if u.index in report.skipped)
@@ -124,5 +123,4 @@ def run_stage(
         for ref in running:
             ray.cancel(ref, force=True)
         ray.kill(progress)
-    time.sleep(0)  # let the bar's final line flush before any summary
     return report

@@ -60,6 +60,12 @@ def cmd_info(args: argparse.Namespace) -> None:
     from zoo.info import describe
 
     print(describe(args.zoo, checksums=args.verify))
+    if args.plot:
+        from analysis.plots import plot_accuracy
+        from zoo.store import open_zoo
+
+        zoo = open_zoo(args.zoo)
+        print(f"plot written to {plot_accuracy(zoo.frame, args.plot, zoo.config['name'])}")
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
@@ -110,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="counts, accuracies and sizes of a stored zoo")
     info.add_argument("zoo", help="zoo directory")
     info.add_argument("--verify", action="store_true", help="also check every shard's sha256 against the manifest")
+    info.add_argument("--plot", default=None, metavar="FILE.png", help="also plot accuracy by variant and lr")
     info.set_defaults(func=cmd_info)
     return parser
 

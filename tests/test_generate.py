@@ -269,3 +269,12 @@ def test_a_failed_network_has_nan_final_weights(tmp_path):
     assert table["status"].to_pylist() == ["failed"] and "out of memory" in table["reason"][0].as_py()
     assert np.isnan(fixed_size_to_numpy(table["weights_final"], layouts["standard"]["size"])).all()
     assert not np.isnan(fixed_size_to_numpy(table["weights_init"], layouts["standard"]["size"])).any()
+
+
+def test_info_prints_tables_and_writes_a_plot(tiny_zoo, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (pip install -e '.[plots]')")
+    png = tmp_path / "acc.png"
+    assert cli_main(["info", str(tiny_zoo), "--verify", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "6 of 6 networks, complete" in out and "w_asym: 60634 trainable" in out and "test_acc" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

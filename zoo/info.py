@@ -8,10 +8,10 @@ from zoo.store import open_zoo
 
 
 def _size(path: Path) -> str:
-    n = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+    n = float(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
 
