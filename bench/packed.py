@@ -115,7 +115,12 @@ def main() -> None:
         base_rate = 3600 / (base * STEPS_PER_PAPER_NETWORK)
         print(f"{variant}: one-at-a-time loop {base * 1e3:8.1f} ms/net-step  {base_rate:8.1f} nets/hour")
         for k in ks:
-            t = time_pack(variant, data, recipe, k)
+            try:
+                t = time_pack(variant, data, recipe, k)
+            except torch.OutOfMemoryError:
+                print(f"{variant}: packed K={k:<4d}      out of memory at batch {recipe.batch_size}")
+                torch.cuda.empty_cache()
+                continue
             rate = 3600 / (t * STEPS_PER_PAPER_NETWORK)
             print(
                 f"{variant}: packed K={k:<4d}      {t * 1e3:8.1f} ms/net-step  {rate:8.1f} nets/hour  "

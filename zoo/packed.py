@@ -47,19 +47,19 @@ class PackedAdamW:
         self.steps += 1
         bias_correction1 = 1 - BETA1**self.steps
         bias_correction2_sqrt = (1 - BETA2**self.steps) ** 0.5
-        decay = 1 - lr * weight_decay
-        neg_step_size = -(lr / bias_correction1)
+        first = next(iter(params.values()))
+        # per-network scalars formed in double, then cast to the parameters' dtype as torch casts Python floats
+        decay = (1 - lr * weight_decay).to(first.device, first.dtype)
+        neg_step_size = (-(lr / bias_correction1)).to(first.device, first.dtype)
         for name, p in params.items():
             grad = p.grad
             shape = (-1,) + (1,) * (p.dim() - 1)
-            # per-network scalars in the parameters' dtype, as torch casts its Python-float scalars
-            p_decay, p_step = decay.to(p.device, p.dtype), neg_step_size.to(p.device, p.dtype)
             m, v = self.exp_avg[name], self.exp_avg_sq[name]
-            p.mul_(p_decay.view(shape))
+            p.mul_(decay.view(shape))
             m.lerp_(grad, 1 - BETA1)
             v.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
             denom = (v.sqrt() / bias_correction2_sqrt).add_(EPS)
-            p.add_(m * p_step.view(shape) / denom)
+            p.add_(m * neg_step_size.view(shape) / denom)
 
     def keep(self, index: torch.Tensor) -> None:
         self.exp_avg = {n: t[index] for n, t in self.exp_avg.items()}
