@@ -210,6 +210,7 @@ def generate(
     data = dataset_from(cfg)  # before anything is written: missing data fails here
     layouts = layouts_for(cfg, data)
     units = plan_units(cfg, out)
+    connect(address, num_cpus=None)  # before anything is written: a wrong address leaves no trace
     manifest = prepare_manifest(cfg, out, data, layouts, len(units))
     layouts_json = {v: layout.to_json() for v, layout in layouts.items()}
 
@@ -221,7 +222,6 @@ def generate(
 
     for stale in (out / MODELS).glob(".part-*.tmp-*"):  # a write cut short by a kill: incomplete by construction
         stale.unlink()
-    connect(address, num_cpus=None)
     execution = cfg["execution"]
     resources = {
         "num_cpus": execution["cpus_per_task"],

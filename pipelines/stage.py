@@ -8,6 +8,7 @@ Tasks return their result to the driver (through Ray's object store), so workers
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,11 +56,26 @@ class Progress:
         return sum(self.per_unit.values())
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, with the fix, where ``ray.init`` would wait minutes on a HOST:PORT nobody serves."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError):
+        raise ZooError(
+            f"no Ray cluster answers at {address}; start one (ray start --head) or fix --address / RAY_ADDRESS"
+        ) from None
+
+
 def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at ``address`` (or ``$RAY_ADDRESS``), else start a local one (token auth stays on)."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_reachable(address)
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True)
     else:

@@ -278,3 +278,15 @@ def test_info_prints_tables_and_writes_a_plot(tiny_zoo, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "6 of 6 networks, complete" in out and "w_asym: 60634 trainable" in out and "test_acc" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_an_unreachable_cluster_address_fails_fast_and_writes_nothing(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a loopback port that nobody serves
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "zoo"
+    assert cli_main(["generate", str(write_config(tmp_path)), "--out", str(out), "--address", f"127.0.0.1:{port}"]) == 2
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in capsys.readouterr().err
+    assert not out.exists()
