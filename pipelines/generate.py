@@ -18,7 +18,7 @@ from zoo.augment import AugmentConfig
 from zoo.config import config_hash, load_config
 from zoo.data import Dataset, load_configured
 from zoo.layout import ParamLayout
-from zoo.models import build
+from zoo.models import build_configured
 from zoo.packed import train_pack
 from zoo.plan import NetSpec, plan_zoo
 from zoo.store import (
@@ -55,32 +55,10 @@ def dataset_from(cfg: dict) -> Dataset:
     return load_configured(cfg["data"])
 
 
-def build_for(cfg: dict, spec: NetSpec, data: Dataset) -> torch.nn.Module:
-    return build(
-        cfg["model"]["arch"],
-        spec.variant,
-        data.in_shape,
-        data.num_classes,
-        asym_seed=cfg["seed"],
-        init_seed=spec.seed,
-        width=cfg["model"]["width"],
-    )
-
-
 def layouts_for(cfg: dict, data: Dataset) -> dict[str, ParamLayout]:
     """One layout per variant: same tensors and offsets, different trainable entries."""
     return {
-        v: ParamLayout.from_model(
-            build(
-                cfg["model"]["arch"],
-                v,
-                data.in_shape,
-                data.num_classes,
-                asym_seed=cfg["seed"],
-                width=cfg["model"]["width"],
-            )
-        )
-        for v in cfg["variants"]
+        v: ParamLayout.from_model(build_configured(cfg, v, data.in_shape, data.num_classes)) for v in cfg["variants"]
     }
 
 
@@ -140,7 +118,7 @@ def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None
     pack_size = resolve_pack_size(cfg["training"], device)
     rows: dict[int, dict] = {}
     for group in packs(specs, pack_size):
-        models = [build_for(cfg, s, data).to(device) for s in group]
+        models = [build_configured(cfg, s.variant, data.in_shape, data.num_classes, s.seed).to(device) for s in group]
         layout = ParamLayout.from_model(models[0])
         inits = [layout.flatten(m).cpu() for m in models]
         try:

@@ -188,3 +188,11 @@ def build(
     init_fixed_structure(model, asym_seed)
     init_trainable(model, init_seed)
     return model
+
+
+def build_configured(
+    cfg: dict, variant: str, in_shape: Sequence[int], num_classes: int, init_seed: int = 0
+) -> nn.Module:
+    """A network of the zoo that config ``cfg`` describes: its model section and zoo seed (the asym seed)."""
+    model = cfg["model"]
+    return build(model["arch"], variant, in_shape, num_classes, cfg["seed"], init_seed, model["width"])

@@ -282,21 +282,14 @@ class Zoo:
 
     def model(self, model_id: int, which: str = "final") -> nn.Module:
         """Rebuild network ``model_id`` (fixed structure from the zoo seed) with its stored weights."""
-        from zoo.models import build
+        from zoo.models import build_configured
 
         row = self.frame.loc[self.frame["model_id"] == model_id]
         if row.empty:
             raise ZooError(f"model_id {model_id} is not in {self.path}")
         r = row.iloc[0]
-        model = build(
-            r["arch"],
-            r["variant"],
-            tuple(self.manifest["in_shape"]),
-            self.manifest["num_classes"],
-            asym_seed=self.manifest["asym_seed"],
-            init_seed=int(r["seed"]),
-            width=self.config["model"]["width"],
-        )
+        shape, classes = tuple(self.manifest["in_shape"]), self.manifest["num_classes"]
+        model = build_configured(self.config, r["variant"], shape, classes, int(r["seed"]))
         return self.layout(r["variant"]).load_into(model, self.weights(which, model_ids=[model_id])[0]).eval()
 
     def dataset(self):
