@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from zoo.augment import augment, draw_epoch
+from zoo.augment import EpochDraw, augment, draw_epoch
 from zoo.data import Dataset
 from zoo.layers import seeded_generator
 from zoo.layout import ParamLayout
@@ -122,8 +122,10 @@ def train_pack(
     # the training forward may be compiled (recompiled once per pack size as networks leave); evaluation stays eager
     train_forward = torch.compile(packed_forward, dynamic=False) if recipe.compile else packed_forward
 
-    def finish(rows: list[int], status: list[str], reasons: list[str], epoch: int) -> None:
-        ok_rows = [r for r, s in zip(rows, status, strict=True) if s == "ok" and evaluate_final]
+    def finish(ended: list[tuple[int, str, str]], epoch: int) -> None:
+        """Evaluate the pack rows that ended this epoch and record their results."""
+        rows = [r for r, _, _ in ended]
+        ok_rows = [r for r, s, _ in ended if s == "ok" and evaluate_final]
         metrics: dict[int, list[float]] = {}
         if ok_rows:
             sub = {n: p.detach()[ok_rows] for n, p in params.items()}
@@ -138,7 +140,7 @@ def train_pack(
             for j, r in enumerate(ok_rows):
                 metrics[r] = [float(tr[0][j]), float(tr[1][j]), float(te[0][j]), float(te[1][j])]
         flat = layout.flatten({n: p.detach()[rows] for n, p in params.items()}).cpu()
-        for j, (r, s, why) in enumerate(zip(rows, status, reasons, strict=True)):
+        for j, (r, s, why) in enumerate(ended):
             k = active[r]
             results[k] = TrainResult(
                 s,
@@ -167,7 +169,7 @@ def train_pack(
         correct = torch.zeros(k, device=device)
         for i in range(steps):
             idx = order[:, i]  # (K, B)
-            step_draw = type(draws[0])(idx.reshape(-1), *(fields[f][:, i].reshape(-1) for f in fields))
+            step_draw = EpochDraw(idx.reshape(-1), *(fields[f][:, i].reshape(-1) for f in fields))
             x = augment(data.normalize(data.x_train[idx.reshape(-1)]), step_draw, recipe.augment)
             x = x.view(k, recipe.batch_size, *x.shape[1:])
             y = data.y_train[idx]
@@ -184,23 +186,20 @@ def train_pack(
             correct += (logits.detach().argmax(-1) == y).sum(-1)
         mean_loss = (loss_sum / steps).cpu()
         acc = (correct / (steps * recipe.batch_size)).cpu()
-        done_rows, status, reasons = [], [], []
+        ended: list[tuple[int, str, str]] = []  # (pack row, status, reason)
         for r, kk in enumerate(active):
             history[kk]["train_loss"].append(float(mean_loss[r]))
             history[kk]["train_acc"].append(float(acc[r]))
             if not torch.isfinite(mean_loss[r]):
-                (
-                    done_rows.append(r),
-                    status.append("diverged"),
-                    reasons.append(f"non-finite training loss in epoch {epoch}"),
-                )
+                ended.append((r, "diverged", f"non-finite training loss in epoch {epoch}"))
                 continue
             if epoch in keep_epochs:
                 checkpoints[kk][epoch] = layout.flatten({n: p.detach()[r] for n, p in params.items()}).cpu()
             if epoch == int(epochs[kk]):
-                done_rows.append(r), status.append("ok"), reasons.append("")
-        if done_rows:
-            finish(done_rows, status, reasons, epoch)
+                ended.append((r, "ok", ""))
+        if ended:
+            finish(ended, epoch)
+            done_rows = {r for r, _, _ in ended}
             keep = [r for r in range(len(active)) if r not in done_rows]
             index = torch.tensor(keep, dtype=torch.long, device=device)
             params = {n: p.detach()[index].requires_grad_() for n, p in params.items()}
