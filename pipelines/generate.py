@@ -206,6 +206,13 @@ def generate(
         "num_gpus": execution["gpus_per_task"],
         "max_retries": execution["max_retries"],
     }
+    gpus_now = ray.cluster_resources().get("GPU", 0)
+    if execution["gpus_per_task"] > 0 and gpus_now == 0:
+        print(
+            "symzoo: warning: execution.gpus_per_task asks for GPUs but the cluster has none now; tasks wait "
+            "until an autoscaler adds GPU nodes (set gpus_per_task: 0 to train on CPUs)",
+            file=sys.stderr,
+        )
     n_nets = sum(u.size for u in units)
     print(
         f"symzoo: {cfg['name']}: {n_nets} networks ({', '.join(cfg['variants'])}) in {len(units)} shards -> {out}",

@@ -72,3 +72,15 @@ def test_table8_sampling_ranges_and_pairing():
     assert pair[0].seed == pair[1].seed and pair[0].variant != pair[1].variant
     assert plan[0].seed != plan[2].seed  # replicates differ in seed
     assert plan_zoo(3, ["standard"], zoo_seed=1)[0].hparams == plan[0].hparams
+
+
+def test_train_one_cli_prints_its_metrics(capsys):
+    import json
+
+    from symzoo.cli import main
+
+    assert (
+        main(["train-one", "--dataset", "digits", "--variant", "w_asym", "--epochs", "2", "--batch-size", "128"]) == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "ok" and summary["epochs_done"] == 2 and 0 <= summary["test_acc"] <= 1
