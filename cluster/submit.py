@@ -45,8 +45,10 @@ def head_address(cluster_yaml: str) -> str:
 
 def submit(stage_args: list[str], address: str | None = None, cluster_yaml: str | None = None) -> str:
     """Submit the stage as a Ray job; returns the job id."""
-    from ray.exceptions import AuthenticationError
+    import ray.exceptions
     from ray.job_submission import JobSubmissionClient
+
+    AuthenticationError = getattr(ray.exceptions, "AuthenticationError", PermissionError)  # Ray >= 2.52
 
     entrypoint = job_entrypoint(stage_args)
     if not (address or cluster_yaml):

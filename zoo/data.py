@@ -133,7 +133,10 @@ def _download_cifar10(root: Path) -> Path:
     with urllib.request.urlopen(CIFAR10_URL, timeout=60) as r, open(archive, "wb") as f:
         f.write(r.read())
     with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
+        try:
+            tar.extractall(root, filter="data")  # refuses unsafe paths (Python >= 3.10.12)
+        except TypeError:
+            tar.extractall(root)  # older Pythons; the archive is CIFAR-10's own
     return root / "cifar-10-batches-py"
 
 
