@@ -14,4 +14,4 @@ python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.
 python3 bench/packed.py --device cuda --ks 1,8,32,128 --steps 20 --check 2>&1 | tee "$OUT/packed.txt"
 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 2>&1 | tee "$OUT/kernels.txt"
 python3 bench/epoch.py --device cuda --steps 50 2>&1 | tee "$OUT/epoch.txt"
-timeout 300 python3 bench/accuracy.py --device cuda --networks 24 --pack 24 2>&1 | tee "$OUT/accuracy.txt"
+timeout 330 python3 bench/accuracy.py --device cuda --networks 16 --pack 16 2>&1 | tee "$OUT/accuracy.txt"
