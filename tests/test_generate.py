@@ -137,6 +137,7 @@ def test_corrupt_shard_is_named_then_quarantined_and_retrained(ray_cluster, tmp_
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # truncated copy
     with pytest.raises(ZooError, match="corrupt shard .*part-00000.parquet"):
         open_zoo(out)
+    assert cli_main(["info", str(out)]) == 2  # the CLI names it in one line too
     generate(cfg, out, show_progress=False)
     assert len(list((out / "quarantine").iterdir())) == 1  # the bad bytes are kept, not deleted
     pd.testing.assert_frame_equal(pd.read_parquet(shard, columns=["model_id", "test_acc"]), good)
@@ -289,4 +290,18 @@ def test_an_unreachable_cluster_address_fails_fast_and_writes_nothing(tmp_path, 
     out = tmp_path / "zoo"
     assert cli_main(["generate", str(write_config(tmp_path)), "--out", str(out), "--address", f"127.0.0.1:{port}"]) == 2
     assert f"no Ray cluster answers at 127.0.0.1:{port}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_data_exits_2_with_where_it_looked_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SYMZOO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SYMZOO_SHARED_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("SYMZOO_CIFAR10_NPZ", raising=False)
+    monkeypatch.setattr("zoo.data.REPO_ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "zoo"
+    config = write_config(tmp_path, data={"name": "cifar10", "size": 16})
+    assert cli_main(["generate", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("symzoo: error: cifar10 not found") and "SYMZOO_CIFAR10_NPZ" in err and "\n" not in err
     assert not out.exists()
