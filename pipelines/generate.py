@@ -259,3 +259,36 @@ def finalize_manifest(out: Path, manifest: dict, report: StageReport, n_shards: 
         for v, g in frame.groupby("variant")
     }
     write_manifest(out, manifest)
+
+
+def describe_plan(config_path: str | Path, out: str | Path | None = None) -> str:
+    """What ``generate`` would do: networks, shards, the first hyperparameter draws, storage, and what is done."""
+    import pandas as pd
+
+    cfg = load_config(config_path)
+    out = Path(out) if out else Path("zoos") / cfg["name"]
+    data = dataset_from(cfg)
+    layouts = layouts_for(cfg, data)
+    units = plan_units(cfg, out)
+    specs = [s for u in units for s in u.payload]
+    n_vectors = 2 + len(cfg["training"]["checkpoint_epochs"])
+    size = next(iter(layouts.values())).size
+    gib = len(specs) * n_vectors * size * 4 / 2**30
+    done = [u.index for u in units if u.output.exists()]
+    stale_note = ""
+    if (out / "manifest.json").exists() and read_manifest(out)["config_hash"] != config_hash(cfg):
+        stale_note = f", made from another config (hash {read_manifest(out)['config_hash']}): generate would refuse"
+    lines = [
+        f"{cfg['name']}: {len(specs)} networks = {cfg['networks']} samples x {cfg['replicates']} replicate(s) x "
+        f"{len(cfg['variants'])} variant(s) ({', '.join(cfg['variants'])}), {len(units)} shards of "
+        f"{cfg['execution']['networks_per_shard']}",
+        f"data {cfg['data']['name']} {tuple(data.in_shape)}: {len(data.x_train)} train / {len(data.x_test)} test; "
+        f"{cfg['model']['arch']} with {size} parameters "
+        f"({', '.join(f'{v} {lay.n_trainable} trainable' for v, lay in layouts.items())})",
+        f"storage: about {gib:.2f} GiB of weights ({n_vectors} vectors per network) -> {out}",
+        f"config hash {config_hash(cfg)}; {len(done)} of {len(units)} shards already in {out}" + stale_note,
+        "",
+        "first hyperparameter samples:",
+        pd.DataFrame([s.row() for s in specs[: min(len(specs), 6)]]).to_string(index=False),
+    ]
+    return "\n".join(lines)

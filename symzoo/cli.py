@@ -56,6 +56,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
         )
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    from pipelines.generate import describe_plan
+
+    print(describe_plan(args.config, args.out))
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     from zoo.info import describe
 
@@ -102,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
+
+    pl = sub.add_parser("plan", help="what `generate CONFIG` would train and store, and what is already done")
+    pl.add_argument("config")
+    pl.add_argument("--out", default=None, help="zoo directory (default: zoos/<config name>)")
+    pl.set_defaults(func=cmd_plan)
 
     sm = sub.add_parser(
         "submit", help="run a stage on a Ray cluster as a Ray job, e.g. submit --cluster C generate CFG"

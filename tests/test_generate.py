@@ -305,3 +305,13 @@ def test_missing_data_exits_2_with_where_it_looked_and_writes_nothing(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("symzoo: error: cifar10 not found") and "SYMZOO_CIFAR10_NPZ" in err and "\n" not in err
     assert not out.exists()
+
+
+def test_plan_says_what_generate_would_do(tiny_zoo, tmp_path, capsys):
+    config = write_config(tmp_path)
+    assert cli_main(["plan", str(config), "--out", str(tiny_zoo)]) == 0
+    out = capsys.readouterr().out
+    assert "6 networks = 3 samples x 1 replicate(s) x 2 variant(s)" in out and "3 of 3 shards already" in out
+    assert "generate would refuse" not in out
+    assert cli_main(["plan", str(write_config(tmp_path, networks=4)), "--out", str(tiny_zoo)]) == 0
+    assert "generate would refuse" in capsys.readouterr().out
