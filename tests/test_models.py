@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from zoo.layers import FiGLU, MaskedConv2d, MaskedLinear, sample_row_masks, seeded_generator
+from zoo.layers import FiGLU, FixSpec, MaskedConv2d, MaskedLinear, sample_row_masks, seeded_generator
 from zoo.layout import ParamLayout, count_trainable
 from zoo.models import build
 
@@ -78,17 +78,22 @@ def test_permuting_hidden_channels_is_a_symmetry_of_standard_nets_only():
         assert torch.allclose(before, after, atol=1e-5) is invariant, variant
 
 
-def test_positive_scaling_is_a_symmetry_of_relu_without_norm():
-    torch.manual_seed(0)
-    lin1, lin2 = torch.nn.Linear(5, 7), torch.nn.Linear(7, 3)
-    x = torch.randn(6, 5)
+@pytest.mark.parametrize(("fix", "invariant"), [(None, True), (FixSpec(2, 1.0), False)])
+def test_positive_scaling_is_a_symmetry_of_relu_layers_only_without_fixed_entries(fix, invariant):
+    """Scaling hidden unit j by s > 0 into and 1/s out of a ReLU is a symmetry of standard layers; W-Asym's fixed
+    entries do not scale, so the same move changes the function."""
+    lin1, lin2 = MaskedLinear(5, 7, fix=fix), MaskedLinear(7, 3, fix=fix)
+    for i, layer in enumerate((lin1, lin2)):
+        layer.init_fixed(seeded_generator("scale", i))
+        layer.init_parameters(seeded_generator("scale-init", i))
+    x = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
     before = lin2(torch.relu(lin1(x)))
-    scale = torch.rand(7) + 0.5
+    scale = torch.rand(7, generator=torch.Generator().manual_seed(1)) + 0.5
     with torch.no_grad():
         lin1.weight.mul_(scale[:, None])
         lin1.bias.mul_(scale)
         lin2.weight.div_(scale[None, :])
-    assert torch.allclose(before, lin2(torch.relu(lin1(x))), atol=1e-5)
+    assert torch.allclose(before, lin2(torch.relu(lin1(x))), atol=1e-5) is invariant
 
 
 def test_figlu_is_not_permutation_or_diagonal_equivariant():
