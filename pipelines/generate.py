@@ -35,7 +35,7 @@ from zoo.store import (
     write_manifest,
     write_shard,
 )
-from zoo.train import Recipe, train_network
+from zoo.train import Recipe, steps_per_epoch, train_network
 
 
 def recipe_from(cfg: dict) -> Recipe:
@@ -186,6 +186,7 @@ def generate(
     cfg = load_config(config_path)
     out = Path(out) if out else Path("zoos") / cfg["name"]
     data = dataset_from(cfg)  # before anything is written: missing data fails here
+    steps_per_epoch(len(data.x_train), cfg["training"]["batch_size"])  # and so does a batch larger than the data
     layouts = layouts_for(cfg, data)
     units = plan_units(cfg, out)
     connect(address, num_cpus=None)  # before anything is written: a wrong address leaves no trace

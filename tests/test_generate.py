@@ -153,6 +153,7 @@ def test_corrupt_shard_is_named_then_quarantined_and_retrained(ray_cluster, tmp_
         ({"training": {"optimizer": "adam"}}, "'training.optimizer': 'adam' is not allowed; choose one of adamw, sgd"),
         ({"hyperparameters": {"lr": {"normal": [0, 1]}}}, "choose one of log_uniform, uniform, randint"),
         ({"execution": {"gpus_per_task": -1}}, "'execution.gpus_per_task'"),
+        ({"training": {"batch_size": 5000}}, "'training.batch_size': 5000 exceeds the 1442 training images"),
         ({"training": {"pack_size": "big"}}, "'training.pack_size': 'big' is not allowed; auto or an integer"),
         ({"training": {"pack_size": 8, "optimizer": "sgd"}}, "packed training implements adamw only"),
     ],

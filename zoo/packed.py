@@ -28,7 +28,15 @@ from zoo.data import Dataset
 from zoo.layers import seeded_generator
 from zoo.layout import ParamLayout
 from zoo.plan import HParams
-from zoo.train import Recipe, TrainResult, autocast, evaluate, lr_factor, smoothed_cross_entropy
+from zoo.train import (
+    Recipe,
+    TrainResult,
+    autocast,
+    evaluate,
+    lr_factor,
+    smoothed_cross_entropy,
+    steps_per_epoch,
+)
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.AdamW defaults
 
@@ -104,7 +112,7 @@ def train_pack(
     params = stack_parameters(models)
     optimizer = PackedAdamW(params)
     generators = [seeded_generator("symzoo-data", s) for s in seeds]
-    steps = len(data.x_train) // recipe.batch_size
+    steps = steps_per_epoch(len(data.x_train), recipe.batch_size)
     epochs = torch.tensor([hp.epochs for hp in hparams])
     peak_lr = torch.tensor([hp.lr for hp in hparams], dtype=torch.float64)
     weight_decay = torch.tensor([hp.weight_decay for hp in hparams], dtype=torch.float64)

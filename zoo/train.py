@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from symzoo.errors import ConfigError
 from zoo.augment import AugmentConfig, augment, draw_epoch
 from zoo.data import Dataset
 from zoo.layers import seeded_generator
@@ -98,6 +99,16 @@ def evaluate(
     return loss_sum / len(x), correct / len(x)
 
 
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches per epoch (drop_last); a batch larger than the training set is a config error, not a NaN."""
+    if batch_size > n_train:
+        raise ConfigError(
+            f"config field 'training.batch_size': {batch_size} exceeds the {n_train} training images; "
+            "lower it or train on more data"
+        )
+    return n_train // batch_size
+
+
 def make_optimizer(model: nn.Module, hp: HParams, recipe: Recipe) -> torch.optim.Optimizer:
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
@@ -123,7 +134,7 @@ def train_network(
     layout = ParamLayout.from_model(model)
     generator = seeded_generator("symzoo-data", seed)
     optimizer = make_optimizer(model, hp, recipe)
-    steps = len(data.x_train) // recipe.batch_size
+    steps = steps_per_epoch(len(data.x_train), recipe.batch_size)
     total, warmup = hp.epochs * steps, round(recipe.warmup_epochs * steps)
     keep = set(checkpoint_epochs)
     history: dict[str, list[float]] = {"train_loss": [], "train_acc": []}
