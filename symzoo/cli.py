@@ -64,13 +64,14 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 def cmd_info(args: argparse.Namespace) -> None:
     from zoo.info import describe
+    from zoo.store import open_zoo
 
-    print(describe(args.zoo, checksums=args.verify))
+    zoo = open_zoo(args.zoo, verify=False)
+    zoo.verify(checksums=args.verify)  # footers always, sha256 too with --verify
+    print(describe(zoo))
     if args.plot:
         from analysis.plots import plot_accuracy
-        from zoo.store import open_zoo
 
-        zoo = open_zoo(args.zoo)
         print(f"plot written to {plot_accuracy(zoo.frame, args.plot, zoo.config['name'])}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.store import open_zoo
+from zoo.store import Zoo
 
 
 def _size(path: Path) -> str:
@@ -16,9 +16,8 @@ def _size(path: Path) -> str:
     return f"{n:.1f} GiB"
 
 
-def describe(path: str | Path, checksums: bool = False) -> str:
-    zoo = open_zoo(path)
-    zoo.verify(checksums=checksums)
+def describe(zoo: Zoo) -> str:
+    """The report for an opened (and so verified) zoo."""
     m, cfg, frame = zoo.manifest, zoo.config, zoo.frame
     planned = cfg["networks"] * cfg["replicates"] * len(cfg["variants"])
     lines = [

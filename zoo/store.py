@@ -119,17 +119,16 @@ def write_shard(zoo_dir: Path, index: int, table: pa.Table) -> str:
 def check_shard(path: Path, expected_ids: list[int] | None = None) -> int:
     """Raise ``ZooError`` naming the shard unless its footer, schema version and ids are sound; returns rows."""
     try:
-        meta = pq.read_metadata(path)
-        schema = pq.read_schema(path)
-        version = (schema.metadata or {}).get(b"symzoo.schema_version")
-        ids = pq.read_table(path, columns=["model_id"])["model_id"].to_pylist() if expected_ids is not None else None
+        shard = pq.ParquetFile(path)  # reads the footer once
+        version = (shard.schema_arrow.metadata or {}).get(b"symzoo.schema_version")
+        ids = shard.read(columns=["model_id"])["model_id"].to_pylist() if expected_ids is not None else None
     except (OSError, pa.ArrowException) as e:
         raise ZooError(f"corrupt shard {path} ({type(e).__name__}: {str(e).splitlines()[0][:80]})") from None
     if version != str(SCHEMA_VERSION).encode():
         raise ZooError(f"shard {path} has schema version {version!r}, this symzoo reads {SCHEMA_VERSION}")
     if expected_ids is not None and ids != expected_ids:
         raise ZooError(f"shard {path} holds model ids {ids[:3]}... instead of the planned {expected_ids[:3]}...")
-    return meta.num_rows
+    return shard.metadata.num_rows
 
 
 def quarantine(zoo_dir: Path, path: Path) -> Path:
@@ -259,6 +258,8 @@ class Zoo:
         """``(N, P)`` float32 weights (``which``: init, final or epoch_E) in model_id order; NaN rows where absent."""
         if which not in self.weight_kinds():
             raise ZooError(f"no weights {which!r}; this zoo stores {', '.join(self.weight_kinds())}")
+        if trainable_only and variant is None:
+            raise ZooError("trainable_only needs a variant= (variants differ in which entries are trainable)")
         column = f"weights_{which}"
         filters = []
         if variant is not None:
@@ -268,8 +269,6 @@ class Zoo:
         tables = [pq.read_table(p, columns=["model_id", column], filters=filters or None) for p in self.shards]
         if not tables:
             return np.zeros((0, self.n_params), np.float32)
-        if trainable_only and variant is None:
-            raise ZooError("trainable_only needs a variant= (variants differ in which entries are trainable)")
         table = pa.concat_tables(tables)
         ids = table["model_id"].to_numpy()
         if np.any(ids[1:] < ids[:-1]):  # shards are written in model_id order: sorting is rarely needed
