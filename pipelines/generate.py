@@ -22,6 +22,7 @@ from zoo.models import build_configured
 from zoo.packed import train_pack
 from zoo.plan import NetSpec, plan_zoo
 from zoo.store import (
+    MANIFEST,
     MODELS,
     check_shard,
     file_sha256,
@@ -32,6 +33,7 @@ from zoo.store import (
     read_manifest,
     rows_to_table,
     shard_path,
+    weight_columns,
     write_manifest,
     write_shard,
 )
@@ -139,7 +141,7 @@ def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None
     return [rows[s.model_id] for s in specs]
 
 
-@ray.remote(max_retries=3)
+@ray.remote  # resources and retries come from the config, through run_stage's .options
 def train_shard(spec_rows: list[NetSpec], cfg: dict, data: Dataset, layouts_json: dict, progress, unit: int):
     """Ray task: train one shard's networks on this worker's device; returns the shard as an Arrow table."""
     threads = max(1, int(cfg["execution"]["cpus_per_task"]))
@@ -160,7 +162,7 @@ def plan_units(cfg: dict, out: Path) -> list[WorkUnit]:
 def prepare_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int) -> dict:
     """Create the manifest, or check that an existing zoo at ``out`` was made from this very config."""
     h = config_hash(cfg)
-    if (out / "manifest.json").exists():
+    if (out / MANIFEST).exists():
         manifest = read_manifest(out)
         if manifest["config_hash"] != h:
             raise ZooError(
@@ -272,13 +274,15 @@ def describe_plan(config_path: str | Path, out: str | Path | None = None) -> str
     layouts = layouts_for(cfg, data)
     units = plan_units(cfg, out)
     specs = [s for u in units for s in u.payload]
-    n_vectors = 2 + len(cfg["training"]["checkpoint_epochs"])
+    n_vectors = len(weight_columns(cfg["training"]["checkpoint_epochs"]))
     size = next(iter(layouts.values())).size
     gib = len(specs) * n_vectors * size * 4 / 2**30
     done = [u.index for u in units if u.output.exists()]
-    stale_note = ""
-    if (out / "manifest.json").exists() and read_manifest(out)["config_hash"] != config_hash(cfg):
-        stale_note = f", made from another config (hash {read_manifest(out)['config_hash']}): generate would refuse"
+    cfg_hash = config_hash(cfg)
+    stored_hash = read_manifest(out)["config_hash"] if (out / MANIFEST).exists() else cfg_hash
+    stale_note = (
+        f", made from another config (hash {stored_hash}): generate would refuse" if stored_hash != cfg_hash else ""
+    )
     lines = [
         f"{cfg['name']}: {len(specs)} networks = {cfg['networks']} samples x {cfg['replicates']} replicate(s) x "
         f"{len(cfg['variants'])} variant(s) ({', '.join(cfg['variants'])}), {len(units)} shards of "
@@ -287,7 +291,7 @@ def describe_plan(config_path: str | Path, out: str | Path | None = None) -> str
         f"{cfg['model']['arch']} with {size} parameters "
         f"({', '.join(f'{v} {lay.n_trainable} trainable' for v, lay in layouts.items())})",
         f"storage: about {gib:.2f} GiB of weights ({n_vectors} vectors per network) -> {out}",
-        f"config hash {config_hash(cfg)}; {len(done)} of {len(units)} shards already in {out}" + stale_note,
+        f"config hash {cfg_hash}; {len(done)} of {len(units)} shards already in {out}" + stale_note,
         "",
         "first hyperparameter samples:",
         pd.DataFrame([s.row() for s in specs[: min(len(specs), 6)]]).to_string(index=False),
