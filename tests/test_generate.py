@@ -154,6 +154,7 @@ def test_corrupt_shard_is_named_then_quarantined_and_retrained(ray_cluster, tmp_
         ({"hyperparameters": {"lr": {"normal": [0, 1]}}}, "choose one of log_uniform, uniform, randint"),
         ({"execution": {"gpus_per_task": -1}}, "'execution.gpus_per_task'"),
         ({"training": {"batch_size": 5000}}, "'training.batch_size': 5000 exceeds the 1442 training images"),
+        ({"training": {"augment": {"rotate": 1}}}, "'training.augment.rotate': unknown field; allowed: flip"),
         ({"training": {"pack_size": "big"}}, "'training.pack_size': 'big' is not allowed; auto or an integer"),
         ({"training": {"pack_size": 8, "optimizer": "sgd"}}, "packed training implements adamw only"),
     ],

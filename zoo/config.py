@@ -170,10 +170,6 @@ def validate(raw: Any) -> dict:
         _fail("training.pack_size", f"{pack!r} is not allowed; auto or an integer in [1, 4096]")
     if t["pack_size"] not in ("auto", 1) and t["optimizer"] != "adamw":
         _fail("training.pack_size", "packed training implements adamw only; set pack_size: 1 for sgd")
-    aug = t["augment"]
-    if not isinstance(aug, dict) or set(aug) - {"flip", "translate", "cutout"}:
-        _fail("training.augment", "must be a mapping with fields flip, translate, cutout")
-    t["augment"] = {"flip": True, "translate": 2, "cutout": 4, **aug}
     _check_bool("training.augment.flip", t["augment"]["flip"])
     _check_int("training.augment.translate", t["augment"]["translate"], 0, 16)
     _check_int("training.augment.cutout", t["augment"]["cutout"], 0, 64)
