@@ -171,9 +171,8 @@ class ChannelNorm(nn.GroupNorm):
         super().__init__(1, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight.dim() == 1:
-            return super().forward(x)
-        return F.group_norm(x, self.weight.shape[0], self.weight.reshape(-1), self.bias.reshape(-1), self.eps)
+        networks = self.weight.numel() // self.num_channels  # 1 unless packed
+        return F.group_norm(x, networks, self.weight.reshape(-1), self.bias.reshape(-1), self.eps)
 
 
 class FeatureNorm(nn.LayerNorm):
@@ -200,10 +199,7 @@ class FiGLU(nn.Module):
         self.gate = torch.randn(self.channels, self.channels, generator=generator) * self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == self.channels:
-            pre = x @ self.gate.T if x.dim() == 2 else torch.einsum("oc,nc...->no...", self.gate, x)
-            return torch.sigmoid(pre) * x
-        # packed (B, K*C, ...): the zoo-wide gate acts on each network's channel block
+        # (B, K*C, ...) with K = 1 unless packed: the zoo-wide gate acts on each network's channel block
         blocks = x.view(x.shape[0], -1, self.channels, *x.shape[2:])
         pre = torch.einsum("oc,bkc...->bko...", self.gate, blocks)
         return (torch.sigmoid(pre) * blocks).reshape(x.shape)
