@@ -28,9 +28,7 @@ def main() -> None:
     data = load_dataset("cifar10")
     recipe = Recipe()
     n = args.steps * recipe.batch_size
-    sub = type(data)(
-        data.name, data.x_train[:n], data.y_train[:n], data.x_test[:0], data.y_test[:0], data.mean, data.std, 10
-    ).to(args.device)
+    sub = data.head(n, 0).to(args.device)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU x{args.threads} threads"
     print(f"device: {name}; {args.steps} steps of batch {recipe.batch_size}")
     rates = {}

@@ -25,12 +25,6 @@ from zoo.train import Recipe, train_network
 STEPS_PER_PAPER_NETWORK = 25 * (50_000 // 512)
 
 
-def subset(data: Dataset, n: int, device: str) -> Dataset:
-    return Dataset(
-        data.name, data.x_train[:n], data.y_train[:n], data.x_test[:1000], data.y_test[:1000], data.mean, data.std, 10
-    ).to(device)
-
-
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -102,14 +96,15 @@ def main() -> None:
     ks = [int(k) for k in (args.ks or ("1,8,32,128" if cuda else "1,4,8")).split(",")]
     steps = args.steps or (20 if cuda else 2)
     recipe = Recipe(compile=args.compile)
-    data = subset(load_dataset("cifar10"), steps * recipe.batch_size, args.device)
+    cifar = load_dataset("cifar10")
+    data = cifar.head(steps * recipe.batch_size, 1000).to(args.device)
     name = torch.cuda.get_device_name() if cuda else f"CPU, {args.threads} threads"
     print(
         f"device: {name}; {steps} steps of batch {recipe.batch_size} per configuration; "
         f"amp={'bf16' if cuda and recipe.amp else 'off'}"
     )
     if args.check:
-        check(subset(load_dataset("cifar10"), 4 * recipe.batch_size, args.device), recipe)
+        check(cifar.head(4 * recipe.batch_size, 1000).to(args.device), recipe)
     for variant in args.variants.split(","):
         base = time_loop(variant, data, recipe, 2)
         base_rate = 3600 / (base * STEPS_PER_PAPER_NETWORK)

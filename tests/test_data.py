@@ -117,3 +117,10 @@ def test_epoch_draw_is_per_generator_and_drops_last():
     assert a.order.shape == (7, 128) and len(set(a.order.flatten().tolist())) == 7 * 128
     assert torch.equal(a.order, b.order) and not torch.equal(a.order, c.order)
     assert a.dy.min() >= -2 and a.dy.max() <= 2 and a.cy.max() <= 28
+
+
+def test_head_keeps_normalisation_and_classes(digits):
+    head = digits.head(10, 5)
+    assert head.x_train.shape == (10, 1, 8, 8) and len(head.y_test) == 5
+    assert (head.mean, head.std, head.num_classes) == (digits.mean, digits.std, digits.num_classes)
+    assert torch.equal(head.x_train, digits.x_train[:10])

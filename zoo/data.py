@@ -63,6 +63,20 @@ class Dataset:
         std = torch.tensor(self.std, device=x.device, dtype=dtype).view(1, -1, 1, 1)
         return (x.to(dtype) - mean) / std
 
+    def head(self, n_train: int, n_test: int) -> Dataset:
+        """The first images of each split (rows are mixed, so every class appears), same normalisation: for
+        benchmarks and quick checks."""
+        return Dataset(
+            self.name,
+            self.x_train[:n_train],
+            self.y_train[:n_train],
+            self.x_test[:n_test],
+            self.y_test[:n_test],
+            self.mean,
+            self.std,
+            self.num_classes,
+        )
+
     def to(self, device: torch.device | str) -> Dataset:
         move = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
         return Dataset(self.name, **move, mean=self.mean, std=self.std, num_classes=self.num_classes)
