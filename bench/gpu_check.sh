@@ -1,17 +1,31 @@
 #!/usr/bin/env bash
-# The prepared GPU session (one H100/H200, about 10 minutes): correctness first, then throughput, then accuracy.
+# The prepared GPU session (one H100/H200, under 10 minutes): correctness first, then throughput, then accuracy.
+# Each step has its own time limit and writes its log to $OUT as it goes, so a cut-off run still reports.
 # From the repo root, with CIFAR-10 carried along:
 #   mkdir -p .device_data && cp ../shared/data/cifar10_jpeg.npz .device_data/   (git-ignored; name it in `carry`)
-#   bash bench/gpu_check.sh            # writes packed.txt, epoch.txt, accuracy.txt to $OUT (or ./bench_out)
-set -euo pipefail
+#   bash bench/gpu_check.sh            # logs to $OUT (or ./bench_out)
+set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench_out}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 export SYMZOO_CIFAR10_NPZ=${SYMZOO_CIFAR10_NPZ:-$PWD/.device_data/cifar10_jpeg.npz} SYMZOO_DATA_DIR=/tmp/symzoo
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
-python3 bench/packed.py --device cuda --ks 1,8,32,128 --steps 20 --check 2>&1 | tee "$OUT/packed.txt"
-python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 2>&1 | tee "$OUT/kernels.txt"
-python3 bench/epoch.py --device cuda --steps 50 2>&1 | tee "$OUT/epoch.txt"
-timeout 330 python3 bench/accuracy.py --device cuda --networks 16 --pack 16 2>&1 | tee "$OUT/accuracy.txt"
+step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.txt, never stop the script
+  local name=$1 limit=$2
+  shift 2
+  echo "=== $name ($(date +%T), limit ${limit}s): $*"
+  timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
+  echo "=== $name exit ${PIPESTATUS[0]}"
+}
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
+} 2>&1 | tee "$OUT/gpu.txt"
+step decode 90 python3 -c "from zoo.data import load_dataset; print(load_dataset('cifar10').x_train.shape)"
+step packed 150 python3 bench/packed.py --device cuda --ks 1,8,32,64,128 --steps 20 --check \
+  --variants standard,w_asym,sigma_asym
+step packed_nhwc 60 python3 bench/packed.py --device cuda --ks 32,64 --steps 20 --channels-last --no-loop
+step accuracy 270 python3 bench/accuracy.py --device cuda --networks 32 --pack 16 --budget-s 180
+step epoch 40 python3 bench/epoch.py --device cuda --steps 50
+step compiled 100 python3 bench/packed.py --device cuda --ks 32 --steps 20 --compile --no-loop --variants standard
+step kernels 40 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512

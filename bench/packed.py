@@ -12,6 +12,7 @@ bf16 autocast on CUDA. Each configuration trains ``--steps`` steps after a warm-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -66,9 +67,23 @@ def time_pack(variant: str, data: Dataset, recipe: Recipe, k: int) -> float:
 
 
 def check(data: Dataset, recipe: Recipe) -> None:
+    """Packed against alone on this device: in strict float32 (no bf16, no TF32) the weights must agree closely;
+    with the recipe's bf16 the test accuracies should."""
     hps = [HParams(0.01, 5e-4, 0.1, 1), HParams(0.005, 1e-3, 0.0, 1), HParams(0.02, 1e-4, 0.2, 1)]
     device = data.x_train.device
-    for variant in ("standard", "w_asym"):
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        compare(data, dataclasses.replace(recipe, amp=False), hps, "float32")
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    if recipe.amp and device.type == "cuda":
+        compare(data, recipe, hps, "bf16")
+
+
+def compare(data: Dataset, recipe: Recipe, hps: list[HParams], label: str) -> None:
+    device = data.x_train.device
+    for variant in ("standard", "w_asym", "sigma_asym"):
         alone = [
             train_network(build("resnet8", variant, init_seed=i).to(device), data, hp, recipe, i)
             for i, hp in enumerate(hps)
@@ -76,9 +91,14 @@ def check(data: Dataset, recipe: Recipe) -> None:
         packed = train_pack(
             [build("resnet8", variant, init_seed=i).to(device) for i in range(3)], data, hps, [0, 1, 2], recipe
         )
-        diff = max((a.final_weights - b.final_weights).abs().max().item() for a, b in zip(alone, packed, strict=True))
+        pairs = list(zip(alone, packed, strict=True))
+        diff = max((a.final_weights - b.final_weights).abs().max().item() for a, b in pairs)
+        rel = max(((a.final_weights - b.final_weights).norm() / a.final_weights.norm()).item() for a, b in pairs)
         accs = [(round(a.test_acc, 4), round(b.test_acc, 4)) for a, b in zip(alone, packed, strict=True)]
-        print(f"check {variant}: max |w_alone - w_packed| = {diff:.2e}; test acc alone/packed {accs}")
+        print(
+            f"check {label} {variant}: max |w_alone - w_packed| = {diff:.1e}, relative L2 {rel:.1e}; "
+            f"test acc alone/packed {accs}"
+        )
 
 
 def main() -> None:
@@ -90,26 +110,31 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the packed forward")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC activations in the packed forward")
+    parser.add_argument("--no-loop", action="store_true", help="skip the one-at-a-time baseline")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     torch.set_num_threads(args.threads)
     ks = [int(k) for k in (args.ks or ("1,8,32,128" if cuda else "1,4,8")).split(",")]
     steps = args.steps or (20 if cuda else 2)
-    recipe = Recipe(compile=args.compile)
+    recipe = Recipe(compile=args.compile, channels_last=args.channels_last)
     cifar = load_dataset("cifar10")
     data = cifar.head(steps * recipe.batch_size, 1000).to(args.device)
     name = torch.cuda.get_device_name() if cuda else f"CPU, {args.threads} threads"
     print(
         f"device: {name}; {steps} steps of batch {recipe.batch_size} per configuration; "
-        f"amp={'bf16' if cuda and recipe.amp else 'off'}"
+        f"amp={'bf16' if cuda and recipe.amp else 'off'} channels_last={recipe.channels_last} compile={recipe.compile}",
+        flush=True,
     )
     if args.check:
         check(cifar.head(4 * recipe.batch_size, 1000).to(args.device), recipe)
     for variant in args.variants.split(","):
-        base = time_loop(variant, data, recipe, 2)
+        base = float("nan") if args.no_loop else time_loop(variant, data, recipe, 2)
         base_rate = 3600 / (base * STEPS_PER_PAPER_NETWORK)
-        print(f"{variant}: one-at-a-time loop {base * 1e3:8.1f} ms/net-step  {base_rate:8.1f} nets/hour")
+        print(f"{variant}: one-at-a-time loop {base * 1e3:8.1f} ms/net-step  {base_rate:8.1f} nets/hour", flush=True)
         for k in ks:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
             try:
                 t = time_pack(variant, data, recipe, k)
             except torch.OutOfMemoryError:
@@ -117,9 +142,11 @@ def main() -> None:
                 torch.cuda.empty_cache()
                 continue
             rate = 3600 / (t * STEPS_PER_PAPER_NETWORK)
+            memory = f"  peak {torch.cuda.max_memory_allocated() / 2**30:5.1f} GiB" if cuda else ""
             print(
                 f"{variant}: packed K={k:<4d}      {t * 1e3:8.1f} ms/net-step  {rate:8.1f} nets/hour  "
-                f"ratio to loop {base / t:5.2f}"
+                f"ratio to loop {base / t:5.2f}{memory}",
+                flush=True,
             )
 
 

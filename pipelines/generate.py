@@ -19,7 +19,7 @@ from zoo.config import config_hash, load_config
 from zoo.data import Dataset, load_configured
 from zoo.layout import ParamLayout
 from zoo.models import build_configured
-from zoo.packed import train_pack
+from zoo.packed import group_into_packs, train_pack
 from zoo.plan import NetSpec, plan_zoo
 from zoo.store import (
     MANIFEST,
@@ -100,15 +100,6 @@ def resolve_pack_size(training: dict, device: torch.device) -> int:
     return AUTO_PACK_SIZE_GPU if device.type == "cuda" and training["optimizer"] == "adamw" else 1
 
 
-def packs(specs: list[NetSpec], pack_size: int) -> list[list[NetSpec]]:
-    """Groups of up to ``pack_size`` networks of one variant (a pack shares its fixed structure)."""
-    groups = []
-    for variant in dict.fromkeys(s.variant for s in specs):
-        same = [s for s in specs if s.variant == variant]
-        groups += [same[i : i + pack_size] for i in range(0, len(same), pack_size)]
-    return groups
-
-
 def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None) -> list[dict]:
     """Train networks one by one, or packed when ``training.pack_size > 1``; rows come back in plan order.
 
@@ -119,7 +110,7 @@ def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None
     device = data.x_train.device
     pack_size = resolve_pack_size(cfg["training"], device)
     rows: dict[int, dict] = {}
-    for group in packs(specs, pack_size):
+    for group in group_into_packs(specs, pack_size):
         models = [build_configured(cfg, s.variant, data.in_shape, data.num_classes, s.seed).to(device) for s in group]
         layout = ParamLayout.from_model(models[0])
         inits = [layout.flatten(m).cpu() for m in models]

@@ -11,7 +11,7 @@ from zoo.augment import AugmentConfig
 from zoo.data import load_dataset
 from zoo.layout import ParamLayout
 from zoo.models import build
-from zoo.packed import PackedAdamW, packed_logits, stack_parameters, train_pack
+from zoo.packed import PackedAdamW, group_into_packs, packed_logits, stack_parameters, train_pack
 from zoo.plan import HParams
 from zoo.train import Recipe, smoothed_cross_entropy, train_network
 
@@ -152,3 +152,29 @@ def test_compiled_pack_matches_eager(small_digits):
     for a, b in zip(eager, compiled, strict=True):
         assert a.epochs_done == b.epochs_done
         assert torch.allclose(a.final_weights, b.final_weights, atol=1e-4, rtol=1e-4)
+
+
+def test_packs_hold_one_variant_and_similar_epoch_counts():
+    from zoo.plan import plan_zoo
+
+    specs = plan_zoo(10, ["standard", "w_asym"], zoo_seed=3)
+    groups = group_into_packs(specs, 4)
+    assert sorted(s.model_id for g in groups for s in g) == sorted(s.model_id for s in specs)
+    assert all(len(g) <= 4 and len({s.variant for s in g}) == 1 for g in groups)
+    for variant in ("standard", "w_asym"):
+        epochs = [s.hparams.epochs for g in groups if g[0].variant == variant for s in g]
+        assert epochs == sorted(epochs)  # a pack never waits long for one straggler
+
+
+def test_channels_last_changes_nothing_but_memory_layout(small_digits, float64):
+    """NHWC convolutions round differently; in float64 that cannot show, so the trainings must agree."""
+    import dataclasses
+
+    def run(recipe: Recipe):
+        models = [build("resnet8", "sigma_asym", small_digits.in_shape, 10, asym_seed=1, init_seed=s) for s in SEEDS]
+        return train_pack(models, small_digits, HPARAMS, SEEDS, recipe)
+
+    plain, nhwc = run(RECIPE), run(dataclasses.replace(RECIPE, channels_last=True))
+    for a, b in zip(plain, nhwc, strict=True):
+        assert a.test_acc == b.test_acc
+        assert torch.allclose(a.final_weights, b.final_weights, atol=1e-6, rtol=0)

@@ -27,7 +27,7 @@ from zoo.augment import EpochDraw, augment, draw_epoch
 from zoo.data import Dataset
 from zoo.layers import seeded_generator
 from zoo.layout import ParamLayout
-from zoo.plan import HParams
+from zoo.plan import HParams, NetSpec
 from zoo.train import (
     Recipe,
     TrainResult,
@@ -36,6 +36,7 @@ from zoo.train import (
     lr_factor,
     smoothed_cross_entropy,
     steps_per_epoch,
+    tune_kernels,
 )
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.AdamW defaults
@@ -75,12 +76,31 @@ class PackedAdamW:
 
 
 def packed_logits(
-    model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor
+    model: nn.Module,
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    channels_last: bool = False,
 ) -> torch.Tensor:
     """Logits ``(K, B, classes)`` of K networks with stacked ``params``, each on its own batch ``x[k]``."""
     k, b = x.shape[:2]
     side_by_side = x.transpose(0, 1).reshape(b, k * x.shape[2], *x.shape[3:])
+    if channels_last and side_by_side.dim() == 4:
+        side_by_side = side_by_side.contiguous(memory_format=torch.channels_last)
     return functional_call(model, (params, buffers), (side_by_side,)).view(b, k, -1).transpose(0, 1)
+
+
+def group_into_packs(specs: list[NetSpec], pack_size: int) -> list[list[NetSpec]]:
+    """Packs of up to ``pack_size`` networks of one variant (a pack shares its fixed structure), by epoch count.
+
+    A pack runs as long as its longest network; networks of similar length keep it full to the end, and its
+    shapes (and a compiled forward) change rarely. Each pack keeps plan order among equal epoch counts.
+    """
+    groups = []
+    for variant in dict.fromkeys(s.variant for s in specs):
+        same = sorted((s for s in specs if s.variant == variant), key=lambda s: s.hparams.epochs)
+        groups += [same[i : i + pack_size] for i in range(0, len(same), pack_size)]
+    return groups
 
 
 def stack_parameters(models: list[nn.Module]) -> dict[str, torch.Tensor]:
@@ -105,6 +125,7 @@ def train_pack(
         raise ValueError(f"packed training implements adamw, not {recipe.optimizer!r}; use pack_size 1")
     start = time.perf_counter()
     device = data.x_train.device
+    tune_kernels(device)
     template = models[0]
     layout = ParamLayout.from_model(template)
     buffers = dict(template.named_buffers())
@@ -115,7 +136,7 @@ def train_pack(
     steps = steps_per_epoch(len(data.x_train), recipe.batch_size)
     epochs = torch.tensor([hp.epochs for hp in hparams])
     peak_lr = torch.tensor([hp.lr for hp in hparams], dtype=torch.float64)
-    weight_decay = torch.tensor([hp.weight_decay for hp in hparams], dtype=torch.float64)
+    weight_decay = torch.tensor([hp.weight_decay for hp in hparams], dtype=torch.float64, device=device)
     smoothing = torch.tensor([hp.label_smoothing for hp in hparams], device=device)
     warmup = round(recipe.warmup_epochs * steps)
     keep_epochs = set(checkpoint_epochs)
@@ -125,7 +146,7 @@ def train_pack(
     active = list(range(k_all))  # original index of each pack row
 
     def packed_forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return packed_logits(template, p, buffers, x)
+        return packed_logits(template, p, buffers, x, recipe.channels_last)
 
     # the training forward may be compiled (recompiled once per pack size as networks leave); evaluation stays eager
     train_forward = torch.compile(packed_forward, dynamic=False) if recipe.compile else packed_forward
@@ -170,8 +191,12 @@ def train_pack(
         ]
         order = torch.stack([d.order for d in draws]).to(device)  # (K, steps, B)
         fields = {f: torch.stack([getattr(d, f) for d in draws]).to(device) for f in ("flip", "dy", "dx", "cy", "cx")}
-        total = (epochs[active] * steps).double()
-        lr_peak, wd, ls = peak_lr[active], weight_decay[active], smoothing[active]
+        # the epoch's learning rates (steps, K), made once: a host-to-device copy per step would stall the GPU
+        totals = [int(t) for t in epochs[active] * steps]
+        first = (epoch - 1) * steps
+        factors = [[lr_factor(first + i, t, warmup) for t in totals] for i in range(steps)]
+        lrs = (torch.tensor(factors, dtype=torch.float64) * peak_lr[active]).to(device)
+        wd, ls = weight_decay[active], smoothing[active]
         k = len(active)
         loss_sum = torch.zeros(k, device=device)
         correct = torch.zeros(k, device=device)
@@ -185,9 +210,7 @@ def train_pack(
                 logits = train_forward(params, x)
             losses = smoothed_cross_entropy(logits, y, ls)
             losses.sum().backward()
-            global_step = (epoch - 1) * steps + i
-            factor = torch.tensor([lr_factor(global_step, int(t), warmup) for t in total], dtype=torch.float64)
-            optimizer.step(params, lr_peak * factor, wd)
+            optimizer.step(params, lrs[i], wd)
             for p in params.values():
                 p.grad = None
             loss_sum += losses.detach()

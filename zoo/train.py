@@ -33,6 +33,7 @@ class Recipe:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     amp: bool = True  # bf16 autocast, CUDA only
     compile: bool = False  # torch.compile the packed forward (packed training only)
+    channels_last: bool = False  # NHWC activations in the packed forward (a GPU option; see bench/RESULTS.md)
     eval_batch_size: int = 2000
 
 
@@ -99,6 +100,12 @@ def evaluate(
     return loss_sum / len(x), correct / len(x)
 
 
+def tune_kernels(device: torch.device) -> None:
+    """Let cuDNN time its convolution algorithms once per shape: a zoo repeats the same shapes for hours."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     """Full batches per epoch (drop_last); a batch larger than the training set is a config error, not a NaN."""
     if batch_size > n_train:
@@ -131,6 +138,7 @@ def train_network(
     """Train ``model`` in place on ``data`` (already on the model's device) and evaluate it."""
     start = time.perf_counter()
     device = data.x_train.device
+    tune_kernels(device)
     layout = ParamLayout.from_model(model)
     generator = seeded_generator("symzoo-data", seed)
     optimizer = make_optimizer(model, hp, recipe)
