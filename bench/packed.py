@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the packed forward")
     parser.add_argument("--channels-last", action="store_true", help="NHWC activations in the packed forward")
     parser.add_argument("--no-loop", action="store_true", help="skip the one-at-a-time baseline")
+    parser.add_argument("--check-only", action="store_true", help="run the --check comparison and stop")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     torch.set_num_threads(args.threads)
@@ -126,8 +127,10 @@ def main() -> None:
         f"amp={'bf16' if cuda and recipe.amp else 'off'} channels_last={recipe.channels_last} compile={recipe.compile}",
         flush=True,
     )
-    if args.check:
+    if args.check or args.check_only:
         check(cifar.head(4 * recipe.batch_size, 1000).to(args.device), recipe)
+    if args.check_only:
+        return
     for variant in args.variants.split(","):
         base = float("nan") if args.no_loop else time_loop(variant, data, recipe, 2)
         base_rate = 3600 / (base * STEPS_PER_PAPER_NETWORK)

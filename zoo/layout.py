@@ -45,7 +45,7 @@ class ParamLayout:
             slots.append(TensorSlot(name, tuple(p.shape), offset))
             offset += p.numel()
             mask = masks.get(name)
-            parts.append(np.ones(p.numel(), bool) if mask is None else mask.reshape(-1).numpy().astype(bool))
+            parts.append(np.ones(p.numel(), bool) if mask is None else mask.reshape(-1).cpu().numpy().astype(bool))
         return cls(tuple(slots), np.concatenate(parts))
 
     @property
