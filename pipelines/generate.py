@@ -40,7 +40,7 @@ from zoo.store import (
 from zoo.train import Recipe, steps_per_epoch, train_network
 
 
-def recipe_from(cfg: dict) -> Recipe:
+def recipe_from(cfg: dict, device: torch.device) -> Recipe:
     t = cfg["training"]
     return Recipe(
         batch_size=t["batch_size"],
@@ -49,7 +49,7 @@ def recipe_from(cfg: dict) -> Recipe:
         momentum=t["momentum"],
         augment=AugmentConfig(**t["augment"]),
         amp=t["amp"],
-        compile=t["compile"],
+        compile=resolve_compile(t, device),
     )
 
 
@@ -89,7 +89,7 @@ def result_row(cfg: dict, spec: NetSpec, init: torch.Tensor, result: Any | None,
     return row
 
 
-AUTO_PACK_SIZE_GPU = 32  # a starting point until bench/packed.py has been run on the target GPU
+AUTO_PACK_SIZE_GPU = 32  # saturates an H100: K=128 trains no faster with 4x the memory (bench/RESULTS.md)
 
 
 def resolve_pack_size(training: dict, device: torch.device) -> int:
@@ -100,14 +100,22 @@ def resolve_pack_size(training: dict, device: torch.device) -> int:
     return AUTO_PACK_SIZE_GPU if device.type == "cuda" and training["optimizer"] == "adamw" else 1
 
 
+def resolve_compile(training: dict, device: torch.device) -> bool:
+    """``auto``: compile packed training on a GPU (1.65x on an H100, bench/RESULTS.md); one network at a time
+    and CPUs stay eager (compiling costs more than it saves there)."""
+    if training["compile"] != "auto":
+        return bool(training["compile"])
+    return device.type == "cuda" and resolve_pack_size(training, device) > 1
+
+
 def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None) -> list[dict]:
     """Train networks one by one, or packed when ``training.pack_size > 1``; rows come back in plan order.
 
     An exception is recorded as status "failed" on the networks it hit and never ends the shard.
     """
-    recipe = recipe_from(cfg)
-    checkpoints = cfg["training"]["checkpoint_epochs"]
     device = data.x_train.device
+    recipe = recipe_from(cfg, device)
+    checkpoints = cfg["training"]["checkpoint_epochs"]
     pack_size = resolve_pack_size(cfg["training"], device)
     rows: dict[int, dict] = {}
     for group in group_into_packs(specs, pack_size):
@@ -144,7 +152,11 @@ def train_shard(spec_rows: list[NetSpec], cfg: dict, data: Dataset, layouts_json
 
 
 def plan_units(cfg: dict, out: Path) -> list[WorkUnit]:
+    """Shards of networks with equal or neighbouring epoch counts: a pack runs as long as its longest network, so
+    mixing 10- and 40-epoch networks in one shard left GPU packs half empty (bench/RESULTS.md). Model ids keep
+    plan order; only which shard holds a network follows its length."""
     specs = plan_zoo(cfg["networks"], cfg["variants"], cfg["replicates"], cfg["seed"], cfg["hyperparameters"])
+    specs = sorted(specs, key=lambda s: s.hparams.epochs)  # stable: plan order among equal lengths
     per = cfg["execution"]["networks_per_shard"]
     chunks = [specs[i : i + per] for i in range(0, len(specs), per)]
     return [WorkUnit(i, shard_path(out, i), chunk, len(chunk)) for i, chunk in enumerate(chunks)]
@@ -255,6 +267,16 @@ def finalize_manifest(out: Path, manifest: dict, report: StageReport, n_shards: 
     write_manifest(out, manifest)
 
 
+def training_line(cfg: dict) -> str:
+    """How each worker will train: packs and compilation follow the device the config asks for."""
+    gpu = cfg["execution"]["gpus_per_task"] > 0
+    device = torch.device("cuda" if gpu else "cpu")
+    pack = resolve_pack_size(cfg["training"], device)
+    how = f"packs of {pack}" if pack > 1 else "one network at a time"
+    compiled = ", compiled" if resolve_compile(cfg["training"], device) else ""
+    return f"training on {'GPU' if gpu else 'CPU'} workers: {how}{compiled}, {cfg['training']['optimizer']}"
+
+
 def describe_plan(config_path: str | Path, out: str | Path | None = None) -> str:
     """What ``generate`` would do: networks, shards, the first hyperparameter draws, storage, and what is done."""
     import pandas as pd
@@ -264,7 +286,7 @@ def describe_plan(config_path: str | Path, out: str | Path | None = None) -> str
     data = dataset_from(cfg)
     layouts = layouts_for(cfg, data)
     units = plan_units(cfg, out)
-    specs = [s for u in units for s in u.payload]
+    specs = sorted((s for u in units for s in u.payload), key=lambda s: s.model_id)
     n_vectors = len(weight_columns(cfg["training"]["checkpoint_epochs"]))
     size = next(iter(layouts.values())).size
     gib = len(specs) * n_vectors * size * 4 / 2**30
@@ -281,6 +303,7 @@ def describe_plan(config_path: str | Path, out: str | Path | None = None) -> str
         f"data {cfg['data']['name']} {tuple(data.in_shape)}: {len(data.x_train)} train / {len(data.x_test)} test; "
         f"{cfg['model']['arch']} with {size} parameters "
         f"({', '.join(f'{v} {lay.n_trainable} trainable' for v, lay in layouts.items())})",
+        training_line(cfg),
         f"storage: about {gib:.2f} GiB of weights ({n_vectors} vectors per network) -> {out}",
         f"config hash {cfg_hash}; {len(done)} of {len(units)} shards already in {out}" + stale_note,
         "",

@@ -157,6 +157,7 @@ def test_corrupt_shard_is_named_then_quarantined_and_retrained(ray_cluster, tmp_
         ({"training": {"augment": {"rotate": 1}}}, "'training.augment.rotate': unknown field; allowed: flip"),
         ({"training": {"pack_size": "big"}}, "'training.pack_size': 'big' is not allowed; auto or an integer"),
         ({"training": {"pack_size": 8, "optimizer": "sgd"}}, "packed training implements adamw only"),
+        ({"training": {"compile": "yes"}}, "'training.compile'"),
     ],
 )
 def test_bad_configs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, change, message):
@@ -240,6 +241,18 @@ def test_auto_pack_size_packs_only_adamw_on_gpus():
     assert resolve_pack_size({"pack_size": 8, "optimizer": "adamw"}, cpu) == 8
 
 
+def test_auto_compile_only_for_packs_on_gpus():
+    from pipelines.generate import resolve_compile
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    auto = {"pack_size": "auto", "optimizer": "adamw", "compile": "auto"}
+    assert resolve_compile(auto, gpu) is True
+    assert resolve_compile(auto, cpu) is False
+    assert resolve_compile({**auto, "pack_size": 1}, gpu) is False  # the one-network trainer is never compiled
+    assert resolve_compile({**auto, "compile": False}, gpu) is False
+    assert resolve_compile({**auto, "compile": True, "pack_size": 4}, cpu) is True
+
+
 def test_weights_are_read_without_extra_copies(tiny_zoo):
     """One shard, no filter: a view of Arrow's buffer; several shards: one array, filled once."""
     import pyarrow as pa
@@ -317,3 +330,20 @@ def test_plan_says_what_generate_would_do(tiny_zoo, tmp_path, capsys):
     assert "generate would refuse" not in out
     assert cli_main(["plan", str(write_config(tmp_path, networks=4)), "--out", str(tiny_zoo)]) == 0
     assert "generate would refuse" in capsys.readouterr().out
+
+
+def test_shards_group_networks_of_similar_length(tmp_path):
+    """A GPU pack runs as long as its longest network: shards hold neighbouring epoch counts, ids keep plan order."""
+    from pipelines.generate import plan_units
+    from zoo.config import load_config
+
+    cfg = load_config(write_config(tmp_path, networks=20, hyperparameters={"epochs": {"randint": [10, 40]}}))
+    units = plan_units(cfg, tmp_path / "zoo")
+    specs = [s for u in units for s in u.payload]
+    assert sorted(s.model_id for s in specs) == list(range(40))
+    epochs = [s.hparams.epochs for s in specs]
+    assert epochs == sorted(epochs) and len(set(epochs)) > 5
+    for u in units:  # among equal lengths, plan order
+        ids = [s.model_id for s in u.payload]
+        pairs = zip(u.payload, u.payload[1:], strict=False)
+        assert all(a.model_id < b.model_id for a, b in pairs if a.hparams.epochs == b.hparams.epochs), ids

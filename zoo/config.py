@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
         "amp": True,
         "checkpoint_epochs": [],
         "pack_size": "auto",
-        "compile": False,
+        "compile": "auto",
     },
     "execution": {
         "networks_per_shard": 16,
@@ -164,7 +164,8 @@ def validate(raw: Any) -> dict:
     _check_choice("training.optimizer", t["optimizer"], ("adamw", "sgd"))
     _check_number("training.momentum", t["momentum"], 0, 1)
     _check_bool("training.amp", t["amp"])
-    _check_bool("training.compile", t["compile"])
+    if t["compile"] != "auto":
+        _check_bool("training.compile", t["compile"])
     pack = t["pack_size"]
     if pack != "auto" and (isinstance(pack, bool) or not isinstance(pack, int) or not 1 <= pack <= 4096):
         _fail("training.pack_size", f"{pack!r} is not allowed; auto or an integer in [1, 4096]")
@@ -198,9 +199,15 @@ def load_config(path: str | Path) -> dict:
     return validate(raw)
 
 
+# Bumped whenever the same config would put networks into different shards; a zoo begun under another plan
+# then refuses to resume (its shards would not line up) instead of duplicating or dropping networks.
+PLAN_VERSION = 2  # 2: shards grouped by epoch count
+
+
 def config_hash(cfg: dict) -> str:
-    """Hash of everything that decides a zoo's content (execution resources excluded)."""
+    """Hash of everything that decides a zoo's content and shard plan (execution resources excluded)."""
     content = copy.deepcopy(cfg)
+    content["plan_version"] = PLAN_VERSION
     for key in RESOURCE_FIELDS:
         content["execution"].pop(key, None)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
