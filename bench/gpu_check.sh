@@ -24,8 +24,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.txt
 step decode 90 python3 -c "from zoo.data import load_dataset; print(load_dataset('cifar10').x_train.shape)"
 step packed 150 python3 bench/packed.py --device cuda --ks 1,8,32,64,128 --steps 20 --check \
   --variants standard,w_asym,sigma_asym
-step packed_nhwc 60 python3 bench/packed.py --device cuda --ks 32,64 --steps 20 --channels-last --no-loop
 step accuracy 270 python3 bench/accuracy.py --device cuda --networks 32 --pack 16 --budget-s 180
 step epoch 40 python3 bench/epoch.py --device cuda --steps 50
-step compiled 100 python3 bench/packed.py --device cuda --ks 32 --steps 20 --compile --no-loop --variants standard
+step compiled 100 python3 bench/packed.py --device cuda --ks 32,64 --steps 20 --compile --no-loop --variants standard
 step kernels 40 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512
