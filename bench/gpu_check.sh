@@ -27,4 +27,5 @@ step packed 150 python3 bench/packed.py --device cuda --ks 1,8,32,64,128 --steps
 step accuracy 270 python3 bench/accuracy.py --device cuda --networks 32 --pack 16 --budget-s 180
 step epoch 40 python3 bench/epoch.py --device cuda --steps 50
 step compiled 100 python3 bench/packed.py --device cuda --ks 32,64 --steps 20 --compile --no-loop --variants standard
+step profile 90 python3 bench/packed.py --device cuda --profile 32 --steps 10 --compile --variants standard
 step kernels 40 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512

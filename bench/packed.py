@@ -66,6 +66,21 @@ def time_pack(variant: str, data: Dataset, recipe: Recipe, k: int) -> float:
     return (time.perf_counter() - start) / (k * (len(data.x_train) // recipe.batch_size))
 
 
+def profile(variant: str, data: Dataset, recipe: Recipe, k: int, rows: int = 25) -> None:
+    """Where a pack's step spends its time: the operators and kernels with the most device (or CPU) time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    time_pack(variant, data, recipe, k)  # warm-up: compilation and cuDNN autotuning stay out of the profile
+    cuda = data.x_train.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=activities) as prof:
+        t = time_pack(variant, data, recipe, k)
+    print(f"{variant}: packed K={k}: {t * 1e3:.2f} ms/net-step under the profiler")
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows))
+
+
 def check(data: Dataset, recipe: Recipe) -> None:
     """Packed against alone on this device: in strict float32 (no bf16, no TF32) the weights must agree closely;
     with the recipe's bf16 the test accuracies should."""
@@ -113,6 +128,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="NHWC activations in the packed forward")
     parser.add_argument("--no-loop", action="store_true", help="skip the one-at-a-time baseline")
     parser.add_argument("--check-only", action="store_true", help="run the --check comparison and stop")
+    parser.add_argument("--profile", type=int, default=0, metavar="K", help="print the top kernels of a pack of K")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     torch.set_num_threads(args.threads)
@@ -130,6 +146,9 @@ def main() -> None:
     if args.check or args.check_only:
         check(cifar.head(4 * recipe.batch_size, 1000).to(args.device), recipe)
     if args.check_only:
+        return
+    if args.profile:
+        profile(args.variants.split(",")[0], data, recipe, args.profile)
         return
     for variant in args.variants.split(","):
         base = float("nan") if args.no_loop else time_loop(variant, data, recipe, 2)

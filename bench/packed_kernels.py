@@ -15,6 +15,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from zoo.train import tune_kernels
+
 # (C_in, C_out, H=W, stride) of ResNet8's 3x3 convolutions on 32x32 inputs
 SHAPES = [(3, 16, 32, 1), (16, 16, 32, 1), (16, 32, 32, 2), (32, 32, 16, 1), (32, 64, 16, 2), (64, 64, 8, 1)]
 
@@ -66,6 +68,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    tune_kernels(torch.device(args.device))  # as training does: cuDNN picks its algorithms per shape
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} threads"
     print(f"device: {name}; K={args.k}, batch {args.batch}, {dtype}")
