@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -139,16 +140,16 @@ def test_packed_rejects_sgd(small_digits):
         )
 
 
+def pack_with(variant: str, data, **recipe_changes) -> list:
+    """The three test networks trained as one pack under RECIPE with ``recipe_changes``."""
+    models = [build("resnet8", variant, data.in_shape, 10, asym_seed=1, init_seed=s) for s in SEEDS]
+    return train_pack(models, data, HPARAMS, SEEDS, dataclasses.replace(RECIPE, **recipe_changes))
+
+
 @pytest.mark.slow
 def test_compiled_pack_matches_eager(small_digits):
     """torch.compile of the packed forward (a GPU option) changes nothing but speed."""
-    import dataclasses
-
-    def run(recipe: Recipe):
-        models = [build("resnet8", "w_asym", small_digits.in_shape, 10, asym_seed=1, init_seed=s) for s in SEEDS]
-        return train_pack(models, small_digits, HPARAMS, SEEDS, recipe)
-
-    eager, compiled = run(RECIPE), run(dataclasses.replace(RECIPE, compile=True))
+    eager, compiled = pack_with("w_asym", small_digits), pack_with("w_asym", small_digits, compile=True)
     for a, b in zip(eager, compiled, strict=True):
         assert a.epochs_done == b.epochs_done
         assert torch.allclose(a.final_weights, b.final_weights, atol=1e-4, rtol=1e-4)
@@ -168,13 +169,7 @@ def test_packs_hold_one_variant_and_similar_epoch_counts():
 
 def test_channels_last_changes_nothing_but_memory_layout(small_digits, float64):
     """NHWC convolutions round differently; in float64 that cannot show, so the trainings must agree."""
-    import dataclasses
-
-    def run(recipe: Recipe):
-        models = [build("resnet8", "sigma_asym", small_digits.in_shape, 10, asym_seed=1, init_seed=s) for s in SEEDS]
-        return train_pack(models, small_digits, HPARAMS, SEEDS, recipe)
-
-    plain, nhwc = run(RECIPE), run(dataclasses.replace(RECIPE, channels_last=True))
+    plain, nhwc = pack_with("sigma_asym", small_digits), pack_with("sigma_asym", small_digits, channels_last=True)
     for a, b in zip(plain, nhwc, strict=True):
         assert a.test_acc == b.test_acc
         assert torch.allclose(a.final_weights, b.final_weights, atol=1e-6, rtol=0)
