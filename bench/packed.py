@@ -109,7 +109,7 @@ def compare(data: Dataset, recipe: Recipe, hps: list[HParams], label: str) -> No
         pairs = list(zip(alone, packed, strict=True))
         diff = max((a.final_weights - b.final_weights).abs().max().item() for a, b in pairs)
         rel = max(((a.final_weights - b.final_weights).norm() / a.final_weights.norm()).item() for a, b in pairs)
-        accs = [(round(a.test_acc, 4), round(b.test_acc, 4)) for a, b in zip(alone, packed, strict=True)]
+        accs = [(round(a.test_acc, 4), round(b.test_acc, 4)) for a, b in pairs]
         print(
             f"check {label} {variant}: max |w_alone - w_packed| = {diff:.1e}, relative L2 {rel:.1e}; "
             f"test acc alone/packed {accs}"

@@ -91,14 +91,14 @@ def packed_logits(
 
 
 def group_into_packs(specs: list[NetSpec], pack_size: int) -> list[list[NetSpec]]:
-    """Packs of up to ``pack_size`` networks of one variant (a pack shares its fixed structure), by epoch count.
+    """Packs of up to ``pack_size`` consecutive networks of one variant (a pack shares its fixed structure).
 
-    A pack runs as long as its longest network; networks of similar length keep it full to the end, and its
-    shapes (and a compiled forward) change rarely. Each pack keeps plan order among equal epoch counts.
+    A pack runs as long as its longest network: callers pass networks ordered by length, as the zoo's shards
+    are (``pipelines.generate.plan_units``), so that packs stay full to the end.
     """
     groups = []
     for variant in dict.fromkeys(s.variant for s in specs):
-        same = sorted((s for s in specs if s.variant == variant), key=lambda s: s.hparams.epochs)
+        same = [s for s in specs if s.variant == variant]
         groups += [same[i : i + pack_size] for i in range(0, len(same), pack_size)]
     return groups
 
