@@ -157,7 +157,7 @@ def test_corrupt_shard_is_named_then_quarantined_and_retrained(ray_cluster, tmp_
         ({"training": {"augment": {"rotate": 1}}}, "'training.augment.rotate': unknown field; allowed: flip"),
         ({"training": {"pack_size": "big"}}, "'training.pack_size': 'big' is not allowed; auto or an integer"),
         ({"training": {"pack_size": 8, "optimizer": "sgd"}}, "packed training implements adamw only"),
-        ({"training": {"compile": "yes"}}, "'training.compile'"),
+        ({"training": {"compile": "yes"}}, "'training.compile': 'yes' is not allowed; auto, true or false"),
     ],
 )
 def test_bad_configs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, change, message):

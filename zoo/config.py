@@ -164,8 +164,8 @@ def validate(raw: Any) -> dict:
     _check_choice("training.optimizer", t["optimizer"], ("adamw", "sgd"))
     _check_number("training.momentum", t["momentum"], 0, 1)
     _check_bool("training.amp", t["amp"])
-    if t["compile"] != "auto":
-        _check_bool("training.compile", t["compile"])
+    if t["compile"] != "auto" and not isinstance(t["compile"], bool):
+        _fail("training.compile", f"{t['compile']!r} is not allowed; auto, true or false")
     pack = t["pack_size"]
     if pack != "auto" and (isinstance(pack, bool) or not isinstance(pack, int) or not 1 <= pack <= 4096):
         _fail("training.pack_size", f"{pack!r} is not allowed; auto or an integer in [1, 4096]")
