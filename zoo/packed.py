@@ -10,8 +10,9 @@ The AdamW update below is
 torch's single-tensor AdamW with per-network scalars, operation for operation, so packed training matches
 ``zoo.train.train_network`` up to the reduction order of batched kernels.
 
-Networks leave the pack when their epochs are done or their loss goes non-finite; a diverged network never
-touches the others (each network's loss depends only on its own slice of the stacked parameters).
+Networks leave the pack when their epochs are done or their loss goes non-finite (a compiled pack keeps some as
+passengers at learning rate 0, see ``rows_to_keep``); a diverged network never touches the others (each
+network's loss depends only on its own slice of the stacked parameters).
 """
 
 from __future__ import annotations
@@ -103,6 +104,24 @@ def group_into_packs(specs: list[NetSpec], pack_size: int) -> list[list[NetSpec]
     return groups
 
 
+def rows_to_keep(live: list[bool], fixed_sizes: bool) -> list[int]:
+    """The pack rows that go on training once some networks have finished: the live ones, in order.
+
+    With ``fixed_sizes`` (compiled packs: torch.compile specialises on the pack size, and a graph takes tens of
+    seconds to build) the pack shrinks only to the next power of two at or above the live count, keeping
+    finished rows as passengers with learning rate 0, so a process builds one graph per power of two, not one
+    per count of live networks.
+    """
+    live_rows = [r for r, on in enumerate(live) if on]
+    if not fixed_sizes or not live_rows:
+        return live_rows
+    size = 1 << (len(live_rows) - 1).bit_length()  # next power of two >= live count
+    if size >= len(live):
+        return list(range(len(live)))
+    passengers = [r for r, on in enumerate(live) if not on][: size - len(live_rows)]
+    return sorted(live_rows + passengers)
+
+
 def stack_parameters(models: list[nn.Module]) -> dict[str, torch.Tensor]:
     names = [n for n, _ in models[0].named_parameters()]
     return {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_() for n in names}
@@ -116,10 +135,13 @@ def train_pack(
     recipe: Recipe,
     checkpoint_epochs: Iterable[int] = (),
     evaluate_final: bool = True,
+    fixed_sizes: bool | None = None,
 ) -> list[TrainResult]:
     """Train same-architecture, same-variant ``models`` together; returns one result per model, in order.
 
     The models' fixed structure (masks, FiGLU gates) must be identical, as it is for one zoo and variant.
+    ``fixed_sizes`` (default: when compiled) keeps the pack at power-of-two sizes as networks finish; see
+    ``rows_to_keep``.
     """
     if recipe.optimizer != "adamw":
         raise ValueError(f"packed training implements adamw, not {recipe.optimizer!r}; use pack_size 1")
@@ -144,11 +166,12 @@ def train_pack(
     checkpoints: list[dict[int, torch.Tensor]] = [{} for _ in range(k_all)]
     results: list[TrainResult | None] = [None] * k_all
     active = list(range(k_all))  # original index of each pack row
+    live = [True] * k_all  # rows still training; a compiled pack keeps finished rows as passengers (lr 0)
 
     def packed_forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return packed_logits(template, p, buffers, x, recipe.channels_last)
 
-    # the training forward may be compiled (recompiled once per pack size as networks leave); evaluation stays eager
+    # the training forward may be compiled (a graph per pack size: see rows_to_keep); evaluation stays eager
     train_forward = torch.compile(packed_forward, dynamic=False) if recipe.compile else packed_forward
 
     def finish(ended: list[tuple[int, str, str]], epoch: int) -> None:
@@ -183,7 +206,7 @@ def train_pack(
             )
 
     for epoch in range(1, int(epochs.max()) + 1):
-        if not active:
+        if not any(live):
             break
         draws = [
             draw_epoch(generators[k], len(data.x_train), recipe.batch_size, data.in_shape[1:], recipe.augment)
@@ -195,7 +218,8 @@ def train_pack(
         totals = [int(t) for t in epochs[active] * steps]
         first = (epoch - 1) * steps
         factors = [[lr_factor(first + i, t, warmup) for t in totals] for i in range(steps)]
-        lrs = (torch.tensor(factors, dtype=torch.float64) * peak_lr[active]).to(device)
+        on = torch.tensor(live, dtype=torch.float64)
+        lrs = (torch.tensor(factors, dtype=torch.float64) * peak_lr[active] * on).to(device)
         wd, ls = weight_decay[active], smoothing[active]
         k = len(active)
         loss_sum = torch.zeros(k, device=device)
@@ -219,6 +243,8 @@ def train_pack(
         acc = (correct / (steps * recipe.batch_size)).cpu()
         ended: list[tuple[int, str, str]] = []  # (pack row, status, reason)
         for r, kk in enumerate(active):
+            if not live[r]:
+                continue
             history[kk]["train_loss"].append(float(mean_loss[r]))
             history[kk]["train_acc"].append(float(acc[r]))
             if not torch.isfinite(mean_loss[r]):
@@ -230,12 +256,14 @@ def train_pack(
                 ended.append((r, "ok", ""))
         if ended:
             finish(ended, epoch)
-            done_rows = {r for r, _, _ in ended}
-            keep = [r for r in range(len(active)) if r not in done_rows]
-            index = torch.tensor(keep, dtype=torch.long, device=device)
-            params = {n: p.detach()[index].requires_grad_() for n, p in params.items()}
-            optimizer.keep(index)
-            active = [active[r] for r in keep]
+            for r, _, _ in ended:
+                live[r] = False
+            keep = rows_to_keep(live, fixed_sizes=recipe.compile if fixed_sizes is None else fixed_sizes)
+            if len(keep) < len(active):
+                index = torch.tensor(keep, dtype=torch.long, device=device)
+                params = {n: p.detach()[index].requires_grad_() for n, p in params.items()}
+                optimizer.keep(index)
+                active, live = [active[r] for r in keep], [live[r] for r in keep]
     seconds = (time.perf_counter() - start) / k_all
     for r in results:
         r.seconds = seconds
