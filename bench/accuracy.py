@@ -50,17 +50,31 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--budget-s", type=float, default=None, help="start no pack after this many seconds")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the packs, as GPU zoos do")
+    parser.add_argument(
+        "--sort-epochs",
+        action="store_true",
+        help="packs of neighbouring epoch counts, as the zoo's shards (fair only when no --budget-s cuts the run)",
+    )
     args = parser.parse_args()
+    if args.sort_epochs and args.budget_s is not None:
+        parser.error("--sort-epochs with --budget-s would leave out the longest networks; use one or the other")
     variants = args.variants.split(",")
     data = load_dataset(args.dataset).to(args.device)
-    recipe = Recipe(batch_size=args.batch_size, channels_last=args.channels_last)
+    recipe = Recipe(batch_size=args.batch_size, channels_last=args.channels_last, compile=args.compile)
     specs = plan_zoo(
         args.networks, variants, zoo_seed=args.seed, dists={"epochs": args.epochs} if args.epochs else None
     )
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    print(f"device: {name}; {args.networks} networks per variant, packs of {args.pack}, paper recipe", flush=True)
-    # plan-order packs, not epoch-sorted ones: whatever a time budget leaves must be a fair sample of Table 8
+    print(
+        f"device: {name}; {args.networks} networks per variant, packs of {args.pack}, paper recipe, "
+        f"compile={args.compile}, {'epoch-sorted' if args.sort_epochs else 'plan-order'} packs",
+        flush=True,
+    )
+    # plan-order packs by default: whatever a time budget leaves must be a fair sample of Table 8
     per_variant = [[s for s in specs if s.variant == v] for v in variants]
+    if args.sort_epochs:
+        per_variant = [sorted(mine, key=lambda s: s.hparams.epochs) for mine in per_variant]
     per_variant = [[mine[i : i + args.pack] for i in range(0, len(mine), args.pack)] for mine in per_variant]
     turns = [g for round_ in itertools.zip_longest(*per_variant) for g in round_ if g]  # variants take turns
     results: dict[str, list[TrainResult]] = {v: [] for v in variants}

@@ -3,7 +3,8 @@
 # Each step has its own time limit and writes its log to $OUT as it goes, so a cut-off run still reports.
 # From the repo root, with CIFAR-10 carried along:
 #   mkdir -p .device_data && cp ../shared/data/cifar10_jpeg.npz .device_data/   (git-ignored; name it in `carry`)
-#   bash bench/gpu_check.sh            # logs to $OUT (or ./bench_out)
+#   bash bench/gpu_check.sh                   # every step below, logs to $OUT (or ./bench_out)
+#   bash bench/gpu_check.sh kernels profile   # only the named steps (decode always runs first)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench_out}
@@ -15,17 +16,30 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.txt
   shift 2
   echo "=== $name ($(date +%T), limit ${limit}s): $*"
   timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
-  echo "=== $name exit ${PIPESTATUS[0]}"
+  echo "=== $name exit ${PIPESTATUS[0]} ($(date +%T))"
 }
+ALL="packed accuracy epoch compiled profile kernels"
+STEPS=${*:-$ALL}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
 } 2>&1 | tee "$OUT/gpu.txt"
 step decode 90 python3 -c "from zoo.data import load_dataset; print(load_dataset('cifar10').x_train.shape)"
-step packed 150 python3 bench/packed.py --device cuda --ks 1,8,32,64,128 --steps 20 --check \
-  --variants standard,w_asym,sigma_asym
-step accuracy 270 python3 bench/accuracy.py --device cuda --networks 32 --pack 16 --budget-s 180
-step epoch 40 python3 bench/epoch.py --device cuda --steps 50
-step compiled 100 python3 bench/packed.py --device cuda --ks 32,64 --steps 20 --compile --no-loop --variants standard
-step profile 90 python3 bench/packed.py --device cuda --profile 32 --steps 10 --compile --variants standard
-step kernels 40 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512
+for s in $STEPS; do
+  case $s in
+    packed) step packed 150 python3 bench/packed.py --device cuda --ks 1,8,32,64,128 --steps 20 --check \
+      --variants standard,w_asym,sigma_asym ;;
+    accuracy) step accuracy 270 python3 bench/accuracy.py --device cuda --networks 32 --pack 16 --budget-s 180 ;;
+    epoch) step epoch 40 python3 bench/epoch.py --device cuda --steps 50 ;;
+    compiled) step compiled 100 python3 bench/packed.py --device cuda --ks 32,64 --steps 20 --compile --no-loop \
+      --variants standard ;;
+    profile) step profile 120 python3 bench/packed.py --device cuda --profile 32 --steps 10 --compile \
+      --variants standard ;;
+    kernels) step kernels 40 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 ;;
+    kernels_wide) step kernels_wide 60 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
+      --methods grouped,grouped_nhwc,blockdiag2,blockdiag4,blockdiag8 ;;
+    kernels_fp16) step kernels_fp16 40 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
+      --methods grouped,blockdiag4 --dtype float16 ;;
+    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16)" ;;
+  esac
+done

@@ -57,8 +57,10 @@ def time_pack(variant: str, data: Dataset, recipe: Recipe, k: int) -> float:
     hps = one_epoch_hparams(k)
     device = data.x_train.device
     warm = [build("resnet8", variant, init_seed=i).to(device) for i in range(k)]
+    start = time.perf_counter()
     train_pack(warm, data, hps, list(range(k)), recipe, evaluate_final=False)
     sync(str(device))
+    print(f"{variant}: K={k} warm-up pack (compilation, autotuning) {time.perf_counter() - start:.1f} s", flush=True)
     models = [build("resnet8", variant, init_seed=i).to(device) for i in range(k)]
     start = time.perf_counter()
     train_pack(models, data, hps, list(range(k)), recipe, evaluate_final=False)

@@ -19,7 +19,8 @@ import ray
 import torch
 import yaml
 
-from pipelines.generate import dataset_from, generate, train_specs
+from pipelines.generate import generate
+from pipelines.shard import dataset_from, train_specs
 from zoo.config import load_config
 from zoo.plan import plan_zoo
 

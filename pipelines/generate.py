@@ -4,140 +4,34 @@ from __future__ import annotations
 
 import sys
 import time
-import traceback
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import ray
 import torch
 
+from pipelines.shard import dataset_from, layouts_for, resolve_compile, resolve_pack_size, train_shard_table
 from pipelines.stage import StageReport, WorkUnit, connect, run_stage
 from symzoo.errors import ZooError
-from zoo.augment import AugmentConfig
 from zoo.config import config_hash, load_config
-from zoo.data import Dataset, load_configured
+from zoo.data import Dataset
 from zoo.layout import ParamLayout
-from zoo.models import build_configured
-from zoo.packed import group_into_packs, train_pack
 from zoo.plan import NetSpec, plan_zoo
 from zoo.store import (
     MANIFEST,
     MODELS,
     check_shard,
     file_sha256,
-    flat_numpy,
     new_manifest,
     open_zoo,
     quarantine,
     read_manifest,
-    rows_to_table,
     shard_path,
     weight_columns,
     write_manifest,
     write_shard,
 )
-from zoo.train import Recipe, steps_per_epoch, train_network
-
-
-def recipe_from(cfg: dict, device: torch.device) -> Recipe:
-    t = cfg["training"]
-    return Recipe(
-        batch_size=t["batch_size"],
-        warmup_epochs=t["warmup_epochs"],
-        optimizer=t["optimizer"],
-        momentum=t["momentum"],
-        augment=AugmentConfig(**t["augment"]),
-        amp=t["amp"],
-        compile=resolve_compile(t, device),
-    )
-
-
-def dataset_from(cfg: dict) -> Dataset:
-    return load_configured(cfg["data"])
-
-
-def layouts_for(cfg: dict, data: Dataset) -> dict[str, ParamLayout]:
-    """One layout per variant: same tensors and offsets, different trainable entries."""
-    return {
-        v: ParamLayout.from_model(build_configured(cfg, v, data.in_shape, data.num_classes)) for v in cfg["variants"]
-    }
-
-
-def result_row(cfg: dict, spec: NetSpec, init: torch.Tensor, result: Any | None, error: str = "") -> dict:
-    """One Parquet row; a network whose training raised is kept with status "failed" and its reason."""
-    row = spec.row() | {"arch": cfg["model"]["arch"], "dataset": cfg["data"]["name"], "weights_init": flat_numpy(init)}
-    if result is None:
-        return row | {
-            "status": "failed",
-            "reason": error,
-            "epochs_done": 0,
-            "history_train_loss": [],
-            "history_train_acc": [],
-            "seconds": 0.0,
-            **dict.fromkeys(["train_loss", "train_acc", "test_loss", "test_acc"], float("nan")),
-        }
-    row |= {
-        k: getattr(result, k)
-        for k in ("status", "reason", "epochs_done", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
-    }
-    row["history_train_loss"] = result.history["train_loss"]
-    row["history_train_acc"] = result.history["train_acc"]
-    row["weights_final"] = flat_numpy(result.final_weights)
-    for epoch, flat in result.checkpoints.items():
-        row[f"weights_epoch_{epoch}"] = flat_numpy(flat)
-    return row
-
-
-AUTO_PACK_SIZE_GPU = 32  # saturates an H100: K=128 trains no faster with 4x the memory (bench/RESULTS.md)
-
-
-def resolve_pack_size(training: dict, device: torch.device) -> int:
-    """``auto``: one network at a time on a CPU (packing is slower there, bench/RESULTS.md) or with SGD (packed
-    training implements AdamW), packs on a GPU."""
-    if training["pack_size"] != "auto":
-        return int(training["pack_size"])
-    return AUTO_PACK_SIZE_GPU if device.type == "cuda" and training["optimizer"] == "adamw" else 1
-
-
-def resolve_compile(training: dict, device: torch.device) -> bool:
-    """``auto``: compile packed training on a GPU (1.65x on an H100, bench/RESULTS.md); one network at a time
-    and CPUs stay eager (compiling costs more than it saves there)."""
-    if training["compile"] != "auto":
-        return bool(training["compile"])
-    return device.type == "cuda" and resolve_pack_size(training, device) > 1
-
-
-def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None) -> list[dict]:
-    """Train networks one by one, or packed when ``training.pack_size > 1``; rows come back in plan order.
-
-    An exception is recorded as status "failed" on the networks it hit and never ends the shard.
-    """
-    device = data.x_train.device
-    recipe = recipe_from(cfg, device)
-    checkpoints = cfg["training"]["checkpoint_epochs"]
-    pack_size = resolve_pack_size(cfg["training"], device)
-    rows: dict[int, dict] = {}
-    for group in group_into_packs(specs, pack_size):
-        models = [build_configured(cfg, s.variant, data.in_shape, data.num_classes, s.seed).to(device) for s in group]
-        layout = ParamLayout.from_model(models[0])
-        inits = [layout.flatten(m).cpu() for m in models]
-        try:
-            if pack_size == 1:
-                results = [train_network(models[0], data, group[0].hparams, recipe, group[0].seed, checkpoints)]
-            else:
-                results = train_pack(
-                    models, data, [s.hparams for s in group], [s.seed for s in group], recipe, checkpoints
-                )
-            for spec, init, result in zip(group, inits, results, strict=True):
-                rows[spec.model_id] = result_row(cfg, spec, init, result)
-        except Exception as e:  # recorded, never fatal to the shard
-            traceback.print_exc(file=sys.stderr)
-            for spec, init in zip(group, inits, strict=True):
-                rows[spec.model_id] = result_row(cfg, spec, init, None, f"{type(e).__name__}: {e}"[:500])
-        if on_progress:
-            on_progress(len(rows))
-    return [rows[s.model_id] for s in specs]
+from zoo.train import steps_per_epoch
 
 
 @ray.remote  # resources and retries come from the config, through run_stage's .options
@@ -147,8 +41,7 @@ def train_shard(spec_rows: list[NetSpec], cfg: dict, data: Dataset, layouts_json
     torch.set_num_threads(threads)
     use_gpu = cfg["execution"]["gpus_per_task"] > 0 and torch.cuda.is_available()
     data = data.to("cuda" if use_gpu else "cpu")
-    rows = train_specs(spec_rows, cfg, data, on_progress=lambda n: progress.set.remote(unit, n))
-    return rows_to_table(rows, layouts_json, cfg["training"]["checkpoint_epochs"])
+    return train_shard_table(spec_rows, cfg, data, layouts_json, lambda n: progress.set.remote(unit, n))
 
 
 def plan_units(cfg: dict, out: Path) -> list[WorkUnit]:

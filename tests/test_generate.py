@@ -232,7 +232,7 @@ def test_packed_generation_writes_the_same_zoo(ray_cluster, tiny_zoo, tmp_path):
 def test_auto_pack_size_packs_only_adamw_on_gpus():
     import torch
 
-    from pipelines.generate import resolve_pack_size
+    from pipelines.shard import resolve_pack_size
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert resolve_pack_size({"pack_size": "auto", "optimizer": "adamw"}, cpu) == 1
@@ -242,7 +242,7 @@ def test_auto_pack_size_packs_only_adamw_on_gpus():
 
 
 def test_auto_compile_only_for_packs_on_gpus():
-    from pipelines.generate import resolve_compile
+    from pipelines.shard import resolve_compile
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     auto = {"pack_size": "auto", "optimizer": "adamw", "compile": "auto"}
@@ -270,7 +270,7 @@ def test_weights_are_read_without_extra_copies(tiny_zoo):
 
 
 def test_a_failed_network_has_nan_final_weights(tmp_path):
-    from pipelines.generate import layouts_for, result_row
+    from pipelines.shard import layouts_for, result_row
     from zoo.config import validate
     from zoo.data import load_dataset
     from zoo.plan import plan_zoo

@@ -110,29 +110,34 @@ def test_a_diverging_network_does_not_poison_its_pack(small_digits):
 
 def test_compiled_packs_shrink_to_powers_of_two():
     assert rows_to_keep([True, False, True], fixed_sizes=False) == [0, 2]
-    assert rows_to_keep([True, False, True], fixed_sizes=True) == [0, 2]
-    assert rows_to_keep([True, False, True, True], fixed_sizes=True) == [0, 1, 2, 3]  # 3 live: stays at 4
-    assert rows_to_keep([False] * 5 + [True] * 3, fixed_sizes=True) == [0, 5, 6, 7]  # one passenger
+    assert rows_to_keep([True] * 15 + [False], fixed_sizes=True) == list(range(16))  # 15 live: stays at 16
+    assert rows_to_keep([False] * 13 + [True] * 3 + [True] * 16, fixed_sizes=True) == list(range(13)) + list(
+        range(13, 32)
+    )  # 19 live of 32: no change
+    assert rows_to_keep([False] * 20 + [True] * 12, fixed_sizes=True) == [0, 1, 2, 3] + list(range(20, 32))
     assert rows_to_keep([False, True, False] * 8, fixed_sizes=True) == list(range(1, 24, 3))  # 8 live of 24
+    assert rows_to_keep([True, False, True, True, False] * 2, fixed_sizes=True) == [0, 1, 2, 3, 4, 5, 7, 8]
+    assert rows_to_keep([True, False, True, False, False] * 2, fixed_sizes=True) == [0, 2, 5, 7]  # eager below 8
     assert rows_to_keep([False, False], fixed_sizes=True) == []
 
 
 def test_passengers_of_a_fixed_size_pack_change_nothing(digits, float64):
     """A network that finished (or diverged) rides along at lr 0 while the pack keeps its size; the others train
-    exactly as alone. Epochs 3, 2, 4 and a diverging one: after epoch 1 the diverged row stays as a passenger
-    (3 live of 4), after epoch 2 the pack shrinks to the 2 live rows."""
+    exactly as alone. Epochs 3, 2, 4 (x3) and a diverging one: after epoch 1 the diverged row stays as a passenger
+    (7 live of 8), after epoch 2 too (6 live), after epoch 3 the pack runs eager on its 3 live rows."""
     hps = [HParams(0.037, 0.016, 0.165, 3), HParams(0.0076, 0.00106, 0.07, 2), HParams(0.02, 0.01, 0.1, 4)]
-    hps.append(HParams(1e300, 0.0, 0.0, 4))  # float64: weights near 1e300 overflow the norms
-    seeds = [5, 6, 7, 8]
+    hps += [HParams(0.01, 0.001, 0.0, 4), HParams(0.003, 0.0, 0.1, 4), HParams(0.02, 0.05, 0.0, 3)]
+    hps += [HParams(0.005, 0.01, 0.05, 3), HParams(1e300, 0.0, 0.0, 4)]  # float64: weights near 1e300 overflow
+    seeds = [5, 6, 7, 8, 9, 10, 11, 12]
     recipe = Recipe(batch_size=100, warmup_epochs=1, augment=AugmentConfig(flip=True, translate=2, cutout=2))
 
     def nets():
         return [build("resnet8", "standard", digits.in_shape, 10, init_seed=s) for s in seeds]
 
     packed = train_pack(nets(), digits, hps, seeds, recipe, fixed_sizes=True)
-    assert [r.status for r in packed] == ["ok", "ok", "ok", "diverged"]
-    assert [len(r.history["train_loss"]) for r in packed] == [3, 2, 4, 1]
-    for k in range(3):
+    assert [r.status for r in packed] == ["ok"] * 7 + ["diverged"]
+    assert [len(r.history["train_loss"]) for r in packed] == [3, 2, 4, 4, 4, 3, 3, 1]
+    for k in range(7):
         alone = train_network(nets()[k], digits, hps[k], recipe, seeds[k])
         assert alone.test_acc == packed[k].test_acc
         assert torch.allclose(alone.final_weights, packed[k].final_weights, atol=1e-6, rtol=0)

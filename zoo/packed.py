@@ -104,18 +104,23 @@ def group_into_packs(specs: list[NetSpec], pack_size: int) -> list[list[NetSpec]
     return groups
 
 
+MIN_COMPILED_PACK = 8  # smaller packs run eager: a graph costs more to build than it saves on a few networks
+
+
 def rows_to_keep(live: list[bool], fixed_sizes: bool) -> list[int]:
     """The pack rows that go on training once some networks have finished: the live ones, in order.
 
     With ``fixed_sizes`` (compiled packs: torch.compile specialises on the pack size, and a graph takes tens of
     seconds to build) the pack shrinks only to the next power of two at or above the live count, keeping
     finished rows as passengers with learning rate 0, so a process builds one graph per power of two, not one
-    per count of live networks.
+    per count of live networks. Below ``MIN_COMPILED_PACK`` the pack runs eager and keeps only live rows.
     """
     live_rows = [r for r, on in enumerate(live) if on]
     if not fixed_sizes or not live_rows:
         return live_rows
     size = 1 << (len(live_rows) - 1).bit_length()  # next power of two >= live count
+    if size < MIN_COMPILED_PACK:
+        return live_rows
     if size >= len(live):
         return list(range(len(live)))
     passengers = [r for r, on in enumerate(live) if not on][: size - len(live_rows)]
@@ -172,7 +177,7 @@ def train_pack(
         return packed_logits(template, p, buffers, x, recipe.channels_last)
 
     # the training forward may be compiled (a graph per pack size: see rows_to_keep); evaluation stays eager
-    train_forward = torch.compile(packed_forward, dynamic=False) if recipe.compile else packed_forward
+    compiled_forward = torch.compile(packed_forward, dynamic=False) if recipe.compile else packed_forward
 
     def finish(ended: list[tuple[int, str, str]], epoch: int) -> None:
         """Evaluate the pack rows that ended this epoch and record their results."""
@@ -222,6 +227,7 @@ def train_pack(
         lrs = (torch.tensor(factors, dtype=torch.float64) * peak_lr[active] * on).to(device)
         wd, ls = weight_decay[active], smoothing[active]
         k = len(active)
+        train_forward = compiled_forward if k >= MIN_COMPILED_PACK else packed_forward
         loss_sum = torch.zeros(k, device=device)
         correct = torch.zeros(k, device=device)
         for i in range(steps):
