@@ -18,7 +18,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.txt
   timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
   echo "=== $name exit ${PIPESTATUS[0]} ($(date +%T))"
 }
-ALL="packed accuracy epoch compiled profile kernels"
+ALL="packed accuracy epoch compiled profile kernels"  # zoo: the long accuracy run through the shard code
 STEPS=${*:-$ALL}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
@@ -40,6 +40,7 @@ for s in $STEPS; do
       --methods grouped,grouped_nhwc,blockdiag2,blockdiag4,blockdiag8 ;;
     kernels_fp16) step kernels_fp16 40 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
       --methods grouped,blockdiag4 --dtype float16 ;;
-    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16)" ;;
+    zoo) step zoo 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 24 --device cuda ;;
+    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 zoo)" ;;
   esac
 done

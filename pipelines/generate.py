@@ -10,13 +10,13 @@ import numpy as np
 import ray
 import torch
 
-from pipelines.shard import dataset_from, layouts_for, resolve_compile, resolve_pack_size, train_shard_table
+from pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
 from pipelines.stage import StageReport, WorkUnit, connect, run_stage
 from symzoo.errors import ZooError
 from zoo.config import config_hash, load_config
 from zoo.data import Dataset
 from zoo.layout import ParamLayout
-from zoo.plan import NetSpec, plan_zoo
+from zoo.plan import NetSpec
 from zoo.store import (
     MANIFEST,
     MODELS,
@@ -45,14 +45,8 @@ def train_shard(spec_rows: list[NetSpec], cfg: dict, data: Dataset, layouts_json
 
 
 def plan_units(cfg: dict, out: Path) -> list[WorkUnit]:
-    """Shards of networks with equal or neighbouring epoch counts: a pack runs as long as its longest network, so
-    mixing 10- and 40-epoch networks in one shard left GPU packs half empty (bench/RESULTS.md). Model ids keep
-    plan order; only which shard holds a network follows its length."""
-    specs = plan_zoo(cfg["networks"], cfg["variants"], cfg["replicates"], cfg["seed"], cfg["hyperparameters"])
-    specs = sorted(specs, key=lambda s: s.hparams.epochs)  # stable: plan order among equal lengths
-    per = cfg["execution"]["networks_per_shard"]
-    chunks = [specs[i : i + per] for i in range(0, len(specs), per)]
-    return [WorkUnit(i, shard_path(out, i), chunk, len(chunk)) for i, chunk in enumerate(chunks)]
+    """The zoo's shards (``pipelines.shard.shard_specs``) as work units writing to their Parquet paths."""
+    return [WorkUnit(i, shard_path(out, i), chunk, len(chunk)) for i, chunk in enumerate(shard_specs(cfg))]
 
 
 def prepare_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int) -> dict:
@@ -158,16 +152,6 @@ def finalize_manifest(out: Path, manifest: dict, report: StageReport, n_shards: 
         for v, g in frame.groupby("variant")
     }
     write_manifest(out, manifest)
-
-
-def training_line(cfg: dict) -> str:
-    """How each worker will train: packs and compilation follow the device the config asks for."""
-    gpu = cfg["execution"]["gpus_per_task"] > 0
-    device = torch.device("cuda" if gpu else "cpu")
-    pack = resolve_pack_size(cfg["training"], device)
-    how = f"packs of {pack}" if pack > 1 else "one network at a time"
-    compiled = ", compiled" if resolve_compile(cfg["training"], device) else ""
-    return f"training on {'GPU' if gpu else 'CPU'} workers: {how}{compiled}, {cfg['training']['optimizer']}"
 
 
 def describe_plan(config_path: str | Path, out: str | Path | None = None) -> str:

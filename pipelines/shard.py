@@ -19,7 +19,7 @@ from zoo.data import Dataset, load_configured
 from zoo.layout import ParamLayout
 from zoo.models import build_configured
 from zoo.packed import group_into_packs, train_pack
-from zoo.plan import NetSpec
+from zoo.plan import NetSpec, plan_zoo
 from zoo.store import flat_numpy, rows_to_table
 from zoo.train import Recipe, train_network
 
@@ -122,6 +122,26 @@ def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None
         if on_progress:
             on_progress(len(rows))
     return [rows[s.model_id] for s in specs]
+
+
+def shard_specs(cfg: dict) -> list[list[NetSpec]]:
+    """The zoo's networks in shards of neighbouring epoch counts: a pack runs as long as its longest network, so
+    mixing 10- and 40-epoch networks in one shard left GPU packs half empty (bench/RESULTS.md). Model ids keep
+    plan order; only which shard holds a network follows its length."""
+    specs = plan_zoo(cfg["networks"], cfg["variants"], cfg["replicates"], cfg["seed"], cfg["hyperparameters"])
+    specs = sorted(specs, key=lambda s: s.hparams.epochs)  # stable: plan order among equal lengths
+    per = cfg["execution"]["networks_per_shard"]
+    return [specs[i : i + per] for i in range(0, len(specs), per)]
+
+
+def training_line(cfg: dict) -> str:
+    """How each worker will train: packs and compilation follow the device the config asks for."""
+    gpu = cfg["execution"]["gpus_per_task"] > 0
+    device = torch.device("cuda" if gpu else "cpu")
+    pack = resolve_pack_size(cfg["training"], device)
+    how = f"packs of {pack}" if pack > 1 else "one network at a time"
+    compiled = ", compiled" if resolve_compile(cfg["training"], device) else ""
+    return f"training on {'GPU' if gpu else 'CPU'} workers: {how}{compiled}, {cfg['training']['optimizer']}"
 
 
 def train_shard_table(

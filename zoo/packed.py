@@ -95,7 +95,7 @@ def group_into_packs(specs: list[NetSpec], pack_size: int) -> list[list[NetSpec]
     """Packs of up to ``pack_size`` consecutive networks of one variant (a pack shares its fixed structure).
 
     A pack runs as long as its longest network: callers pass networks ordered by length, as the zoo's shards
-    are (``pipelines.generate.plan_units``), so that packs stay full to the end.
+    are (``pipelines.shard.shard_specs``), so that packs stay full to the end.
     """
     groups = []
     for variant in dict.fromkeys(s.variant for s in specs):
