@@ -52,15 +52,16 @@ def time_loop(variant: str, data: Dataset, recipe: Recipe, n_nets: int) -> float
     return (time.perf_counter() - start) / (n_nets * (len(data.x_train) // recipe.batch_size))
 
 
-def time_pack(variant: str, data: Dataset, recipe: Recipe, k: int) -> float:
-    """Seconds per network-step of one pack of ``k``."""
+def time_pack(variant: str, data: Dataset, recipe: Recipe, k: int, warm_up: bool = True) -> float:
+    """Seconds per network-step of one pack of ``k`` (after a first, untimed pack unless ``warm_up`` is off)."""
     hps = one_epoch_hparams(k)
     device = data.x_train.device
-    warm = [build("resnet8", variant, init_seed=i).to(device) for i in range(k)]
-    start = time.perf_counter()
-    train_pack(warm, data, hps, list(range(k)), recipe, evaluate_final=False)
-    sync(str(device))
-    print(f"{variant}: K={k} warm-up pack (compilation, autotuning) {time.perf_counter() - start:.1f} s", flush=True)
+    if warm_up:
+        warm = [build("resnet8", variant, init_seed=i).to(device) for i in range(k)]
+        start = time.perf_counter()
+        train_pack(warm, data, hps, list(range(k)), recipe, evaluate_final=False)
+        sync(str(device))
+        print(f"{variant}: K={k} warm-up pack (compilation, autotuning) {time.perf_counter() - start:.1f} s")
     models = [build("resnet8", variant, init_seed=i).to(device) for i in range(k)]
     start = time.perf_counter()
     train_pack(models, data, hps, list(range(k)), recipe, evaluate_final=False)
@@ -77,7 +78,7 @@ def profile(variant: str, data: Dataset, recipe: Recipe, k: int, rows: int = 25)
     cuda = data.x_train.device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with torch_profile(activities=activities) as prof:
-        t = time_pack(variant, data, recipe, k)
+        t = time_pack(variant, data, recipe, k, warm_up=False)  # one pack: the kernel totals are its steps
     print(f"{variant}: packed K={k}: {t * 1e3:.2f} ms/net-step under the profiler")
     key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=rows))
