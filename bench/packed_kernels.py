@@ -87,6 +87,28 @@ def bmm(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
 METHODS["bmm"] = bmm
 
 
+def triton_conv(block_m: int):
+    def conv(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
+        from triton_conv import grouped_conv3x3  # bench/triton_conv.py: needs the triton package
+
+        k, b, c, h, wd = x.shape
+        out = grouped_conv3x3(x.transpose(0, 1).reshape(b, k * c, h, wd), w, stride, block_m)
+        return out.view(b, k, -1, *out.shape[2:]).transpose(0, 1)
+
+    return conv
+
+
+METHODS["triton"], METHODS["triton64"] = triton_conv(128), triton_conv(64)
+
+
+def gradient_error(fn, ref_grads: tuple[torch.Tensor, torch.Tensor], x, w, stride: int) -> float:
+    """Largest relative difference of (dx, dw) from the grouped conv's, for a kernel with its own backward."""
+    x.grad = w.grad = None
+    fn(x, w, stride).float().square().mean().backward()
+    pairs = zip((x.grad, w.grad), ref_grads, strict=True)
+    return max(((a - r).float().norm() / r.float().norm()).item() for a, r in pairs)
+
+
 def timed(fn, x, w, stride, device, repeats: int) -> float:
     def once():
         out = fn(x, w, stride)
@@ -124,6 +146,8 @@ def main() -> None:
         x = torch.randn(args.k, args.batch, c_in, side, side, device=args.device, dtype=dtype, requires_grad=True)
         w = torch.randn(args.k, c_out, c_in, 3, 3, device=args.device, dtype=dtype, requires_grad=True)
         ref = grouped(x, w, stride)
+        ref.float().square().mean().backward()
+        ref_grads = (x.grad.clone(), w.grad.clone())
         row = []
         for label in methods:
             fn = METHODS[label]
@@ -131,6 +155,8 @@ def main() -> None:
             t = timed(fn, x, w, stride, args.device, args.repeats)
             totals[label] += t
             row.append(f"{label} {t * 1e3:8.1f} ms")
+            if label.startswith("triton"):
+                row.append(f"(grad rel err {gradient_error(fn, ref_grads, x, w, stride):.1e})")
         print(f"conv {c_in:>2}->{c_out:<2} {side}x{side} s{stride}: " + "  ".join(row))
     base = totals[methods[0]]
     print(
