@@ -64,16 +64,6 @@ def block_diagonal_conv(g: int):
     return conv
 
 
-METHODS = {
-    "loop": loop,
-    "grouped": grouped,
-    "grouped_nhwc": grouped_nhwc,
-    "blockdiag2": block_diagonal_conv(2),
-    "blockdiag4": block_diagonal_conv(4),
-    "blockdiag8": block_diagonal_conv(8),
-}
-
-
 def bmm(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
     k, b, c, h, wd = x.shape
     cols = F.unfold(x.reshape(k * b, c, h, wd), 3, padding=1, stride=stride)  # (K*B, C*9, L)
@@ -82,9 +72,6 @@ def bmm(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
     out = torch.bmm(w.reshape(k, w.shape[1], -1), cols)  # (K, O, B*L)
     side = (h + 2 - 3) // stride + 1
     return out.view(k, -1, b, side, side).transpose(1, 2)
-
-
-METHODS["bmm"] = bmm
 
 
 def triton_conv(block_m: int):
@@ -98,7 +85,17 @@ def triton_conv(block_m: int):
     return conv
 
 
-METHODS["triton"], METHODS["triton64"] = triton_conv(128), triton_conv(64)
+METHODS = {
+    "loop": loop,
+    "grouped": grouped,
+    "grouped_nhwc": grouped_nhwc,
+    "blockdiag2": block_diagonal_conv(2),
+    "blockdiag4": block_diagonal_conv(4),
+    "blockdiag8": block_diagonal_conv(8),
+    "bmm": bmm,
+    "triton": triton_conv(128),
+    "triton64": triton_conv(64),
+}
 
 
 def gradient_error(fn, ref_grads: tuple[torch.Tensor, torch.Tensor], x, w, stride: int) -> float:
