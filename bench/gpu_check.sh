@@ -40,7 +40,9 @@ for s in $STEPS; do
       --methods grouped,grouped_nhwc,blockdiag2,blockdiag4,blockdiag8 ;;
     kernels_fp16) step kernels_fp16 40 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
       --methods grouped,blockdiag4 --dtype float16 ;;
+    triton) step triton 240 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
+      --methods grouped,triton --phases ;;
     zoo) step zoo 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 24 --device cuda ;;
-    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 zoo)" ;;
+    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 triton zoo)" ;;
   esac
 done

@@ -14,6 +14,8 @@ under ``TRITON_INTERPRET=1`` (tests/test_triton_conv.py checks it against ``F.co
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -31,6 +33,26 @@ def _patch(x_ptr, b, yo, xo, m_ok, r, r_ok, ch0, n_ch, H, W, STRIDE: tl.constexp
     return tl.load(x_ptr + offset, mask=ok, other=0.0)
 
 
+# Tile shapes tried per layer shape (triton.autotune keeps the fastest; the first GPU run, before autotuning,
+# used BLOCK_M 128 or 64 with BLOCK_R 32 and 4 warps: bench/RESULTS.md)
+CONFIGS = [
+    triton.Config({"BLOCK_M": m, "BLOCK_R": r}, num_warps=w)
+    for m, r, w in [(64, 32, 4), (128, 32, 4), (256, 32, 8), (64, 64, 4), (128, 64, 4), (128, 16, 4)]
+]
+SHAPE_KEY = ["H", "W", "NETS", "I", "O", "STRIDE"]
+WGRAD_SPLIT = 16  # pixel ranges per network whose partial weight gradients are summed with atomics
+INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
+INTERPRETER_CONFIG = dict(CONFIGS[0].kwargs)  # the CPU interpreter has nothing to time: tests choose a config
+
+
+def _tuned(**autotune_options):
+    """Autotuned on a GPU; under the interpreter, the tile shape of ``INTERPRETER_CONFIG`` (read at each call)."""
+    if INTERPRETING:
+        return triton.heuristics({name: (lambda _, name=name: INTERPRETER_CONFIG[name]) for name in INTERPRETER_CONFIG})
+    return triton.autotune(CONFIGS, key=SHAPE_KEY, **autotune_options)
+
+
+@_tuned()
 @triton.jit
 def _forward(
     x_ptr, w_ptr, out_ptr, B, H, W, Ho, Wo, NETS,
@@ -53,6 +75,7 @@ def _forward(
     tl.store(out_ptr + offset, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None])
 
 
+@_tuned()
 @triton.jit
 def _dgrad(
     g_ptr, w_ptr, dx_ptr, B, H, W, Ho, Wo, NETS,
@@ -86,12 +109,15 @@ def _dgrad(
     tl.store(dx_ptr + offset, acc.to(dx_ptr.dtype.element_ty), mask=m_ok[:, None] & c_ok[None, :])
 
 
+@_tuned(reset_to_zero=["dw_ptr"])  # each timing trial adds into dw
 @triton.jit
 def _wgrad(
-    x_ptr, g_ptr, dw_ptr, B, H, W, Ho, Wo, NETS, M_PER_PROGRAM,
+    x_ptr, g_ptr, dw_ptr, B, H, W, Ho, Wo, NETS,
     I: tl.constexpr, O: tl.constexpr, STRIDE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr,
+    SPLIT: tl.constexpr,
 ):  # fmt: skip
     k = tl.program_id(0)
+    M_PER_PROGRAM = tl.cdiv(tl.cdiv(B * Ho * Wo, SPLIT), BLOCK_M) * BLOCK_M
     r = tl.program_id(2) * BLOCK_R + tl.arange(0, BLOCK_R)
     r_ok = r < I * 9
     o = tl.arange(0, O)
@@ -109,13 +135,37 @@ def _wgrad(
     tl.atomic_add(dw_ptr + (k * O + o[:, None]) * (I * 9) + r[None, :], acc, mask=r_ok[None, :])
 
 
-BLOCK_R, WGRAD_SPLIT = 32, 16
-
-
-def _shapes(x: torch.Tensor, w: torch.Tensor, stride: int) -> tuple[int, ...]:
-    nets, o, i = w.shape[:3]
-    b, _, h, wd = x.shape
+def _shapes(x_shape: torch.Size, w_shape: torch.Size, stride: int) -> tuple[int, ...]:
+    nets, o, i = w_shape[:3]
+    b, _, h, wd = x_shape
     return b, h, wd, (h - 1) // stride + 1, (wd - 1) // stride + 1, nets, i, o
+
+
+def conv_forward(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
+    """Packed activations ``(B, K*I, H, W)``, packed weights ``(K, O, I, 3, 3)``, padding 1."""
+    b, h, wd, ho, wo, nets, i, o = _shapes(x.shape, w.shape, stride)
+    out = x.new_empty(b, nets * o, ho, wo)
+    grid = lambda meta: (triton.cdiv(b * ho * wo, meta["BLOCK_M"]), nets)  # noqa: E731
+    _forward[grid](x.contiguous(), w.contiguous(), out, b, h, wd, ho, wo, nets, i, o, stride)
+    return out
+
+
+def input_grad(g: torch.Tensor, w: torch.Tensor, x_shape: torch.Size, stride: int) -> torch.Tensor:
+    b, h, wd, ho, wo, nets, i, o = _shapes(x_shape, w.shape, stride)
+    dx = g.new_empty(x_shape)
+    grid = lambda meta: (triton.cdiv(b * h * wd, meta["BLOCK_M"]), nets)  # noqa: E731
+    i_pad = max(16, triton.next_power_of_2(i))
+    _dgrad[grid](g.contiguous(), w.contiguous(), dx, b, h, wd, ho, wo, nets, i, o, stride, I_PAD=i_pad)
+    return dx
+
+
+def weight_grad(x: torch.Tensor, g: torch.Tensor, w_shape: torch.Size, stride: int) -> torch.Tensor:
+    """float32: the atomics add partial sums in float32."""
+    b, h, wd, ho, wo, nets, i, o = _shapes(x.shape, w_shape, stride)
+    dw = torch.zeros(w_shape, device=x.device, dtype=torch.float32)
+    grid = lambda meta: (nets, WGRAD_SPLIT, triton.cdiv(i * 9, meta["BLOCK_R"]))  # noqa: E731
+    _wgrad[grid](x.contiguous(), g.contiguous(), dw, b, h, wd, ho, wo, nets, i, o, stride, SPLIT=WGRAD_SPLIT)
+    return dw
 
 
 class GroupedConv3x3(torch.autograd.Function):
@@ -123,35 +173,18 @@ class GroupedConv3x3(torch.autograd.Function):
     ``(B, K*I, H, W)`` and ``w`` of shape ``(K, O, I, 3, 3)``, computed by the kernels above."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, stride: int, block_m: int = 128) -> torch.Tensor:
-        x, w = x.contiguous(), w.contiguous()
-        b, h, wd, ho, wo, nets, i, o = _shapes(x, w, stride)
-        out = x.new_empty(b, nets * o, ho, wo)
-        grid = (triton.cdiv(b * ho * wo, block_m), nets)
-        _forward[grid](x, w, out, b, h, wd, ho, wo, nets, i, o, stride, block_m, BLOCK_R)
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
         ctx.save_for_backward(x, w)
-        ctx.stride, ctx.block_m = stride, block_m
-        return out
+        ctx.stride = stride
+        return conv_forward(x, w, stride)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         x, w = ctx.saved_tensors
-        g = g.contiguous()
-        b, h, wd, ho, wo, nets, i, o = _shapes(x, w, ctx.stride)
-        block_m = ctx.block_m
-        dx = None
-        if ctx.needs_input_grad[0]:
-            dx = torch.empty_like(x)
-            grid = (triton.cdiv(b * h * wd, block_m), nets)
-            i_pad = max(16, triton.next_power_of_2(i))
-            _dgrad[grid](g, w, dx, b, h, wd, ho, wo, nets, i, o, ctx.stride, block_m, BLOCK_R, i_pad)
-        dw = torch.zeros(w.shape, device=w.device, dtype=torch.float32)
-        per_program = triton.cdiv(triton.cdiv(b * ho * wo, WGRAD_SPLIT), block_m) * block_m
-        grid = (nets, triton.cdiv(b * ho * wo, per_program), triton.cdiv(i * 9, BLOCK_R))
-        _wgrad[grid](x, g, dw, b, h, wd, ho, wo, nets, per_program, i, o, ctx.stride, block_m, BLOCK_R)
-        return dx, dw.to(w.dtype), None, None
+        dx = input_grad(g, w, x.shape, ctx.stride) if ctx.needs_input_grad[0] else None
+        return dx, weight_grad(x, g, w.shape, ctx.stride).to(w.dtype), None
 
 
-def grouped_conv3x3(x: torch.Tensor, w: torch.Tensor, stride: int, block_m: int = 128) -> torch.Tensor:
+def grouped_conv3x3(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
     """Packed activations ``(B, K*I, H, W)``, packed weights ``(K, O, I, 3, 3)``, padding 1."""
-    return GroupedConv3x3.apply(x, w, stride, block_m)
+    return GroupedConv3x3.apply(x, w, stride)

@@ -26,11 +26,19 @@ def load_triton_conv():
     return module
 
 
+TRITON_CONV = load_triton_conv()
+SHAPES = [(3, 16, 1, 8), (16, 16, 1, 8), (16, 32, 2, 8), (32, 64, 2, 7)]
+
+
 @pytest.mark.parametrize(
-    ("c_in", "c_out", "stride", "side"), [(3, 16, 1, 8), (16, 16, 1, 8), (16, 32, 2, 8), (32, 64, 2, 7)]
+    ("shape", "config"),
+    [(s, 0) for s in SHAPES] + [(s, c) for s in (SHAPES[1], SHAPES[3]) for c in range(1, len(TRITON_CONV.CONFIGS))],
 )
-def test_triton_grouped_conv_matches_conv2d(c_in, c_out, stride, side):
-    conv = load_triton_conv().grouped_conv3x3
+def test_triton_grouped_conv_matches_conv2d(shape, config, monkeypatch):
+    """Every shape of ResNet8's convs, and every tile shape the GPU autotuner may pick on two of them."""
+    c_in, c_out, stride, side = shape
+    monkeypatch.setattr(TRITON_CONV, "INTERPRETER_CONFIG", dict(TRITON_CONV.CONFIGS[config].kwargs))
+    conv = TRITON_CONV.grouped_conv3x3
     torch.manual_seed(0)
     nets, batch = 2, 3
     x = torch.randn(batch, nets * c_in, side, side, requires_grad=True)
