@@ -22,6 +22,13 @@ import triton.language as tl
 
 
 @triton.jit
+def _pixels(m, B, H, W):
+    """Flat pixel indices of ``(B, H, W)`` images: in range?, image, row, column."""
+    b, p = m // (H * W), m % (H * W)
+    return m < B * H * W, b, p // W, p % W
+
+
+@triton.jit
 def _patch(x_ptr, b, yo, xo, m_ok, r, r_ok, ch0, n_ch, H, W, STRIDE: tl.constexpr):
     """The (pixels, input channel x tap) tile of 3x3 patches, padding 1, for one network's channels."""
     i = r // 9
@@ -59,10 +66,7 @@ def _forward(
     I: tl.constexpr, O: tl.constexpr, STRIDE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr,
 ):  # fmt: skip
     k = tl.program_id(1)
-    m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    m_ok = m < B * Ho * Wo
-    b, p = m // (Ho * Wo), m % (Ho * Wo)
-    yo, xo = p // Wo, p % Wo
+    m_ok, b, yo, xo = _pixels(tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M), B, Ho, Wo)
     o = tl.arange(0, O)
     acc = tl.zeros((BLOCK_M, O), dtype=tl.float32)
     for r0 in tl.static_range(0, I * 9, BLOCK_R):
@@ -83,10 +87,7 @@ def _dgrad(
     I_PAD: tl.constexpr,
 ):  # fmt: skip
     k = tl.program_id(1)
-    m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)  # input pixels
-    m_ok = m < B * H * W
-    b, p = m // (H * W), m % (H * W)
-    yi, xi = p // W, p % W
+    m_ok, b, yi, xi = _pixels(tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M), B, H, W)  # input pixels
     c = tl.arange(0, I_PAD)  # input channels, padded to a power of two of at least 16 for tl.dot
     c_ok = c < I
     acc = tl.zeros((BLOCK_M, I_PAD), dtype=tl.float32)
@@ -124,10 +125,7 @@ def _wgrad(
     acc = tl.zeros((O, BLOCK_R), dtype=tl.float32)
     start = tl.program_id(1) * M_PER_PROGRAM
     for m0 in range(start, start + M_PER_PROGRAM, BLOCK_M):
-        m = m0 + tl.arange(0, BLOCK_M)
-        m_ok = m < B * Ho * Wo
-        b, p = m // (Ho * Wo), m % (Ho * Wo)
-        yo, xo = p // Wo, p % Wo
+        m_ok, b, yo, xo = _pixels(m0 + tl.arange(0, BLOCK_M), B, Ho, Wo)
         g_offset = ((b[None, :] * (NETS * O) + k * O + o[:, None]) * Ho + yo[None, :]) * Wo + xo[None, :]
         g = tl.load(g_ptr + g_offset, mask=m_ok[None, :], other=0.0)
         a = _patch(x_ptr, b, yo, xo, m_ok, r, r_ok, k * I, NETS * I, H, W, STRIDE)
