@@ -30,23 +30,74 @@ TRITON_CONV = load_triton_conv()
 SHAPES = [(3, 16, 1, 8), (16, 16, 1, 8), (16, 32, 2, 8), (32, 64, 2, 7)]
 
 
+BLOCK_SIZES = sorted({config.kwargs["BLOCK_M"] for config in TRITON_CONV.CONFIGS})
+
+
+def run_both(conv, x, w, stride, nets, c_in):
+    out = conv(x, w, stride)
+    ref = F.conv2d(x, w.reshape(-1, c_in, 3, 3), stride=stride, padding=1, groups=nets)
+    return out, ref
+
+
 @pytest.mark.parametrize(
-    ("shape", "config"),
-    [(s, 0) for s in SHAPES] + [(s, c) for s in (SHAPES[1], SHAPES[3]) for c in range(1, len(TRITON_CONV.CONFIGS))],
+    ("shape", "block_m"),
+    [(s, BLOCK_SIZES[0]) for s in SHAPES] + [(s, m) for s in (SHAPES[1], SHAPES[3]) for m in BLOCK_SIZES[1:]],
 )
-def test_triton_grouped_conv_matches_conv2d(shape, config, monkeypatch):
-    """Every shape of ResNet8's convs, and every tile shape the GPU autotuner may pick on two of them."""
+def test_triton_grouped_conv_matches_conv2d(shape, block_m, monkeypatch):
+    """Every shape of ResNet8's convs, and every pixel tile the GPU autotuner may pick on two of them."""
     c_in, c_out, stride, side = shape
-    monkeypatch.setattr(TRITON_CONV, "INTERPRETER_CONFIG", dict(TRITON_CONV.CONFIGS[config].kwargs))
-    conv = TRITON_CONV.grouped_conv3x3
+    monkeypatch.setattr(TRITON_CONV, "INTERPRETER_CONFIG", {"BLOCK_M": block_m})
     torch.manual_seed(0)
     nets, batch = 2, 3
     x = torch.randn(batch, nets * c_in, side, side, requires_grad=True)
     w = torch.randn(nets, c_out, c_in, 3, 3, requires_grad=True)
-    out = conv(x, w, stride)
-    ref = F.conv2d(x, w.reshape(-1, c_in, 3, 3), stride=stride, padding=1, groups=nets)
+    out, ref = run_both(TRITON_CONV.grouped_conv3x3, x, w, stride, nets, c_in)
     assert out.shape == ref.shape
     assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4)
     g = torch.randn_like(ref)
     for mine, theirs in zip(torch.autograd.grad(out, (x, w), g), torch.autograd.grad(ref, (x, w), g), strict=True):
         assert torch.allclose(mine, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_triton_conv_keeps_a_nan_network_to_itself():
+    """A diverged network of a pack (NaN weights) must leave the others' outputs and gradients finite."""
+    torch.manual_seed(1)
+    nets, c_in, c_out = 3, 16, 16
+    x = torch.randn(2, nets * c_in, 6, 6, requires_grad=True)
+    w = torch.randn(nets, c_out, c_in, 3, 3)
+    w[1, 0, 0, 1, 1] = float("nan")
+    w.requires_grad_(True)
+    out = TRITON_CONV.grouped_conv3x3(x, w, 1)
+    dx, dw = torch.autograd.grad(out, (x, w), torch.ones_like(out))
+    per_network = out.view(2, nets, c_out, 6, 6)
+    assert per_network[:, 1].isnan().any()
+    assert per_network[:, [0, 2]].isfinite().all()
+    assert dx.view(2, nets, c_in, 6, 6)[:, [0, 2]].isfinite().all() and dw[[0, 2]].isfinite().all()
+
+
+@pytest.mark.parametrize("variant", ["standard", "w_asym"])
+def test_packed_resnet8_on_triton_convs_matches_cudnn_path(variant, monkeypatch):
+    """Routed through ``packed_convs_on_triton``, a pack of ResNet8s gives the logits and parameter gradients of
+    the ``F.conv2d`` path (stride-2 convs, 1x1 shortcuts left on F.conv2d, W-Asym fixed entries)."""
+    from zoo.models import build
+    from zoo.packed import packed_logits, stack_parameters
+
+    models = [build("resnet8", variant, (3, 8, 8), init_seed=i) for i in range(2)]
+    params = stack_parameters(models)
+    buffers = dict(models[0].named_buffers())
+    x = torch.randn(2, 3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def logits_and_grads():
+        logits = packed_logits(models[0], params, buffers, x)
+        return logits, torch.autograd.grad(logits.square().sum(), list(params.values()))
+
+    ref_logits, ref_grads = logits_and_grads()
+    calls = []
+    kernel = TRITON_CONV.conv_forward
+    monkeypatch.setattr(TRITON_CONV, "conv_forward", lambda *args: calls.append(args[2]) or kernel(*args))
+    with TRITON_CONV.packed_convs_on_triton():
+        logits, grads = logits_and_grads()
+    assert calls == [1, 1, 1, 2, 1, 2, 1]  # ResNet8's seven 3x3 convs (two downsampling), no 1x1 shortcut
+    assert torch.allclose(logits, ref_logits, atol=1e-4, rtol=1e-4)
+    for mine, theirs in zip(grads, ref_grads, strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-3, rtol=1e-4)
