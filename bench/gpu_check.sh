@@ -5,6 +5,7 @@
 #   mkdir -p .device_data && cp ../shared/data/cifar10_jpeg.npz .device_data/   (git-ignored; name it in `carry`)
 #   bash bench/gpu_check.sh                   # every step below, logs to $OUT (or ./bench_out)
 #   bash bench/gpu_check.sh kernels profile   # only the named steps (decode always runs first)
+#   bash bench/gpu_check.sh triton triton_step triton_step_compiled   # the next session's Triton conv check
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench_out}
@@ -42,7 +43,11 @@ for s in $STEPS; do
       --methods grouped,blockdiag4 --dtype float16 ;;
     triton) step triton 240 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
       --methods grouped,triton --phases ;;
+    triton_step) step triton_step 200 python3 bench/packed.py --device cuda --ks 32 --steps 20 --no-loop \
+      --triton-conv --variants standard ;;
+    triton_step_compiled) step triton_step_compiled 240 python3 bench/packed.py --device cuda --ks 32 --steps 20 \
+      --no-loop --compile --triton-conv --variants standard ;;
     zoo) step zoo 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 24 --device cuda ;;
-    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 triton zoo)" ;;
+    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 triton triton_step triton_step_compiled zoo)" ;;
   esac
 done

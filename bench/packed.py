@@ -7,11 +7,14 @@ CIFAR-10 ResNet8 (standard and W-Asym), the paper's recipe: batch 512, AdamW, Ta
 bf16 autocast on CUDA. Each configuration trains ``--steps`` steps after a warm-up; a paper-recipe network is
 25 epochs x 97 steps on average (Table 8), which turns seconds per step into networks per hour.
 ``--check`` first compares 3 packed networks with the same 3 trained alone (max weight difference) on the device.
+``--triton-conv`` times every pack a second time with its 3x3 convolutions on the experimental Triton kernels
+(``bench/triton_conv.py``) and prints that step's rate against cuDNN's, measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import time
 
@@ -132,6 +135,7 @@ def main() -> None:
     parser.add_argument("--no-loop", action="store_true", help="skip the one-at-a-time baseline")
     parser.add_argument("--check-only", action="store_true", help="run the --check comparison and stop")
     parser.add_argument("--profile", type=int, default=0, metavar="K", help="print the top kernels of a pack of K")
+    parser.add_argument("--triton-conv", action="store_true", help="also time packs on bench/triton_conv.py")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     torch.set_num_threads(args.threads)
@@ -166,13 +170,27 @@ def main() -> None:
                 print(f"{variant}: packed K={k:<4d}      out of memory at batch {recipe.batch_size}")
                 torch.cuda.empty_cache()
                 continue
-            rate = 3600 / (t * STEPS_PER_PAPER_NETWORK)
-            memory = f"  peak {torch.cuda.max_memory_allocated() / 2**30:5.1f} GiB" if cuda else ""
-            print(
-                f"{variant}: packed K={k:<4d}      {t * 1e3:8.1f} ms/net-step  {rate:8.1f} nets/hour  "
-                f"ratio to loop {base / t:5.2f}{memory}",
-                flush=True,
-            )
+            report(variant, f"packed K={k:<4d}", t, f"ratio to loop {base / t:5.2f}", cuda)
+            if args.triton_conv:
+                torch._dynamo.reset()  # compiled graphs inlined cuDNN's conv: trace again
+                with triton_convs():
+                    t_triton = time_pack(variant, data, recipe, k)
+                torch._dynamo.reset()
+                report(variant, f"K={k:<4d} Triton conv", t_triton, f"ratio to cuDNN {t / t_triton:5.2f}", cuda)
+
+
+def triton_convs() -> contextlib.AbstractContextManager:
+    from triton_conv import packed_convs_on_triton  # bench/triton_conv.py: needs the triton package
+
+    return packed_convs_on_triton()
+
+
+def report(variant: str, label: str, seconds: float, ratio: str, cuda: bool) -> None:
+    """One line: seconds per network-step, the networks per hour they mean, a ratio, peak memory on a GPU."""
+    rate = 3600 / (seconds * STEPS_PER_PAPER_NETWORK)
+    memory = f"  peak {torch.cuda.max_memory_allocated() / 2**30:5.1f} GiB" if cuda else ""
+    line = f"{variant}: {label:<17s} {seconds * 1e3:8.1f} ms/net-step  {rate:8.1f} nets/hour  {ratio}{memory}"
+    print(line, flush=True)
 
 
 if __name__ == "__main__":
