@@ -44,10 +44,12 @@ for s in $STEPS; do
     triton) step triton 240 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
       --methods grouped,triton --phases ;;
     triton_step) step triton_step 200 python3 bench/packed.py --device cuda --ks 32 --steps 20 --no-loop \
-      --triton-conv --variants standard ;;
+      --also triton-conv --variants standard ;;
     triton_step_compiled) step triton_step_compiled 240 python3 bench/packed.py --device cuda --ks 32 --steps 20 \
-      --no-loop --compile --triton-conv --variants standard ;;
+      --no-loop --compile --also triton-conv --variants standard ;;
+    max_autotune) step max_autotune 300 python3 bench/packed.py --device cuda --ks 32 --steps 20 --no-loop \
+      --compile --also max-autotune --variants standard ;;
     zoo) step zoo 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 24 --device cuda ;;
-    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 triton triton_step triton_step_compiled zoo)" ;;
+    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 triton triton_step triton_step_compiled max_autotune zoo)" ;;
   esac
 done

@@ -7,8 +7,10 @@ CIFAR-10 ResNet8 (standard and W-Asym), the paper's recipe: batch 512, AdamW, Ta
 bf16 autocast on CUDA. Each configuration trains ``--steps`` steps after a warm-up; a paper-recipe network is
 25 epochs x 97 steps on average (Table 8), which turns seconds per step into networks per hour.
 ``--check`` first compares 3 packed networks with the same 3 trained alone (max weight difference) on the device.
-``--triton-conv`` times every pack a second time with its 3x3 convolutions on the experimental Triton kernels
-(``bench/triton_conv.py``) and prints that step's rate against cuDNN's, measured in the same run.
+``--also triton-conv,max-autotune`` times every pack again with each alternative and prints its rate against the
+plain pack's, measured in the same run: ``triton-conv`` puts the 3x3 convolutions on the experimental kernels of
+``bench/triton_conv.py``; ``max-autotune`` (with ``--compile``) lets inductor time its own Triton convolution
+templates, which take groups, against cuDNN's for every conv of the graph, and keep the faster.
 """
 
 from __future__ import annotations
@@ -135,8 +137,11 @@ def main() -> None:
     parser.add_argument("--no-loop", action="store_true", help="skip the one-at-a-time baseline")
     parser.add_argument("--check-only", action="store_true", help="run the --check comparison and stop")
     parser.add_argument("--profile", type=int, default=0, metavar="K", help="print the top kernels of a pack of K")
-    parser.add_argument("--triton-conv", action="store_true", help="also time packs on bench/triton_conv.py")
+    parser.add_argument("--also", default="", help=f"also time each pack with these, of {list(ALTERNATIVES)}")
     args = parser.parse_args()
+    unknown = set(filter(None, args.also.split(","))) - set(ALTERNATIVES)
+    if unknown:
+        parser.error(f"--also: unknown {sorted(unknown)}; choose from {list(ALTERNATIVES)}")
     cuda = args.device.startswith("cuda")
     torch.set_num_threads(args.threads)
     ks = [int(k) for k in (args.ks or ("1,8,32,128" if cuda else "1,4,8")).split(",")]
@@ -171,12 +176,12 @@ def main() -> None:
                 torch.cuda.empty_cache()
                 continue
             report(variant, f"packed K={k:<4d}", t, f"ratio to loop {base / t:5.2f}", cuda)
-            if args.triton_conv:
-                torch._dynamo.reset()  # compiled graphs inlined cuDNN's conv: trace again
-                with triton_convs():
-                    t_triton = time_pack(variant, data, recipe, k)
+            for alternative in filter(None, args.also.split(",")):
+                torch._dynamo.reset()  # compiled graphs hold the plain pack's kernels: trace again
+                with ALTERNATIVES[alternative]():
+                    t_other = time_pack(variant, data, recipe, k)
                 torch._dynamo.reset()
-                report(variant, f"K={k:<4d} Triton conv", t_triton, f"ratio to cuDNN {t / t_triton:5.2f}", cuda)
+                report(variant, f"K={k:<4d} {alternative}", t_other, f"ratio to plain pack {t / t_other:5.2f}", cuda)
 
 
 def triton_convs() -> contextlib.AbstractContextManager:
@@ -185,11 +190,20 @@ def triton_convs() -> contextlib.AbstractContextManager:
     return packed_convs_on_triton()
 
 
+def max_autotune() -> contextlib.AbstractContextManager:
+    from torch._inductor import config
+
+    return config.patch(max_autotune=True)
+
+
+ALTERNATIVES = {"triton-conv": triton_convs, "max-autotune": max_autotune}
+
+
 def report(variant: str, label: str, seconds: float, ratio: str, cuda: bool) -> None:
     """One line: seconds per network-step, the networks per hour they mean, a ratio, peak memory on a GPU."""
     rate = 3600 / (seconds * STEPS_PER_PAPER_NETWORK)
     memory = f"  peak {torch.cuda.max_memory_allocated() / 2**30:5.1f} GiB" if cuda else ""
-    line = f"{variant}: {label:<17s} {seconds * 1e3:8.1f} ms/net-step  {rate:8.1f} nets/hour  {ratio}{memory}"
+    line = f"{variant}: {label:<22s} {seconds * 1e3:8.1f} ms/net-step  {rate:8.1f} nets/hour  {ratio}{memory}"
     print(line, flush=True)
 
 
