@@ -42,7 +42,7 @@ for s in $STEPS; do
     kernels_fp16) step kernels_fp16 40 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
       --methods grouped,blockdiag4 --dtype float16 ;;
     triton) step triton 240 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
-      --methods grouped,triton --phases ;;
+      --methods grouped,triton,grouped_autotuned --phases ;;
     triton_step) step triton_step 200 python3 bench/packed.py --device cuda --ks 32 --steps 20 --no-loop \
       --also triton-conv --variants standard ;;
     triton_step_compiled) step triton_step_compiled 240 python3 bench/packed.py --device cuda --ks 32 --steps 20 \

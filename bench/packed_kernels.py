@@ -5,9 +5,10 @@
 (a) loop: K separate conv2d calls (the one-at-a-time baseline); (b) grouped: one conv2d with groups=K, which is
 what ``vmap`` of the model lowers to (grouped_nhwc: the same in channels_last); (c) bmm: unfold (im2col) + one
 batched matmul; (d) blockdiagG: groups of G networks, each one dense conv over a block-diagonal weight (G times
-the arithmetic, but wider groups, which cuDNN runs far better than 16-channel ones). ResNet8's conv shapes on
-CIFAR-10, bf16 on CUDA (``--dtype float16`` to compare). Prints each method's time relative to the first one,
-measured in the same run.
+the arithmetic, but wider groups, which cuDNN runs far better than 16-channel ones); (e) triton: the kernels of
+``bench/triton_conv.py``; (f) grouped_autotuned: the grouped conv compiled with inductor's max-autotune. ResNet8's
+conv shapes on CIFAR-10, bf16 on CUDA (``--dtype float16`` to compare). Prints each method's time relative to the
+first one, measured in the same run.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ METHODS = {
     "blockdiag8": block_diagonal_conv(8),
     "bmm": bmm,
     "triton": triton,
+    # inductor times its Triton conv templates (which take groups) against cuDNN per shape, keeps the faster
+    "grouped_autotuned": torch.compile(grouped, mode="max-autotune-no-cudagraphs", dynamic=False),
 }
 
 
