@@ -79,7 +79,8 @@ def _forward(
     acc = tl.zeros((BLOCK_M, O), dtype=tl.float32)
     for t in tl.static_range(9):
         y, x, ok = _tap_source(yo, xo, m_ok, t, H, W, STRIDE)
-        a = tl.load(x_ptr + (x_block + y * W + x)[:, None] + (c * H * W)[None, :], mask=ok[:, None] & c_ok[None, :])
+        a_offset = (x_block + y * W + x)[:, None] + (c * H * W)[None, :]
+        a = tl.load(x_ptr + a_offset, mask=ok[:, None] & c_ok[None, :], other=0.0)  # other=0.0: the padding
         w = tl.load(w_ptr + ((k * 9 + t) * I + c[:, None]) * O + o[None, :], mask=c_ok[:, None], other=0.0)
         acc += tl.dot(a, w)
     out_offset = ((b * NETS + k) * O * Ho * Wo + yo * Wo + xo)[:, None] + (o * Ho * Wo)[None, :]
@@ -106,7 +107,7 @@ def _dgrad(
         ny_c, nx_c = tl.maximum(ny, 0), tl.maximum(nx, 0)
         yo, xo = ny_c // STRIDE, nx_c // STRIDE
         ok = m_ok & (ny >= 0) & (nx >= 0) & (ny_c % STRIDE == 0) & (nx_c % STRIDE == 0) & (yo < Ho) & (xo < Wo)
-        a = tl.load(g_ptr + (g_block + yo * Wo + xo)[:, None] + (o * Ho * Wo)[None, :], mask=ok[:, None])
+        a = tl.load(g_ptr + (g_block + yo * Wo + xo)[:, None] + (o * Ho * Wo)[None, :], mask=ok[:, None], other=0.0)
         w = tl.load(w_ptr + ((k * 9 + t) * O + o[:, None]) * I + c[None, :], mask=c_ok[None, :], other=0.0)
         acc += tl.dot(a, w)
     dx_offset = ((b * NETS + k) * I * H * W + yi * W + xi)[:, None] + (c * H * W)[None, :]

@@ -6,6 +6,7 @@ what the zoo needs).
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 from pathlib import Path
@@ -57,6 +58,17 @@ def test_triton_grouped_conv_matches_conv2d(shape, block_m, monkeypatch):
     g = torch.randn_like(ref)
     for mine, theirs in zip(torch.autograd.grad(out, (x, w), g), torch.autograd.grad(ref, (x, w), g), strict=True):
         assert torch.allclose(mine, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_every_masked_load_says_what_fills_the_masked_lanes():
+    """On a GPU a masked ``tl.load`` without ``other`` leaves masked lanes undefined (the padding of a conv must
+    be 0); the CPU interpreter fills them with zeros, so only the source can show the omission."""
+    tree = ast.parse(Path(TRITON_CONV.__file__).read_text())
+    loads = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "tl.load"]
+    masked = [n for n in loads if any(k.arg == "mask" for k in n.keywords)]
+    assert masked and all(any(k.arg == "other" for k in n.keywords) for n in masked), [
+        n.lineno for n in masked if not any(k.arg == "other" for k in n.keywords)
+    ]
 
 
 def test_triton_conv_keeps_a_nan_network_to_itself():
