@@ -95,33 +95,55 @@ def resolve_compile(training: dict, device: torch.device) -> bool:
 def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None) -> list[dict]:
     """Train networks one by one, or packed when ``training.pack_size > 1``; rows come back in plan order.
 
-    An exception is recorded as status "failed" on the networks it hit and never ends the shard.
+    A pack that runs out of GPU memory is retried as packs of half its size, and the shard's later packs start
+    at the size that fitted: a network trains in a pack as it would alone, so the pack size changes no result.
     """
     device = data.x_train.device
     recipe = recipe_from(cfg, device)
-    checkpoints = cfg["training"]["checkpoint_epochs"]
     pack_size = resolve_pack_size(cfg["training"], device)
+    fits = pack_size  # the largest pack size that has not run out of memory in this shard
     rows: dict[int, dict] = {}
-    for group in group_into_packs(specs, pack_size):
-        models = [build_configured(cfg, s.variant, data.in_shape, data.num_classes, s.seed).to(device) for s in group]
-        layout = ParamLayout.from_model(models[0])
-        inits = [layout.flatten(m).cpu() for m in models]
-        try:
-            if pack_size == 1:
-                results = [train_network(models[0], data, group[0].hparams, recipe, group[0].seed, checkpoints)]
-            else:
-                results = train_pack(
-                    models, data, [s.hparams for s in group], [s.seed for s in group], recipe, checkpoints
-                )
-            for spec, init, result in zip(group, inits, results, strict=True):
-                rows[spec.model_id] = result_row(cfg, spec, init, result)
-        except Exception as e:  # recorded, never fatal to the shard
-            traceback.print_exc(file=sys.stderr)
-            for spec, init in zip(group, inits, strict=True):
-                rows[spec.model_id] = result_row(cfg, spec, init, None, f"{type(e).__name__}: {e}"[:500])
+    pending = group_into_packs(specs, pack_size)
+    while pending:
+        group = pending.pop(0)
+        if len(group) > fits:
+            pending[:0] = [group[i : i + fits] for i in range(0, len(group), fits)]
+            continue
+        group_rows = train_group(group, cfg, data, recipe, packed=pack_size > 1)
+        if group_rows is None:
+            fits = len(group) // 2
+            print(f"symzoo: a pack of {len(group)} ran out of GPU memory; retrying in packs of {fits}", file=sys.stderr)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()  # the failed pack's tensors went with its frames
+            pending.insert(0, group)
+            continue
+        rows |= group_rows
         if on_progress:
             on_progress(len(rows))
     return [rows[s.model_id] for s in specs]
+
+
+def train_group(group: list[NetSpec], cfg: dict, data: Dataset, recipe: Recipe, packed: bool) -> dict[int, dict] | None:
+    """The rows of one pack (or one network); None when a pack of several ran out of GPU memory, for the caller
+    to retry smaller. Any other exception becomes "failed" rows and never ends the shard."""
+    device = data.x_train.device
+    checkpoints = cfg["training"]["checkpoint_epochs"]
+    models = [build_configured(cfg, s.variant, data.in_shape, data.num_classes, s.seed).to(device) for s in group]
+    layout = ParamLayout.from_model(models[0])
+    inits = [layout.flatten(m).cpu() for m in models]
+    try:
+        if packed:
+            hparams, seeds = [s.hparams for s in group], [s.seed for s in group]
+            results = train_pack(models, data, hparams, seeds, recipe, checkpoints)
+        else:
+            results = [train_network(models[0], data, group[0].hparams, recipe, group[0].seed, checkpoints)]
+    except Exception as e:
+        if isinstance(e, torch.cuda.OutOfMemoryError) and len(group) > 1:
+            return None
+        traceback.print_exc(file=sys.stderr)
+        error = f"{type(e).__name__}: {e}"[:500]
+        return {s.model_id: result_row(cfg, s, init, None, error) for s, init in zip(group, inits, strict=True)}
+    return {s.model_id: result_row(cfg, s, init, r) for s, init, r in zip(group, inits, results, strict=True)}
 
 
 def shard_specs(cfg: dict) -> list[list[NetSpec]]:

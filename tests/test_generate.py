@@ -368,3 +368,37 @@ def test_shard_code_without_ray_stores_what_the_ray_zoo_stores(tiny_zoo, tmp_pat
     theirs = pd.read_parquet(tiny_zoo / "models", columns=cols).sort_values("model_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(mine.drop(columns="weights_final"), theirs.drop(columns="weights_final"))
     assert all(np.array_equal(a, b) for a, b in zip(mine.weights_final, theirs.weights_final, strict=True))
+
+
+def test_a_pack_out_of_gpu_memory_is_retried_in_smaller_packs(tmp_path, monkeypatch, capsys):
+    """A pack too big for the GPU is split, not lost: every network trains, the shard's later packs start at the
+    size that fitted, and the rows are those of a run with room to spare (float64: rounding cannot hide a change).
+    """
+    import pipelines.shard as shard
+    from zoo.config import load_config
+
+    training = {**TINY["training"], "pack_size": 8}
+    cfg = load_config(write_config(tmp_path, networks=5, training=training, execution={"networks_per_shard": 10}))
+    (specs,) = shard.shard_specs(cfg)
+    real_train_pack, pack_sizes = shard.train_pack, []
+
+    def train_pack_on_a_small_gpu(models, *args, **kwargs):
+        pack_sizes.append(len(models))
+        if len(models) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return real_train_pack(models, *args, **kwargs)
+
+    torch.set_default_dtype(torch.float64)
+    try:
+        data = shard.dataset_from(cfg)
+        roomy = shard.train_specs(specs, cfg, data)
+        monkeypatch.setattr(shard, "train_pack", train_pack_on_a_small_gpu)
+        cramped = shard.train_specs(specs, cfg, data)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert pack_sizes == [5, 2, 2, 1, 2, 2, 1]  # standard: 5 fails, then 2+2+1; w_asym starts at 2
+    assert "a pack of 5 ran out of GPU memory; retrying in packs of 2" in capsys.readouterr().err
+    assert [r["status"] for r in cramped] == ["ok"] * 10
+    for a, b in zip(roomy, cramped, strict=True):
+        assert (a["model_id"], a["epochs_done"], a["test_acc"]) == (b["model_id"], b["epochs_done"], b["test_acc"])
+        assert np.allclose(a["weights_final"], b["weights_final"], atol=1e-6, rtol=0)
