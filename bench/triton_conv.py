@@ -14,8 +14,9 @@ Why taps and not one flat reduction over (channel, tap): the first draft flatten
 divisions and 2-D index arithmetic on every element it loads; per tap the shifted pixel positions and their
 padding masks are 1-D and a channel block is one add away (GPU run 5 in bench/RESULTS.md measured the first draft).
 
-Bench only (``bench/packed_kernels.py --methods grouped,triton``); needs the ``triton`` package, and runs on CPUs
-under ``TRITON_INTERPRET=1`` (tests/test_triton_conv.py checks it against ``F.conv2d`` there).
+Bench only (per layer: ``bench/packed_kernels.py --methods grouped,triton``; whole training steps:
+``bench/packed.py --also triton-conv``); needs the ``triton`` package, and runs on CPUs under
+``TRITON_INTERPRET=1`` (tests/test_triton_conv.py checks it against ``F.conv2d`` there).
 """
 
 from __future__ import annotations
@@ -56,11 +57,11 @@ INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 INTERPRETER_CONFIG = dict(CONFIGS[0].kwargs)
 
 
-def _tuned(**autotune_options):
+def _tuned():
     """Autotuned on a GPU; under the interpreter, the tile shape of ``INTERPRETER_CONFIG`` (read at each call)."""
     if INTERPRETING:
         return triton.heuristics({name: (lambda _, name=name: INTERPRETER_CONFIG[name]) for name in INTERPRETER_CONFIG})
-    return triton.autotune(CONFIGS, key=SHAPE_KEY, **autotune_options)
+    return triton.autotune(CONFIGS, key=SHAPE_KEY)
 
 
 @_tuned()
