@@ -5,7 +5,8 @@
 #   mkdir -p .device_data && cp ../shared/data/cifar10_jpeg.npz .device_data/   (git-ignored; name it in `carry`)
 #   bash bench/gpu_check.sh                   # every step below, logs to $OUT (or ./bench_out)
 #   bash bench/gpu_check.sh kernels profile   # only the named steps (decode always runs first)
-#   bash bench/gpu_check.sh triton triton_step triton_step_compiled   # the next session's Triton conv check
+#   bash bench/gpu_check.sh triton triton_step            # next session, call 1: the Triton convs, per layer and step
+#   bash bench/gpu_check.sh triton_step_compiled kernels_autotuned   # call 2, then max_autotune if time is left
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench_out}
@@ -42,7 +43,9 @@ for s in $STEPS; do
     kernels_fp16) step kernels_fp16 40 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
       --methods grouped,blockdiag4 --dtype float16 ;;
     triton) step triton 240 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
-      --methods grouped,triton,grouped_autotuned --phases ;;
+      --methods grouped,triton --phases ;;
+    kernels_autotuned) step kernels_autotuned 300 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
+      --methods grouped,grouped_autotuned ;;
     triton_step) step triton_step 200 python3 bench/packed.py --device cuda --ks 32 --steps 20 --no-loop \
       --also triton-conv --variants standard ;;
     triton_step_compiled) step triton_step_compiled 240 python3 bench/packed.py --device cuda --ks 32 --steps 20 \
@@ -50,6 +53,6 @@ for s in $STEPS; do
     max_autotune) step max_autotune 300 python3 bench/packed.py --device cuda --ks 32 --steps 20 --no-loop \
       --compile --also max-autotune --variants standard ;;
     zoo) step zoo 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 24 --device cuda ;;
-    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 triton triton_step triton_step_compiled max_autotune zoo)" ;;
+    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 triton triton_step triton_step_compiled kernels_autotuned max_autotune zoo)" ;;
   esac
 done
