@@ -60,6 +60,23 @@ def test_triton_grouped_conv_matches_conv2d(shape, block_m, monkeypatch):
         assert torch.allclose(mine, theirs, atol=1e-4, rtol=1e-4)
 
 
+def test_half_precision_inputs_give_half_precision_results_within_rounding():
+    """The GPU path runs in 16-bit (bf16 under autocast): fp32 accumulation, outputs and gradients cast back. The
+    interpreter computes bfloat16 wrongly (numpy has none), so float16 stands in for it here."""
+    torch.manual_seed(0)
+    nets, c_in, c_out = 2, 16, 32
+    x = torch.randn(3, nets * c_in, 8, 8).half().requires_grad_()
+    w = torch.randn(nets, c_out, c_in, 3, 3).half().requires_grad_()
+    out = TRITON_CONV.grouped_conv3x3(x, w, 2)
+    x32, w32 = x.detach().float().requires_grad_(), w.detach().float().requires_grad_()
+    ref = F.conv2d(x32, w32.reshape(-1, c_in, 3, 3), stride=2, padding=1, groups=nets)
+    g = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, (x, w), g.half())
+    assert out.dtype == grads[0].dtype == grads[1].dtype == torch.float16
+    for mine, theirs in zip((out, *grads), (ref, *torch.autograd.grad(ref, (x32, w32), g)), strict=True):
+        assert ((mine.float() - theirs).norm() / theirs.norm()).item() < 2e-3  # float16 rounding, not a wrong sum
+
+
 def test_every_masked_load_says_what_fills_the_masked_lanes():
     """On a GPU a masked ``tl.load`` without ``other`` leaves masked lanes undefined (the padding of a conv must
     be 0); the CPU interpreter fills them with zeros, so only the source can show the omission."""
