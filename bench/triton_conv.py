@@ -13,6 +13,8 @@ walk the nine taps of the 3x3 filter as nine matrix products over a network's wh
 Why taps and not one flat reduction over (channel, tap): the first draft flattened them, which costs integer
 divisions and 2-D index arithmetic on every element it loads; per tap the shifted pixel positions and their
 padding masks are 1-D and a channel block is one add away (GPU run 5 in bench/RESULTS.md measured the first draft).
+The taps are a loop, not unrolled, and each product takes 16 channels: both keep registers per thread low
+(``bench/triton_registers.py``).
 
 Bench only (per layer: ``bench/packed_kernels.py --methods grouped,triton``; whole training steps:
 ``bench/packed.py --also triton-conv``); needs the ``triton`` package, and runs on CPUs under
@@ -46,11 +48,11 @@ def _tap_source(yo, xo, m_ok, t, H, W, STRIDE: tl.constexpr):
 
 
 # Tile shapes tried per layer shape (triton.autotune keeps the fastest). Under the interpreter, where nothing can
-# be timed, tests pick one through INTERPRETER_CONFIG; only BLOCK_M changes what the kernels compute.
-CONFIGS = [
-    triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s)
-    for m, w, s in [(32, 2, 3), (64, 4, 3), (128, 4, 3), (256, 8, 3)]
-]
+# be timed, tests pick one through INTERPRETER_CONFIG; only BLOCK_M changes what the kernels compute. Compiled for
+# an H100 without one (bench/triton_registers.py), 8 warps on 64-128 pixels need the fewest registers per thread,
+# so the most warps fit on a multiprocessor to hide the gathers' latency.
+CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=2) for m, w in [(32, 2), (64, 4), (64, 8), (128, 8)]]
+CHUNK = tl.constexpr(16)  # channels per matrix product: tl.dot's least; whole 64-channel blocks cost 255 registers
 SHAPE_KEY = ["B", "H", "W", "NETS", "I", "O", "STRIDE"]
 WGRAD_SPLIT = 8  # pixel ranges per network and tap, each one program; their partial sums are added afterwards
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
@@ -73,17 +75,18 @@ def _forward(
     """``w_ptr``: tap matrices ``(K, 9, I, O)``."""
     k = tl.program_id(1)
     m_ok, b, yo, xo = _pixels(tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M), B, Ho, Wo)
-    c = tl.arange(0, I_PAD)  # a network's input channels, padded to a power of two of at least 16 for tl.dot
-    c_ok = c < I
     o = tl.arange(0, O)
     x_block = (b * NETS + k) * I * H * W  # where network k's channels of image b start
     acc = tl.zeros((BLOCK_M, O), dtype=tl.float32)
-    for t in tl.static_range(9):
+    for t in range(9):
         y, x, ok = _tap_source(yo, xo, m_ok, t, H, W, STRIDE)
-        a_offset = (x_block + y * W + x)[:, None] + (c * H * W)[None, :]
-        a = tl.load(x_ptr + a_offset, mask=ok[:, None] & c_ok[None, :], other=0.0)  # other=0.0: the padding
-        w = tl.load(w_ptr + ((k * 9 + t) * I + c[:, None]) * O + o[None, :], mask=c_ok[:, None], other=0.0)
-        acc += tl.dot(a, w)
+        for c0 in tl.static_range(0, I_PAD, CHUNK):  # input channels, padded to a multiple of CHUNK
+            c = c0 + tl.arange(0, CHUNK)
+            c_ok = c < I
+            a_offset = (x_block + y * W + x)[:, None] + (c * H * W)[None, :]
+            a = tl.load(x_ptr + a_offset, mask=ok[:, None] & c_ok[None, :], other=0.0)  # other=0.0: the padding
+            w = tl.load(w_ptr + ((k * 9 + t) * I + c[:, None]) * O + o[None, :], mask=c_ok[:, None], other=0.0)
+            acc += tl.dot(a, w)
     out_offset = ((b * NETS + k) * O * Ho * Wo + yo * Wo + xo)[:, None] + (o * Ho * Wo)[None, :]
     tl.store(out_ptr + out_offset, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None])
 
@@ -99,18 +102,20 @@ def _dgrad(
     m_ok, b, yi, xi = _pixels(tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M), B, H, W)  # input pixels
     c = tl.arange(0, I_PAD)
     c_ok = c < I
-    o = tl.arange(0, O)
     g_block = (b * NETS + k) * O * Ho * Wo
     acc = tl.zeros((BLOCK_M, I_PAD), dtype=tl.float32)
-    for t in tl.static_range(9):
+    for t in range(9):
         ny = yi + 1 - t // 3  # = yo * STRIDE where tap t of output pixel (yo, xo) reads this pixel
         nx = xi + 1 - t % 3
         ny_c, nx_c = tl.maximum(ny, 0), tl.maximum(nx, 0)
         yo, xo = ny_c // STRIDE, nx_c // STRIDE
         ok = m_ok & (ny >= 0) & (nx >= 0) & (ny_c % STRIDE == 0) & (nx_c % STRIDE == 0) & (yo < Ho) & (xo < Wo)
-        a = tl.load(g_ptr + (g_block + yo * Wo + xo)[:, None] + (o * Ho * Wo)[None, :], mask=ok[:, None], other=0.0)
-        w = tl.load(w_ptr + ((k * 9 + t) * O + o[:, None]) * I + c[None, :], mask=c_ok[None, :], other=0.0)
-        acc += tl.dot(a, w)
+        for o0 in tl.static_range(0, O, CHUNK):  # output channels
+            o = o0 + tl.arange(0, CHUNK)
+            a_offset = (g_block + yo * Wo + xo)[:, None] + (o * Ho * Wo)[None, :]
+            a = tl.load(g_ptr + a_offset, mask=ok[:, None], other=0.0)
+            w = tl.load(w_ptr + ((k * 9 + t) * O + o[:, None]) * I + c[None, :], mask=c_ok[None, :], other=0.0)
+            acc += tl.dot(a, w)
     dx_offset = ((b * NETS + k) * I * H * W + yi * W + xi)[:, None] + (c * H * W)[None, :]
     tl.store(dx_ptr + dx_offset, acc.to(dx_ptr.dtype.element_ty), mask=m_ok[:, None] & c_ok[None, :])
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,20 @@ def test_packed_resnet8_on_triton_convs_matches_cudnn_path(variant, monkeypatch)
     assert torch.allclose(logits, ref_logits, atol=1e-4, rtol=1e-4)
     for mine, theirs in zip(grads, ref_grads, strict=True):
         assert torch.allclose(mine, theirs, atol=1e-3, rtol=1e-4)
+
+
+def test_every_kernel_and_config_compiles_for_an_h100():
+    """The interpreter skips GPU compilation, where tile shapes, dtypes and tensor-core rules are enforced:
+    compile every kernel and autotuning config for sm_90 (no GPU needed), in a process not interpreting."""
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    script = (
+        f"import sys; sys.path.insert(0, {str(bench)!r}); import triton_conv as tc, triton_registers as tr; "
+        "shape = {'I': 32, 'O': 64, 'I_PAD': 32, 'STRIDE': 2}; "
+        "[print(name, tr.describe(k, shape | ({'SPLIT': 8} if name == 'wgrad' else {}) | c.kwargs, c, 90)) "
+        "for name, k in tr.KERNELS.items() for c in tc.CONFIGS]"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert len(lines) == 3 * len(TRITON_CONV.CONFIGS) and all("regs" in line for line in lines)
