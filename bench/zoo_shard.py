@@ -1,6 +1,7 @@
 """A zoo trained on this machine's device through the zoo's own shard code, without Ray; accuracy per variant.
 
     python bench/zoo_shard.py configs/cifar10_paper.yaml --networks 24 --device cuda [--out /tmp/zoo_shard]
+    python bench/zoo_shard.py ... --triton-conv     # the packs' 3x3 convolutions on bench/triton_conv.py
 
 What a GPU worker of ``symzoo generate`` does with each shard (``pipelines.shard.train_shard_table``: the
 config's pack size and ``compile`` resolved for this device, epoch-sorted shards, the stored Arrow schema), for
@@ -12,12 +13,14 @@ Paper (CIFAR-10 ResNet8): 74.8% / 73.8% train / test (standard), 64.0% / 64.0% (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 from accuracy import PAPER  # bench/accuracy.py: the paper's train / test accuracies per variant
+from packed import triton_convs  # bench/packed.py: routes packed 3x3 convs to bench/triton_conv.py
 
 from pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
 from zoo.config import load_config
@@ -30,6 +33,7 @@ def main() -> None:
     parser.add_argument("--networks", type=int, default=None, help="networks per variant (default: the config's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="/tmp/zoo_shard")
+    parser.add_argument("--triton-conv", action="store_true", help="packed 3x3 convs on bench/triton_conv.py")
     args = parser.parse_args()
     cfg = load_config(args.config)
     if args.networks:
@@ -42,14 +46,16 @@ def main() -> None:
     shards = shard_specs(cfg)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     n_nets = sum(map(len, shards))
-    print(f"device: {name}; {cfg['name']}: {n_nets} networks in {len(shards)} shards; {training_line(cfg)}")
+    convs = "; 3x3 convs on bench/triton_conv.py" if args.triton_conv else ""
+    print(f"device: {name}; {cfg['name']}: {n_nets} networks in {len(shards)} shards; {training_line(cfg)}{convs}")
     start = time.perf_counter()
-    for index, specs in enumerate(shards):
+    with triton_convs() if args.triton_conv else contextlib.nullcontext():
+        for index, specs in enumerate(shards):
 
-        def progress(done: int, index: int = index, total: int = len(specs)) -> None:
-            print(f"shard {index}: {done}/{total} networks after {time.perf_counter() - start:.0f} s", flush=True)
+            def progress(done: int, index: int = index, total: int = len(specs)) -> None:
+                print(f"shard {index}: {done}/{total} networks after {time.perf_counter() - start:.0f} s", flush=True)
 
-        write_shard(out, index, train_shard_table(specs, cfg, data, layouts_json, progress))
+            write_shard(out, index, train_shard_table(specs, cfg, data, layouts_json, progress))
     seconds = time.perf_counter() - start
     zoo = pd.read_parquet(out / MODELS, columns=["variant", "status", "epochs", "train_acc", "test_acc"])
     print(f"{len(zoo)} rows read back with pandas; {n_nets} networks in {seconds:.0f} s, compilation included")
