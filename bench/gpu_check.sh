@@ -53,6 +53,8 @@ for s in $STEPS; do
     max_autotune) step max_autotune 300 python3 bench/packed.py --device cuda --ks 32 --steps 20 --no-loop \
       --compile --also max-autotune --variants standard ;;
     zoo) step zoo 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 24 --device cuda ;;
-    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 triton triton_step triton_step_compiled kernels_autotuned max_autotune zoo)" ;;
+    zoo_triton) step zoo_triton 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 24 \
+      --device cuda --triton-conv ;;
+    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 triton triton_step triton_step_compiled kernels_autotuned max_autotune zoo zoo_triton)" ;;
   esac
 done
