@@ -3,7 +3,7 @@
 The profile of a compiled pack on an H100 (bench/RESULTS.md) puts 69% of the step in cuDNN's grouped convolutions,
 nearly half of that in cuDNN's own NCHW <-> NHWC transposes. These kernels read the packed activations
 ``(B, K*C, H, W)`` where they lie, one program per block of output pixels and network, fp32 accumulation, and
-walk the nine taps of the 3x3 filter as nine matrix products over a network's whole channel block:
+walk the nine taps of the 3x3 filter, a matrix product per tap and block of 16 channels:
 
 - forward: ``out[m, :] = sum_t x[m shifted by t, :] @ w_t`` (m: output pixels; ``w_t``: the (I, O) tap matrix);
 - dgrad: the same walk backwards (strides 1 and 2: a tap that the stride skips is masked out);

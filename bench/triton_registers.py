@@ -72,8 +72,7 @@ def main() -> None:
     print(f"sm_{args.arch}, bf16; configs (pixels per program / warps): {', '.join(labels)}")
     for name, kernel in KERNELS.items():
         for c_in, c_out, _side, stride in SHAPES:
-            i_pad = max(16, triton.next_power_of_2(c_in))
-            constexprs = {"I": c_in, "O": c_out, "I_PAD": i_pad, "STRIDE": stride}
+            constexprs = {"I": c_in, "O": c_out, "I_PAD": triton_conv._channels_padded(c_in), "STRIDE": stride}
             if name == "wgrad":
                 constexprs["SPLIT"] = triton_conv.WGRAD_SPLIT
             cells = [describe(kernel, constexprs | c.kwargs, c, args.arch) for c in triton_conv.CONFIGS]
