@@ -402,3 +402,42 @@ def test_a_pack_out_of_gpu_memory_is_retried_in_smaller_packs(tmp_path, monkeypa
     for a, b in zip(roomy, cramped, strict=True):
         assert (a["model_id"], a["epochs_done"], a["test_acc"]) == (b["model_id"], b["epochs_done"], b["test_acc"])
         assert np.allclose(a["weights_final"], b["weights_final"], atol=1e-6, rtol=0)
+
+
+def test_plan_names_the_pack_sizes_a_compiled_worker_builds_graphs_for(tmp_path, monkeypatch):
+    """The plan's preview of compiled graphs is what training does: packs start full (or at a shard's
+    remainder) and shrink through powers of two as networks finish. Compilation is recorded, not run."""
+    import zoo.packed
+    from pipelines.shard import compiled_pack_sizes, dataset_from, shard_specs, train_specs, training_line
+    from zoo.config import load_config
+
+    sizes_run = set()
+
+    def recording_compile(forward):
+        def run(params, x):
+            sizes_run.add(x.shape[0])  # (K, B, ...): the pack size a graph would be built for
+            return forward(params, x)
+
+        return run
+
+    monkeypatch.setattr(zoo.packed, "compile_packed", recording_compile)
+    training = {**TINY["training"], "pack_size": 16, "compile": True}
+    hyperparameters = {**TINY["hyperparameters"], "epochs": {"randint": [1, 5]}}
+    cfg = load_config(
+        write_config(
+            tmp_path,
+            networks=25,
+            hyperparameters=hyperparameters,
+            training=training,
+            data={"name": "digits", "train_per_class": 10},
+            execution={"networks_per_shard": 32},
+        )
+    )
+    data = dataset_from(cfg)
+    for shard in shard_specs(cfg):
+        train_specs(shard, cfg, data)
+    predicted = compiled_pack_sizes(cfg, 16)
+    assert predicted == sorted(sizes_run) and 16 in predicted and 9 in predicted  # 9 per variant in the last shard
+    assert f"up to {2 * len(predicted)} graphs" in training_line(
+        cfg | {"execution": {**cfg["execution"], "gpus_per_task": 1}}
+    )

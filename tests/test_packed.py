@@ -209,6 +209,21 @@ def test_compiled_packs_match_eager_with_each_zoos_fixed_structure(small_digits,
     assert len(compiled_calls) == 2 * 2 * small_digits.x_train.shape[0] // RECIPE.batch_size  # 2 packs, 2 epochs
 
 
+@pytest.mark.slow
+def test_a_worker_compiles_every_pack_past_torchs_default_graph_limit(small_digits, monkeypatch):
+    """A long-running GPU worker needs a graph per variant and pack size, more than torch's default limit (8 per
+    function), past which torch would train every further pack eager; a limit of 1 stands in for it here."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    graphs_before = counters["stats"]["unique_graphs"]
+    hps, seeds = [HParams(0.01, 1e-3, 0.1, 1)] * 8, list(range(8))
+    for variant in ("standard", "w_asym"):
+        models = [build("mlp", variant, small_digits.in_shape, 10, asym_seed=1, init_seed=s) for s in seeds]
+        train_pack(models, small_digits, hps, seeds, dataclasses.replace(RECIPE, compile=True))
+    assert counters["stats"]["unique_graphs"] - graphs_before == 2
+
+
 def test_packs_hold_one_variant_in_the_given_order():
     from zoo.plan import plan_zoo
 
