@@ -52,8 +52,9 @@ for s in $STEPS; do
       --no-loop --compile --also triton-conv --variants standard ;;
     max_autotune) step max_autotune 300 python3 bench/packed.py --device cuda --ks 32 --steps 20 --no-loop \
       --compile --also max-autotune --variants standard ;;
-    zoo) step zoo 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 24 --device cuda ;;
-    zoo_triton) step zoo_triton 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 24 \
+    # 32 per variant: packs of 32, 16, 8, six graphs (~34 s each) as 24 built; 36 would build eight
+    zoo) step zoo 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 32 --device cuda ;;
+    zoo_triton) step zoo_triton 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 32 \
       --device cuda --triton-conv ;;
     *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 triton triton_step triton_step_compiled kernels_autotuned max_autotune zoo zoo_triton)" ;;
   esac
