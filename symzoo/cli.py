@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from symzoo.errors import SymzooError
 
@@ -75,6 +76,40 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(f"plot written to {plot_accuracy(zoo.frame, args.plot, zoo.config['name'])}")
 
 
+def _csv(text: str | None, kind=str) -> list | None:
+    return None if text is None else [kind(x) for x in text.split(",") if x.strip()]
+
+
+def stage_section(config: str | None, section: str) -> dict | None:
+    """The ``section`` of a zoo config given with ``--config`` (validated as a whole, like generate does)."""
+    if config is None:
+        return None
+    from zoo.config import load_config
+
+    return load_config(config)[section]
+
+
+def cmd_metanet(args: argparse.Namespace) -> None:
+    from pipelines.metanet import metanet_stage
+
+    overrides = {
+        "metanets": _csv(args.metanets),
+        "lrs": _csv(args.lrs, float),
+        "variants": _csv(args.variants),
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "weights": args.weights,
+        "split_seed": args.split_seed,
+    }
+    out = args.out or f"runs/{Path(args.zoo).name}-metanet"
+    result = metanet_stage(
+        args.zoo, out, stage_section(args.config, "metanet"), overrides, args.address, not args.no_progress
+    )
+    print(result.table)
+    print(f"table, runs, predictions and figures in {result.out}")
+
+
 def cmd_submit(args: argparse.Namespace) -> None:
     from cluster.submit import submit
 
@@ -124,6 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
         "stage", nargs=argparse.REMAINDER, help="the stage and its arguments, e.g. generate CONFIG --out DIR"
     )
     sm.set_defaults(func=cmd_submit)
+
+    mn = sub.add_parser("metanet", help="predict test accuracy from stored weights (paper Table 3); resumes")
+    mn.add_argument("zoo", help="zoo directory written by `symzoo generate`")
+    mn.add_argument("--out", default=None, help="output directory (default: runs/<zoo>-metanet)")
+    mn.add_argument("--config", default=None, help="a zoo config whose metanet: section sets the options")
+    mn.add_argument("--metanets", default=None, help="comma list of mlp,dmc,deepsets,statnn,ridge,gbt")
+    mn.add_argument("--lrs", default=None, help="comma list of learning rates to sweep")
+    mn.add_argument("--variants", default=None, help="comma list of variants (default: all in the zoo)")
+    mn.add_argument("--seeds", type=int, default=None, help="fresh runs at the chosen LR (default 5)")
+    mn.add_argument("--epochs", type=int, default=None, help="epochs per run (default 50)")
+    mn.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
+    mn.add_argument("--weights", default=None, help="final (default), init or epoch_E")
+    mn.add_argument("--split-seed", type=int, default=None, help="seed of the 50/25/25 split (default 0)")
+    mn.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
+    mn.add_argument("--no-progress", action="store_true", help="no progress bar")
+    mn.set_defaults(func=cmd_metanet)
 
     info = sub.add_parser("info", help="counts, accuracies and sizes of a stored zoo")
     info.add_argument("zoo", help="zoo directory")

@@ -14,8 +14,10 @@ from typing import Any
 
 import yaml
 
+from analysis.options import ANALYSIS_DEFAULTS, ANALYSIS_SECTIONS, validate_section
 from symzoo.errors import ConfigError
 from zoo.data import DATASETS
+from zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
 from zoo.models import ARCHS, VARIANTS
 from zoo.plan import DISTRIBUTIONS, HPARAM_NAMES, PAPER_TABLE8
 
@@ -53,78 +55,37 @@ DEFAULTS: dict[str, Any] = {
         "gpus_per_task": 0,
         "max_retries": 3,
     },
+    **ANALYSIS_DEFAULTS,
 }
 REQUIRED = ("data.name", "networks")
 # Fields that change where and how fast networks train, not what they are: left out of the config hash.
 RESOURCE_FIELDS = ("cpus_per_task", "gpus_per_task", "max_retries")
 
 
-def _fail(path: str, problem: str) -> None:
-    raise ConfigError(f"config field '{path}': {problem}")
-
-
-def _merge(defaults: dict, given: dict, prefix: str = "") -> dict:
-    out = copy.deepcopy(defaults)
-    for key, value in given.items():
-        path = f"{prefix}{key}"
-        if key not in defaults:
-            _fail(path, f"unknown field; allowed: {', '.join(defaults)}")
-        if isinstance(defaults[key], dict) and key != "hyperparameters":
-            if not isinstance(value, dict):
-                _fail(path, f"must be a mapping with fields {', '.join(defaults[key])}")
-            out[key] = _merge(defaults[key], value, path + ".")
-        else:
-            out[key] = value
-    return out
-
-
-def _check_int(path: str, value: Any, low: int, high: float = float("inf"), allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        bound = f">= {low}" if high == float("inf") else f"in [{low}, {high}]"
-        _fail(path, f"{value!r} is not allowed; an integer {bound}")
-
-
-def _check_number(path: str, value: Any, low: float, high: float = float("inf")) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        _fail(path, f"{value!r} is not allowed; a number in [{low}, {high}]")
-
-
-def _check_choice(path: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        _fail(path, f"{value!r} is not allowed; choose one of {', '.join(choices)}")
-
-
-def _check_bool(path: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        _fail(path, f"{value!r} is not allowed; true or false")
-
-
 def _check_hyperparameters(hp: Any) -> dict:
     if not isinstance(hp, dict):
-        _fail("hyperparameters", f"must be a mapping with fields {', '.join(HPARAM_NAMES)}")
+        fail("hyperparameters", f"must be a mapping with fields {', '.join(HPARAM_NAMES)}")
     for name in hp:
         if name not in HPARAM_NAMES:
-            _fail(f"hyperparameters.{name}", f"unknown field; allowed: {', '.join(HPARAM_NAMES)}")
+            fail(f"hyperparameters.{name}", f"unknown field; allowed: {', '.join(HPARAM_NAMES)}")
     out = {**PAPER_TABLE8, **hp}
     for name, dist in out.items():
         path = f"hyperparameters.{name}"
         if isinstance(dist, (int, float)) and not isinstance(dist, bool):
             low = 1 if name == "epochs" else 0
-            _check_number(path, dist, low)
+            check_number(path, dist, low)
             continue
         if not (isinstance(dist, dict) and len(dist) == 1):
-            _fail(path, f"{dist!r} is not allowed; a number or one of {{{' | '.join(DISTRIBUTIONS)}: [low, high]}}")
+            fail(path, f"{dist!r} is not allowed; a number or one of {{{' | '.join(DISTRIBUTIONS)}: [low, high]}}")
         ((kind, bounds),) = dist.items()
-        _check_choice(f"{path} distribution", kind, DISTRIBUTIONS)
+        check_choice(f"{path} distribution", kind, DISTRIBUTIONS)
         ok = isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)
         if not ok or bounds[0] > bounds[1] or bounds[0] < 0 or (kind == "log_uniform" and bounds[0] <= 0):
-            _fail(
+            fail(
                 path, f"bounds {bounds!r} are not allowed; [low, high] with 0 <= low <= high (low > 0 for log_uniform)"
             )
         if name == "epochs" and (kind != "randint" or bounds[0] < 1):
-            _fail(path, "epochs takes a whole number or randint: [low >= 1, high]")
+            fail(path, "epochs takes a whole number or randint: [low >= 1, high]")
     return out
 
 
@@ -132,57 +93,59 @@ def validate(raw: Any) -> dict:
     """Resolve defaults and check every field; raises ``ConfigError`` on the first problem."""
     if not isinstance(raw, dict):
         raise ConfigError("config must be a YAML mapping; see configs/digits_demo.yaml for an example")
-    cfg = _merge(DEFAULTS, raw)
+    cfg = merge(DEFAULTS, raw)
     for dotted in REQUIRED:
         section, _, key = dotted.partition(".")
         value = cfg[section][key] if key else cfg[section]
         if value is None:
-            _fail(dotted, "is required")
-    _check_int("seed", cfg["seed"], 0)
+            fail(dotted, "is required")
+    check_int("seed", cfg["seed"], 0)
     if not isinstance(cfg["name"], str) or not cfg["name"]:
-        _fail("name", "must be a non-empty string")
+        fail("name", "must be a non-empty string")
     d = cfg["data"]
-    _check_choice("data.name", d["name"], DATASETS)
-    _check_int("data.size", d["size"], 4, 256, allow_none=True)
-    _check_int("data.train_per_class", d["train_per_class"], 1, allow_none=True)
-    _check_int("data.test_per_class", d["test_per_class"], 1, allow_none=True)
-    _check_int("data.subset_seed", d["subset_seed"], 0)
-    _check_bool("data.download", d["download"])
-    _check_choice("model.arch", cfg["model"]["arch"], ARCHS)
-    _check_int("model.width", cfg["model"]["width"], 1, 64)
+    check_choice("data.name", d["name"], DATASETS)
+    check_int("data.size", d["size"], 4, 256, allow_none=True)
+    check_int("data.train_per_class", d["train_per_class"], 1, allow_none=True)
+    check_int("data.test_per_class", d["test_per_class"], 1, allow_none=True)
+    check_int("data.subset_seed", d["subset_seed"], 0)
+    check_bool("data.download", d["download"])
+    check_choice("model.arch", cfg["model"]["arch"], ARCHS)
+    check_int("model.width", cfg["model"]["width"], 1, 64)
     v = cfg["variants"]
     if not isinstance(v, list) or not v or len(set(v)) != len(v):
-        _fail("variants", f"must be a non-empty list of distinct names from {', '.join(VARIANTS)}")
+        fail("variants", f"must be a non-empty list of distinct names from {', '.join(VARIANTS)}")
     for i, name in enumerate(v):
-        _check_choice(f"variants[{i}]", name, VARIANTS)
-    _check_int("networks", cfg["networks"], 1)
-    _check_int("replicates", cfg["replicates"], 1)
+        check_choice(f"variants[{i}]", name, VARIANTS)
+    check_int("networks", cfg["networks"], 1)
+    check_int("replicates", cfg["replicates"], 1)
     cfg["hyperparameters"] = _check_hyperparameters(cfg["hyperparameters"])
     t = cfg["training"]
-    _check_int("training.batch_size", t["batch_size"], 1)
-    _check_number("training.warmup_epochs", t["warmup_epochs"], 0)
-    _check_choice("training.optimizer", t["optimizer"], ("adamw", "sgd"))
-    _check_number("training.momentum", t["momentum"], 0, 1)
-    _check_bool("training.amp", t["amp"])
+    check_int("training.batch_size", t["batch_size"], 1)
+    check_number("training.warmup_epochs", t["warmup_epochs"], 0)
+    check_choice("training.optimizer", t["optimizer"], ("adamw", "sgd"))
+    check_number("training.momentum", t["momentum"], 0, 1)
+    check_bool("training.amp", t["amp"])
     if t["compile"] != "auto" and not isinstance(t["compile"], bool):
-        _fail("training.compile", f"{t['compile']!r} is not allowed; auto, true or false")
+        fail("training.compile", f"{t['compile']!r} is not allowed; auto, true or false")
     pack = t["pack_size"]
     if pack != "auto" and (isinstance(pack, bool) or not isinstance(pack, int) or not 1 <= pack <= 4096):
-        _fail("training.pack_size", f"{pack!r} is not allowed; auto or an integer in [1, 4096]")
+        fail("training.pack_size", f"{pack!r} is not allowed; auto or an integer in [1, 4096]")
     if t["pack_size"] not in ("auto", 1) and t["optimizer"] != "adamw":
-        _fail("training.pack_size", "packed training implements adamw only; set pack_size: 1 for sgd")
-    _check_bool("training.augment.flip", t["augment"]["flip"])
-    _check_int("training.augment.translate", t["augment"]["translate"], 0, 16)
-    _check_int("training.augment.cutout", t["augment"]["cutout"], 0, 64)
+        fail("training.pack_size", "packed training implements adamw only; set pack_size: 1 for sgd")
+    check_bool("training.augment.flip", t["augment"]["flip"])
+    check_int("training.augment.translate", t["augment"]["translate"], 0, 16)
+    check_int("training.augment.cutout", t["augment"]["cutout"], 0, 64)
     ck = t["checkpoint_epochs"]
     if not isinstance(ck, list) or any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in ck):
-        _fail("training.checkpoint_epochs", f"{ck!r} is not allowed; a list of epoch numbers >= 1")
+        fail("training.checkpoint_epochs", f"{ck!r} is not allowed; a list of epoch numbers >= 1")
     t["checkpoint_epochs"] = sorted(set(ck))
     e = cfg["execution"]
-    _check_int("execution.networks_per_shard", e["networks_per_shard"], 1)
-    _check_number("execution.cpus_per_task", e["cpus_per_task"], 0.01)
-    _check_number("execution.gpus_per_task", e["gpus_per_task"], 0)
-    _check_int("execution.max_retries", e["max_retries"], 0)
+    check_int("execution.networks_per_shard", e["networks_per_shard"], 1)
+    check_number("execution.cpus_per_task", e["cpus_per_task"], 0.01)
+    check_number("execution.gpus_per_task", e["gpus_per_task"], 0)
+    check_int("execution.max_retries", e["max_retries"], 0)
+    for section in ANALYSIS_SECTIONS:
+        cfg[section] = validate_section(section, cfg[section])
     return cfg
 
 
@@ -210,4 +173,6 @@ def config_hash(cfg: dict) -> str:
     content["plan_version"] = PLAN_VERSION
     for key in RESOURCE_FIELDS:
         content["execution"].pop(key, None)
+    for section in ANALYSIS_SECTIONS:  # how a zoo is analysed is not what it holds
+        content.pop(section, None)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]

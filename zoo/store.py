@@ -92,7 +92,7 @@ def rows_to_table(rows: list[dict[str, Any]], layouts_json: dict[str, dict], che
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     with open(tmp, "wb") as f:
         f.write(data)
@@ -112,7 +112,7 @@ def write_shard(zoo_dir: Path, index: int, table: pa.Table) -> str:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, row_group_size=ROW_GROUP_SIZE, compression="zstd")
     data = sink.getvalue().to_pybytes()
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -149,7 +149,7 @@ def file_sha256(path: Path) -> str:
 
 def write_manifest(zoo_dir: Path, manifest: dict[str, Any]) -> None:
     zoo_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(zoo_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
+    atomic_write_bytes(zoo_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
 def read_manifest(zoo_dir: Path) -> dict[str, Any]:

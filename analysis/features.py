@@ -1,0 +1,140 @@
+"""What metanetworks read: a variant's weight matrix (cached, memory-mapped), targets, StatNN features, the split.
+
+The weights of a zoo are decoded from Parquet once per (variant, which) and kept in the stage directory as a
+``.npy`` file that every later read memory-maps; W-Asym rows hold only their trainable entries (the layout says
+which), sigma-Asym rows exclude F by construction (F is a buffer, never stored).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from symzoo.errors import ZooError
+from zoo.layout import ParamLayout
+from zoo.store import Zoo
+
+STAT_NAMES = ("mean", "var", "min", "max", "q25", "q50", "q75")
+SPLITS = ("train", "val", "test")
+MIN_PER_SPLIT = {"train": 2, "val": 2, "test": 2}
+
+
+def zoo_fingerprint(zoo: Zoo) -> str:
+    """Config hash plus every shard's checksum: a stage's outputs belong to exactly this state of the zoo."""
+    shards = json.dumps(zoo.manifest.get("shards", {}), sort_keys=True)
+    return hashlib.sha256(f"{zoo.manifest['config_hash']}/{shards}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class VariantWeights:
+    """One variant's networks: metadata rows (model_id order), weights (N, D) and which rows are usable."""
+
+    variant: str
+    frame: pd.DataFrame  # model_id, sample, replicate, status, test_acc, ...
+    weights: np.ndarray  # (N, D) float32, possibly a read-only memory map
+    usable: np.ndarray  # bool (N,): status ok and every weight finite
+
+    def drop_reasons(self) -> dict[str, int]:
+        """How many networks were left out and why (non-ok status by name, non-finite weights)."""
+        reasons: dict[str, int] = {}
+        for status, n in self.frame.loc[self.frame["status"] != "ok", "status"].value_counts().items():
+            reasons[str(status)] = int(n)
+        nonfinite = int(((self.frame["status"] == "ok").to_numpy() & ~self.usable).sum())
+        if nonfinite:
+            reasons["non-finite weights"] = nonfinite
+        return reasons
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def load_variant(zoo: Zoo, variant: str, which: str, cache_dir: Path | None) -> VariantWeights:
+    """The variant's flat weights in layout order (trainable entries only), from the cache when it has them."""
+    layout = zoo.layout(variant)
+    frame = zoo.frame[zoo.frame["variant"] == variant].reset_index(drop=True)
+    path = cache_dir / f"{variant}-{which}-{zoo_fingerprint(zoo)}.npy" if cache_dir else None
+    if path is not None and path.exists():
+        weights = np.load(path, mmap_mode="r")
+    else:
+        weights = zoo.weights(which, variant=variant, trainable_only=True)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_save(path, weights)
+            weights = np.load(path, mmap_mode="r")
+    if weights.shape != (len(frame), layout.n_trainable):
+        raise ZooError(
+            f"{zoo.path}: {variant} weights have shape {weights.shape}, metadata says {len(frame)} networks of "
+            f"{layout.n_trainable} trainable entries; check the zoo with `symzoo info --verify`"
+        )
+    finite = np.array([np.isfinite(row).all() for row in _row_blocks(weights)]).reshape(-1)
+    usable = (frame["status"] == "ok").to_numpy() & finite & frame["test_acc"].notna().to_numpy()
+    return VariantWeights(variant, frame, weights, usable)
+
+
+def _row_blocks(weights: np.ndarray, block: int = 256):
+    """Row-wise finiteness without materialising a whole (N, D) boolean matrix."""
+    for i in range(0, len(weights), block):
+        yield from np.isfinite(weights[i : i + block]).all(axis=1)
+
+
+def statnn_features(weights: np.ndarray, layout: ParamLayout) -> np.ndarray:
+    """Unterthiner et al.'s 7 statistics per layout tensor -> (N, 7 * tensors) float32.
+
+    ``weights`` hold the trainable entries only (as ``load_variant`` returns them); a tensor with no trainable
+    entry (the W-Asym ResNet8 stem) gives zeros. Variance is unbiased (ddof 1), zero for a single entry.
+    """
+    trainable = layout.trainable
+    kept_before = np.concatenate([[0], np.cumsum(trainable)])  # position in the trainable-only vector
+    out = np.zeros((len(weights), 7 * len(layout.slots)), np.float32)
+    for t, slot in enumerate(layout.slots):
+        lo, hi = kept_before[slot.offset], kept_before[slot.offset + slot.size]
+        if hi == lo:
+            continue
+        x = np.asarray(weights[:, lo:hi], np.float64)
+        q25, q50, q75 = np.quantile(x, [0.25, 0.5, 0.75], axis=1)
+        var = x.var(axis=1, ddof=1) if hi - lo > 1 else np.zeros(len(x))
+        out[:, 7 * t : 7 * t + 7] = np.stack([x.mean(1), var, x.min(1), x.max(1), q25, q50, q75], axis=1)
+    return out
+
+
+def paired_split(samples: np.ndarray, seed: int, fractions: tuple[float, float] = (0.5, 0.25)) -> dict[int, str]:
+    """Hyperparameter sample -> train / val / test, by a seeded permutation of the distinct samples.
+
+    Every variant (and every replicate) of a sample lands in the same split: the variants are compared on the
+    same draws, and no replicate of a test sample is seen in training.
+    """
+    distinct = np.unique(samples)
+    order = np.random.default_rng(seed).permutation(distinct)
+    n_train = int(round(fractions[0] * len(order)))
+    n_val = int(round(fractions[1] * len(order)))
+    names = ["train"] * n_train + ["val"] * n_val + ["test"] * (len(order) - n_train - n_val)
+    return {int(s): name for s, name in zip(order, names, strict=True)}
+
+
+def split_indices(vw: VariantWeights, split: dict[int, str]) -> dict[str, np.ndarray]:
+    """Row indices of the usable networks in each split."""
+    where = vw.frame["sample"].map(split).to_numpy()
+    return {name: np.flatnonzero(vw.usable & (where == name)) for name in SPLITS}
+
+
+def check_split_sizes(vw: VariantWeights, idx: dict[str, np.ndarray]) -> None:
+    """A metanet needs a few networks in every split; say how many there are and how many are needed."""
+    short = [name for name in SPLITS if len(idx[name]) < MIN_PER_SPLIT[name]]
+    if short:
+        counts = ", ".join(f"{len(idx[n])} {n}" for n in SPLITS)
+        dropped = sum(vw.drop_reasons().values())
+        raise ZooError(
+            f"variant {vw.variant} has {int(vw.usable.sum())} usable networks ({dropped} dropped), split {counts}; "
+            f"the metanet split (50/25/25 of samples) needs at least 2 in each: train a zoo of at least 8 "
+            f"hyperparameter samples (networks: 8 or more)"
+        )

@@ -1,0 +1,165 @@
+"""One metanetwork run: train on the train split, evaluate every epoch, keep the best-validation epoch's test
+metrics and predictions. Pure function of its inputs and seed; no Ray, so any machine can call it.
+
+The CPU baselines (ridge on the flat weights, gradient-boosted trees on the StatNN statistics) go through the
+same entry point, with their regularisation (ridge alpha, GBT learning rate) in place of the learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau
+from sklearn.metrics import r2_score
+
+from analysis.metanets import build_metanet
+from zoo.layers import stable_seed
+
+RIDGE_ALPHAS = [1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4]
+GBT_LRS = [0.01, 0.03, 0.1, 0.3]
+
+
+def grid_for(metanet: str, lrs: list[float]) -> tuple[str, list[float]]:
+    """The hyperparameter picked on validation: its name and values."""
+    if metanet == "ridge":
+        return "alpha", RIDGE_ALPHAS
+    if metanet == "gbt":
+        return "lr", GBT_LRS
+    return "lr", lrs
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    variant: str
+    metanet: str
+    hparam: float  # learning rate (ridge: alpha)
+    seed: int  # 0: the LR sweep's run; 1..S: the fresh runs at the chosen LR
+    epochs: int = 50
+    batch_size: int = 128
+    weight_decay: float = 1e-2
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant}--{self.metanet}--{self.hparam:g}--s{self.seed}"
+
+
+def scores(true: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """R^2 (sklearn) and Kendall tau-b (scipy); NaN where predictions are not finite or constant."""
+    if not np.all(np.isfinite(pred)):
+        return math.nan, math.nan
+    tau = kendalltau(true, pred).statistic if np.ptp(pred) > 0 else math.nan
+    return float(r2_score(true, pred)), float(tau)
+
+
+@torch.no_grad()
+def _predict(model: torch.nn.Module, x: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    model.eval()  # DMC has BatchNorm: evaluation uses its running statistics
+    batches = (torch.as_tensor(np.asarray(x[i : i + batch_size]), device=device) for i in range(0, len(x), batch_size))
+    out = [model(b) for b in batches]
+    return torch.cat(out).float().cpu().numpy() if out else np.zeros(0, np.float32)
+
+
+def train_neural(
+    spec: RunSpec, inputs: np.ndarray, targets: np.ndarray, idx: dict[str, np.ndarray], device: torch.device
+) -> dict:
+    """AdamW (weight decay 1e-2), MSE, no schedule; per-epoch train loss and val/test R^2 and tau."""
+    torch.manual_seed(stable_seed("symzoo-metanet-init", spec.metanet, spec.seed))
+    model = build_metanet(spec.metanet, inputs.shape[1]).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.hparam, weight_decay=spec.weight_decay)
+    x_train = torch.as_tensor(np.asarray(inputs[idx["train"]]), device=device)
+    y_train = torch.as_tensor(targets[idx["train"]], dtype=torch.float32, device=device)
+    x_val, x_test = np.asarray(inputs[idx["val"]]), np.asarray(inputs[idx["test"]])
+    y_val, y_test = targets[idx["val"]], targets[idx["test"]]
+    order_gen = torch.Generator().manual_seed(stable_seed("symzoo-metanet-order", spec.metanet, spec.seed))
+    curves: dict[str, list[float]] = {k: [] for k in ("train_loss", "val_r2", "val_tau", "test_r2", "test_tau")}
+    best = {"epoch": 0, "val_r2": -math.inf, "pred": np.full(len(y_test), np.nan, np.float32)}
+    for epoch in range(1, spec.epochs + 1):
+        model.train()
+        order = torch.randperm(len(x_train), generator=order_gen).to(device)
+        total, seen = 0.0, 0
+        for i in range(0, len(order), spec.batch_size):
+            batch = order[i : i + spec.batch_size]
+            if len(batch) < 2 and spec.metanet == "dmc":  # BatchNorm cannot train on one example
+                continue
+            loss = torch.nn.functional.mse_loss(model(x_train[batch]), y_train[batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(batch)
+            seen += len(batch)
+        curves["train_loss"].append(total / max(seen, 1))
+        val_r2, val_tau = scores(y_val, _predict(model, x_val, spec.batch_size, device))
+        test_pred = _predict(model, x_test, spec.batch_size, device)
+        test_r2, test_tau = scores(y_test, test_pred)
+        for k, v in {"val_r2": val_r2, "val_tau": val_tau, "test_r2": test_r2, "test_tau": test_tau}.items():
+            curves[k].append(v)
+        if not math.isfinite(curves["train_loss"][-1]):
+            break  # diverged: the curves say so, and the best epoch stays the last finite one
+        if math.isfinite(val_r2) and val_r2 > best["val_r2"]:
+            best = {"epoch": epoch, "val_r2": val_r2, "pred": test_pred}
+    return {"curves": curves, "best_epoch": best["epoch"], "test_pred": best["pred"]}
+
+
+def train_baseline(spec: RunSpec, inputs: np.ndarray, targets: np.ndarray, idx: dict[str, np.ndarray]) -> dict:
+    """Ridge (flat weights) or gradient-boosted trees (StatNN statistics): one fit, curves of length one."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.linear_model import Ridge
+
+    if spec.metanet == "ridge":
+        model = Ridge(alpha=spec.hparam)
+    else:
+        model = GradientBoostingRegressor(
+            learning_rate=spec.hparam, n_estimators=300, max_depth=3, subsample=0.8, random_state=spec.seed
+        )
+    model.fit(np.asarray(inputs[idx["train"]], np.float64), targets[idx["train"]])
+
+    def pred(split: str) -> np.ndarray:
+        return model.predict(np.asarray(inputs[idx[split]], np.float64)).astype(np.float32)
+
+    train_pred = pred("train")
+    val_r2, val_tau = scores(targets[idx["val"]], pred("val"))
+    test_pred = pred("test")
+    test_r2, test_tau = scores(targets[idx["test"]], test_pred)
+    train_loss = float(np.mean((train_pred - targets[idx["train"]]) ** 2))
+    curves = {"train_loss": [train_loss], "val_r2": [val_r2], "val_tau": [val_tau]}
+    curves |= {"test_r2": [test_r2], "test_tau": [test_tau]}
+    return {"curves": curves, "best_epoch": 1, "test_pred": test_pred}
+
+
+def run_metanet(
+    spec: RunSpec,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    model_ids: np.ndarray,
+    idx: dict[str, np.ndarray],
+    device: torch.device | str = "cpu",
+) -> dict:
+    """One run -> one row: the spec, per-epoch curves, the best-validation epoch, its test metrics and predictions."""
+    start = time.perf_counter()
+    device = torch.device(device)
+    if spec.metanet in ("ridge", "gbt"):
+        out = train_baseline(spec, inputs, targets, idx)
+        device = torch.device("cpu")
+    else:
+        out = train_neural(spec, inputs, targets, idx, device)
+    curves, best = out["curves"], out["best_epoch"]
+    at_best = {k: (curves[k][best - 1] if best else math.nan) for k in ("val_r2", "val_tau", "test_r2", "test_tau")}
+    return {
+        **asdict(spec),
+        "hparam_name": grid_for(spec.metanet, [])[0],
+        "n_train": len(idx["train"]),
+        "n_val": len(idx["val"]),
+        "n_test": len(idx["test"]),
+        "best_epoch": best,
+        **at_best,
+        **{f"curve_{k}": [float(v) for v in vals] for k, vals in curves.items()},
+        "test_model_id": [int(i) for i in model_ids[idx["test"]]],
+        "test_true": [float(v) for v in targets[idx["test"]]],
+        "test_pred": [float(v) for v in out["test_pred"]],
+        "seconds": time.perf_counter() - start,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+    }

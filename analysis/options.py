@@ -1,0 +1,119 @@
+"""Options of the analysis stages: the ``metanet:``, ``mli:`` and ``lmc:`` sections of a zoo config.
+
+They are validated like every zoo field but left out of the zoo's config hash, so adding or changing them never
+invalidates a stored zoo. A stage resolves its options as: defaults, then the section stored in the zoo's
+manifest, then a section from ``--config YAML``, then command-line flags.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
+
+METANETS = ("mlp", "dmc", "deepsets", "statnn", "ridge", "gbt")
+PAPER_LRS = [1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]  # SPEC section 3: one run per LR, picked on validation R^2
+LOSS_MEASUREMENTS = ("clean", "augmented")
+
+ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "metanet": {
+        "metanets": list(METANETS),
+        "lrs": PAPER_LRS,
+        "seeds": 5,
+        "epochs": 50,
+        "batch_size": 128,
+        "weight_decay": 1e-2,
+        "weights": "final",
+        "split_seed": 0,
+        "variants": None,  # all the zoo holds
+        "cpus_per_task": 1,
+        "gpus_per_task": "auto",  # a quarter GPU per run where the cluster has GPUs, else none
+    },
+    "mli": {
+        "alphas": 25,
+        "loss": "both",
+        "batch_size": 512,
+        "networks_per_unit": 16,
+        "cpus_per_task": 1,
+        "gpus_per_task": "auto",
+    },
+    "lmc": {
+        "alphas": 25,
+        "rebasin": True,
+        "batch_size": 512,
+        "pairs_per_unit": 4,
+        "cpus_per_task": 1,
+        "gpus_per_task": "auto",
+    },
+}
+ANALYSIS_SECTIONS = tuple(ANALYSIS_DEFAULTS)
+
+
+def _check_resources(section: str, opts: dict) -> None:
+    check_number(f"{section}.cpus_per_task", opts["cpus_per_task"], 0.01)
+    if opts["gpus_per_task"] != "auto":
+        check_number(f"{section}.gpus_per_task", opts["gpus_per_task"], 0)
+
+
+def _check_metanet(o: dict) -> None:
+    names = o["metanets"]
+    if not isinstance(names, list) or not names or len(set(names)) != len(names):
+        fail("metanet.metanets", f"must be a non-empty list of distinct names from {', '.join(METANETS)}")
+    for i, name in enumerate(names):
+        check_choice(f"metanet.metanets[{i}]", name, METANETS)
+    lrs = o["lrs"]
+    if not isinstance(lrs, list) or not lrs or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in lrs):
+        fail("metanet.lrs", f"{lrs!r} is not allowed; a non-empty list of learning rates > 0")
+    for i, v in enumerate(lrs):
+        check_number(f"metanet.lrs[{i}]", v, 1e-12, 10)
+    o["lrs"] = sorted({float(v) for v in lrs})
+    check_int("metanet.seeds", o["seeds"], 1, 100)
+    check_int("metanet.epochs", o["epochs"], 1, 10_000)
+    check_int("metanet.batch_size", o["batch_size"], 1)
+    check_number("metanet.weight_decay", o["weight_decay"], 0)
+    w = o["weights"]
+    if not isinstance(w, str) or not (w in ("final", "init") or (w.startswith("epoch_") and w[6:].isdigit())):
+        fail("metanet.weights", f"{w!r} is not allowed; final, init or epoch_E (a checkpoint epoch of the zoo)")
+    check_int("metanet.split_seed", o["split_seed"], 0)
+    v = o["variants"]
+    if v is not None and (not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v)):
+        fail("metanet.variants", f"{v!r} is not allowed; a list of the zoo's variants, or null for all")
+    _check_resources("metanet", o)
+
+
+def _check_mli(o: dict) -> None:
+    check_int("mli.alphas", o["alphas"], 3, 1001)
+    check_choice("mli.loss", o["loss"], (*LOSS_MEASUREMENTS, "both"))
+    check_int("mli.batch_size", o["batch_size"], 1)
+    check_int("mli.networks_per_unit", o["networks_per_unit"], 1)
+    _check_resources("mli", o)
+
+
+def _check_lmc(o: dict) -> None:
+    check_int("lmc.alphas", o["alphas"], 3, 1001)
+    check_bool("lmc.rebasin", o["rebasin"])
+    check_int("lmc.batch_size", o["batch_size"], 1)
+    check_int("lmc.pairs_per_unit", o["pairs_per_unit"], 1)
+    _check_resources("lmc", o)
+
+
+CHECKS = {"metanet": _check_metanet, "mli": _check_mli, "lmc": _check_lmc}
+
+
+def validate_section(section: str, given: Any) -> dict:
+    """Defaults merged with ``given`` (a mapping or None), every field checked."""
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        fail(section, f"must be a mapping with fields {', '.join(ANALYSIS_DEFAULTS[section])}")
+    opts = merge(ANALYSIS_DEFAULTS[section], given, section + ".")
+    CHECKS[section](opts)
+    return opts
+
+
+def resolve(section: str, *layers: dict | None) -> dict:
+    """Options of one stage from successive layers (stored section, a YAML's section, CLI flags); later wins."""
+    combined: dict = {}
+    for layer in layers:
+        combined.update({k: v for k, v in (layer or {}).items() if v is not None})
+    return validate_section(section, combined)

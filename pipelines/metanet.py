@@ -1,0 +1,294 @@
+"""``symzoo metanet``: predict test accuracy from stored weights (paper Table 3) on any stored zoo.
+
+Work units are single runs, one per (variant, metanet, hyperparameter, seed): first the sweep (seed 0, every
+grid value), then ``seeds`` fresh runs at the value with the best validation R^2. Each run is a Ray task whose
+row lands in ``runs/<key>.parquet``; a rerun trains only the missing ones. The weight matrices are decoded once
+per variant into ``cache/`` (memory-mapped) and handed to tasks through Ray's object store.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import ray
+import torch
+
+from analysis.features import (
+    VariantWeights,
+    check_split_sizes,
+    load_variant,
+    paired_split,
+    split_indices,
+    statnn_features,
+    zoo_fingerprint,
+)
+from analysis.metanet_run import RunSpec, grid_for, run_metanet
+from analysis.metanets import DMC, FLAT_INPUT
+from analysis.options import resolve
+from analysis.paper import is_paper_resnet8_zoo
+from analysis.plots import plot_lr_sweep, plot_metanet_predictions
+from analysis.tables import METANET_LABELS, metanet_summary, metanet_table
+from pipelines.outputs import (
+    check_out_dir,
+    check_stage_dir,
+    check_unit_file,
+    claim_stage_dir,
+    read_unit_files,
+    remove_stale_temporaries,
+    write_parquet,
+)
+from pipelines.stage import WorkUnit, connect, run_stage
+from symzoo.errors import ZooError
+from zoo.store import Zoo, open_zoo, quarantine
+
+IDENTITY_OPTIONS = ("epochs", "batch_size", "weight_decay", "weights", "split_seed")  # change every run's result
+
+
+@dataclass
+class MetanetResult:
+    out: Path
+    table: str
+    trained: int  # runs trained in this call
+    kept: int  # runs found finished
+
+
+def input_kind(metanet: str) -> str:
+    """Which matrix a metanet reads: the flat weights or the StatNN statistics."""
+    return "flat" if metanet in (*FLAT_INPUT, "ridge") else "stats"
+
+
+@ray.remote
+def metanet_task(spec: RunSpec, inputs: dict, progress, unit: int) -> dict:
+    """Ray task: one run on this worker's device (a GPU when Ray assigned one)."""
+    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+    data = inputs[spec.variant]
+    matrix = ray.get(data[input_kind(spec.metanet)])
+    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    row = run_metanet(spec, matrix, data["targets"], data["model_ids"], data["idx"], device)
+    progress.set.remote(unit, 1)
+    return row
+
+
+def _usable_by_metadata(frame: pd.DataFrame) -> np.ndarray:
+    return ((frame["status"] == "ok") & frame["test_acc"].notna()).to_numpy()
+
+
+def check_inputs(zoo: Zoo, opts: dict) -> list[str]:
+    """Everything that can be checked from metadata, before anything is written; returns the variants."""
+    if not zoo.manifest.get("complete"):
+        raise ZooError(
+            f"{zoo.path} is an incomplete zoo ({len(zoo.frame)} networks so far); finish it with "
+            "`symzoo generate` and its config before analysing it"
+        )
+    held = list(zoo.layouts)
+    variants = opts["variants"] or held
+    for v in variants:
+        zoo.layout(v)  # names the variants the zoo holds
+    if opts["weights"] not in zoo.weight_kinds():
+        raise ZooError(f"no weights {opts['weights']!r} in {zoo.path}; it stores {', '.join(zoo.weight_kinds())}")
+    split = paired_split(zoo.frame["sample"].to_numpy(), opts["split_seed"])
+    for v in variants:
+        frame = zoo.frame[zoo.frame["variant"] == v].reset_index(drop=True)
+        vw = VariantWeights(v, frame, np.zeros((len(frame), 0), np.float32), _usable_by_metadata(frame))
+        check_split_sizes(vw, split_indices(vw, split))
+    if "dmc" in opts["metanets"]:
+        short = [v for v in variants if zoo.layout(v).n_trainable < DMC.min_length()]
+        if short:
+            raise ZooError(
+                f"DMC needs at least {DMC.min_length()} weights per network; {', '.join(short)} have fewer: "
+                "leave dmc out of metanet.metanets"
+            )
+    return variants
+
+
+def prepare_inputs(zoo: Zoo, variants: list[str], opts: dict, cache: Path) -> tuple[dict, dict]:
+    """Per variant: object-store refs of the flat weights and StatNN features, targets, ids, split indices."""
+    split = paired_split(zoo.frame["sample"].to_numpy(), opts["split_seed"])
+    kinds = {input_kind(m) for m in opts["metanets"]}
+    inputs, counts = {}, {}
+    for v in variants:
+        vw = load_variant(zoo, v, opts["weights"], cache)
+        idx = split_indices(vw, split)
+        check_split_sizes(vw, idx)
+        entry = {
+            "targets": vw.frame["test_acc"].to_numpy(np.float32),
+            "model_ids": vw.frame["model_id"].to_numpy(),
+            "idx": idx,
+        }
+        if "flat" in kinds:
+            entry["flat"] = ray.put(np.ascontiguousarray(vw.weights))
+        if "stats" in kinds:
+            stats_path = cache / f"{v}-{opts['weights']}-{zoo_fingerprint(zoo)}-statnn.npy"
+            if not stats_path.exists():
+                np.save(stats_path, statnn_features(vw.weights, zoo.layout(v)))
+            entry["stats"] = ray.put(np.load(stats_path))
+        inputs[v] = entry
+        counts[v] = {"used": int(vw.usable.sum()), "dropped": vw.drop_reasons()}
+        counts[v] |= {name: len(idx[name]) for name in ("train", "val", "test")}
+    return inputs, counts
+
+
+def _units(specs: list[RunSpec], runs_dir: Path, start: int = 0) -> list[WorkUnit]:
+    return [WorkUnit(start + i, runs_dir / f"{s.key}.parquet", s, 1) for i, s in enumerate(specs)]
+
+
+def sweep_specs(variants: list[str], opts: dict) -> list[RunSpec]:
+    common = {"epochs": opts["epochs"], "batch_size": opts["batch_size"], "weight_decay": opts["weight_decay"]}
+    return [
+        RunSpec(v, m, value, 0, **common)
+        for v in variants
+        for m in opts["metanets"]
+        for value in grid_for(m, opts["lrs"])[1]
+    ]
+
+
+def chosen_values(sweep: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """Per (variant, metanet): the grid value with the best validation R^2 (NaN counts as worst; ties: smaller)."""
+    best = {}
+    for (v, m), g in sweep.groupby(["variant", "metanet"]):
+        score = g["val_r2"].fillna(-math.inf).to_numpy()
+        order = np.lexsort((g["hparam"].to_numpy(), -score))
+        best[(v, m)] = float(g["hparam"].to_numpy()[order[0]])
+    return best
+
+
+def run_phase(units: list[WorkUnit], out: Path, inputs: dict, opts: dict, desc: str, show_progress: bool):
+    gpus = opts["gpus_per_task"]
+    if gpus == "auto":
+        gpus = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    resources = {"num_cpus": opts["cpus_per_task"], "num_gpus": gpus, "max_retries": 2}
+
+    def check(unit: WorkUnit) -> None:
+        check_unit_file(unit.output, "key", unit.payload.key)
+
+    def write(unit: WorkUnit, row: dict) -> str:
+        return write_parquet(unit.output, pd.DataFrame([row | {"key": unit.payload.key}]))
+
+    report = run_stage(
+        units,
+        metanet_task,
+        (inputs,),
+        check,
+        write,
+        lambda u: quarantine(out, u.output),
+        resources,
+        desc=desc,
+        show_progress=show_progress,
+    )
+    if not report.ok:
+        first = next(iter(report.failed.items()))
+        raise ZooError(
+            f"{len(report.failed)} metanet run(s) failed (first: {units[first[0] - units[0].index].payload.key}: "
+            f"{first[1]}); rerun the same command to retry them"
+        )
+    return report
+
+
+def metanet_stage(
+    zoo_dir: str | Path,
+    out: str | Path,
+    config_section: dict | None = None,
+    overrides: dict | None = None,
+    address: str | None = None,
+    show_progress: bool = True,
+) -> MetanetResult:
+    out = Path(out)
+    check_out_dir(out)
+    zoo = open_zoo(zoo_dir)
+    opts = resolve("metanet", zoo.config.get("metanet"), config_section, overrides)
+    variants = check_inputs(zoo, opts)
+    identity = {"zoo_fingerprint": zoo_fingerprint(zoo)} | {k: opts[k] for k in IDENTITY_OPTIONS}
+    check_stage_dir(out, "metanet", identity)
+    connect(address)  # before anything is written: a wrong address leaves no trace
+    claim_stage_dir(out, "metanet", identity)
+    runs_dir, cache = out / "runs", out / "cache"
+    for folder in (runs_dir, cache):
+        folder.mkdir(exist_ok=True)
+        remove_stale_temporaries(folder)
+    start = time.perf_counter()
+    inputs, counts = prepare_inputs(zoo, variants, opts, cache)
+    sweep_units = _units(sweep_specs(variants, opts), runs_dir)
+    print(
+        f"symzoo: metanet {', '.join(opts['metanets'])} on {', '.join(variants)} of {zoo.config['name']}: "
+        f"{len(sweep_units)} sweep runs, then {opts['seeds']} seeds per cell -> {out}",
+        file=sys.stderr,
+    )
+    r1 = run_phase(sweep_units, out, inputs, opts, "metanet sweep", show_progress)
+    sweep = read_unit_files([u.output for u in sweep_units])
+    chosen = chosen_values(sweep)
+    final_specs = [
+        RunSpec(v, m, chosen[(v, m)], seed, opts["epochs"], opts["batch_size"], opts["weight_decay"])
+        for v in variants
+        for m in opts["metanets"]
+        for seed in range(1, opts["seeds"] + 1)
+    ]
+    final_units = _units(final_specs, runs_dir, start=len(sweep_units))
+    r2 = run_phase(final_units, out, inputs, opts, "metanet seeds", show_progress)
+    final = read_unit_files([u.output for u in final_units])
+    table = write_metanet_outputs(out, zoo, opts, variants, sweep, final, counts)
+    trained = len(r1.done) + len(r2.done)
+    print(
+        f"symzoo: {trained} metanet runs trained in {time.perf_counter() - start:.0f} s, "
+        f"{len(r1.skipped) + len(r2.skipped)} were already done",
+        file=sys.stderr,
+    )
+    return MetanetResult(out, table, trained, len(r1.skipped) + len(r2.skipped))
+
+
+def predictions_frame(final: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, test network): model_id, variant, metanet, seed, true and predicted accuracy."""
+    rows = final[["variant", "metanet", "seed", "test_model_id", "test_true", "test_pred"]]
+    long = rows.explode(["test_model_id", "test_true", "test_pred"], ignore_index=True)
+    return pd.DataFrame(
+        {
+            "model_id": long["test_model_id"].astype("int64"),
+            "variant": long["variant"],
+            "metanet": long["metanet"],
+            "seed": long["seed"].astype("int32"),
+            "true_acc": long["test_true"].astype("float64"),
+            "pred_acc": long["test_pred"].astype("float64"),
+        }
+    )
+
+
+def write_metanet_outputs(
+    out: Path,
+    zoo: Zoo,
+    opts: dict,
+    variants: list[str],
+    sweep: pd.DataFrame,
+    final: pd.DataFrame,
+    counts: dict,
+) -> str:
+    """table.md, predictions.parquet and figures, derived from the run files alone."""
+    summary = metanet_summary(final)
+    with_paper = is_paper_resnet8_zoo(zoo.config)
+    notes = [
+        f"zoo {zoo.config['name']} ({zoo.config['model']['arch']} on {zoo.config['data']['name']}), "
+        f"weights '{opts['weights']}' (W-Asym: trainable entries only; sigma-Asym: F is not a parameter)",
+        f"split 50/25/25 of hyperparameter samples (split seed {opts['split_seed']}, the same samples in every "
+        "variant); test R^2 (sklearn) and Kendall tau-b at the best-validation epoch, mean +- std over "
+        f"{opts['seeds']} seeds at the hyperparameter picked on validation R^2 (one sweep run per value)",
+        f"neural metanets: AdamW (weight decay {opts['weight_decay']:g}), MSE, batch {opts['batch_size']}, "
+        f"{opts['epochs']} epochs, no schedule; ridge: alpha picked on validation; GBT: 300 trees of depth 3, "
+        "subsample 0.8, learning rate picked on validation",
+        "paper values: CIFAR-10 ResNet8 zoos of 10,000 networks per variant"
+        if with_paper
+        else "the paper's Table 3 is on CIFAR-10 ResNet8 zoos of 10,000 networks; this zoo is not, so no paper "
+        "values are printed beside it",
+    ]
+    table = metanet_table(summary, opts["metanets"], variants, with_paper, counts, notes)
+    (out / "table.md").write_text("# Metanetworks: predicting test accuracy from weights (paper Table 3)\n\n" + table)
+    predictions = predictions_frame(final)
+    write_parquet(out / "predictions.parquet", predictions)
+    figures = out / "figures"
+    figures.mkdir(exist_ok=True)
+    plot_metanet_predictions(predictions, figures / "predicted_vs_true.png", METANET_LABELS)
+    plot_lr_sweep(sweep, figures / "val_r2_vs_lr.png", METANET_LABELS)
+    return table

@@ -1,0 +1,92 @@
+"""A stage's output directory: who owns it (``stage.json``), one Parquet file per work unit, written atomically.
+
+Every analysis stage writes into its own ``--out`` directory. ``stage.json`` records which stage, which state of
+which zoo and the options that change every result; a rerun with the same identity resumes, another is refused
+(so results of different inputs are never mixed). Per-unit files are the resume points: a file that exists and
+reads back is finished work.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from symzoo import __version__
+from symzoo.errors import ZooError
+from zoo.store import atomic_write_bytes, file_sha256
+
+STAGE_FILE = "stage.json"
+
+
+def check_out_dir(out: Path) -> None:
+    """Fail before any work when ``--out`` cannot be a directory."""
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"--out {out} is a file; pass a new or existing output directory")
+
+
+def check_stage_dir(out: Path, stage: str, identity: dict) -> None:
+    """Raise unless ``out`` is new, empty, or already holds this very work; writes nothing."""
+    check_out_dir(out)
+    path = out / STAGE_FILE
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ZooError(f"{path} is not valid JSON; remove {out} to start the {stage} stage over") from None
+        if stored.get("stage") != stage:
+            raise ZooError(f"{out} holds {stored.get('stage')!r} outputs, not {stage}; choose another --out")
+        old = stored.get("identity", {})
+        differs = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        if differs:
+            raise ZooError(
+                f"{out} holds {stage} results of other inputs (differs in: {', '.join(differs)}); "
+                "use another --out, or remove it to start over"
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        raise ZooError(f"{out} exists and is not a {stage} output directory; choose an empty or new --out")
+
+
+def claim_stage_dir(out: Path, stage: str, identity: dict) -> None:
+    """Create ``out`` with its ``stage.json``, or check that it already belongs to this very work."""
+    check_stage_dir(out, stage, identity)
+    if (out / STAGE_FILE).exists():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"stage": stage, "identity": identity, "symzoo_version": __version__}
+    atomic_write_bytes(out / STAGE_FILE, json.dumps(record, indent=1).encode())
+
+
+def write_parquet(path: Path, table: pa.Table | pd.DataFrame) -> str:
+    """Atomic write (hidden temp file, fsync, rename); returns the file's sha256."""
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    return file_sha256(path)
+
+
+def check_unit_file(path: Path, key_column: str, key: str) -> None:
+    """Raise ``ZooError`` unless ``path`` reads back and belongs to unit ``key``."""
+    try:
+        keys = pq.read_table(path, columns=[key_column])[key_column].to_pylist()
+    except (OSError, pa.ArrowException, KeyError) as e:
+        raise ZooError(f"corrupt output {path} ({type(e).__name__})") from None
+    if not keys or set(keys) != {key}:
+        raise ZooError(f"output {path} holds {sorted(set(keys))[:2]} instead of {key!r}")
+
+
+def read_unit_files(paths: list[Path]) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True) if paths else pd.DataFrame()
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """A write cut short by a kill leaves a hidden temporary: incomplete by construction."""
+    for stale in folder.glob(".*.tmp-*"):
+        stale.unlink()
