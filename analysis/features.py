@@ -63,28 +63,30 @@ def load_variant(zoo: Zoo, variant: str, which: str, cache_dir: Path | None) -> 
     layout = zoo.layout(variant)
     frame = zoo.frame[zoo.frame["variant"] == variant].reset_index(drop=True)
     path = cache_dir / f"{variant}-{which}-{zoo_fingerprint(zoo)}.npy" if cache_dir else None
-    if path is not None and path.exists():
-        weights = np.load(path, mmap_mode="r")
+    finite_path = path.with_suffix(".finite.npy") if path else None
+    if path is not None and path.exists() and finite_path.exists():
+        weights, finite = np.load(path, mmap_mode="r"), np.load(finite_path)
     else:
         weights = zoo.weights(which, variant=variant, trainable_only=True)
+        finite = rows_finite(weights)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             _atomic_save(path, weights)
+            _atomic_save(finite_path, finite)  # second: a cache file without it is rebuilt
             weights = np.load(path, mmap_mode="r")
-    if weights.shape != (len(frame), layout.n_trainable):
+    if weights.shape != (len(frame), layout.n_trainable) or finite.shape != (len(frame),):
         raise ZooError(
             f"{zoo.path}: {variant} weights have shape {weights.shape}, metadata says {len(frame)} networks of "
             f"{layout.n_trainable} trainable entries; check the zoo with `symzoo info --verify`"
         )
-    finite = np.array([np.isfinite(row).all() for row in _row_blocks(weights)]).reshape(-1)
     usable = (frame["status"] == "ok").to_numpy() & finite & frame["test_acc"].notna().to_numpy()
     return VariantWeights(variant, frame, weights, usable)
 
 
-def _row_blocks(weights: np.ndarray, block: int = 256):
-    """Row-wise finiteness without materialising a whole (N, D) boolean matrix."""
-    for i in range(0, len(weights), block):
-        yield from np.isfinite(weights[i : i + block]).all(axis=1)
+def rows_finite(weights: np.ndarray, block: int = 256) -> np.ndarray:
+    """Which rows hold only finite values: a float64 row sum is finite exactly when every float32 entry is."""
+    sums = [np.add.reduce(weights[i : i + block], axis=1, dtype=np.float64) for i in range(0, len(weights), block)]
+    return np.isfinite(np.concatenate(sums)) if sums else np.zeros(0, bool)
 
 
 def statnn_features(weights: np.ndarray, layout: ParamLayout) -> np.ndarray:

@@ -21,8 +21,8 @@ TABLE3_LRS: dict[str, dict[str, float]] = {
 TABLE4: dict[str, dict[str, tuple[float, float | None]]] = {
     "delta": {"standard": (0.079, 0.109), "sigma_asym": (0.004, 0.047), "w_asym": (-0.027, 0.026)},
     "monotonic": {"standard": (0.263, None), "sigma_asym": (0.873, None), "w_asym": (1.0, None)},
-    "local_convexity": {"standard": (0.548, None), "sigma_asym": (0.675, None), "w_asym": (0.769, None)},
-    "global_convexity": {"standard": (0.823, None), "sigma_asym": (0.976, None), "w_asym": (1.0, None)},
+    "local_convexity": {"standard": (0.548, 0.139), "sigma_asym": (0.675, 0.143), "w_asym": (0.769, 0.165)},
+    "global_convexity": {"standard": (0.823, 0.229), "sigma_asym": (0.976, 0.098), "w_asym": (1.0, 0.0)},
 }
 
 # Table 1 midpoint test-loss barriers: setting -> (standard, Git Re-Basin, sigma-Asym, W-Asym).

@@ -88,3 +88,51 @@ def plot_lr_sweep(sweep: pd.DataFrame, path: str | Path, labels: dict[str, str])
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_mli_curves(curves: pd.DataFrame, path: str | Path, title: str, per_variant: int = 60) -> Path:
+    """Paper Figure 5 style: training loss along init -> final, normalised to 1 at alpha 0 and 0 at alpha 1, a
+    panel per variant (up to ``per_variant`` networks drawn, the median curve on top); bumps above the start or
+    below the end are barriers and overshoots."""
+    plt = _pyplot()
+    variants = list(dict.fromkeys(curves["variant"]))
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 3.3), squeeze=False, sharey=True)
+    for ax, v in zip(axes[0], variants, strict=True):
+        g = curves[curves["variant"] == v]
+        wide = g.pivot_table(index="model_id", columns="alpha", values="loss")
+        start, end = wide.iloc[:, 0], wide.iloc[:, -1]
+        norm = wide.sub(end, axis=0).div((start - end).where((start - end).abs() > 1e-12), axis=0)
+        alphas = wide.columns.to_numpy()
+        for _, row in norm.head(per_variant).iterrows():
+            ax.plot(alphas, row.to_numpy(), color="C0", alpha=0.25, lw=0.8)
+        ax.plot(alphas, norm.median().to_numpy(), color="black", lw=1.6, label="median")
+        ax.set(title=f"{v} (n={len(norm)})", xlabel="alpha (0 = init, 1 = trained)", ylim=(-0.3, 1.5))
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.axhline(1, color="grey", lw=0.5)
+    axes[0][0].set_ylabel("(L(alpha) - L(1)) / (L(0) - L(1))")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"MLI, normalised training loss ({title})", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_delta_histogram(stats: pd.DataFrame, path: str | Path, measurement: str) -> Path:
+    """Delta (largest rise along the line) per variant; Delta <= 0 is a monotonic curve."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    lo, hi = float(stats["delta"].min()), float(stats["delta"].max())
+    bins = np.linspace(min(lo, -1e-3), max(hi, 1e-3), 41)
+    for v, g in stats.groupby("variant", sort=False):
+        ax.hist(g["delta"], bins=bins, alpha=0.5, label=f"{v} ({100 * g['monotonic'].mean():.0f}% monotonic)")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set(xlabel="Delta = max rise of the training loss between neighbouring alphas", ylabel="networks")
+    ax.set_title(f"MLI Delta by variant ({measurement} loss)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

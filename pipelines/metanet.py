@@ -37,15 +37,14 @@ from analysis.tables import METANET_LABELS, metanet_summary, metanet_table
 from pipelines.outputs import (
     check_out_dir,
     check_stage_dir,
-    check_unit_file,
     claim_stage_dir,
     read_unit_files,
     remove_stale_temporaries,
     write_parquet,
 )
-from pipelines.stage import WorkUnit, connect, run_stage
+from pipelines.stage import WorkUnit, analysis_resources, connect, run_unit_files
 from symzoo.errors import ZooError
-from zoo.store import Zoo, open_zoo, quarantine
+from zoo.store import Zoo, open_zoo
 
 IDENTITY_OPTIONS = ("epochs", "batch_size", "weight_decay", "weights", "split_seed")  # change every run's result
 
@@ -64,7 +63,7 @@ def input_kind(metanet: str) -> str:
 
 
 @ray.remote
-def metanet_task(spec: RunSpec, inputs: dict, progress, unit: int) -> dict:
+def metanet_task(spec: RunSpec, inputs: dict, progress, unit: int) -> pd.DataFrame:
     """Ray task: one run on this worker's device (a GPU when Ray assigned one)."""
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     data = inputs[spec.variant]
@@ -72,7 +71,7 @@ def metanet_task(spec: RunSpec, inputs: dict, progress, unit: int) -> dict:
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     row = run_metanet(spec, matrix, data["targets"], data["model_ids"], data["idx"], device)
     progress.set.remote(unit, 1)
-    return row
+    return pd.DataFrame([row])
 
 
 def _usable_by_metadata(frame: pd.DataFrame) -> np.ndarray:
@@ -159,35 +158,9 @@ def chosen_values(sweep: pd.DataFrame) -> dict[tuple[str, str], float]:
 
 
 def run_phase(units: list[WorkUnit], out: Path, inputs: dict, opts: dict, desc: str, show_progress: bool):
-    gpus = opts["gpus_per_task"]
-    if gpus == "auto":
-        gpus = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-    resources = {"num_cpus": opts["cpus_per_task"], "num_gpus": gpus, "max_retries": 2}
-
-    def check(unit: WorkUnit) -> None:
-        check_unit_file(unit.output, "key", unit.payload.key)
-
-    def write(unit: WorkUnit, row: dict) -> str:
-        return write_parquet(unit.output, pd.DataFrame([row | {"key": unit.payload.key}]))
-
-    report = run_stage(
-        units,
-        metanet_task,
-        (inputs,),
-        check,
-        write,
-        lambda u: quarantine(out, u.output),
-        resources,
-        desc=desc,
-        show_progress=show_progress,
-    )
-    if not report.ok:
-        first = next(iter(report.failed.items()))
-        raise ZooError(
-            f"{len(report.failed)} metanet run(s) failed (first: {units[first[0] - units[0].index].payload.key}: "
-            f"{first[1]}); rerun the same command to retry them"
-        )
-    return report
+    """Run one phase's runs as Ray tasks (a quarter GPU each where the cluster has GPUs)."""
+    resources = analysis_resources(opts["cpus_per_task"], opts["gpus_per_task"], 0.25)
+    return run_unit_files(units, metanet_task, (inputs,), out, lambda u: u.payload.key, resources, desc, show_progress)
 
 
 def metanet_stage(

@@ -140,3 +140,46 @@ def run_stage(
             ray.cancel(ref, force=True)
         ray.kill(progress)
     return report
+
+
+def analysis_resources(cpus_per_task: float, gpus_per_task: float | str, gpu_share: float) -> dict[str, Any]:
+    """Ray resources of an analysis task: ``gpus_per_task: auto`` takes ``gpu_share`` of a GPU where the cluster
+    has GPUs and none otherwise."""
+    gpus = gpus_per_task
+    if gpus == "auto":
+        gpus = gpu_share if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    return {"num_cpus": cpus_per_task, "num_gpus": gpus, "max_retries": 2}
+
+
+def run_unit_files(
+    units: list[WorkUnit],
+    task: Any,
+    task_args: tuple,
+    out: Path,
+    key_of: Callable[[WorkUnit], str],
+    resources: dict[str, Any],
+    desc: str,
+    show_progress: bool,
+) -> StageReport:
+    """An analysis stage's units: each task returns a DataFrame, stored as the unit's Parquet file with a ``key``
+    column naming the unit (so a file is recognised as the unit's own). Failures end the stage with the fix."""
+    from pipelines.outputs import check_unit_file, write_parquet
+    from zoo.store import quarantine
+
+    def check(unit: WorkUnit) -> None:
+        check_unit_file(unit.output, "key", key_of(unit))
+
+    def write(unit: WorkUnit, frame) -> str:
+        return write_parquet(unit.output, frame.assign(key=key_of(unit)))
+
+    report = run_stage(
+        units, task, task_args, check, write, lambda u: quarantine(out, u.output), resources, desc, show_progress
+    )
+    if not report.ok:
+        index, error = next(iter(report.failed.items()))
+        first = next(u for u in units if u.index == index)
+        raise ZooError(
+            f"{len(report.failed)} {desc} unit(s) failed (first: {key_of(first)}: {error}); "
+            "rerun the same command to retry them"
+        )
+    return report

@@ -110,6 +110,16 @@ def cmd_metanet(args: argparse.Namespace) -> None:
     print(f"table, runs, predictions and figures in {result.out}")
 
 
+def cmd_mli(args: argparse.Namespace) -> None:
+    from pipelines.mli import mli_stage
+
+    overrides = {"alphas": args.alphas, "loss": args.loss, "batch_size": args.batch_size}
+    out = args.out or f"runs/{Path(args.zoo).name}-mli"
+    result = mli_stage(args.zoo, out, stage_section(args.config, "mli"), overrides, args.address, not args.no_progress)
+    print(result.table)
+    print(f"table, curves and figures in {result.out}")
+
+
 def cmd_submit(args: argparse.Namespace) -> None:
     from cluster.submit import submit
 
@@ -175,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
     mn.add_argument("--no-progress", action="store_true", help="no progress bar")
     mn.set_defaults(func=cmd_metanet)
+
+    ml = sub.add_parser("mli", help="monotonic linear interpolation from init to trained weights (paper Table 4)")
+    ml.add_argument("zoo", help="zoo directory written by `symzoo generate`")
+    ml.add_argument("--out", default=None, help="output directory (default: runs/<zoo>-mli)")
+    ml.add_argument("--config", default=None, help="a zoo config whose mli: section sets the options")
+    ml.add_argument("--alphas", type=int, default=None, help="points along each line (default 25)")
+    ml.add_argument("--loss", default=None, help="clean, augmented or both (default both)")
+    ml.add_argument("--batch-size", type=int, default=None, help="evaluation batch of the clean loss (default 512)")
+    ml.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
+    ml.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ml.set_defaults(func=cmd_mli)
 
     info = sub.add_parser("info", help="counts, accuracies and sizes of a stored zoo")
     info.add_argument("zoo", help="zoo directory")

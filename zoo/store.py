@@ -199,13 +199,18 @@ def fixed_size_to_numpy(column: pa.ChunkedArray, size: int, entries: np.ndarray 
     chunks = [c for c in column.chunks if len(c)]
     if len(chunks) == 1 and chunks[0].null_count == 0 and entries is None:
         return chunks[0].flatten().to_numpy(zero_copy_only=True).reshape(-1, size)
-    out = np.full((len(column), size if entries is None else len(entries)), np.nan, np.float32)
+    shape = (len(column), size if entries is None else len(entries))
+    out = np.empty(shape, np.float32) if column.null_count == 0 else np.full(shape, np.nan, np.float32)
     row = 0
     for chunk in chunks:
-        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
-        values = chunk.drop_null().flatten().to_numpy(zero_copy_only=False).reshape(-1, size)
-        rows = np.arange(row, row + len(chunk))[valid]
-        out[rows] = values if entries is None else values[:, entries]
+        if chunk.null_count == 0:  # the usual case: a zero-copy view of the chunk, copied once into place
+            values = chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, size)
+            out[row : row + len(chunk)] = values if entries is None else values[:, entries]
+        else:
+            valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+            values = chunk.drop_null().flatten().to_numpy(zero_copy_only=False).reshape(-1, size)
+            rows = np.arange(row, row + len(chunk))[valid]
+            out[rows] = values if entries is None else values[:, entries]
         row += len(chunk)
     return out
 

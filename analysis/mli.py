@@ -1,0 +1,125 @@
+"""Monotonic linear interpolation (paper Table 4): curves for a group of networks, per-network statistics, and the
+per-variant table with Welch's t-tests. Pure functions: a GPU box without Ray calls ``mli_curves`` directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analysis.landscape import evaluate_flat, interpolate, mli_stats
+from analysis.paper import TABLE4
+from analysis.stats import mean_std, pm, welch_t
+from zoo.augment import AugmentConfig
+from zoo.data import Dataset
+from zoo.layout import ParamLayout
+from zoo.models import build_configured
+
+MEASUREMENTS = {
+    "clean": "clean: the un-augmented training set in a fixed order (deterministic)",
+    "augmented": "augmented: flip / translate / cutout with fresh draws and order at every alpha, full batches "
+    "only, as the authors' code measured it (seeded per network: reruns repeat the numbers)",
+}
+METRICS = ("delta", "monotonic", "local_convexity", "global_convexity", "global_convexity_authors")
+METRIC_LABELS = {
+    "delta": "Delta (max rise)",
+    "monotonic": "monotonic",
+    "local_convexity": "local convexity",
+    "global_convexity": "global convexity, as defined",
+    "global_convexity_authors": "global convexity, as in the authors' code",
+}
+
+
+def mli_curves(
+    networks: pd.DataFrame,
+    init: np.ndarray,
+    final: np.ndarray,
+    cfg: dict,
+    data: Dataset,
+    n_alphas: int,
+    measurements: list[str],
+    batch_size: int,
+    networks_per_pack: int = 1,
+) -> pd.DataFrame:
+    """Loss and accuracy along the line from each network's initial to its final weights.
+
+    ``networks``: rows of one variant (model_id, variant, seed, label_smoothing); ``init``/``final``: their flat
+    weights ``(N, P)``. The loss is label-smoothed with each network's own smoothing. The alphas of
+    ``networks_per_pack`` networks are evaluated as one packed computation on ``data``'s device.
+    """
+    device = data.x_train.device
+    variant = networks["variant"].iloc[0]
+    template = build_configured(cfg, variant, data.in_shape, data.num_classes).to(device)
+    layout = ParamLayout.from_model(template)  # the zoo's layout for this variant, rebuilt from the same seed
+    alphas = torch.linspace(0, 1, n_alphas)
+    aug = AugmentConfig(**cfg["training"]["augment"])
+    rows = []
+    for start in range(0, len(networks), networks_per_pack):
+        part = networks.iloc[start : start + networks_per_pack]
+        w0 = torch.as_tensor(np.array(init[start : start + len(part)]), device=device)
+        w1 = torch.as_tensor(np.array(final[start : start + len(part)]), device=device)
+        flats = interpolate(w0, w1, alphas.to(device))
+        smoothing = torch.tensor(part["label_smoothing"].to_numpy(), dtype=torch.float32).repeat_interleave(n_alphas)
+        for measurement in measurements:
+            if measurement == "clean":
+                loss, acc = evaluate_flat(template, layout, flats, data, "train", smoothing, batch_size)
+            else:
+                seeds = [(int(s), a) for s in part["seed"] for a in range(n_alphas)]
+                loss, acc = evaluate_flat(
+                    template, layout, flats, data, "train", smoothing, cfg["training"]["batch_size"], aug, seeds
+                )
+            for j, model_id in enumerate(part["model_id"]):
+                for a in range(n_alphas):
+                    k = j * n_alphas + a
+                    rows.append((int(model_id), variant, measurement, float(alphas[a]), float(loss[k]), float(acc[k])))
+    return pd.DataFrame(rows, columns=["model_id", "variant", "measurement", "alpha", "loss", "accuracy"])
+
+
+def per_network_stats(curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model_id, measurement) with the five statistics."""
+    rows = []
+    for (model_id, variant, measurement), g in curves.groupby(["model_id", "variant", "measurement"], sort=False):
+        g = g.sort_values("alpha")
+        s = mli_stats(g["alpha"].to_numpy(), g["loss"].to_numpy())
+        rows.append({"model_id": model_id, "variant": variant, "measurement": measurement, **s.__dict__})
+    return pd.DataFrame(rows)
+
+
+def mli_table(stats: pd.DataFrame, variants: list[str], measurement: str, with_paper: bool) -> str:
+    """Table 4's layout for one measurement, then Welch's t-tests between every pair of variants."""
+    s = stats[stats["measurement"] == measurement]
+    header = ["metric", *[f"{v} (n={int((s['variant'] == v).sum())})" for v in variants]]
+    if with_paper:
+        header += [f"paper {v}" for v in variants if v in TABLE4["delta"]]
+    lines = [f"### {MEASUREMENTS[measurement]}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for metric in METRICS:
+        cells = [METRIC_LABELS[metric]]
+        for v in variants:
+            x = s.loc[s["variant"] == v, metric].astype(float)
+            if metric == "monotonic":
+                cells.append(f"{100 * x.mean():.1f}%" if len(x) else "n/a")
+            else:
+                mean, std, _ = mean_std(x)
+                cells.append(pm(mean, std))
+        if with_paper:
+            paper_key = "global_convexity" if metric == "global_convexity_authors" else metric
+            for v in variants:
+                if v in TABLE4["delta"]:
+                    mean, std = TABLE4[paper_key][v]
+                    cells.append(f"{100 * mean:.1f}%" if metric == "monotonic" else pm(mean, std))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Welch's two-sided t-tests (unequal variances) between variants:", ""]
+    lines += ["| metric | " + " | ".join(f"{a} vs {b}" for a, b in itertools.combinations(variants, 2)) + " |"]
+    lines += ["|" + "---|" * (1 + len(list(itertools.combinations(variants, 2))))]
+    for metric in METRICS:
+        cells = [METRIC_LABELS[metric]]
+        for a, b in itertools.combinations(variants, 2):
+            t, p = welch_t(
+                s.loc[s["variant"] == a, metric].astype(float), s.loc[s["variant"] == b, metric].astype(float)
+            )
+            cells.append("n/a" if not np.isfinite(t) else f"t = {t:.2f}, p = {p:.2g}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
