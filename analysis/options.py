@@ -91,6 +91,11 @@ def _check_mli(o: dict) -> None:
 
 def _check_lmc(o: dict) -> None:
     check_int("lmc.alphas", o["alphas"], 3, 1001)
+    if o["alphas"] % 2 == 0:
+        fail(
+            "lmc.alphas",
+            f"{o['alphas']} is not allowed; an odd number, so that the midpoint alpha = 0.5 is on the line",
+        )
     check_bool("lmc.rebasin", o["rebasin"])
     check_int("lmc.batch_size", o["batch_size"], 1)
     check_int("lmc.pairs_per_unit", o["pairs_per_unit"], 1)

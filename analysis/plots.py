@@ -136,3 +136,25 @@ def plot_delta_histogram(stats: pd.DataFrame, path: str | Path, measurement: str
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_lmc_curves(curves: pd.DataFrame, path: str | Path, labels: dict[str, str], title: str) -> Path:
+    """Paper Figure 3 style: test loss and accuracy along the line between two replicates, mean +- std over pairs
+    per method."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for method, g in curves.groupby("method", sort=False):
+        for ax, col in ((ax_loss, "test_loss"), (ax_acc, "test_acc")):
+            stats = g.groupby("alpha")[col].agg(["mean", "std"]).fillna(0.0)
+            n = g["sample"].nunique()
+            ax.plot(stats.index, stats["mean"], marker=".", label=f"{labels.get(method, method)} (n={n})")
+            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.15)
+    ax_loss.set(xlabel="alpha (0: network A, 1: network B)", ylabel="test loss (cross-entropy)")
+    ax_acc.set(xlabel="alpha (0: network A, 1: network B)", ylabel="test accuracy")
+    ax_loss.legend(fontsize=8)
+    fig.suptitle(f"linear interpolation between replicates: {title}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -32,5 +33,7 @@ def welch_t(a: Iterable[float], b: Iterable[float]) -> tuple[float, float]:
     b = np.asarray([v for v in b if math.isfinite(v)], np.float64)
     if len(a) < 2 or len(b) < 2 or (a.std() == 0 and b.std() == 0):
         return math.nan, math.nan
-    res = stats.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings():  # nearly identical samples: scipy warns, the statistic is still reported
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_ind(a, b, equal_var=False)
     return float(res.statistic), float(res.pvalue)

@@ -120,6 +120,18 @@ def cmd_mli(args: argparse.Namespace) -> None:
     print(f"table, curves and figures in {result.out}")
 
 
+def cmd_lmc(args: argparse.Namespace) -> None:
+    from pipelines.lmc import lmc_stage
+
+    overrides = {"alphas": args.alphas, "batch_size": args.batch_size}
+    if args.rebasin is not None:
+        overrides["rebasin"] = args.rebasin
+    out = args.out or f"runs/{Path(args.zoo).name}-lmc"
+    result = lmc_stage(args.zoo, out, stage_section(args.config, "lmc"), overrides, args.address, not args.no_progress)
+    print(result.table)
+    print(f"table, curves and figures in {result.out}")
+
+
 def cmd_submit(args: argparse.Namespace) -> None:
     from cluster.submit import submit
 
@@ -196,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
     ml.add_argument("--no-progress", action="store_true", help="no progress bar")
     ml.set_defaults(func=cmd_mli)
+
+    lm = sub.add_parser("lmc", help="linear mode connectivity between replicates, with Git Re-Basin (paper Table 1)")
+    lm.add_argument("zoo", help="zoo directory written by `symzoo generate` (with replicates: 2 or more)")
+    lm.add_argument("--out", default=None, help="output directory (default: runs/<zoo>-lmc)")
+    lm.add_argument("--config", default=None, help="a zoo config whose lmc: section sets the options")
+    lm.add_argument("--alphas", type=int, default=None, help="points along each line, odd (default 25)")
+    lm.add_argument("--rebasin", action=argparse.BooleanOptionalAction, default=None, help="Git Re-Basin baseline")
+    lm.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default 512)")
+    lm.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
+    lm.add_argument("--no-progress", action="store_true", help="no progress bar")
+    lm.set_defaults(func=cmd_lmc)
 
     info = sub.add_parser("info", help="counts, accuracies and sizes of a stored zoo")
     info.add_argument("zoo", help="zoo directory")

@@ -172,7 +172,7 @@ def test_cli_writes_table_runs_predictions_and_figures(stage_out):
     assert "standard R^2" in table and "w_asym tau" in table and "5 train / 2 val / 3 test" in table
     runs = pd.read_parquet(stage_out / "runs")
     sweep, final = runs[runs["seed"] == 0], runs[runs["seed"] > 0]
-    assert len(sweep) == 2 * (2 + 2 + 7 + 4) and len(final) == 2 * 4 * 2
+    assert len(sweep) == 2 * (2 + 2 + 9 + 4) and len(final) == 2 * 4 * 2
     assert runs["key"].is_unique and {"curve_val_r2", "best_epoch", "test_r2", "seconds", "device"} <= set(runs)
     for _, g in final.groupby(["variant", "metanet"]):
         assert g["hparam"].nunique() == 1  # the chosen value
@@ -242,10 +242,10 @@ def test_a_killed_run_resumes_to_the_same_table(zoo_dir, stage_out, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     survivors = {p.name: p.read_bytes() for p in (out / "runs").glob("*.parquet")}
-    assert 3 <= len(survivors) < 46, "the kill should land mid-run"
+    assert 3 <= len(survivors) < 50, "the kill should land mid-run"
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert len(list((out / "runs").glob("*.parquet"))) == 46
+    assert len(list((out / "runs").glob("*.parquet"))) == 50
     for name, data in survivors.items():
         assert (out / "runs" / name).read_bytes() == data, "finished runs must not be retrained"
     assert (out / "table.md").read_text() == (stage_out / "table.md").read_text()

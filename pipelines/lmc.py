@@ -1,0 +1,154 @@
+"""``symzoo lmc``: linear mode connectivity between replicates (paper Table 1) on a stored zoo.
+
+Work units are groups of replicate pairs of one variant; each Ray task evaluates its pairs' lines (and, for
+standard networks, the lines after Git Re-Basin weight matching) on the test set, and its curves land in
+``units/<key>.parquet``; a rerun evaluates only the missing units.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import ray
+import torch
+
+from analysis.features import zoo_fingerprint
+from analysis.lmc import METHODS, barriers, lmc_table, paper_setting, replicate_pairs
+from analysis.options import resolve
+from analysis.plots import plot_lmc_curves
+from pipelines.mli import LandscapeResult, check_landscape_zoo, device_for_task, usable_networks
+from pipelines.outputs import (
+    check_out_dir,
+    check_stage_dir,
+    claim_stage_dir,
+    read_unit_files,
+    remove_stale_temporaries,
+    write_parquet,
+)
+from pipelines.stage import WorkUnit, analysis_resources, connect, run_unit_files
+from symzoo.errors import ZooError
+from zoo.data import Dataset
+from zoo.store import Zoo, open_zoo
+
+
+@ray.remote
+def lmc_task(payload: dict, cfg: dict, data: Dataset, opts: dict, progress, unit: int) -> pd.DataFrame:
+    """Ray task: one unit's pairs on this worker's device."""
+    from analysis.lmc import lmc_curves
+
+    torch.set_num_threads(max(1, int(opts["cpus_per_task"])))
+    device = device_for_task()
+    curves = lmc_curves(
+        payload["pairs"],
+        payload["final_a"],
+        payload["final_b"],
+        cfg,
+        data.to(device),
+        opts["alphas"],
+        opts["batch_size"],
+        opts["rebasin"],
+    )
+    progress.set.remote(unit, len(payload["pairs"]))
+    return curves
+
+
+def plan_lmc_units(zoo: Zoo, pairs: pd.DataFrame, opts: dict, units_dir: Path) -> list[WorkUnit]:
+    units = []
+    per = opts["pairs_per_unit"]
+    for variant, g in pairs.groupby("variant", sort=False):
+        g = g.reset_index(drop=True)
+        final_a = zoo.weights("final", model_ids=g["model_a"].tolist())
+        final_b = zoo.weights("final", model_ids=g["model_b"].tolist())
+        for start in range(0, len(g), per):
+            part = g.iloc[start : start + per].reset_index(drop=True)
+            key = f"{variant}-{part['sample'].iloc[0]}-{part['sample'].iloc[-1]}-{len(part)}"
+            payload = {"key": key, "pairs": part, "final_a": final_a[start : start + per]}
+            payload["final_b"] = final_b[start : start + per]
+            units.append(WorkUnit(len(units), units_dir / f"{key}.parquet", payload, len(part)))
+    return units
+
+
+def lmc_stage(
+    zoo_dir: str | Path,
+    out: str | Path,
+    config_section: dict | None = None,
+    overrides: dict | None = None,
+    address: str | None = None,
+    show_progress: bool = True,
+) -> LandscapeResult:
+    out = Path(out)
+    check_out_dir(out)
+    zoo = open_zoo(zoo_dir)
+    opts = resolve("lmc", zoo.config.get("lmc"), config_section, overrides)
+    check_landscape_zoo(zoo, "final")
+    if zoo.config["replicates"] < 2:
+        raise ZooError(
+            f"{zoo.path} has no replicates (replicates: {zoo.config['replicates']}); LMC pairs networks of the same "
+            "hyperparameters: generate a zoo with replicates: 2 (e.g. configs/fashion_mlp_lmc.yaml)"
+        )
+    identity = {"zoo_fingerprint": zoo_fingerprint(zoo), "alphas": opts["alphas"], "rebasin": opts["rebasin"]}
+    identity["pairs_per_unit"] = opts["pairs_per_unit"]
+    check_stage_dir(out, "lmc", identity)
+    networks, skipped = usable_networks(zoo, ("final",))
+    pairs = replicate_pairs(zoo.frame[zoo.frame["model_id"].isin(networks["model_id"])])
+    if pairs.empty:
+        raise ZooError(f"{zoo.path} has no pair of finished replicates to interpolate between")
+    data = zoo.dataset()
+    connect(address)  # before anything is written: a wrong address leaves no trace
+    claim_stage_dir(out, "lmc", identity)
+    units_dir = out / "units"
+    units_dir.mkdir(exist_ok=True)
+    remove_stale_temporaries(units_dir)
+    units = plan_lmc_units(zoo, pairs, opts, units_dir)
+    start = time.perf_counter()
+    print(
+        f"symzoo: lmc of {len(pairs)} replicate pairs of {zoo.config['name']} ({opts['alphas']} alphas"
+        f"{', Git Re-Basin for standard pairs' if opts['rebasin'] else ''}) in {len(units)} units -> {out}",
+        file=sys.stderr,
+    )
+    resources = analysis_resources(opts["cpus_per_task"], opts["gpus_per_task"], 0.5)
+    report = run_unit_files(
+        units,
+        lmc_task,
+        (zoo.config, ray.put(data), opts),
+        out,
+        lambda u: u.payload["key"],
+        resources,
+        "lmc",
+        show_progress,
+    )
+    curves = read_unit_files([u.output for u in units]).drop(columns="key")
+    table = write_lmc_outputs(out, zoo, opts, curves, skipped)
+    print(
+        f"symzoo: {len(report.done)} lmc units evaluated in {time.perf_counter() - start:.0f} s, "
+        f"{len(report.skipped)} were already done",
+        file=sys.stderr,
+    )
+    return LandscapeResult(out, table, len(report.done), len(report.skipped))
+
+
+def write_lmc_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, skipped: dict) -> str:
+    curves = curves.sort_values(["method", "sample", "alpha"], ignore_index=True)
+    write_parquet(out / "curves.parquet", curves)
+    table_barriers = barriers(curves)
+    write_parquet(out / "barriers.parquet", table_barriers)
+    _, label = paper_setting(zoo.config)
+    notes = [
+        f"zoo {zoo.config['name']}: pairs are replicates of one hyperparameter sample (same hyperparameters, masks and "
+        "F; different init seed and data order); barrier = L(midpoint) - (L(A) + L(B)) / 2, plain cross-entropy on "
+        f"the test set; mean +- std over pairs; {opts['alphas']} alphas",
+        "Git Re-Basin: weight matching (coordinate descent over the permutations in random order, linear "
+        "assignment each, at most 100 sweeps), B permuted onto A; standard networks only",
+        "skipped: "
+        + "; ".join(f"{v}: " + (", ".join(f"{n} {why}" for why, n in r.items()) or "none") for v, r in skipped.items()),
+    ]
+    table = "# Linear mode connectivity (paper Table 1)\n\n" + lmc_table(table_barriers, zoo.config)
+    table += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    (out / "table.md").write_text(table)
+    figures = out / "figures"
+    figures.mkdir(exist_ok=True)
+    plot_lmc_curves(curves, figures / "lmc_curves.png", METHODS, label)
+    return table

@@ -1,0 +1,228 @@
+"""MLI and LMC: the statistics on hand-made curves, interpolation endpoints, weight matching, both CLIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+import torch
+import yaml
+
+from analysis.landscape import evaluate_flat, interpolate, midpoint_barrier, mli_stats
+from analysis.lmc import barriers, lmc_curves, replicate_pairs
+from analysis.mli import mli_curves
+from analysis.rebasin import permutation_spec, permute, rebasin, weight_matching
+from pipelines.generate import generate
+from pipelines.lmc import lmc_stage
+from pipelines.mli import mli_stage
+from symzoo.cli import main as cli_main
+from zoo.layout import ParamLayout
+from zoo.models import build
+from zoo.store import open_zoo
+
+ALPHAS = np.linspace(0, 1, 25)
+
+
+def test_a_convex_decreasing_curve_scores_as_convex_and_monotonic():
+    s = mli_stats(ALPHAS, (1 - ALPHAS) ** 2)
+    assert s.monotonic and s.delta < 0
+    assert s.local_convexity == s.global_convexity == s.global_convexity_authors == 1.0
+
+
+def test_a_monotone_concave_curve_is_nonconvex_as_defined_but_convex_in_the_authors_code():
+    s = mli_stats(ALPHAS, 1 - ALPHAS**2)
+    assert s.monotonic and s.local_convexity == 0.0
+    assert s.global_convexity == 0.0  # every interior point lies above the chord from L(0) to L(1)
+    assert s.global_convexity_authors == 1.0
+
+
+def test_the_authors_global_convexity_is_one_on_any_non_increasing_curve():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        curve = np.cumsum(-rng.exponential(size=25) * (rng.random(25) < 0.7))
+        assert mli_stats(ALPHAS, curve).global_convexity_authors == 1.0
+    bumpy = (1 - ALPHAS) + 0.2 * np.sin(6 * np.pi * ALPHAS) ** 2
+    s = mli_stats(ALPHAS, bumpy)
+    assert not s.monotonic and s.delta == pytest.approx(np.max(np.diff(bumpy)))
+    assert 0 < s.local_convexity < 1 and s.global_convexity < 1
+
+
+def test_the_midpoint_barrier_needs_the_midpoint():
+    assert midpoint_barrier(ALPHAS, 1 + np.sin(np.pi * ALPHAS)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="odd number of alphas"):
+        midpoint_barrier(np.linspace(0, 1, 24), np.zeros(24))
+
+
+def _standard_pair(arch: str = "resnet8"):
+    a = build(arch, "standard", (1, 8, 8), 10, init_seed=1)
+    spec = permutation_spec(a)
+    rng = np.random.default_rng(3)
+    params = {n: p.detach() for n, p in a.named_parameters()}
+    perms = {p: rng.permutation(params[ax[0][0]].shape[ax[0][1]]) for p, ax in spec.perm_to_axes.items()}
+    b = build(arch, "standard", (1, 8, 8), 10, init_seed=2)
+    ParamLayout.from_model(b).load_into(b, ParamLayout.from_model(a).flatten(permute(spec, perms, params)))
+    return a, b
+
+
+@pytest.mark.parametrize("arch", ["resnet8", "resnet20", "mlp"])
+def test_weight_matching_recovers_a_random_permutation_exactly(arch):
+    a, b = _standard_pair(arch)
+    x = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-5)  # the permuted copy computes the same function
+    assert not all(torch.equal(pa, pb) for pa, pb in zip(a.parameters(), b.parameters(), strict=True))
+    back = rebasin(a, b)
+    assert all(torch.equal(back[n], p.detach()) for n, p in a.named_parameters())
+    spec = permutation_spec(a)
+    params = dict(a.named_parameters())
+    identity = weight_matching(spec, params, params)
+    assert all(np.array_equal(p, np.arange(len(p))) for p in identity.values())
+
+
+def test_asymmetric_networks_have_no_permutation_spec():
+    for variant in ("w_asym", "sigma_asym"):
+        with pytest.raises(ValueError, match="not permutation symmetric"):
+            permutation_spec(build("resnet8", variant, (1, 8, 8), 10))
+
+
+def test_replicates_pair_up_within_a_sample_and_variant():
+    frame = pd.DataFrame(
+        {
+            "model_id": range(8),
+            "sample": [0, 0, 0, 0, 1, 1, 1, 1],
+            "replicate": [0, 0, 1, 1, 0, 0, 1, 1],
+            "variant": ["s", "w"] * 4,
+            "status": ["ok"] * 7 + ["diverged"],
+        }
+    )
+    pairs = replicate_pairs(frame)
+    assert pairs[["sample", "variant", "model_a", "model_b"]].values.tolist() == [
+        [0, "s", 0, 2],
+        [0, "w", 1, 3],
+        [1, "s", 4, 6],
+    ]
+
+
+TINY = {
+    "name": "land",
+    "seed": 2,
+    "data": {"name": "digits"},
+    "variants": ["standard", "w_asym"],
+    "networks": 2,
+    "replicates": 2,
+    "hyperparameters": {"epochs": {"randint": [2, 3]}, "lr": {"log_uniform": [0.005, 0.02]}},
+    "training": {"batch_size": 100, "warmup_epochs": 1, "augment": {"flip": False, "cutout": 0}},
+    "execution": {"networks_per_shard": 8},
+}
+
+
+@pytest.fixture(scope="module")
+def zoo_dir(tmp_path_factory) -> Path:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    tmp = tmp_path_factory.mktemp("landzoo")
+    (tmp / "zoo.yaml").write_text(yaml.safe_dump(TINY))
+    assert generate(tmp / "zoo.yaml", tmp / "zoo", show_progress=False).ok
+    yield tmp / "zoo"
+    ray.shutdown()
+
+
+def test_interpolation_endpoints_reproduce_the_stored_networks(zoo_dir):
+    zoo = open_zoo(zoo_dir)
+    data = zoo.dataset()
+    rows = zoo.frame.iloc[:2]
+    for _, row in rows.iterrows():
+        layout = zoo.layout(row["variant"])
+        template = zoo.model(int(row["model_id"]))
+        final = torch.from_numpy(np.array(zoo.weights("final", model_ids=[int(row["model_id"])])))
+        loss, acc = evaluate_flat(template, layout, final, data, "test", torch.zeros(1), 512)
+        assert float(loss[0]) == pytest.approx(row["test_loss"], rel=1e-5)
+        assert float(acc[0]) == pytest.approx(row["test_acc"], abs=1e-6)
+    init = zoo.weights("init", model_ids=rows["model_id"].tolist())
+    final = zoo.weights("final", model_ids=rows["model_id"].tolist())
+    one = rows.iloc[:1]
+    curves = mli_curves(one, init[:1], final[:1], zoo.config, data, 5, ["clean", "augmented"], 512)
+    clean = curves[curves["measurement"] == "clean"].sort_values("alpha")
+    layout = zoo.layout(one["variant"].iloc[0])
+    ends = interpolate(torch.as_tensor(init[:1]), torch.as_tensor(final[:1]), torch.tensor([0.0, 1.0]))
+    smoothing = torch.full((2,), float(one["label_smoothing"].iloc[0]))
+    want, _ = evaluate_flat(zoo.model(int(one["model_id"].iloc[0])), layout, ends, data, "train", smoothing, 512)
+    np.testing.assert_allclose(clean["loss"].to_numpy()[[0, -1]], want.numpy(), rtol=1e-6)
+    again = mli_curves(one, init[:1], final[:1], zoo.config, data, 5, ["augmented"], 512)
+    aug = curves[curves["measurement"] == "augmented"].reset_index(drop=True)
+    np.testing.assert_array_equal(aug["loss"].to_numpy(), again["loss"].to_numpy())  # seeded per network
+    assert not np.allclose(aug["loss"].to_numpy(), clean["loss"].to_numpy())
+
+
+def test_the_barrier_to_a_permuted_copy_vanishes_after_rebasin(zoo_dir):
+    zoo = open_zoo(zoo_dir)
+    data = zoo.dataset()
+    a = zoo.model(0)
+    spec = permutation_spec(a)
+    params = {n: p.detach() for n, p in a.named_parameters()}
+    rng = np.random.default_rng(0)
+    perms = {p: rng.permutation(params[ax[0][0]].shape[ax[0][1]]) for p, ax in spec.perm_to_axes.items()}
+    layout = zoo.layout("standard")
+    wa, wb = layout.flatten(a).numpy(), layout.flatten(permute(spec, perms, params)).numpy()
+    pair = pd.DataFrame({"sample": [0], "variant": ["standard"], "model_a": [0], "model_b": [0]})
+    curves = lmc_curves(pair, wa[None], wb[None], zoo.config, data, 5, 512, with_rebasin=True)
+    b = barriers(curves).set_index("method")["loss_barrier"]
+    assert b["standard+rebasin"] == pytest.approx(0.0, abs=1e-5)
+    assert b["standard"] > 0.05  # a permuted copy is far away in weight space
+
+
+def test_mli_cli_writes_curves_table_and_figures_and_a_rerun_evaluates_nothing(zoo_dir, tmp_path, capsys):
+    out = tmp_path / "mli"
+    assert cli_main(["mli", str(zoo_dir), "--out", str(out), "--alphas", "5", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "### clean" in printed and "### augmented" in printed and "as in the authors' code" in printed
+    curves = pd.read_parquet(out / "curves.parquet")
+    assert list(curves.columns) == ["model_id", "variant", "measurement", "alpha", "loss", "accuracy"]
+    assert len(curves) == 8 * 2 * 5 and curves.groupby(["model_id", "measurement"]).size().eq(5).all()
+    assert "Welch's two-sided t-tests" in (out / "table.md").read_text()
+    for name in ("mli_curves_clean", "mli_curves_augmented", "delta_hist_clean", "delta_hist_augmented"):
+        assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    again = mli_stage(zoo_dir, out, overrides={"alphas": 5}, show_progress=False)
+    assert again.evaluated == 0 and again.kept == 4
+
+
+def test_lmc_cli_pairs_replicates_with_rebasin_and_a_rerun_evaluates_nothing(zoo_dir, tmp_path, capsys):
+    out = tmp_path / "lmc"
+    assert cli_main(["lmc", str(zoo_dir), "--out", str(out), "--alphas", "5", "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert "standard + Git Re-Basin" in table and "W-Asym" in table
+    curves = pd.read_parquet(out / "curves.parquet")
+    assert set(curves["method"]) == {"standard", "standard+rebasin", "w_asym"}
+    assert len(curves) == 3 * 2 * 5  # 2 pairs per method
+    assert (out / "figures" / "lmc_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(pd.read_parquet(out / "barriers.parquet")) == 6
+    assert lmc_stage(zoo_dir, out, overrides={"alphas": 5}, show_progress=False).evaluated == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["mli", "--loss", "noisy"], "'mli.loss': 'noisy' is not allowed; choose one of clean, augmented, both"),
+        (["lmc", "--alphas", "24"], "'lmc.alphas': 24 is not allowed; an odd number"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line_and_write_nothing(zoo_dir, tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    assert cli_main([args[0], str(zoo_dir), "--out", str(out), *args[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_lmc_needs_replicates_and_both_need_a_zoo(zoo_dir, tmp_path, capsys):
+    single = tmp_path / "single.yaml"
+    single.write_text(yaml.safe_dump(TINY | {"replicates": 1, "variants": ["standard"]}))
+    assert generate(single, tmp_path / "single", show_progress=False).ok
+    capsys.readouterr()
+    assert cli_main(["lmc", str(tmp_path / "single"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has no replicates (replicates: 1)" in err and "\n" not in err
+    assert cli_main(["mli", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
