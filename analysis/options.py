@@ -46,6 +46,8 @@ ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
         "gpus_per_task": "auto",
     },
 }
+ANALYSIS_DEFAULTS["study"] = {"stages": "auto"}  # symzoo run: auto = metanet, mli, and lmc when replicates >= 2
+STUDY_STAGES = ("metanet", "mli", "lmc")
 ANALYSIS_SECTIONS = tuple(ANALYSIS_DEFAULTS)
 
 
@@ -102,7 +104,28 @@ def _check_lmc(o: dict) -> None:
     _check_resources("lmc", o)
 
 
-CHECKS = {"metanet": _check_metanet, "mli": _check_mli, "lmc": _check_lmc}
+def _check_study(o: dict) -> None:
+    stages = o["stages"]
+    if stages == "auto":
+        return
+    if not isinstance(stages, list) or len(set(stages)) != len(stages):
+        fail(
+            "study.stages",
+            f"{stages!r} is not allowed; auto or a list of distinct stages from {', '.join(STUDY_STAGES)}",
+        )
+    for i, stage in enumerate(stages):
+        check_choice(f"study.stages[{i}]", stage, STUDY_STAGES)
+
+
+def study_stages(cfg: dict) -> list[str]:
+    """The analysis stages ``symzoo run`` runs after generate, in order."""
+    stages = cfg["study"]["stages"]
+    if stages == "auto":
+        return ["metanet", "mli", *(["lmc"] if cfg["replicates"] >= 2 else [])]
+    return [s for s in STUDY_STAGES if s in stages]
+
+
+CHECKS = {"metanet": _check_metanet, "mli": _check_mli, "lmc": _check_lmc, "study": _check_study}
 
 
 def validate_section(section: str, given: Any) -> dict:

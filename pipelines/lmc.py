@@ -24,11 +24,13 @@ from pipelines.outputs import (
     check_out_dir,
     check_stage_dir,
     claim_stage_dir,
+    is_done,
+    mark_done,
     read_unit_files,
     remove_stale_temporaries,
     write_parquet,
 )
-from pipelines.stage import WorkUnit, analysis_resources, connect, run_unit_files
+from pipelines.stage import WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
 from symzoo.errors import ZooError
 from zoo.data import Dataset
 from zoo.store import Zoo, open_zoo
@@ -92,6 +94,10 @@ def lmc_stage(
     identity = {"zoo_fingerprint": zoo_fingerprint(zoo), "alphas": opts["alphas"], "rebasin": opts["rebasin"]}
     identity["pairs_per_unit"] = opts["pairs_per_unit"]
     check_stage_dir(out, "lmc", identity)
+    done_key = {k: v for k, v in opts.items() if k not in ("cpus_per_task", "gpus_per_task")}
+    if is_done(out, done_key):
+        print(f"symzoo: {out} already holds the complete lmc results; nothing to do", file=sys.stderr)
+        return LandscapeResult(out, (out / "table.md").read_text(), 0, len(list((out / "units").glob("*.parquet"))))
     networks, skipped = usable_networks(zoo, ("final",))
     pairs = replicate_pairs(zoo.frame[zoo.frame["model_id"].isin(networks["model_id"])])
     if pairs.empty:
@@ -122,6 +128,7 @@ def lmc_stage(
     )
     curves = read_unit_files([u.output for u in units]).drop(columns="key")
     table = write_lmc_outputs(out, zoo, opts, curves, skipped)
+    mark_done(out, done_key, time.perf_counter() - start, describe_cluster())
     print(
         f"symzoo: {len(report.done)} lmc units evaluated in {time.perf_counter() - start:.0f} s, "
         f"{len(report.skipped)} were already done",

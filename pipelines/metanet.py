@@ -38,14 +38,17 @@ from pipelines.outputs import (
     check_out_dir,
     check_stage_dir,
     claim_stage_dir,
+    is_done,
+    mark_done,
     read_unit_files,
     remove_stale_temporaries,
     write_parquet,
 )
-from pipelines.stage import WorkUnit, analysis_resources, connect, run_unit_files
+from pipelines.stage import WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
 from symzoo.errors import ZooError
 from zoo.store import Zoo, open_zoo
 
+RESOURCE_OPTIONS = ("cpus_per_task", "gpus_per_task")  # where runs go, not what they compute
 IDENTITY_OPTIONS = ("epochs", "batch_size", "weight_decay", "weights", "split_seed")  # change every run's result
 
 
@@ -178,6 +181,10 @@ def metanet_stage(
     variants = check_inputs(zoo, opts)
     identity = {"zoo_fingerprint": zoo_fingerprint(zoo)} | {k: opts[k] for k in IDENTITY_OPTIONS}
     check_stage_dir(out, "metanet", identity)
+    done_key = {k: v for k, v in opts.items() if k not in RESOURCE_OPTIONS} | {"variants": variants}
+    if is_done(out, done_key):
+        print(f"symzoo: {out} already holds the complete metanet results; nothing to do", file=sys.stderr)
+        return MetanetResult(out, (out / "table.md").read_text(), 0, len(list((out / "runs").glob("*.parquet"))))
     connect(address)  # before anything is written: a wrong address leaves no trace
     claim_stage_dir(out, "metanet", identity)
     runs_dir, cache = out / "runs", out / "cache"
@@ -205,6 +212,7 @@ def metanet_stage(
     r2 = run_phase(final_units, out, inputs, opts, "metanet seeds", show_progress)
     final = read_unit_files([u.output for u in final_units])
     table = write_metanet_outputs(out, zoo, opts, variants, sweep, final, counts)
+    mark_done(out, done_key, time.perf_counter() - start, describe_cluster())
     trained = len(r1.done) + len(r2.done)
     print(
         f"symzoo: {trained} metanet runs trained in {time.perf_counter() - start:.0f} s, "
@@ -257,7 +265,8 @@ def write_metanet_outputs(
         "values are printed beside it",
     ]
     table = metanet_table(summary, opts["metanets"], variants, with_paper, counts, notes)
-    (out / "table.md").write_text("# Metanetworks: predicting test accuracy from weights (paper Table 3)\n\n" + table)
+    table = "# Metanetworks: predicting test accuracy from weights (paper Table 3)\n\n" + table
+    (out / "table.md").write_text(table)
     predictions = predictions_frame(final)
     write_parquet(out / "predictions.parquet", predictions)
     figures = out / "figures"

@@ -27,11 +27,13 @@ from pipelines.outputs import (
     check_out_dir,
     check_stage_dir,
     claim_stage_dir,
+    is_done,
+    mark_done,
     read_unit_files,
     remove_stale_temporaries,
     write_parquet,
 )
-from pipelines.stage import WorkUnit, analysis_resources, connect, run_unit_files
+from pipelines.stage import WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
 from symzoo.errors import ZooError
 from zoo.data import Dataset
 from zoo.store import Zoo, open_zoo
@@ -140,6 +142,10 @@ def mli_stage(
     identity = {"zoo_fingerprint": zoo_fingerprint(zoo), "alphas": opts["alphas"]}
     identity["networks_per_unit"] = opts["networks_per_unit"]
     check_stage_dir(out, "mli", identity)
+    done_key = {k: v for k, v in opts.items() if k not in ("cpus_per_task", "gpus_per_task")}
+    if is_done(out, done_key):
+        print(f"symzoo: {out} already holds the complete mli results; nothing to do", file=sys.stderr)
+        return LandscapeResult(out, (out / "table.md").read_text(), 0, len(list((out / "units").glob("*.parquet"))))
     data = zoo.dataset()
     networks, skipped = usable_networks(zoo, ("init", "final"))
     if networks.empty:
@@ -169,6 +175,7 @@ def mli_stage(
     )
     curves = read_unit_files([u.output for u in units]).drop(columns="key")
     table = write_mli_outputs(out, zoo, opts, curves, skipped)
+    mark_done(out, done_key, time.perf_counter() - start, describe_cluster())
     print(
         f"symzoo: {len(report.done)} mli units evaluated in {time.perf_counter() - start:.0f} s, "
         f"{len(report.skipped)} were already done",

@@ -9,6 +9,7 @@ reads back is finished work.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -90,3 +91,24 @@ def remove_stale_temporaries(folder: Path) -> None:
     """A write cut short by a kill leaves a hidden temporary: incomplete by construction."""
     for stale in folder.glob(".*.tmp-*"):
         stale.unlink()
+
+
+DONE_FILE = "done.json"
+
+
+def mark_done(out: Path, options: dict, seconds: float, where: str) -> None:
+    """Record that the stage's outputs are complete for ``options``, with how long the completing call took."""
+    record = {"options": options, "seconds": round(seconds, 1), "where": where}
+    record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    atomic_write_bytes(out / DONE_FILE, json.dumps(record, indent=1).encode())
+
+
+def is_done(out: Path, options: dict) -> bool:
+    """True when ``out`` holds complete outputs made with exactly ``options`` (a rerun then does nothing)."""
+    path = out / DONE_FILE
+    if not path.exists():
+        return False
+    try:
+        return json.loads(path.read_text()).get("options") == json.loads(json.dumps(options))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False

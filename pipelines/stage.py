@@ -183,3 +183,10 @@ def run_unit_files(
             "rerun the same command to retry them"
         )
     return report
+
+
+def describe_cluster() -> str:
+    """Where a stage's tasks ran, for its report: the cluster's nodes, CPUs and GPUs."""
+    res = ray.cluster_resources()
+    gpus = f", {res['GPU']:g} GPUs" if res.get("GPU") else ""
+    return f"Ray, {len(ray.nodes())} node(s), {res.get('CPU', 0):g} CPUs{gpus}"

@@ -132,6 +132,21 @@ def cmd_lmc(args: argparse.Namespace) -> None:
     print(f"table, curves and figures in {result.out}")
 
 
+def cmd_run(args: argparse.Namespace) -> None:
+    from pipelines.run import run_study
+    from zoo.config import load_config
+
+    out = args.out or f"runs/{load_config(args.config)['name']}"
+    report = run_study(args.config, out, args.address, not args.no_progress)
+    print(f"study complete; open {report} (or read {report.with_suffix('.md')})")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from pipelines.run import write_study_report
+
+    print(f"report written: {write_study_report(args.study)}")
+
+
 def cmd_submit(args: argparse.Namespace) -> None:
     from cluster.submit import submit
 
@@ -181,6 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
         "stage", nargs=argparse.REMAINDER, help="the stage and its arguments, e.g. generate CONFIG --out DIR"
     )
     sm.set_defaults(func=cmd_submit)
+
+    rn = sub.add_parser("run", help="the whole study: generate, metanet, mli, lmc, then the report (resumes)")
+    rn.add_argument("config", help="study config, e.g. configs/digits_study.yaml")
+    rn.add_argument("--out", default=None, help="study directory (default: runs/<config name>)")
+    rn.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
+    rn.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rn.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("report", help="rebuild a study's report.md and report.html from its stored outputs")
+    rp.add_argument("study", help="the --out directory of `symzoo run`")
+    rp.set_defaults(func=cmd_report)
 
     mn = sub.add_parser("metanet", help="predict test accuracy from stored weights (paper Table 3); resumes")
     mn.add_argument("zoo", help="zoo directory written by `symzoo generate`")

@@ -1,0 +1,182 @@
+"""The study's report: the zoo, Tables 3, 4 and 1 beside the paper's, figures, what was dropped, timings.
+
+Built from stored outputs alone (``symzoo report DIR`` rebuilds it without training): ``report.md`` links the
+figures; ``report.html`` embeds them (base64), so it opens from disk with no server.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from analysis.plots import plot_accuracy
+from zoo.store import Zoo
+
+STAGE_TITLES = {
+    "metanet": "Metanetworks: predicting test accuracy from weights (paper Table 3)",
+    "mli": "Monotonic linear interpolation (paper Table 4)",
+    "lmc": "Linear mode connectivity (paper Table 1)",
+}
+
+
+def zoo_section(zoo: Zoo, figure: Path) -> str:
+    """Counts by variant and status, accuracy summaries, the accuracy figure, the config and its hash."""
+    frame, m = zoo.frame, zoo.manifest
+    counts = frame.pivot_table(index="variant", columns="status", values="model_id", aggfunc="count", fill_value=0)
+    ok = frame[frame["status"] == "ok"]
+    acc = ok.groupby("variant")["test_acc"].agg(["count", "mean", "median", "std", "min", "max"]).round(4)
+    plot_accuracy(frame, figure, zoo.config["name"])
+    dropped = frame[frame["status"] != "ok"]
+    reasons = dropped.groupby(["variant", "status", "reason"]).size().reset_index(name="networks")
+    lines = [
+        "## The zoo",
+        "",
+        f"- {zoo.config['name']}: {len(frame)} networks, {zoo.config['model']['arch']} on "
+        f"{zoo.config['data']['name']} {tuple(m['in_shape'])}, {zoo.n_params} parameters per network",
+        f"- config hash `{m['config_hash']}`, data fingerprint `{m['dataset_fingerprint']}`, symzoo "
+        f"{m['symzoo_version']}, {'complete' if m.get('complete') else 'incomplete'}",
+        "",
+        "Networks by variant and status:",
+        "",
+        _frame_md(counts.reset_index()),
+        "",
+        "Test accuracy of finished networks:",
+        "",
+        _frame_md(acc.reset_index()),
+        "",
+        f"![accuracy by variant and learning rate]({figure.name})",
+        "",
+    ]
+    if len(reasons):
+        lines += ["Dropped networks (never fatal; left out of every analysis):", "", _frame_md(reasons), ""]
+    else:
+        lines += ["No network diverged or failed.", ""]
+    cfg_text = yaml.safe_dump(zoo.config, sort_keys=False)
+    lines += ["The resolved config:", "", "```", cfg_text.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def _frame_md(frame: pd.DataFrame) -> str:
+    cols = [str(c) for c in frame.columns]
+    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows += ["| " + " | ".join(str(v) for v in r) + " |" for r in frame.itertuples(index=False)]
+    return "\n".join(rows)
+
+
+def stage_section(stage: str, stage_dir: Path, report_dir: Path) -> str:
+    """A stage's table (demoted one heading level) and its figures, linked relative to the report."""
+    table = (stage_dir / "table.md").read_text()
+    table = re.sub(r"^# .*\n", "", table)  # the stage's own title; the section has one
+    table = re.sub(r"^### ", "#### ", table, flags=re.M)
+    figures = sorted((stage_dir / "figures").glob("*.png"))
+    lines = [f"## {STAGE_TITLES[stage]}", "", table.strip(), ""]
+    lines += [f"![{f.stem}]({f.relative_to(report_dir).as_posix()})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def timings_section(timings: dict[str, dict]) -> str:
+    lines = ["## How long each stage took", "", "| stage | seconds | where | finished |", "|---|---|---|---|"]
+    for stage, t in timings.items():
+        lines.append(
+            f"| {stage} | {t.get('seconds', float('nan')):.0f} | {t.get('where', '')} | {t.get('finished', '')} |"
+        )
+    lines += ["", "Seconds are those of the call that completed each stage (a resumed stage counts its last call)."]
+    return "\n".join(lines) + "\n"
+
+
+def build_report(out: Path, zoo: Zoo, stages: list[str], timings: dict[str, dict]) -> tuple[Path, Path]:
+    """Write ``report.md`` and the self-contained ``report.html`` into ``out``; returns both paths."""
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    parts = [f"# symzoo study: {zoo.config['name']}", "", zoo_section(zoo, figures / "zoo_accuracy.png")]
+    parts[-1] = parts[-1].replace("](zoo_accuracy.png)", "](figures/zoo_accuracy.png)")
+    for stage in stages:
+        if (out / stage / "table.md").exists():
+            parts.append(stage_section(stage, out / stage, out))
+        else:
+            parts.append(f"## {STAGE_TITLES[stage]}\n\nNot run yet: rerun `symzoo run` to finish it.\n")
+    parts.append(timings_section(timings))
+    md = "\n".join(parts)
+    md_path, html_path = out / "report.md", out / "report.html"
+    md_path.write_text(md)
+    html_path.write_text(markdown_to_html(md, out, title=f"symzoo study: {zoo.config['name']}"))
+    return md_path, html_path
+
+
+def _inline(text: str, base: Path) -> str:
+    """Escape, then render images (embedded as base64), inline code and bold."""
+    text = html.escape(text, quote=False)
+
+    def image(m: re.Match) -> str:
+        data = base64.b64encode((base / m.group(2)).read_bytes()).decode()
+        return f'<img alt="{m.group(1)}" src="data:image/png;base64,{data}">'
+
+    text = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", image, text)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
+
+
+def markdown_to_html(md: str, base: Path, title: str) -> str:
+    """The Markdown subset the report uses (headings, tables, lists, code blocks, images, paragraphs)."""
+    body, lines, i = [], md.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("```"):
+            j = i + 1
+            while j < len(lines) and not lines[j].startswith("```"):
+                j += 1
+            body.append("<pre>" + html.escape("\n".join(lines[i + 1 : j])) + "</pre>")
+            i = j + 1
+        elif m := re.match(r"^(#{1,6}) (.*)", line):
+            level = len(m.group(1))
+            body.append(f"<h{level}>{_inline(m.group(2), base)}</h{level}>")
+            i += 1
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            head, data = rows[0], [r for r in rows[1:] if not all(set(c) <= {"-", ":"} for c in r)]
+            table = "<table><thead><tr>" + "".join(f"<th>{_inline(c, base)}</th>" for c in head) + "</tr></thead>"
+            table += "<tbody>" + "".join(
+                "<tr>" + "".join(f"<td>{_inline(c, base)}</td>" for c in r) + "</tr>" for r in data
+            )
+            body.append(table + "</tbody></table>")
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{_inline(lines[i][2:], base)}</li>")
+                i += 1
+            body.append("<ul>" + "".join(items) + "</ul>")
+        elif line.strip():
+            body.append(f"<p>{_inline(line, base)}</p>")
+            i += 1
+        else:
+            i += 1
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:0.5em 0 1em;font-size:0.9em}"
+        "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f2f2f2}"
+        "img{max-width:100%;display:block;margin:0.5em 0}pre{background:#f7f7f7;padding:0.8em;overflow:auto}"
+        "code{background:#f2f2f2;padding:0 3px}"
+    )
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def read_timings(out: Path, stages: list[str]) -> dict[str, dict]:
+    """Each stage's ``done.json`` (and the zoo's, written by ``symzoo run``)."""
+    timings = {}
+    for stage in ["zoo", *stages]:
+        path = out / stage / "done.json"
+        if path.exists():
+            timings[stage] = json.loads(path.read_text())
+    return timings

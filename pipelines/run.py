@@ -1,0 +1,79 @@
+"""``symzoo run``: the whole study from one config: generate, then the analysis stages it asks for, then the report.
+
+Everything lands under one directory: ``zoo/`` (the zoo), ``metanet/``, ``mli/``, ``lmc/`` (each stage's outputs)
+and ``report.md`` / ``report.html``. Each step is skipped when its outputs are complete, so a rerun after a crash
+or a kill continues where it stopped; ``symzoo report DIR`` rebuilds the report from stored outputs alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from analysis.options import study_stages
+from analysis.report import build_report, read_timings
+from pipelines.generate import generate
+from pipelines.lmc import lmc_stage
+from pipelines.metanet import metanet_stage
+from pipelines.mli import mli_stage
+from pipelines.outputs import check_out_dir, mark_done
+from pipelines.stage import describe_cluster
+from symzoo.errors import ZooError
+from zoo.config import config_hash, load_config
+from zoo.store import MANIFEST, open_zoo, read_manifest
+
+STAGES = {"metanet": metanet_stage, "mli": mli_stage, "lmc": lmc_stage}
+STUDY_FILE = "study.json"
+
+
+def zoo_complete(zoo_dir: Path, cfg: dict) -> bool:
+    """The zoo of this config is there, complete, and every planned shard exists (generate would do nothing)."""
+    if not (zoo_dir / MANIFEST).exists():
+        return False
+    manifest = read_manifest(zoo_dir)
+    shards = list((zoo_dir / "models").glob("part-*.parquet"))
+    return (
+        manifest.get("config_hash") == config_hash(cfg)
+        and manifest.get("complete")
+        and len(shards) == manifest["n_shards"]
+    )
+
+
+def run_study(config_path: str | Path, out: str | Path, address: str | None = None, show_progress: bool = True):
+    """Run every step that is not complete yet, then write the report; returns the report's HTML path."""
+    cfg = load_config(config_path)
+    out = Path(out)
+    check_out_dir(out)
+    study = out / STUDY_FILE
+    if study.exists() and json.loads(study.read_text()).get("config_hash") != config_hash(cfg):
+        raise ZooError(f"{out} holds a study of another config; use another --out or that config")
+    if not study.exists() and out.exists() and any(out.iterdir()):
+        raise ZooError(f"{out} exists and is not a symzoo study; choose an empty or new --out")
+    stages = study_stages(cfg)
+    zoo_dir = out / "zoo"
+    if zoo_complete(zoo_dir, cfg):
+        print(f"symzoo: run: the zoo in {zoo_dir} is complete", file=sys.stderr)
+    else:
+        start = time.perf_counter()
+        report = generate(config_path, zoo_dir, address, show_progress)
+        if not report.ok:
+            raise ZooError(f"{len(report.failed)} zoo shard(s) failed; rerun the same command to retry them")
+        mark_done(zoo_dir, {"config_hash": config_hash(cfg)}, time.perf_counter() - start, describe_cluster())
+    out.mkdir(parents=True, exist_ok=True)
+    study.write_text(json.dumps({"config": str(config_path), "config_hash": config_hash(cfg), "stages": stages}))
+    for stage in stages:
+        STAGES[stage](zoo_dir, out / stage, cfg[stage], None, address, show_progress)
+    return write_study_report(out)
+
+
+def write_study_report(out: str | Path) -> Path:
+    """report.md and report.html from what ``out`` holds; no training."""
+    out = Path(out)
+    if not (out / STUDY_FILE).exists():
+        raise ZooError(f"{out} is not a symzoo study (no {STUDY_FILE}); pass the --out directory of `symzoo run`")
+    stages = json.loads((out / STUDY_FILE).read_text())["stages"]
+    zoo = open_zoo(out / "zoo")
+    _, html_path = build_report(out, zoo, stages, read_timings(out, stages))
+    return html_path
