@@ -15,20 +15,45 @@ from pathlib import Path
 from symzoo.errors import SymzooError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("generate",)
-UPLOAD_EXCLUDES = [".git", "zoos", "data", "*.parquet", "*.npz", "__pycache__", ".pytest_cache", ".ruff_cache"]
+STAGES = ("generate", "run", "metanet", "mli", "lmc")
+UPLOAD_EXCLUDES = [".git", "zoos", "runs", "data", "*.parquet", "*.npy", "*.npz", "__pycache__", ".pytest_cache"]
+UPLOAD_EXCLUDES += [".ruff_cache", ".device_data"]
+SECTIONS = {"metanet": "metanet", "mli": "mli", "lmc": "lmc"}
+
+
+def check_stage_args(stage_args: list[str]) -> None:
+    """Everything about a stage's arguments that can be checked on the laptop: the flags parse, a config is a
+    valid zoo config, a stage's options are valid. (A zoo path names a directory on the cluster: not checked.)"""
+    from symzoo.cli import build_parser
+    from zoo.config import load_config
+
+    try:
+        args = build_parser().parse_args(stage_args)
+    except SystemExit:
+        raise SymzooError(
+            f"submit: `symzoo {' '.join(stage_args)}` does not parse; see symzoo {stage_args[0]} -h"
+        ) from None
+    if stage_args[0] in ("generate", "run"):
+        load_config(args.config)
+        return
+    from analysis.options import resolve
+    from symzoo.cli import stage_overrides
+
+    resolve(
+        SECTIONS[stage_args[0]],
+        load_config(args.config)[stage_args[0]] if args.config else None,
+        stage_overrides(stage_args[0], args),
+    )
 
 
 def job_entrypoint(stage_args: list[str]) -> str:
-    """The command the job runs on the head node; the stage's config is validated before anything is sent."""
+    """The command the job runs on the head node; the stage's arguments are validated before anything is sent."""
     if not stage_args or stage_args[0] not in STAGES:
         raise SymzooError(f"submit takes a stage and its arguments; stages: {', '.join(STAGES)}")
-    if stage_args[0] == "generate":
-        from zoo.config import load_config
-
-        if len(stage_args) < 2:
-            raise SymzooError("submit generate needs a config, e.g. configs/cifar10_paper.yaml")
-        load_config(stage_args[1])
+    if len(stage_args) < 2:
+        what = "a config, e.g. configs/cifar10_paper.yaml" if stage_args[0] in ("generate", "run") else "a zoo"
+        raise SymzooError(f"submit {stage_args[0]} needs {what}")
+    check_stage_args(stage_args)
     return "python -m symzoo.cli " + " ".join(shlex.quote(a) for a in [*stage_args, "--no-progress"])
 
 

@@ -89,19 +89,28 @@ def stage_section(config: str | None, section: str) -> dict | None:
     return load_config(config)[section]
 
 
+def stage_overrides(stage: str, args: argparse.Namespace) -> dict:
+    """A stage's command-line flags as options (None: not given, the config's value stays)."""
+    if stage == "metanet":
+        return {
+            "metanets": _csv(args.metanets),
+            "lrs": _csv(args.lrs, float),
+            "variants": _csv(args.variants),
+            "seeds": args.seeds,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "weights": args.weights,
+            "split_seed": args.split_seed,
+        }
+    if stage == "mli":
+        return {"alphas": args.alphas, "loss": args.loss, "batch_size": args.batch_size}
+    return {"alphas": args.alphas, "batch_size": args.batch_size, "rebasin": args.rebasin}
+
+
 def cmd_metanet(args: argparse.Namespace) -> None:
     from pipelines.metanet import metanet_stage
 
-    overrides = {
-        "metanets": _csv(args.metanets),
-        "lrs": _csv(args.lrs, float),
-        "variants": _csv(args.variants),
-        "seeds": args.seeds,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "weights": args.weights,
-        "split_seed": args.split_seed,
-    }
+    overrides = stage_overrides("metanet", args)
     out = args.out or f"runs/{Path(args.zoo).name}-metanet"
     result = metanet_stage(
         args.zoo, out, stage_section(args.config, "metanet"), overrides, args.address, not args.no_progress
@@ -113,7 +122,7 @@ def cmd_metanet(args: argparse.Namespace) -> None:
 def cmd_mli(args: argparse.Namespace) -> None:
     from pipelines.mli import mli_stage
 
-    overrides = {"alphas": args.alphas, "loss": args.loss, "batch_size": args.batch_size}
+    overrides = stage_overrides("mli", args)
     out = args.out or f"runs/{Path(args.zoo).name}-mli"
     result = mli_stage(args.zoo, out, stage_section(args.config, "mli"), overrides, args.address, not args.no_progress)
     print(result.table)
@@ -123,9 +132,7 @@ def cmd_mli(args: argparse.Namespace) -> None:
 def cmd_lmc(args: argparse.Namespace) -> None:
     from pipelines.lmc import lmc_stage
 
-    overrides = {"alphas": args.alphas, "batch_size": args.batch_size}
-    if args.rebasin is not None:
-        overrides["rebasin"] = args.rebasin
+    overrides = stage_overrides("lmc", args)
     out = args.out or f"runs/{Path(args.zoo).name}-lmc"
     result = lmc_stage(args.zoo, out, stage_section(args.config, "lmc"), overrides, args.address, not args.no_progress)
     print(result.table)
