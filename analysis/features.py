@@ -52,7 +52,8 @@ class VariantWeights:
         return reasons
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
+def save_atomically(path: Path, array: np.ndarray) -> None:
+    """np.save to a hidden temporary, then rename: a killed write never leaves a half cache file."""
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.npy"
     np.save(tmp, array)
     os.replace(tmp, path)
@@ -71,8 +72,8 @@ def load_variant(zoo: Zoo, variant: str, which: str, cache_dir: Path | None) -> 
         finite = rows_finite(weights)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_save(path, weights)
-            _atomic_save(finite_path, finite)  # second: a cache file without it is rebuilt
+            save_atomically(path, weights)
+            save_atomically(finite_path, finite)  # second: a cache file without it is rebuilt
             weights = np.load(path, mmap_mode="r")
     if weights.shape != (len(frame), layout.n_trainable) or finite.shape != (len(frame),):
         raise ZooError(
@@ -140,3 +141,21 @@ def check_split_sizes(vw: VariantWeights, idx: dict[str, np.ndarray]) -> None:
             f"the metanet split (50/25/25 of samples) needs at least 2 in each: train a zoo of at least 8 "
             f"hyperparameter samples (networks: 8 or more)"
         )
+
+
+def usable_networks(zoo: Zoo, kinds: tuple[str, ...]) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
+    """Finished networks with finite stored weights of every kind in ``kinds``, and per variant what was
+    skipped and why (a diverged or failed network is reported, never fatal)."""
+    frame = zoo.frame
+    finite = np.ones(len(frame), bool)
+    for kind in kinds:
+        finite &= rows_finite(zoo.weights(kind))
+    ok = (frame["status"] == "ok").to_numpy() & finite
+    skipped: dict[str, dict[str, int]] = {}
+    for v, g in frame.groupby("variant"):
+        reasons = {str(s): int(n) for s, n in g.loc[g["status"] != "ok", "status"].value_counts().items()}
+        bad = int(((g["status"] == "ok").to_numpy() & ~finite[g.index]).sum())
+        if bad:
+            reasons["non-finite weights"] = bad
+        skipped[str(v)] = reasons
+    return frame[ok].reset_index(drop=True), skipped

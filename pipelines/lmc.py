@@ -8,32 +8,23 @@ standard networks, the lines after Git Re-Basin weight matching) on the test set
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import ray
 import torch
 
-from analysis.features import zoo_fingerprint
+from analysis.features import usable_networks
 from analysis.lmc import METHODS, barriers, lmc_table, paper_setting, replicate_pairs
-from analysis.options import resolve
 from analysis.plots import plot_lmc_curves
-from pipelines.mli import LandscapeResult, check_landscape_zoo, device_for_task, usable_networks
+from pipelines.analysis_stage import AnalysisStage, StageResult
 from pipelines.outputs import (
-    check_out_dir,
-    check_stage_dir,
-    claim_stage_dir,
-    is_done,
-    mark_done,
-    read_unit_files,
-    remove_stale_temporaries,
     write_parquet,
 )
-from pipelines.stage import WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
+from pipelines.stage import WorkUnit, device_for_task
 from symzoo.errors import ZooError
 from zoo.data import Dataset
-from zoo.store import Zoo, open_zoo
+from zoo.store import Zoo
 
 
 @ray.remote
@@ -80,61 +71,33 @@ def lmc_stage(
     overrides: dict | None = None,
     address: str | None = None,
     show_progress: bool = True,
-) -> LandscapeResult:
-    out = Path(out)
-    check_out_dir(out)
-    zoo = open_zoo(zoo_dir)
-    opts = resolve("lmc", zoo.config.get("lmc"), config_section, overrides)
-    check_landscape_zoo(zoo, "final")
+) -> StageResult:
+    identity_options = ("alphas", "rebasin", "pairs_per_unit")
+    stage = AnalysisStage.open("lmc", zoo_dir, out, config_section, overrides, identity_options)
+    zoo, opts = stage.zoo, stage.opts
+    stage.require_weights("final")
     if zoo.config["replicates"] < 2:
         raise ZooError(
             f"{zoo.path} has no replicates (replicates: {zoo.config['replicates']}); LMC pairs networks of the same "
             "hyperparameters: generate a zoo with replicates: 2 (e.g. configs/fashion_mlp_lmc.yaml)"
         )
-    identity = {"zoo_fingerprint": zoo_fingerprint(zoo), "alphas": opts["alphas"], "rebasin": opts["rebasin"]}
-    identity["pairs_per_unit"] = opts["pairs_per_unit"]
-    check_stage_dir(out, "lmc", identity)
-    done_key = {k: v for k, v in opts.items() if k not in ("cpus_per_task", "gpus_per_task")}
-    if is_done(out, done_key):
-        print(f"symzoo: {out} already holds the complete lmc results; nothing to do", file=sys.stderr)
-        return LandscapeResult(out, (out / "table.md").read_text(), 0, len(list((out / "units").glob("*.parquet"))))
+    if done := stage.finished():
+        return done
     networks, skipped = usable_networks(zoo, ("final",))
     pairs = replicate_pairs(zoo.frame[zoo.frame["model_id"].isin(networks["model_id"])])
     if pairs.empty:
         raise ZooError(f"{zoo.path} has no pair of finished replicates to interpolate between")
     data = zoo.dataset()
-    connect(address)  # before anything is written: a wrong address leaves no trace
-    claim_stage_dir(out, "lmc", identity)
-    units_dir = out / "units"
-    units_dir.mkdir(exist_ok=True)
-    remove_stale_temporaries(units_dir)
-    units = plan_lmc_units(zoo, pairs, opts, units_dir)
-    start = time.perf_counter()
+    stage.begin(address)
+    units = plan_lmc_units(zoo, pairs, opts, stage.units_dir)
     print(
         f"symzoo: lmc of {len(pairs)} replicate pairs of {zoo.config['name']} ({opts['alphas']} alphas"
-        f"{', Git Re-Basin for standard pairs' if opts['rebasin'] else ''}) in {len(units)} units -> {out}",
+        f"{', Git Re-Basin for standard pairs' if opts['rebasin'] else ''}) in {len(units)} units -> {stage.out}",
         file=sys.stderr,
     )
-    resources = analysis_resources(opts["cpus_per_task"], opts["gpus_per_task"], 0.5)
-    report = run_unit_files(
-        units,
-        lmc_task,
-        (zoo.config, ray.put(data), opts),
-        out,
-        lambda u: u.payload["key"],
-        resources,
-        "lmc",
-        show_progress,
-    )
-    curves = read_unit_files([u.output for u in units]).drop(columns="key")
-    table = write_lmc_outputs(out, zoo, opts, curves, skipped)
-    mark_done(out, done_key, time.perf_counter() - start, describe_cluster())
-    print(
-        f"symzoo: {len(report.done)} lmc units evaluated in {time.perf_counter() - start:.0f} s, "
-        f"{len(report.skipped)} were already done",
-        file=sys.stderr,
-    )
-    return LandscapeResult(out, table, len(report.done), len(report.skipped))
+    task_args = (zoo.config, ray.put(data), opts)
+    curves = stage.run(units, lmc_task, task_args, lambda u: u.payload["key"], 0.5, "lmc", show_progress)
+    return stage.finish(write_lmc_outputs(stage.out, zoo, opts, curves, skipped))
 
 
 def write_lmc_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, skipped: dict) -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,40 +22,23 @@ from analysis.features import (
     check_split_sizes,
     load_variant,
     paired_split,
+    save_atomically,
     split_indices,
     statnn_features,
     zoo_fingerprint,
 )
 from analysis.metanet_run import RunSpec, grid_for, run_metanet
 from analysis.metanets import DMC, FLAT_INPUT
-from analysis.options import resolve
 from analysis.paper import is_paper_resnet8_zoo
 from analysis.plots import plot_lr_sweep, plot_metanet_predictions
 from analysis.tables import METANET_LABELS, metanet_summary, metanet_table
-from pipelines.outputs import (
-    check_out_dir,
-    check_stage_dir,
-    claim_stage_dir,
-    is_done,
-    mark_done,
-    read_unit_files,
-    remove_stale_temporaries,
-    write_parquet,
-)
-from pipelines.stage import WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
+from pipelines.analysis_stage import AnalysisStage, StageResult
+from pipelines.outputs import remove_stale_temporaries, write_parquet
+from pipelines.stage import WorkUnit, device_for_task
 from symzoo.errors import ZooError
-from zoo.store import Zoo, open_zoo
+from zoo.store import Zoo
 
-RESOURCE_OPTIONS = ("cpus_per_task", "gpus_per_task")  # where runs go, not what they compute
 IDENTITY_OPTIONS = ("epochs", "batch_size", "weight_decay", "weights", "split_seed")  # change every run's result
-
-
-@dataclass
-class MetanetResult:
-    out: Path
-    table: str
-    trained: int  # runs trained in this call
-    kept: int  # runs found finished
 
 
 def input_kind(metanet: str) -> str:
@@ -71,8 +52,7 @@ def metanet_task(spec: RunSpec, inputs: dict, progress, unit: int) -> pd.DataFra
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     data = inputs[spec.variant]
     matrix = ray.get(data[input_kind(spec.metanet)])
-    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    row = run_metanet(spec, matrix, data["targets"], data["model_ids"], data["idx"], device)
+    row = run_metanet(spec, matrix, data["targets"], data["model_ids"], data["idx"], device_for_task())
     progress.set.remote(unit, 1)
     return pd.DataFrame([row])
 
@@ -83,11 +63,6 @@ def _usable_by_metadata(frame: pd.DataFrame) -> np.ndarray:
 
 def check_inputs(zoo: Zoo, opts: dict) -> list[str]:
     """Everything that can be checked from metadata, before anything is written; returns the variants."""
-    if not zoo.manifest.get("complete"):
-        raise ZooError(
-            f"{zoo.path} is an incomplete zoo ({len(zoo.frame)} networks so far); finish it with "
-            "`symzoo generate` and its config before analysing it"
-        )
     held = list(zoo.layouts)
     variants = opts["variants"] or held
     for v in variants:
@@ -128,7 +103,7 @@ def prepare_inputs(zoo: Zoo, variants: list[str], opts: dict, cache: Path) -> tu
         if "stats" in kinds:
             stats_path = cache / f"{v}-{opts['weights']}-{zoo_fingerprint(zoo)}-statnn.npy"
             if not stats_path.exists():
-                np.save(stats_path, statnn_features(vw.weights, zoo.layout(v)))
+                save_atomically(stats_path, statnn_features(vw.weights, zoo.layout(v)))
             entry["stats"] = ray.put(np.load(stats_path))
         inputs[v] = entry
         counts[v] = {"used": int(vw.usable.sum()), "dropped": vw.drop_reasons()}
@@ -160,12 +135,6 @@ def chosen_values(sweep: pd.DataFrame) -> dict[tuple[str, str], float]:
     return best
 
 
-def run_phase(units: list[WorkUnit], out: Path, inputs: dict, opts: dict, desc: str, show_progress: bool):
-    """Run one phase's runs as Ray tasks (a quarter GPU each where the cluster has GPUs)."""
-    resources = analysis_resources(opts["cpus_per_task"], opts["gpus_per_task"], 0.25)
-    return run_unit_files(units, metanet_task, (inputs,), out, lambda u: u.payload.key, resources, desc, show_progress)
-
-
 def metanet_stage(
     zoo_dir: str | Path,
     out: str | Path,
@@ -173,34 +142,24 @@ def metanet_stage(
     overrides: dict | None = None,
     address: str | None = None,
     show_progress: bool = True,
-) -> MetanetResult:
-    out = Path(out)
-    check_out_dir(out)
-    zoo = open_zoo(zoo_dir)
-    opts = resolve("metanet", zoo.config.get("metanet"), config_section, overrides)
+) -> StageResult:
+    stage = AnalysisStage.open("metanet", zoo_dir, out, config_section, overrides, IDENTITY_OPTIONS, "runs")
+    zoo, opts = stage.zoo, stage.opts
     variants = check_inputs(zoo, opts)
-    identity = {"zoo_fingerprint": zoo_fingerprint(zoo)} | {k: opts[k] for k in IDENTITY_OPTIONS}
-    check_stage_dir(out, "metanet", identity)
-    done_key = {k: v for k, v in opts.items() if k not in RESOURCE_OPTIONS} | {"variants": variants}
-    if is_done(out, done_key):
-        print(f"symzoo: {out} already holds the complete metanet results; nothing to do", file=sys.stderr)
-        return MetanetResult(out, (out / "table.md").read_text(), 0, len(list((out / "runs").glob("*.parquet"))))
-    connect(address)  # before anything is written: a wrong address leaves no trace
-    claim_stage_dir(out, "metanet", identity)
-    runs_dir, cache = out / "runs", out / "cache"
-    for folder in (runs_dir, cache):
-        folder.mkdir(exist_ok=True)
-        remove_stale_temporaries(folder)
-    start = time.perf_counter()
+    if done := stage.finished():
+        return done
+    stage.begin(address)
+    cache = stage.out / "cache"
+    cache.mkdir(exist_ok=True)
+    remove_stale_temporaries(cache)
     inputs, counts = prepare_inputs(zoo, variants, opts, cache)
-    sweep_units = _units(sweep_specs(variants, opts), runs_dir)
+    sweep_units = _units(sweep_specs(variants, opts), stage.units_dir)
     print(
         f"symzoo: metanet {', '.join(opts['metanets'])} on {', '.join(variants)} of {zoo.config['name']}: "
-        f"{len(sweep_units)} sweep runs, then {opts['seeds']} seeds per cell -> {out}",
+        f"{len(sweep_units)} sweep runs, then {opts['seeds']} seeds per cell -> {stage.out}",
         file=sys.stderr,
     )
-    r1 = run_phase(sweep_units, out, inputs, opts, "metanet sweep", show_progress)
-    sweep = read_unit_files([u.output for u in sweep_units])
+    sweep = stage.run(sweep_units, metanet_task, (inputs,), _key, 0.25, "metanet sweep", show_progress)
     chosen = chosen_values(sweep)
     final_specs = [
         RunSpec(v, m, chosen[(v, m)], seed, opts["epochs"], opts["batch_size"], opts["weight_decay"])
@@ -208,18 +167,13 @@ def metanet_stage(
         for m in opts["metanets"]
         for seed in range(1, opts["seeds"] + 1)
     ]
-    final_units = _units(final_specs, runs_dir, start=len(sweep_units))
-    r2 = run_phase(final_units, out, inputs, opts, "metanet seeds", show_progress)
-    final = read_unit_files([u.output for u in final_units])
-    table = write_metanet_outputs(out, zoo, opts, variants, sweep, final, counts)
-    mark_done(out, done_key, time.perf_counter() - start, describe_cluster())
-    trained = len(r1.done) + len(r2.done)
-    print(
-        f"symzoo: {trained} metanet runs trained in {time.perf_counter() - start:.0f} s, "
-        f"{len(r1.skipped) + len(r2.skipped)} were already done",
-        file=sys.stderr,
-    )
-    return MetanetResult(out, table, trained, len(r1.skipped) + len(r2.skipped))
+    final_units = _units(final_specs, stage.units_dir, start=len(sweep_units))
+    final = stage.run(final_units, metanet_task, (inputs,), _key, 0.25, "metanet seeds", show_progress)
+    return stage.finish(write_metanet_outputs(stage.out, zoo, opts, variants, sweep, final, counts))
+
+
+def _key(unit: WorkUnit) -> str:
+    return unit.payload.key
 
 
 def predictions_frame(final: pd.DataFrame) -> pd.DataFrame:

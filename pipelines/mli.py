@@ -9,64 +9,24 @@ with the unit, so workers need no shared filesystem.
 from __future__ import annotations
 
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import ray
 import torch
 
-from analysis.features import rows_finite, zoo_fingerprint
+from analysis.features import usable_networks
 from analysis.mli import MEASUREMENTS, mli_table, per_network_stats
-from analysis.options import resolve
 from analysis.paper import is_paper_resnet8_zoo
 from analysis.plots import plot_delta_histogram, plot_mli_curves
+from pipelines.analysis_stage import AnalysisStage, StageResult
 from pipelines.outputs import (
-    check_out_dir,
-    check_stage_dir,
-    claim_stage_dir,
-    is_done,
-    mark_done,
-    read_unit_files,
-    remove_stale_temporaries,
     write_parquet,
 )
-from pipelines.stage import WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
+from pipelines.stage import WorkUnit, device_for_task
 from symzoo.errors import ZooError
 from zoo.data import Dataset
-from zoo.store import Zoo, open_zoo
-
-
-@dataclass
-class LandscapeResult:
-    out: Path
-    table: str
-    evaluated: int  # units evaluated in this call
-    kept: int  # units found finished
-
-
-def usable_networks(zoo: Zoo, kinds: tuple[str, ...]) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
-    """Finished networks with finite stored weights of every kind in ``kinds``, and per variant what was
-    skipped and why (a diverged or failed network is reported, never fatal)."""
-    frame = zoo.frame
-    finite = np.ones(len(frame), bool)
-    for kind in kinds:
-        finite &= rows_finite(zoo.weights(kind))
-    ok = (frame["status"] == "ok").to_numpy() & finite
-    skipped: dict[str, dict[str, int]] = {}
-    for v, g in frame.groupby("variant"):
-        reasons = {str(s): int(n) for s, n in g.loc[g["status"] != "ok", "status"].value_counts().items()}
-        bad = int(((g["status"] == "ok").to_numpy() & ~finite[g.index]).sum())
-        if bad:
-            reasons["non-finite weights"] = bad
-        skipped[str(v)] = reasons
-    return frame[ok].reset_index(drop=True), skipped
-
-
-def device_for_task() -> torch.device:
-    return torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
+from zoo.store import Zoo
 
 
 @ray.remote
@@ -116,16 +76,6 @@ def plan_mli_units(zoo: Zoo, networks: pd.DataFrame, opts: dict, units_dir: Path
     return units
 
 
-def check_landscape_zoo(zoo: Zoo, needs: str) -> None:
-    if not zoo.manifest.get("complete"):
-        raise ZooError(
-            f"{zoo.path} is an incomplete zoo ({len(zoo.frame)} networks so far); finish it with "
-            "`symzoo generate` and its config before analysing it"
-        )
-    if needs not in zoo.weight_kinds():
-        raise ZooError(f"{zoo.path} stores no {needs} weights; this stage needs them")
-
-
 def mli_stage(
     zoo_dir: str | Path,
     out: str | Path,
@@ -133,55 +83,26 @@ def mli_stage(
     overrides: dict | None = None,
     address: str | None = None,
     show_progress: bool = True,
-) -> LandscapeResult:
-    out = Path(out)
-    check_out_dir(out)
-    zoo = open_zoo(zoo_dir)
-    opts = resolve("mli", zoo.config.get("mli"), config_section, overrides)
-    check_landscape_zoo(zoo, "init")
-    identity = {"zoo_fingerprint": zoo_fingerprint(zoo), "alphas": opts["alphas"]}
-    identity["networks_per_unit"] = opts["networks_per_unit"]
-    check_stage_dir(out, "mli", identity)
-    done_key = {k: v for k, v in opts.items() if k not in ("cpus_per_task", "gpus_per_task")}
-    if is_done(out, done_key):
-        print(f"symzoo: {out} already holds the complete mli results; nothing to do", file=sys.stderr)
-        return LandscapeResult(out, (out / "table.md").read_text(), 0, len(list((out / "units").glob("*.parquet"))))
+) -> StageResult:
+    stage = AnalysisStage.open("mli", zoo_dir, out, config_section, overrides, ("alphas", "networks_per_unit"))
+    zoo, opts = stage.zoo, stage.opts
+    stage.require_weights("init")
+    if done := stage.finished():
+        return done
     data = zoo.dataset()
     networks, skipped = usable_networks(zoo, ("init", "final"))
     if networks.empty:
         raise ZooError(f"{zoo.path} has no finished network with finite weights to interpolate")
-    connect(address)  # before anything is written: a wrong address leaves no trace
-    claim_stage_dir(out, "mli", identity)
-    units_dir = out / "units"
-    units_dir.mkdir(exist_ok=True)
-    remove_stale_temporaries(units_dir)
-    units = plan_mli_units(zoo, networks, opts, units_dir)
-    start = time.perf_counter()
+    stage.begin(address)
+    units = plan_mli_units(zoo, networks, opts, stage.units_dir)
     print(
         f"symzoo: mli of {len(networks)} networks of {zoo.config['name']} ({opts['alphas']} alphas, loss "
-        f"{opts['loss']}) in {len(units)} units -> {out}",
+        f"{opts['loss']}) in {len(units)} units -> {stage.out}",
         file=sys.stderr,
     )
-    resources = analysis_resources(opts["cpus_per_task"], opts["gpus_per_task"], 0.5)
-    report = run_unit_files(
-        units,
-        mli_task,
-        (zoo.config, ray.put(data), opts),
-        out,
-        lambda u: u.payload["key"],
-        resources,
-        "mli",
-        show_progress,
-    )
-    curves = read_unit_files([u.output for u in units]).drop(columns="key")
-    table = write_mli_outputs(out, zoo, opts, curves, skipped)
-    mark_done(out, done_key, time.perf_counter() - start, describe_cluster())
-    print(
-        f"symzoo: {len(report.done)} mli units evaluated in {time.perf_counter() - start:.0f} s, "
-        f"{len(report.skipped)} were already done",
-        file=sys.stderr,
-    )
-    return LandscapeResult(out, table, len(report.done), len(report.skipped))
+    task_args = (zoo.config, ray.put(data), opts)
+    curves = stage.run(units, mli_task, task_args, lambda u: u.payload["key"], 0.5, "mli", show_progress)
+    return stage.finish(write_mli_outputs(stage.out, zoo, opts, curves, skipped))
 
 
 def write_mli_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, skipped: dict) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 from tqdm import tqdm
 
 from symzoo.errors import ZooError
@@ -190,3 +191,7 @@ def describe_cluster() -> str:
     res = ray.cluster_resources()
     gpus = f", {res['GPU']:g} GPUs" if res.get("GPU") else ""
     return f"Ray, {len(ray.nodes())} node(s), {res.get('CPU', 0):g} CPUs{gpus}"
+
+
+def device_for_task() -> torch.device:
+    return torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")

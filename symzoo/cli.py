@@ -107,36 +107,17 @@ def stage_overrides(stage: str, args: argparse.Namespace) -> dict:
     return {"alphas": args.alphas, "batch_size": args.batch_size, "rebasin": args.rebasin}
 
 
-def cmd_metanet(args: argparse.Namespace) -> None:
-    from pipelines.metanet import metanet_stage
+def cmd_analysis(args: argparse.Namespace) -> None:
+    """symzoo metanet | mli | lmc: one analysis stage on a stored zoo."""
+    from pipelines.run import STAGES
 
-    overrides = stage_overrides("metanet", args)
-    out = args.out or f"runs/{Path(args.zoo).name}-metanet"
-    result = metanet_stage(
-        args.zoo, out, stage_section(args.config, "metanet"), overrides, args.address, not args.no_progress
-    )
+    stage = args.command
+    out = args.out or f"runs/{Path(args.zoo).name}-{stage}"
+    overrides = stage_overrides(stage, args)
+    section = stage_section(args.config, stage)
+    result = STAGES[stage](args.zoo, out, section, overrides, args.address, not args.no_progress)
     print(result.table)
-    print(f"table, runs, predictions and figures in {result.out}")
-
-
-def cmd_mli(args: argparse.Namespace) -> None:
-    from pipelines.mli import mli_stage
-
-    overrides = stage_overrides("mli", args)
-    out = args.out or f"runs/{Path(args.zoo).name}-mli"
-    result = mli_stage(args.zoo, out, stage_section(args.config, "mli"), overrides, args.address, not args.no_progress)
-    print(result.table)
-    print(f"table, curves and figures in {result.out}")
-
-
-def cmd_lmc(args: argparse.Namespace) -> None:
-    from pipelines.lmc import lmc_stage
-
-    overrides = stage_overrides("lmc", args)
-    out = args.out or f"runs/{Path(args.zoo).name}-lmc"
-    result = lmc_stage(args.zoo, out, stage_section(args.config, "lmc"), overrides, args.address, not args.no_progress)
-    print(result.table)
-    print(f"table, curves and figures in {result.out}")
+    print(f"table, {stage} outputs and figures in {result.out}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -229,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("--split-seed", type=int, default=None, help="seed of the 50/25/25 split (default 0)")
     mn.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
     mn.add_argument("--no-progress", action="store_true", help="no progress bar")
-    mn.set_defaults(func=cmd_metanet)
+    mn.set_defaults(func=cmd_analysis)
 
     ml = sub.add_parser("mli", help="monotonic linear interpolation from init to trained weights (paper Table 4)")
     ml.add_argument("zoo", help="zoo directory written by `symzoo generate`")
@@ -240,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("--batch-size", type=int, default=None, help="evaluation batch of the clean loss (default 512)")
     ml.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
     ml.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ml.set_defaults(func=cmd_mli)
+    ml.set_defaults(func=cmd_analysis)
 
     lm = sub.add_parser("lmc", help="linear mode connectivity between replicates, with Git Re-Basin (paper Table 1)")
     lm.add_argument("zoo", help="zoo directory written by `symzoo generate` (with replicates: 2 or more)")
@@ -251,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default 512)")
     lm.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
     lm.add_argument("--no-progress", action="store_true", help="no progress bar")
-    lm.set_defaults(func=cmd_lmc)
+    lm.set_defaults(func=cmd_analysis)
 
     info = sub.add_parser("info", help="counts, accuracies and sizes of a stored zoo")
     info.add_argument("zoo", help="zoo directory")

@@ -145,7 +145,7 @@ def test_interpolation_endpoints_reproduce_the_stored_networks(zoo_dir):
     curves = mli_curves(one, init[:1], final[:1], zoo.config, data, 5, ["clean", "augmented"], 512)
     clean = curves[curves["measurement"] == "clean"].sort_values("alpha")
     layout = zoo.layout(one["variant"].iloc[0])
-    ends = interpolate(torch.as_tensor(init[:1]), torch.as_tensor(final[:1]), torch.tensor([0.0, 1.0]))
+    ends = interpolate(torch.from_numpy(init[:1].copy()), torch.from_numpy(final[:1].copy()), torch.tensor([0.0, 1.0]))
     smoothing = torch.full((2,), float(one["label_smoothing"].iloc[0]))
     want, _ = evaluate_flat(zoo.model(int(one["model_id"].iloc[0])), layout, ends, data, "train", smoothing, 512)
     np.testing.assert_allclose(clean["loss"].to_numpy()[[0, -1]], want.numpy(), rtol=1e-6)
@@ -184,7 +184,7 @@ def test_mli_cli_writes_curves_table_and_figures_and_a_rerun_evaluates_nothing(z
     for name in ("mli_curves_clean", "mli_curves_augmented", "delta_hist_clean", "delta_hist_augmented"):
         assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     again = mli_stage(zoo_dir, out, overrides={"alphas": 5}, show_progress=False)
-    assert again.evaluated == 0 and again.kept == 4
+    assert again.ran == 0 and again.kept == 4
 
 
 def test_lmc_cli_pairs_replicates_with_rebasin_and_a_rerun_evaluates_nothing(zoo_dir, tmp_path, capsys):
@@ -197,7 +197,7 @@ def test_lmc_cli_pairs_replicates_with_rebasin_and_a_rerun_evaluates_nothing(zoo
     assert len(curves) == 3 * 2 * 5  # 2 pairs per method
     assert (out / "figures" / "lmc_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert len(pd.read_parquet(out / "barriers.parquet")) == 6
-    assert lmc_stage(zoo_dir, out, overrides={"alphas": 5}, show_progress=False).evaluated == 0
+    assert lmc_stage(zoo_dir, out, overrides={"alphas": 5}, show_progress=False).ran == 0
 
 
 @pytest.mark.parametrize(

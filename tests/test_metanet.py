@@ -184,13 +184,13 @@ def test_cli_writes_table_runs_predictions_and_figures(stage_out):
     assert {i - 1 for i in w_ids} == std_ids, "paired: the same samples are tested in both variants"
     for fig in ("predicted_vs_true.png", "val_r2_vs_lr.png"):
         assert (stage_out / "figures" / fig).read_bytes()[:4] == b"\x89PNG"
-    assert len(list((stage_out / "cache").glob("*.npy"))) == 4  # weights and statistics, once per variant
+    assert len(list((stage_out / "cache").glob("*.npy"))) == 6  # per variant, decoded once: weights, their finite-row flags, StatNN statistics
 
 
 def test_a_rerun_trains_nothing(stage_out, zoo_dir, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in (stage_out / "runs").iterdir()}
     result = metanet_stage(zoo_dir, stage_out, overrides=_overrides(), show_progress=False)
-    assert result.trained == 0 and result.kept == len(before)
+    assert result.ran == 0 and result.kept == len(before)
     assert {p.name: p.stat().st_mtime_ns for p in (stage_out / "runs").iterdir()} == before
 
 

@@ -1,0 +1,128 @@
+"""What every analysis stage (metanet, mli, lmc) does around its own work: open and check the zoo, resolve the
+options, own the output directory, skip when complete, run units on Ray, record completion and timing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis.features import zoo_fingerprint
+from analysis.options import resolve
+from pipelines.outputs import (
+    check_out_dir,
+    check_stage_dir,
+    claim_stage_dir,
+    is_done,
+    mark_done,
+    read_unit_files,
+    remove_stale_temporaries,
+)
+from pipelines.stage import StageReport, WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
+from symzoo.errors import ZooError
+from zoo.store import Zoo, open_zoo
+
+RESOURCE_OPTIONS = ("cpus_per_task", "gpus_per_task")  # where units run, not what they compute
+
+
+@dataclass
+class StageResult:
+    out: Path
+    table: str  # table.md as written
+    ran: int  # units (runs) done in this call
+    kept: int  # units found finished
+
+
+@dataclass
+class AnalysisStage:
+    """One call of an analysis stage on one zoo and output directory."""
+
+    name: str
+    zoo: Zoo
+    out: Path
+    opts: dict
+    identity: dict  # what makes every result what it is: another identity in ``out`` is refused
+    units_folder: str
+    start: float = field(default_factory=time.perf_counter)
+    reports: list[StageReport] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls,
+        name: str,
+        zoo_dir: str | Path,
+        out: str | Path,
+        config_section: dict | None,
+        overrides: dict | None,
+        identity_options: tuple[str, ...],
+        units_folder: str = "units",
+    ) -> AnalysisStage:
+        """Open the zoo and resolve options (stored section, ``--config`` section, flags); nothing is written."""
+        out = Path(out)
+        check_out_dir(out)
+        zoo = open_zoo(zoo_dir)
+        opts = resolve(name, zoo.config.get(name), config_section, overrides)
+        if not zoo.manifest.get("complete"):
+            raise ZooError(
+                f"{zoo.path} is an incomplete zoo ({len(zoo.frame)} networks so far); finish it with "
+                "`symzoo generate` and its config before analysing it"
+            )
+        identity = {"zoo_fingerprint": zoo_fingerprint(zoo)} | {k: opts[k] for k in identity_options}
+        check_stage_dir(out, name, identity)
+        return cls(name, zoo, out, opts, identity, units_folder)
+
+    @property
+    def done_key(self) -> dict:
+        return {k: v for k, v in self.opts.items() if k not in RESOURCE_OPTIONS}
+
+    @property
+    def units_dir(self) -> Path:
+        return self.out / self.units_folder
+
+    def require_weights(self, kind: str) -> None:
+        if kind not in self.zoo.weight_kinds():
+            raise ZooError(f"{self.zoo.path} stores no {kind} weights; the {self.name} stage needs them")
+
+    def finished(self) -> StageResult | None:
+        """The stored result when ``out`` already holds this stage's complete outputs for these options."""
+        if not is_done(self.out, self.done_key):
+            return None
+        print(f"symzoo: {self.out} already holds the complete {self.name} results; nothing to do", file=sys.stderr)
+        kept = len(list(self.units_dir.glob("*.parquet")))
+        return StageResult(self.out, (self.out / "table.md").read_text(), 0, kept)
+
+    def begin(self, address: str | None) -> None:
+        """Join or start Ray (a wrong address leaves no trace), then take the output directory."""
+        connect(address)
+        claim_stage_dir(self.out, self.name, self.identity)
+        self.units_dir.mkdir(exist_ok=True)
+        remove_stale_temporaries(self.units_dir)
+        self.start = time.perf_counter()
+
+    def run(
+        self,
+        units: list[WorkUnit],
+        task: Any,
+        task_args: tuple,
+        key_of: Callable[[WorkUnit], str],
+        gpu_share: float,
+        desc: str,
+        show_progress: bool,
+    ):
+        """Run the units without a finished file; returns every unit's stored frame (``key`` column dropped)."""
+        resources = analysis_resources(self.opts["cpus_per_task"], self.opts["gpus_per_task"], gpu_share)
+        self.reports.append(run_unit_files(units, task, task_args, self.out, key_of, resources, desc, show_progress))
+        return read_unit_files([u.output for u in units]).drop(columns="key")
+
+    def finish(self, table: str) -> StageResult:
+        """Record completion (options, seconds, where) and say what this call did."""
+        seconds = time.perf_counter() - self.start
+        mark_done(self.out, self.done_key, seconds, describe_cluster())
+        ran = sum(len(r.done) for r in self.reports)
+        kept = sum(len(r.skipped) for r in self.reports)
+        print(f"symzoo: {self.name}: {ran} units run in {seconds:.0f} s, {kept} were already done", file=sys.stderr)
+        return StageResult(self.out, table, ran, kept)
