@@ -184,7 +184,8 @@ def test_cli_writes_table_runs_predictions_and_figures(stage_out):
     assert {i - 1 for i in w_ids} == std_ids, "paired: the same samples are tested in both variants"
     for fig in ("predicted_vs_true.png", "val_r2_vs_lr.png"):
         assert (stage_out / "figures" / fig).read_bytes()[:4] == b"\x89PNG"
-    assert len(list((stage_out / "cache").glob("*.npy"))) == 6  # per variant, decoded once: weights, their finite-row flags, StatNN statistics
+    # per variant, decoded once: weights, their finite-row flags, StatNN statistics
+    assert len(list((stage_out / "cache").glob("*.npy"))) == 6
 
 
 def test_a_rerun_trains_nothing(stage_out, zoo_dir, capsys):
