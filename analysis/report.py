@@ -131,7 +131,8 @@ def markdown_to_html(md: str, base: Path, title: str) -> str:
             j = i + 1
             while j < len(lines) and not lines[j].startswith("```"):
                 j += 1
-            body.append("<pre>" + html.escape("\n".join(lines[i + 1 : j])) + "</pre>")
+            block = "<pre>" + html.escape("\n".join(lines[i + 1 : j])) + "</pre>"
+            body.append(f"<details><summary>show ({j - i - 1} lines)</summary>{block}</details>")
             i = j + 1
         elif m := re.match(r"^(#{1,6}) (.*)", line):
             level = len(m.group(1))

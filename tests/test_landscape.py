@@ -226,3 +226,27 @@ def test_lmc_needs_replicates_and_both_need_a_zoo(zoo_dir, tmp_path, capsys):
     assert cli_main(["mli", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_diverged_and_non_finite_networks_are_skipped_and_counted():
+    from analysis.features import usable_networks
+
+    class StoredZoo:  # the two things usable_networks reads from a zoo
+        frame = pd.DataFrame(
+            {
+                "model_id": range(4),
+                "variant": ["standard", "standard", "w_asym", "w_asym"],
+                "status": ["ok", "diverged", "ok", "ok"],
+            }
+        )
+
+        def weights(self, kind):
+            w = np.ones((4, 3), np.float32)
+            w[1] = np.nan  # the diverged one
+            if kind == "final":
+                w[3, 2] = np.inf  # finished, but a weight is not finite
+            return w
+
+    networks, skipped = usable_networks(StoredZoo(), ("init", "final"))
+    assert networks["model_id"].tolist() == [0, 2]
+    assert skipped == {"standard": {"diverged": 1}, "w_asym": {"non-finite weights": 1}}
