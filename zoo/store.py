@@ -271,15 +271,19 @@ class Zoo:
             filters.append(("variant", "=", variant))
         if model_ids is not None:
             filters.append(("model_id", "in", list(model_ids)))
-        tables = [pq.read_table(p, columns=["model_id", column], filters=filters or None) for p in self.shards]
-        if not tables:
-            return np.zeros((0, self.n_params), np.float32)
-        table = pa.concat_tables(tables)
-        ids = table["model_id"].to_numpy()
-        if np.any(ids[1:] < ids[:-1]):  # shards are written in model_id order: sorting is rarely needed
-            table = table.sort_by("model_id")
+        filters = filters or None
+        # pass 1: which rows, in model_id order (shards group networks by length, not by id)
+        ids = [pq.read_table(p, columns=["model_id"], filters=filters)["model_id"].to_numpy() for p in self.shards]
+        sorted_ids = np.sort(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
         entries = self.layout(variant).trainable_index if trainable_only else None
-        return fixed_size_to_numpy(table[column], self.n_params, entries)
+        out = np.empty((len(sorted_ids), self.n_params if entries is None else len(entries)), np.float32)
+        # pass 2: one shard at a time straight into its rows, so memory peaks at the result plus one shard
+        for path, shard_ids in zip(self.shards, ids, strict=True):
+            if len(shard_ids):
+                table = pq.read_table(path, columns=["model_id", column], filters=filters)
+                rows = np.searchsorted(sorted_ids, table["model_id"].to_numpy())
+                out[rows] = fixed_size_to_numpy(table[column], self.n_params, entries)
+        return out
 
     def weight_kinds(self) -> list[str]:
         return [c.removeprefix("weights_") for c in weight_columns(self.config["training"]["checkpoint_epochs"])]
