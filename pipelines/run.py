@@ -52,6 +52,11 @@ def run_study(config_path: str | Path, out: str | Path, address: str | None = No
     if not study.exists() and out.exists() and any(out.iterdir()):
         raise ZooError(f"{out} exists and is not a symzoo study; choose an empty or new --out")
     stages = study_stages(cfg)
+    if "lmc" in stages and cfg["replicates"] < 2:
+        raise ZooError(
+            "config field 'study.stages': lmc needs replicates: 2 or more (LMC pairs replicates); "
+            "raise replicates or leave lmc out"
+        )
     zoo_dir = out / "zoo"
     if zoo_complete(zoo_dir, cfg):
         print(f"symzoo: run: the zoo in {zoo_dir} is complete", file=sys.stderr)

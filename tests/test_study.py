@@ -155,3 +155,15 @@ def test_a_study_killed_during_mli_resumes_there(study, tmp_path):
     assert without_timings((out / "report.md").read_text()).replace(str(out), "") == without_timings(
         (finished / "report.md").read_text()
     ).replace(str(finished), "")
+
+
+def test_a_study_that_cannot_run_lmc_is_refused_before_anything_is_written(tmp_path, capsys):
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(STUDY | {"replicates": 1, "study": {"stages": ["metanet", "lmc"]}}))
+    assert cli_main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lmc needs replicates: 2 or more" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
+    config.write_text(yaml.safe_dump(STUDY | {"study": {"stages": ["metanet", "tables"]}}))
+    assert cli_main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert "'study.stages[1]': 'tables' is not allowed; choose one of metanet, mli, lmc" in capsys.readouterr().err
