@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from pipelines.outputs import (
 )
 from pipelines.stage import StageReport, WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
 from symzoo.errors import ZooError
+from zoo.lock import directory_lock
 from zoo.store import Zoo, open_zoo
 
 RESOURCE_OPTIONS = ("cpus_per_task", "gpus_per_task")  # where units run, not what they compute
@@ -95,13 +97,17 @@ class AnalysisStage:
         kept = len(list(self.units_dir.glob("*.parquet")))
         return StageResult(self.out, (self.out / "table.md").read_text(), 0, kept)
 
-    def begin(self, address: str | None) -> None:
-        """Join or start Ray (a wrong address leaves no trace), then take the output directory."""
+    @contextmanager
+    def running(self, address: str | None) -> Iterator[None]:
+        """Join or start Ray (a wrong address leaves no trace), then hold ``out``'s lock and own it while the
+        block runs: a second writer to the same directory is refused."""
         connect(address)
-        claim_stage_dir(self.out, self.name, self.identity)
-        self.units_dir.mkdir(exist_ok=True)
-        remove_stale_temporaries(self.units_dir)
-        self.start = time.perf_counter()
+        with directory_lock(self.out, f"symzoo {self.name}"):
+            claim_stage_dir(self.out, self.name, self.identity)
+            self.units_dir.mkdir(exist_ok=True)
+            remove_stale_temporaries(self.units_dir)
+            self.start = time.perf_counter()
+            yield
 
     def run(
         self,

@@ -16,6 +16,7 @@ from symzoo.errors import ZooError
 from zoo.config import config_hash, load_config
 from zoo.data import Dataset
 from zoo.layout import ParamLayout
+from zoo.lock import directory_lock, holds_anything
 from zoo.plan import NetSpec
 from zoo.store import (
     MANIFEST,
@@ -65,7 +66,7 @@ def prepare_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, Par
                 "restore that data set or use another --out"
             )
         return manifest
-    if out.exists() and any(out.iterdir()):
+    if holds_anything(out):
         raise ZooError(f"{out} exists and is not a zoo; choose an empty or new --out directory")
     manifest = new_manifest(cfg, h, layouts, data.fingerprint(), data.in_shape, data.num_classes, n_shards)
     write_manifest(out, manifest)
@@ -81,7 +82,16 @@ def generate(
     steps_per_epoch(len(data.x_train), cfg["training"]["batch_size"])  # and so does a batch larger than the data
     layouts = layouts_for(cfg, data)
     units = plan_units(cfg, out)
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"--out {out} is a file; pass a new or existing zoo directory")
     connect(address, num_cpus=None)  # before anything is written: a wrong address leaves no trace
+    with directory_lock(out, "symzoo generate"):  # one writer: a second generate is refused
+        return _generate_locked(cfg, out, data, layouts, units, show_progress)
+
+
+def _generate_locked(
+    cfg: dict, out: Path, data: Dataset, layouts: dict, units: list, show_progress: bool
+) -> StageReport:
     manifest = prepare_manifest(cfg, out, data, layouts, len(units))
     layouts_json = {v: layout.to_json() for v, layout in layouts.items()}
 

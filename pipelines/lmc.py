@@ -88,16 +88,16 @@ def lmc_stage(
     if pairs.empty:
         raise ZooError(f"{zoo.path} has no pair of finished replicates to interpolate between")
     data = zoo.dataset()
-    stage.begin(address)
-    units = plan_lmc_units(zoo, pairs, opts, stage.units_dir)
-    print(
-        f"symzoo: lmc of {len(pairs)} replicate pairs of {zoo.config['name']} ({opts['alphas']} alphas"
-        f"{', Git Re-Basin for standard pairs' if opts['rebasin'] else ''}) in {len(units)} units -> {stage.out}",
-        file=sys.stderr,
-    )
-    task_args = (zoo.config, ray.put(data), opts)
-    curves = stage.run(units, lmc_task, task_args, lambda u: u.payload["key"], 0.5, "lmc", show_progress)
-    return stage.finish(write_lmc_outputs(stage.out, zoo, opts, curves, skipped))
+    with stage.running(address):
+        units = plan_lmc_units(zoo, pairs, opts, stage.units_dir)
+        print(
+            f"symzoo: lmc of {len(pairs)} replicate pairs of {zoo.config['name']} ({opts['alphas']} alphas"
+            f"{', Git Re-Basin for standard pairs' if opts['rebasin'] else ''}) in {len(units)} units -> {stage.out}",
+            file=sys.stderr,
+        )
+        task_args = (zoo.config, ray.put(data), opts)
+        curves = stage.run(units, lmc_task, task_args, lambda u: u.payload["key"], 0.5, "lmc", show_progress)
+        return stage.finish(write_lmc_outputs(stage.out, zoo, opts, curves, skipped))
 
 
 def write_lmc_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, skipped: dict) -> str:

@@ -148,28 +148,28 @@ def metanet_stage(
     variants = check_inputs(zoo, opts)
     if done := stage.finished():
         return done
-    stage.begin(address)
-    cache = stage.out / "cache"
-    cache.mkdir(exist_ok=True)
-    remove_stale_temporaries(cache)
-    inputs, counts = prepare_inputs(zoo, variants, opts, cache)
-    sweep_units = _units(sweep_specs(variants, opts), stage.units_dir)
-    print(
-        f"symzoo: metanet {', '.join(opts['metanets'])} on {', '.join(variants)} of {zoo.config['name']}: "
-        f"{len(sweep_units)} sweep runs, then {opts['seeds']} seeds per cell -> {stage.out}",
-        file=sys.stderr,
-    )
-    sweep = stage.run(sweep_units, metanet_task, (inputs,), _key, 0.25, "metanet sweep", show_progress)
-    chosen = chosen_values(sweep)
-    final_specs = [
-        RunSpec(v, m, chosen[(v, m)], seed, opts["epochs"], opts["batch_size"], opts["weight_decay"])
-        for v in variants
-        for m in opts["metanets"]
-        for seed in range(1, opts["seeds"] + 1)
-    ]
-    final_units = _units(final_specs, stage.units_dir, start=len(sweep_units))
-    final = stage.run(final_units, metanet_task, (inputs,), _key, 0.25, "metanet seeds", show_progress)
-    return stage.finish(write_metanet_outputs(stage.out, zoo, opts, variants, sweep, final, counts))
+    with stage.running(address):
+        cache = stage.out / "cache"
+        cache.mkdir(exist_ok=True)
+        remove_stale_temporaries(cache)
+        inputs, counts = prepare_inputs(zoo, variants, opts, cache)
+        sweep_units = _units(sweep_specs(variants, opts), stage.units_dir)
+        print(
+            f"symzoo: metanet {', '.join(opts['metanets'])} on {', '.join(variants)} of {zoo.config['name']}: "
+            f"{len(sweep_units)} sweep runs, then {opts['seeds']} seeds per cell -> {stage.out}",
+            file=sys.stderr,
+        )
+        sweep = stage.run(sweep_units, metanet_task, (inputs,), _key, 0.25, "metanet sweep", show_progress)
+        chosen = chosen_values(sweep)
+        final_specs = [
+            RunSpec(v, m, chosen[(v, m)], seed, opts["epochs"], opts["batch_size"], opts["weight_decay"])
+            for v in variants
+            for m in opts["metanets"]
+            for seed in range(1, opts["seeds"] + 1)
+        ]
+        final_units = _units(final_specs, stage.units_dir, start=len(sweep_units))
+        final = stage.run(final_units, metanet_task, (inputs,), _key, 0.25, "metanet seeds", show_progress)
+        return stage.finish(write_metanet_outputs(stage.out, zoo, opts, variants, sweep, final, counts))
 
 
 def _key(unit: WorkUnit) -> str:

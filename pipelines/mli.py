@@ -93,16 +93,16 @@ def mli_stage(
     networks, skipped = usable_networks(zoo, ("init", "final"))
     if networks.empty:
         raise ZooError(f"{zoo.path} has no finished network with finite weights to interpolate")
-    stage.begin(address)
-    units = plan_mli_units(zoo, networks, opts, stage.units_dir)
-    print(
-        f"symzoo: mli of {len(networks)} networks of {zoo.config['name']} ({opts['alphas']} alphas, loss "
-        f"{opts['loss']}) in {len(units)} units -> {stage.out}",
-        file=sys.stderr,
-    )
-    task_args = (zoo.config, ray.put(data), opts)
-    curves = stage.run(units, mli_task, task_args, lambda u: u.payload["key"], 0.5, "mli", show_progress)
-    return stage.finish(write_mli_outputs(stage.out, zoo, opts, curves, skipped))
+    with stage.running(address):
+        units = plan_mli_units(zoo, networks, opts, stage.units_dir)
+        print(
+            f"symzoo: mli of {len(networks)} networks of {zoo.config['name']} ({opts['alphas']} alphas, loss "
+            f"{opts['loss']}) in {len(units)} units -> {stage.out}",
+            file=sys.stderr,
+        )
+        task_args = (zoo.config, ray.put(data), opts)
+        curves = stage.run(units, mli_task, task_args, lambda u: u.payload["key"], 0.5, "mli", show_progress)
+        return stage.finish(write_mli_outputs(stage.out, zoo, opts, curves, skipped))
 
 
 def write_mli_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, skipped: dict) -> str:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from symzoo import __version__
 from symzoo.errors import ZooError
+from zoo.lock import holds_anything
 from zoo.store import atomic_write_bytes, file_sha256
 
 STAGE_FILE = "stage.json"
@@ -48,7 +49,7 @@ def check_stage_dir(out: Path, stage: str, identity: dict) -> None:
                 "use another --out, or remove it to start over"
             )
         return
-    if out.exists() and any(out.iterdir()):
+    if holds_anything(out):
         raise ZooError(f"{out} exists and is not a {stage} output directory; choose an empty or new --out")
 
 

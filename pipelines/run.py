@@ -22,6 +22,7 @@ from pipelines.outputs import check_out_dir, mark_done
 from pipelines.stage import describe_cluster
 from symzoo.errors import ZooError
 from zoo.config import config_hash, load_config
+from zoo.lock import directory_lock, holds_anything
 from zoo.store import MANIFEST, open_zoo, read_manifest
 
 STAGES = {"metanet": metanet_stage, "mli": mli_stage, "lmc": lmc_stage}
@@ -49,7 +50,7 @@ def run_study(config_path: str | Path, out: str | Path, address: str | None = No
     study = out / STUDY_FILE
     if study.exists() and json.loads(study.read_text()).get("config_hash") != config_hash(cfg):
         raise ZooError(f"{out} holds a study of another config; use another --out or that config")
-    if not study.exists() and out.exists() and any(out.iterdir()):
+    if not study.exists() and holds_anything(out):
         raise ZooError(f"{out} exists and is not a symzoo study; choose an empty or new --out")
     stages = study_stages(cfg)
     if "lmc" in stages and cfg["replicates"] < 2:
@@ -57,6 +58,14 @@ def run_study(config_path: str | Path, out: str | Path, address: str | None = No
             "config field 'study.stages': lmc needs replicates: 2 or more (LMC pairs replicates); "
             "raise replicates or leave lmc out"
         )
+    with directory_lock(out, "symzoo run"):  # one study writer; generate and each stage lock their own folders
+        return _run_locked(config_path, cfg, out, stages, address, show_progress)
+
+
+def _run_locked(
+    config_path: str | Path, cfg: dict, out: Path, stages: list[str], address: str | None, show_progress: bool
+) -> Path:
+    study = out / STUDY_FILE
     zoo_dir = out / "zoo"
     if zoo_complete(zoo_dir, cfg):
         print(f"symzoo: run: the zoo in {zoo_dir} is complete", file=sys.stderr)

@@ -1,0 +1,69 @@
+"""One writer per directory: an exclusive lock held for a whole run of a stage.
+
+The lock is an ``flock`` on ``DIR/.lock``, which also records the holder (host, pid, start time) for the message
+a second writer gets. The kernel drops an ``flock`` when its process dies, however it dies, so a lock left by a
+killed run is stale by construction and the next run simply takes it over.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from symzoo.errors import ZooError
+
+LOCK_FILE = ".lock"
+
+
+def holds_anything(folder: Path) -> bool:
+    """True when ``folder`` exists and holds anything besides a lock file."""
+    return folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir())
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return f"pid {info['pid']} on {info['host']} (running `{info['command']}` since {info['since']})"
+    except (OSError, ValueError, KeyError):
+        return "another process"
+
+
+@contextmanager
+def directory_lock(folder: Path, command: str) -> Iterator[None]:
+    """Hold ``folder``'s lock for the ``with`` block; a live holder gets a one-line ``ZooError`` naming it."""
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ZooError(
+                f"{folder} is being written by {_holder(path)}; wait for it to finish, or stop it first"
+            ) from None
+        try:  # the file may have been removed by the holder we waited on: lock the one that is there now
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    info["command"] = command
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(info).encode())
+    try:
+        yield
+    finally:
+        os.unlink(path)  # before releasing: nobody can lock a file that is about to disappear
+        os.close(fd)
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # a run that wrote nothing leaves nothing
