@@ -78,7 +78,13 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=True)
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except ConnectionError as e:
+            raise ZooError(
+                f"no Ray cluster at --address {address} ({str(e).splitlines()[0][:100]}); start one "
+                "(ray start --head) or leave --address out for a local cluster"
+            ) from None
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
 
@@ -132,14 +138,21 @@ def run_stage(
                     finished_items += unit.size
                 except (ray.exceptions.RayError, OSError) as e:
                     report.failed[unit.index] = str(e).strip().splitlines()[-1][:300]
-            in_flight = ray.get(progress.total.remote())
+            in_flight = 0
+            if progress is not None:
+                try:
+                    in_flight = ray.get(progress.total.remote())
+                except ray.exceptions.RayActorError:  # progress is cosmetic: lose the live count, keep training
+                    progress = None
+                    print("symzoo: warning: the progress actor died; counting finished units only", file=sys.stderr)
             bar.n = already + max(finished_items, in_flight)
             bar.refresh()
     finally:
         bar.close()
         for ref in running:
             ray.cancel(ref, force=True)
-        ray.kill(progress)
+        if progress is not None:
+            ray.kill(progress)
     return report
 
 

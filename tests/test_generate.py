@@ -147,7 +147,7 @@ def test_corrupt_shard_is_named_then_quarantined_and_retrained(ray_cluster, tmp_
     ("change", "message"),
     [
         ({"variants": ["standard", "asym"]}, "variants[1]': 'asym' is not allowed; choose one of standard, w_asym"),
-        ({"networks": 0}, "'networks': 0 is not allowed; an integer >= 1"),
+        ({"networks": 0}, "'networks': 0 is not allowed; an integer in [1, 1000000]"),
         ({"data": {"name": "mnist"}}, "'data.name': 'mnist' is not allowed; choose one of cifar10, fashion_mnist"),
         ({"trainig": {}}, "'trainig': unknown field; allowed: name, seed, data"),
         ({"training": {"optimizer": "adam"}}, "'training.optimizer': 'adam' is not allowed; choose one of adamw, sgd"),
@@ -158,6 +158,15 @@ def test_corrupt_shard_is_named_then_quarantined_and_retrained(ray_cluster, tmp_
         ({"training": {"pack_size": "big"}}, "'training.pack_size': 'big' is not allowed; auto or an integer"),
         ({"training": {"pack_size": 8, "optimizer": "sgd"}}, "packed training implements adamw only"),
         ({"training": {"compile": "yes"}}, "'training.compile': 'yes' is not allowed; auto, true or false"),
+        ({"hyperparameters": {"epochs": 2.5}}, "'hyperparameters.epochs': 2.5 is not allowed; an integer >= 1"),
+        ({"data": {"name": "digits", "root": 123}}, "'data.root': 123 is not allowed; a folder path"),
+        ({"data": {"name": "digits", "train_per_class": 500}}, "'data.train_per_class': 500 is not allowed; the"),
+        ({"name": "../../escape"}, "'name': '../../escape' is not allowed; a non-empty name without path separators"),
+        ({"networks": 10**9}, "'networks': 1000000000 is not allowed; an integer in [1, 1000000]"),
+        (
+            {"training": {"checkpoint_epochs": [7]}},
+            "'training.checkpoint_epochs': epoch 7 is after the longest training (3 epochs)",
+        ),
     ],
 )
 def test_bad_configs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, change, message):
@@ -167,6 +176,21 @@ def test_bad_configs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, ch
     assert code == 2
     assert message in err and "\n" not in err, err
     assert not out.exists()
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_winning(tmp_path, capsys):
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: a\ndata: {name: digits}\nnetworks: 2\nnetworks: 3\n")
+    assert cli_main(["generate", str(path), "--out", str(tmp_path / "zoo")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "config key 'networks' appears twice (line 4); keep one of them" in err and "\n" not in err
+    assert not (tmp_path / "zoo").exists()
+
+
+def test_out_at_a_file_is_refused_before_ray_starts(tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    assert cli_main(["generate", str(write_config(tmp_path)), "--out", str(tmp_path / "file")]) == 2
+    assert "--out " in capsys.readouterr().err and (tmp_path / "file").read_text() == "mine"
 
 
 def test_wrong_paths_exit_2_with_the_fix(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,40 @@ def test_a_unit_that_keeps_failing_is_reported_not_fatal(ray_cluster, tmp_path):
     report, written = _run(units, tmp_path, retries=1)
     assert not report.ok and list(report.failed) == [0] and written == {1: "result 1"}
     assert not (tmp_path / "a").exists()
+
+
+@ray.remote
+def kill_progress_then_work(payload: dict, progress, unit: int) -> str:
+    """Kills the run's progress actor (as an OOM kill of that process would), then reports to it anyway."""
+    ray.kill(progress)
+    time.sleep(1.5)  # the driver polls the dead actor meanwhile
+    progress.set.remote(unit, 1)
+    return f"result {unit}"
+
+
+def test_a_dead_progress_actor_loses_the_bar_not_the_run(ray_cluster, tmp_path, capsys):
+    units = [WorkUnit(i, tmp_path / f"out-{i}", {}, 1) for i in range(2)]
+    written = {}
+
+    def write(unit, result):
+        unit.output.write_text(result)
+        written[unit.index] = result
+        return "sha"
+
+    report = run_stage(
+        units, kill_progress_then_work, (), lambda u: None, write, None, {"num_cpus": 1}, "test", show_progress=False
+    )
+    assert report.ok and written == {0: "result 0", 1: "result 1"}
+    assert "the progress actor died" in capsys.readouterr().err
+
+
+def test_an_address_without_a_cluster_is_one_line_with_the_fix(monkeypatch):
+    from pipelines import stage
+
+    def no_cluster(**kwargs):  # what ray.init(address="auto") raises when no cluster runs on this machine
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to.")
+
+    monkeypatch.setattr(stage.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(stage.ray, "init", no_cluster)
+    with pytest.raises(ZooError, match="no Ray cluster at --address auto .Could not find.*; start one .ray start"):
+        stage.connect("auto")

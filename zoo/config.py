@@ -72,8 +72,10 @@ def _check_hyperparameters(hp: Any) -> dict:
     for name, dist in out.items():
         path = f"hyperparameters.{name}"
         if isinstance(dist, (int, float)) and not isinstance(dist, bool):
-            low = 1 if name == "epochs" else 0
-            check_number(path, dist, low)
+            if name == "epochs":
+                check_int(path, dist, 1)  # 2.5 epochs would silently train 2
+            else:
+                check_number(path, dist, 0)
             continue
         if not (isinstance(dist, dict) and len(dist) == 1):
             fail(path, f"{dist!r} is not allowed; a number or one of {{{' | '.join(DISTRIBUTIONS)}: [low, high]}}")
@@ -100,8 +102,9 @@ def validate(raw: Any) -> dict:
         if value is None:
             fail(dotted, "is required")
     check_int("seed", cfg["seed"], 0)
-    if not isinstance(cfg["name"], str) or not cfg["name"]:
-        fail("name", "must be a non-empty string")
+    name = cfg["name"]
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name in (".", ".."):
+        fail("name", f"{name!r} is not allowed; a non-empty name without path separators (it names a folder)")
     d = cfg["data"]
     check_choice("data.name", d["name"], DATASETS)
     check_int("data.size", d["size"], 4, 256, allow_none=True)
@@ -109,6 +112,8 @@ def validate(raw: Any) -> dict:
     check_int("data.test_per_class", d["test_per_class"], 1, allow_none=True)
     check_int("data.subset_seed", d["subset_seed"], 0)
     check_bool("data.download", d["download"])
+    if d["root"] is not None and not isinstance(d["root"], str):
+        fail("data.root", f"{d['root']!r} is not allowed; a folder path (a string), or null for the default")
     check_choice("model.arch", cfg["model"]["arch"], ARCHS)
     check_int("model.width", cfg["model"]["width"], 1, 64)
     v = cfg["variants"]
@@ -116,7 +121,7 @@ def validate(raw: Any) -> dict:
         fail("variants", f"must be a non-empty list of distinct names from {', '.join(VARIANTS)}")
     for i, name in enumerate(v):
         check_choice(f"variants[{i}]", name, VARIANTS)
-    check_int("networks", cfg["networks"], 1)
+    check_int("networks", cfg["networks"], 1, 1_000_000)
     check_int("replicates", cfg["replicates"], 1)
     cfg["hyperparameters"] = _check_hyperparameters(cfg["hyperparameters"])
     t = cfg["training"]
@@ -139,6 +144,13 @@ def validate(raw: Any) -> dict:
     if not isinstance(ck, list) or any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in ck):
         fail("training.checkpoint_epochs", f"{ck!r} is not allowed; a list of epoch numbers >= 1")
     t["checkpoint_epochs"] = sorted(set(ck))
+    epochs = cfg["hyperparameters"]["epochs"]
+    longest = epochs if isinstance(epochs, (int, float)) else epochs["randint"][1]
+    if t["checkpoint_epochs"] and t["checkpoint_epochs"][-1] > longest:
+        fail(
+            "training.checkpoint_epochs",
+            f"epoch {t['checkpoint_epochs'][-1]} is after the longest training ({longest} epochs); no network has it",
+        )
     e = cfg["execution"]
     check_int("execution.networks_per_shard", e["networks_per_shard"], 1)
     check_number("execution.cpus_per_task", e["cpus_per_task"], 0.01)
@@ -149,12 +161,27 @@ def validate(raw: Any) -> dict:
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error, not "the last one wins"."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(
+                    f"config key '{key}' appears twice (line {key_node.start_mark.line + 1}); keep one of them"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; pass a YAML file such as configs/digits_demo.yaml")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

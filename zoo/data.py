@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from symzoo.errors import SymzooError
+from symzoo.errors import ConfigError, SymzooError
 
 CIFAR10_MEAN = (125.307, 122.961, 113.8575)
 CIFAR10_STD = (51.5865, 50.847, 51.255)
@@ -268,6 +268,13 @@ def load_dataset(
     else:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     xtr, ytr, xte, yte = arrays
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        y = ytr if split == "train" else yte
+        if per_class and per_class > (have := int(np.bincount(y).min())):
+            raise ConfigError(
+                f"config field 'data.{split}_per_class': {per_class} is not allowed; the {name} {split} split has only "
+                f"{have} images of its smallest class"
+            )
     if train_per_class:
         keep = balanced_subset(ytr, train_per_class, subset_seed)
         xtr, ytr = xtr[keep], ytr[keep]
