@@ -95,14 +95,26 @@ def _generate_locked(
     manifest = prepare_manifest(cfg, out, data, layouts, len(units))
     layouts_json = {v: layout.to_json() for v, layout in layouts.items()}
 
+    recorded = manifest.get("shards", {})
+
     def check(unit: WorkUnit) -> None:
+        """Footer, schema and ids, then the bytes against the manifest's checksum: a flipped bit is retrained."""
         check_shard(unit.output, [s.model_id for s in unit.payload])
+        name = unit.output.name
+        if name in recorded and file_sha256(unit.output) != recorded[name]:
+            recorded.pop(name)
+            raise ZooError(f"shard {unit.output} differs from the checksum the manifest recorded")
 
     def write(unit: WorkUnit, table) -> str:
         return write_shard(out, unit.index, table)
 
     for stale in (out / MODELS).glob(".part-*.tmp-*"):  # a write cut short by a kill: incomplete by construction
         stale.unlink()
+    planned = {u.output.name for u in units}
+    for foreign in sorted((out / MODELS).glob("part-*.parquet")):
+        if foreign.name not in planned:  # never adopted: moved aside where a person can look at it
+            moved = quarantine(out, foreign)
+            print(f"symzoo: warning: {foreign} is not a shard of this zoo's plan; moved to {moved}", file=sys.stderr)
     execution = cfg["execution"]
     resources = {
         "num_cpus": execution["cpus_per_task"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
@@ -141,6 +143,48 @@ def test_corrupt_shard_is_named_then_quarantined_and_retrained(ray_cluster, tmp_
     generate(cfg, out, show_progress=False)
     assert len(list((out / "quarantine").iterdir())) == 1  # the bad bytes are kept, not deleted
     pd.testing.assert_frame_equal(pd.read_parquet(shard, columns=["model_id", "test_acc"]), good)
+
+
+def _flip_a_weight_bit(shard: Path) -> None:
+    """Change one stored weight in place, footer and ids intact (as a bad disk or a stray write would)."""
+    table = pq.read_table(shard)
+    weights = table["weights_final"].combine_chunks()
+    values = weights.flatten().to_numpy().copy()
+    values[5] = np.nextafter(values[5], np.float32(np.inf))
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values), weights.type.list_size)
+    table = table.set_column(table.schema.get_field_index("weights_final"), "weights_final", column)
+    pq.write_table(table.replace_schema_metadata(table.schema.metadata), shard, compression="zstd", row_group_size=32)
+
+
+def test_a_changed_shard_is_caught_by_its_checksum_quarantined_and_retrained(ray_cluster, tiny_zoo, tmp_path):
+    out = tmp_path / "zoo"
+    shutil.copytree(tiny_zoo, out)
+    shard = out / "models" / "part-00001.parquet"
+    original = pq.read_table(shard).drop(["seconds"])
+    _flip_a_weight_bit(shard)
+    assert cli_main(["info", str(out), "--verify"]) == 2
+    report = generate(write_config(tmp_path), out, show_progress=False)
+    assert report.done == [1] and len(report.quarantined) == 1
+    assert pq.read_table(shard).drop(["seconds"]).equals(original)  # retrained: the same rows but the wall time
+    assert cli_main(["info", str(out), "--verify"]) == 0
+
+
+def test_stray_and_foreign_shards_are_never_adopted(ray_cluster, tiny_zoo, tmp_path, capsys):
+    out = tmp_path / "zoo"
+    shutil.copytree(tiny_zoo, out)
+    models = out / "models"
+    shutil.copy(models / "part-00000.parquet", models / "part-00099.parquet")  # unplanned
+    assert len(open_zoo(out).frame) == 6  # the stray file is not read as part of the zoo
+    shutil.copy(models / "part-00000.parquet", models / "part-00002.parquet")  # another shard's rows
+    with pytest.raises(ZooError, match="holds model_id 0 more than once"):
+        _ = open_zoo(out).frame
+    pq.write_table(pa.table({"x": [1, 2]}), models / "part-00001.parquet")  # a Parquet file, but no shard
+    report = generate(write_config(tmp_path), out, show_progress=False)
+    assert report.ok and sorted(report.done) == [1, 2]
+    assert "part-00099.parquet is not a shard of this zoo's plan" in capsys.readouterr().err
+    assert len(list((out / "quarantine").iterdir())) == 3  # all kept for a person to look at
+    assert sorted(open_zoo(out).frame["model_id"]) == list(range(6))
+    assert cli_main(["info", str(out), "--verify"]) == 0
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,7 @@ def check_shard(path: Path, expected_ids: list[int] | None = None) -> int:
         shard = pq.ParquetFile(path)  # reads the footer once
         version = (shard.schema_arrow.metadata or {}).get(b"symzoo.schema_version")
         ids = shard.read(columns=["model_id"])["model_id"].to_pylist() if expected_ids is not None else None
-    except (OSError, pa.ArrowException) as e:
+    except (OSError, pa.ArrowException, KeyError) as e:  # KeyError: a Parquet file that is no symzoo shard
         raise ZooError(f"corrupt shard {path} ({type(e).__name__}: {str(e).splitlines()[0][:80]})") from None
     if version != str(SCHEMA_VERSION).encode():
         raise ZooError(f"shard {path} has schema version {version!r}, this symzoo reads {SCHEMA_VERSION}")
@@ -242,7 +242,9 @@ class Zoo:
 
     @cached_property
     def shards(self) -> list[Path]:
-        return sorted((self.path / MODELS).glob("part-*.parquet"))
+        """The planned shards that exist; a stray ``part-*.parquet`` beyond the plan is never read as the zoo's."""
+        planned = {shard_path(self.path, i).name for i in range(self.manifest["n_shards"])}
+        return sorted(p for p in (self.path / MODELS).glob("part-*.parquet") if p.name in planned)
 
     @cached_property
     def frame(self) -> pd.DataFrame:
@@ -251,7 +253,14 @@ class Zoo:
             return pd.DataFrame(columns=[n for n, _ in SCALAR_FIELDS])
         names = [n for n, _ in SCALAR_FIELDS] + list(HISTORY_FIELDS)
         table = pa.concat_tables(pq.read_table(p, columns=names) for p in self.shards)
-        return table.to_pandas().sort_values("model_id", ignore_index=True)
+        frame = table.to_pandas().sort_values("model_id", ignore_index=True)
+        duplicated = frame.loc[frame["model_id"].duplicated(), "model_id"]
+        if len(duplicated):
+            raise ZooError(
+                f"{self.path} holds model_id {int(duplicated.iloc[0])} more than once (a shard from another zoo?); "
+                "run `symzoo generate` with the zoo's config to quarantine the foreign shard"
+            )
+        return frame
 
     def weights(
         self,
