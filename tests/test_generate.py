@@ -509,3 +509,20 @@ def test_plan_names_the_pack_sizes_a_compiled_worker_builds_graphs_for(tmp_path,
     assert f"up to {2 * len(predicted)} graphs" in training_line(
         cfg | {"execution": {**cfg["execution"], "gpus_per_task": 1}}
     )
+
+
+def test_a_full_disk_is_one_line_leaves_no_temporary_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    from zoo import store
+
+    target = tmp_path / "manifest.json"
+    target.write_text("old")
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.os, "fsync", disk_full)
+    with pytest.raises(ZooError, match="no space left on the device writing .*manifest.json; free some and rerun"):
+        store.atomic_write_bytes(target, b"new")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]

@@ -7,6 +7,7 @@ Shards are written to a hidden temporary name and renamed atomically; a shard th
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -93,12 +94,25 @@ def rows_to_table(rows: list[dict[str, Any]], layouts_json: dict[str, dict], che
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a hidden temporary, fsync, rename: ``path`` is either its old self or complete, never half.
+
+    A full disk is one ``ZooError`` line; the temporary is removed and the old file stays as it was.
+    """
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ZooError(
+                f"no space left on the device writing {path}; free some and rerun the same command "
+                "(finished work is kept)"
+            ) from None
+        raise
 
 
 def shard_path(zoo_dir: Path, index: int) -> Path:
