@@ -189,12 +189,17 @@ def describe_plan(config_path: str | Path, out: str | Path | None = None) -> str
     n_vectors = len(weight_columns(cfg["training"]["checkpoint_epochs"]))
     size = next(iter(layouts.values())).size
     gib = len(specs) * n_vectors * size * 4 / 2**30
-    done = [u.index for u in units if u.output.exists()]
+    done = [u.index for u in units if out.is_dir() and u.output.exists()]
     cfg_hash = config_hash(cfg)
-    stored_hash = read_manifest(out)["config_hash"] if (out / MANIFEST).exists() else cfg_hash
-    stale_note = (
-        f", made from another config (hash {stored_hash}): generate would refuse" if stored_hash != cfg_hash else ""
-    )
+    stale_note = ""
+    if out.exists() and not out.is_dir():
+        stale_note = f"; --out {out} is a file: generate would refuse it"
+    elif (out / MANIFEST).exists():
+        stored_hash = read_manifest(out)["config_hash"]
+        if stored_hash != cfg_hash:
+            stale_note = f", made from another config (hash {stored_hash}): generate would refuse"
+    elif holds_anything(out):
+        stale_note = f"; {out} holds files but no zoo: generate would refuse it"
     lines = [
         f"{cfg['name']}: {len(specs)} networks = {cfg['networks']} samples x {cfg['replicates']} replicate(s) x "
         f"{len(cfg['variants'])} variant(s) ({', '.join(cfg['variants'])}), {len(units)} shards of "

@@ -73,6 +73,12 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
 def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at ``address`` (or ``$RAY_ADDRESS``), else start a local one (token auth stays on)."""
     address = address or os.environ.get("RAY_ADDRESS")
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        print(
+            "symzoo: warning: RAY_AUTH_MODE=disabled: this Ray cluster runs WITHOUT token authentication; anyone who "
+            "can reach its ports can run code on it",
+            file=sys.stderr,
+        )
     if address:
         check_reachable(address)
     if ray.is_initialized():

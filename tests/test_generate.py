@@ -398,6 +398,21 @@ def test_plan_says_what_generate_would_do(tiny_zoo, tmp_path, capsys):
     assert "generate would refuse" not in out
     assert cli_main(["plan", str(write_config(tmp_path, networks=4)), "--out", str(tiny_zoo)]) == 0
     assert "generate would refuse" in capsys.readouterr().out
+    (tmp_path / "a file").write_text("x")
+    assert cli_main(["plan", str(config), "--out", str(tmp_path / "a file")]) == 0
+    assert "is a file: generate would refuse it" in capsys.readouterr().out
+    (tmp_path / "other" / "sub").mkdir(parents=True)
+    assert cli_main(["plan", str(config), "--out", str(tmp_path / "other")]) == 0
+    assert "holds files but no zoo: generate would refuse it" in capsys.readouterr().out
+
+
+def test_a_stored_network_evaluates_in_one_call_to_its_recorded_accuracy(tiny_zoo):
+    zoo = open_zoo(tiny_zoo)
+    row = zoo.frame.iloc[1]
+    got = zoo.evaluate(int(row["model_id"]))
+    assert got["accuracy"] == pytest.approx(row["test_acc"], abs=1e-6)
+    assert got["loss"] == pytest.approx(row["test_loss"], rel=1e-5)
+    assert zoo.evaluate(int(row["model_id"]), split="train")["accuracy"] == pytest.approx(row["train_acc"], abs=1e-6)
 
 
 def test_shards_group_networks_of_similar_length(tmp_path):
