@@ -17,6 +17,15 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: str | Path, dpi: int = 110) -> Path:
+    plt = _pyplot()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_accuracy(frame: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """Test accuracy per variant (histograms) and against the learning rate (log scale), finished networks only."""
     plt = _pyplot()
@@ -33,11 +42,7 @@ def plot_accuracy(frame: pd.DataFrame, path: str | Path, title: str = "") -> Pat
     scatter.legend(fontsize=8)
     diverged = len(frame) - len(ok)
     fig.suptitle(f"{title}  ({len(ok)} finished, {diverged} diverged or failed)")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=120)
 
 
 def plot_metanet_predictions(predictions: pd.DataFrame, path: str | Path, labels: dict[str, str]) -> Path:
@@ -62,11 +67,7 @@ def plot_metanet_predictions(predictions: pd.DataFrame, path: str | Path, labels
             if j == 0:
                 ax.set_ylabel("predicted")
     fig.suptitle("metanet predictions on the test split (all seeds; predictions clipped to [-0.5, 1.5])")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_lr_sweep(sweep: pd.DataFrame, path: str | Path, labels: dict[str, str]) -> Path:
@@ -83,11 +84,7 @@ def plot_lr_sweep(sweep: pd.DataFrame, path: str | Path, labels: dict[str, str])
         ax.axhline(0, color="grey", lw=0.6)
     axes[0][0].set_ylabel("validation R^2 (clipped at -1)")
     axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_mli_curves(curves: pd.DataFrame, path: str | Path, title: str, per_variant: int = 60) -> Path:
@@ -112,11 +109,7 @@ def plot_mli_curves(curves: pd.DataFrame, path: str | Path, title: str, per_vari
     axes[0][0].set_ylabel("(L(alpha) - L(1)) / (L(0) - L(1))")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"MLI, normalised training loss ({title})", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_delta_histogram(stats: pd.DataFrame, path: str | Path, measurement: str) -> Path:
@@ -131,11 +124,7 @@ def plot_delta_histogram(stats: pd.DataFrame, path: str | Path, measurement: str
     ax.set(xlabel="Delta = max rise of the training loss between neighbouring alphas", ylabel="networks")
     ax.set_title(f"MLI Delta by variant ({measurement} loss)", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_lmc_curves(curves: pd.DataFrame, path: str | Path, labels: dict[str, str], title: str) -> Path:
@@ -153,8 +142,4 @@ def plot_lmc_curves(curves: pd.DataFrame, path: str | Path, labels: dict[str, st
     ax_acc.set(xlabel="alpha (0: network A, 1: network B)", ylabel="test accuracy")
     ax_loss.legend(fontsize=8)
     fig.suptitle(f"linear interpolation between replicates: {title}", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -143,6 +143,16 @@ def cmd_submit(args: argparse.Namespace) -> None:
     print(f"submitted job {job}; follow it with: ray job logs --follow {job} --address <dashboard of {where}>")
 
 
+def _analysis_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
+    """What every analysis stage takes besides its own options."""
+    parser.add_argument("zoo", help="zoo directory written by `symzoo generate`")
+    parser.add_argument("--out", default=None, help=f"output directory (default: runs/<zoo>-{stage})")
+    parser.add_argument("--config", default=None, help=f"a zoo config whose {stage}: section sets the options")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local one)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=cmd_analysis)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symzoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -197,9 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
 
     mn = sub.add_parser("metanet", help="predict test accuracy from stored weights (paper Table 3); resumes")
-    mn.add_argument("zoo", help="zoo directory written by `symzoo generate`")
-    mn.add_argument("--out", default=None, help="output directory (default: runs/<zoo>-metanet)")
-    mn.add_argument("--config", default=None, help="a zoo config whose metanet: section sets the options")
+    _analysis_arguments(mn, "metanet")
     mn.add_argument("--metanets", default=None, help="comma list of mlp,dmc,deepsets,statnn,ridge,gbt")
     mn.add_argument("--lrs", default=None, help="comma list of learning rates to sweep")
     mn.add_argument("--variants", default=None, help="comma list of variants (default: all in the zoo)")
@@ -208,31 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
     mn.add_argument("--weights", default=None, help="final (default), init or epoch_E")
     mn.add_argument("--split-seed", type=int, default=None, help="seed of the 50/25/25 split (default 0)")
-    mn.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
-    mn.add_argument("--no-progress", action="store_true", help="no progress bar")
-    mn.set_defaults(func=cmd_analysis)
 
     ml = sub.add_parser("mli", help="monotonic linear interpolation from init to trained weights (paper Table 4)")
-    ml.add_argument("zoo", help="zoo directory written by `symzoo generate`")
-    ml.add_argument("--out", default=None, help="output directory (default: runs/<zoo>-mli)")
-    ml.add_argument("--config", default=None, help="a zoo config whose mli: section sets the options")
+    _analysis_arguments(ml, "mli")
     ml.add_argument("--alphas", type=int, default=None, help="points along each line (default 25)")
     ml.add_argument("--loss", default=None, help="clean, augmented or both (default both)")
     ml.add_argument("--batch-size", type=int, default=None, help="evaluation batch of the clean loss (default 512)")
-    ml.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
-    ml.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ml.set_defaults(func=cmd_analysis)
 
     lm = sub.add_parser("lmc", help="linear mode connectivity between replicates, with Git Re-Basin (paper Table 1)")
-    lm.add_argument("zoo", help="zoo directory written by `symzoo generate` (with replicates: 2 or more)")
-    lm.add_argument("--out", default=None, help="output directory (default: runs/<zoo>-lmc)")
-    lm.add_argument("--config", default=None, help="a zoo config whose lmc: section sets the options")
+    _analysis_arguments(lm, "lmc")
     lm.add_argument("--alphas", type=int, default=None, help="points along each line, odd (default 25)")
     lm.add_argument("--rebasin", action=argparse.BooleanOptionalAction, default=None, help="Git Re-Basin baseline")
     lm.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default 512)")
-    lm.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
-    lm.add_argument("--no-progress", action="store_true", help="no progress bar")
-    lm.set_defaults(func=cmd_analysis)
 
     info = sub.add_parser("info", help="counts, accuracies and sizes of a stored zoo")
     info.add_argument("zoo", help="zoo directory")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import ray
 import torch
 
 from zoo.data import load_dataset, shared_data_candidates
@@ -24,3 +25,11 @@ def cifar_npz():
     if path is None:
         pytest.skip("cifar10_jpeg.npz not found in ../shared/data (or $SYMZOO_SHARED_DATA); CIFAR-10 tests need it")
     return path
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster for one test module (token auth on, as Ray 2.59+ starts it)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

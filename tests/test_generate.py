@@ -15,7 +15,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import ray
 import torch
 import yaml
 
@@ -47,13 +46,6 @@ def write_config(tmp_path: Path, **overrides) -> Path:
     path = tmp_path / "zoo.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

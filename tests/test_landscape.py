@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 import torch
 import yaml
 
@@ -119,13 +118,11 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def zoo_dir(tmp_path_factory) -> Path:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+def zoo_dir(ray_cluster, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("landzoo")
     (tmp / "zoo.yaml").write_text(yaml.safe_dump(TINY))
     assert generate(tmp / "zoo.yaml", tmp / "zoo", show_progress=False).ok
-    yield tmp / "zoo"
-    ray.shutdown()
+    return tmp / "zoo"
 
 
 def test_interpolation_endpoints_reproduce_the_stored_networks(zoo_dir):

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 import torch
 import yaml
 
@@ -141,13 +140,6 @@ def test_metanet_options_are_validated_and_outside_the_zoo_hash(tmp_path):
         validate_section("metanet", {"weights": "best"})
     with pytest.raises(ConfigError, match="'metanet.depth': unknown field"):
         validate_section("metanet", {"depth": 3})
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

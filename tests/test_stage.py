@@ -13,13 +13,6 @@ from pipelines.stage import WorkUnit, run_stage
 from symzoo.errors import ZooError
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @ray.remote
 def crash_once(payload: dict, progress, unit: int) -> str:
     """Kills its own worker process on the first attempt (as a node or OOM failure would), then succeeds."""
