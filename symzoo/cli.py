@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
     zoo = open_zoo(args.zoo, verify=False)
     zoo.verify(checksums=args.verify)  # footers always, sha256 too with --verify
-    print(describe(zoo))
+    print(describe(zoo, checksums_verified=args.verify))
     if args.plot:
         from analysis.plots import plot_accuracy
 
@@ -244,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     except SymzooError as e:
         print(f"symzoo: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("symzoo: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -161,6 +161,16 @@ def test_a_changed_shard_is_caught_by_its_checksum_quarantined_and_retrained(ray
     assert cli_main(["info", str(out), "--verify"]) == 0
 
 
+def test_info_calls_a_zoo_with_a_missing_shard_incomplete(tiny_zoo, tmp_path, capsys):
+    out = tmp_path / "zoo"
+    shutil.copytree(tiny_zoo, out)
+    assert cli_main(["info", str(out)]) == 0
+    assert "6 of 6 networks, complete; 3 of 3 shards (footers checked" in capsys.readouterr().out
+    (out / "models" / "part-00002.parquet").unlink()
+    assert cli_main(["info", str(out)]) == 0
+    assert "4 of 6 networks, incomplete; 2 of 3 shards" in capsys.readouterr().out
+
+
 def test_stray_and_foreign_shards_are_never_adopted(ray_cluster, tiny_zoo, tmp_path, capsys):
     out = tmp_path / "zoo"
     shutil.copytree(tiny_zoo, out)
