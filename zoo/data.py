@@ -26,6 +26,7 @@ from symzoo.errors import ConfigError, SymzooError
 CIFAR10_MEAN = (125.307, 122.961, 113.8575)
 CIFAR10_STD = (51.5865, 50.847, 51.255)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # published with the archive
 DATASETS = ("cifar10", "fashion_mnist", "digits")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,11 +142,42 @@ def _decode_jpeg_npz(path: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarra
     return out
 
 
+def download_verified(url: str, dest: Path, md5: str, show_progress: bool = True) -> Path:
+    """Stream ``url`` to a hidden temporary with a progress bar, check its md5, then rename it to ``dest``.
+
+    ``dest`` therefore only ever exists complete and verified: an interrupted download leaves nothing that a
+    later run would try to open, and a corrupt one is a one-line error naming the file.
+    """
+    from tqdm import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.part-{os.getpid()}"
+    digest = hashlib.md5()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
+            size = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=size, unit="B", unit_scale=True, desc=dest.name, disable=not show_progress) as bar:
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+            if size is not None and f.tell() != size:
+                raise OSError(f"the connection closed after {f.tell()} of {size} bytes")
+        if digest.hexdigest() != md5:
+            raise DataNotFoundError(
+                f"download of {dest.name} from {url} has md5 {digest.hexdigest()}, not the published {md5}; "
+                f"nothing was kept: rerun, or put the unpacked data under {dest.parent} by hand"
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
 def _download_cifar10(root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
     archive = root / "cifar-10-python.tar.gz"
-    with urllib.request.urlopen(CIFAR10_URL, timeout=60) as r, open(archive, "wb") as f:
-        f.write(r.read())
+    if not archive.exists():  # an archive under this name was verified when it was written
+        download_verified(CIFAR10_URL, archive, CIFAR10_MD5)
     with tarfile.open(archive) as tar:
         try:
             tar.extractall(root, filter="data")  # refuses unsafe paths (Python >= 3.10.12)
