@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import ray
 import torch
 
@@ -21,6 +23,7 @@ from zoo.plan import NetSpec
 from zoo.store import (
     MANIFEST,
     MODELS,
+    ManifestDamaged,
     check_shard,
     file_sha256,
     new_manifest,
@@ -53,8 +56,11 @@ def plan_units(cfg: dict, out: Path) -> list[WorkUnit]:
 def prepare_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int) -> dict:
     """Create the manifest, or check that an existing zoo at ``out`` was made from this very config."""
     h = config_hash(cfg)
-    if (out / MANIFEST).exists():
-        manifest = read_manifest(out)
+    if (out / MANIFEST).exists() or (out / MODELS).is_dir():
+        try:
+            manifest = read_manifest(out)
+        except ManifestDamaged as e:
+            return rebuild_manifest(cfg, out, data, layouts, n_shards, str(e))
         if manifest["config_hash"] != h:
             raise ZooError(
                 f"{out} holds a zoo from a different config (hash {manifest['config_hash']}, this one {h}); "
@@ -69,6 +75,25 @@ def prepare_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, Par
     if holds_anything(out):
         raise ZooError(f"{out} exists and is not a zoo; choose an empty or new --out directory")
     manifest = new_manifest(cfg, h, layouts, data.fingerprint(), data.in_shape, data.num_classes, n_shards)
+    write_manifest(out, manifest)
+    return manifest
+
+
+def rebuild_manifest(
+    cfg: dict, out: Path, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int, why: str
+) -> dict:
+    """A new manifest from ``cfg`` for a zoo whose manifest is damaged or gone; the old file is moved aside.
+
+    The shards are then checked as on every rerun (footer, schema, planned ids and layouts): those that pass are
+    kept and their checksums recorded, the others are quarantined and retrained.
+    """
+    print(f"symzoo: warning: {why.split('; rebuild')[0]}; rebuilding the manifest from the config", file=sys.stderr)
+    if (out / MANIFEST).exists():
+        moved = quarantine(out, out / MANIFEST)
+        print(f"symzoo: the damaged manifest was moved to {moved}", file=sys.stderr)
+    h = config_hash(cfg)
+    manifest = new_manifest(cfg, h, layouts, data.fingerprint(), data.in_shape, data.num_classes, n_shards)
+    manifest["rebuilt"] = time.strftime("%Y-%m-%d %H:%M:%S")
     write_manifest(out, manifest)
     return manifest
 
@@ -98,8 +123,11 @@ def _generate_locked(
     recorded = manifest.get("shards", {})
 
     def check(unit: WorkUnit) -> None:
-        """Footer, schema and ids, then the bytes against the manifest's checksum: a flipped bit is retrained."""
+        """Footer, schema, ids and layouts, then the bytes against the manifest's checksum."""
         check_shard(unit.output, [s.model_id for s in unit.payload])
+        stored = pq.read_schema(unit.output).metadata.get(b"symzoo.layouts", b"{}")
+        if json.loads(stored) != layouts_json:
+            raise ZooError(f"shard {unit.output} holds networks of other layouts than this config's")
         name = unit.output.name
         if name in recorded and file_sha256(unit.output) != recorded[name]:
             recorded.pop(name)

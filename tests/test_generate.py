@@ -543,3 +543,27 @@ def test_a_full_disk_is_one_line_leaves_no_temporary_and_keeps_the_old_file(tmp_
     with pytest.raises(ZooError, match="no space left on the device writing .*manifest.json; free some and rerun"):
         store.atomic_write_bytes(target, b"new")
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda m: m.write_text("{}"),
+        lambda m: m.write_bytes(b"\x89\xff\x00binary"),
+        lambda m: m.write_text(m.read_text()[:200]),
+        lambda m: m.unlink(),
+    ],
+    ids=["emptied", "binary", "truncated", "deleted"],
+)
+def test_a_damaged_manifest_is_named_and_rebuilt_from_the_shards(ray_cluster, tiny_zoo, tmp_path, capsys, damage):
+    out = tmp_path / "zoo"
+    shutil.copytree(tiny_zoo, out)
+    damage(out / "manifest.json")
+    assert cli_main(["info", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"rebuild it from the shards with `symzoo generate <the zoo's config> --out {out}`" in err
+    assert "\n" not in err
+    report = generate(write_config(tmp_path), out, show_progress=False)
+    assert report.done == [] and len(report.skipped) == 3  # every shard passed its checks: nothing retrained
+    assert cli_main(["info", str(out), "--verify"]) == 0
+    assert "6 of 6 networks, complete" in capsys.readouterr().out

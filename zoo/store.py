@@ -166,16 +166,28 @@ def write_manifest(zoo_dir: Path, manifest: dict[str, Any]) -> None:
     atomic_write_bytes(zoo_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
+class ManifestDamaged(ZooError):
+    """The manifest is missing beside shards, unreadable, or lacks what every manifest holds: rebuildable."""
+
+
+MANIFEST_KEYS = ("schema_version", "config_hash", "config", "layouts", "n_shards", "shards", "dataset_fingerprint")
+
+
 def read_manifest(zoo_dir: Path) -> dict[str, Any]:
     path = zoo_dir / MANIFEST
+    rebuild = f"rebuild it from the shards with `symzoo generate <the zoo's config> --out {zoo_dir}`"
     if not path.is_file():
+        if (zoo_dir / MODELS).is_dir():
+            raise ManifestDamaged(f"{zoo_dir} has shards but no {MANIFEST}; {rebuild}")
         raise ZooError(f"{zoo_dir} is not a zoo (no {MANIFEST}); pass the --out directory of `symzoo generate`")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise ZooError(
-            f"{path} is not valid JSON; restore it or rerun `symzoo generate` with the zoo's config"
-        ) from None
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ManifestDamaged(f"{path} is damaged ({type(e).__name__}); {rebuild}") from None
+    missing = [k for k in MANIFEST_KEYS if k not in manifest] if isinstance(manifest, dict) else ["everything"]
+    if missing:
+        raise ManifestDamaged(f"{path} is damaged (no {', '.join(missing)}); {rebuild}")
+    return manifest
 
 
 def new_manifest(
