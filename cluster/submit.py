@@ -8,6 +8,7 @@ cluster is named by its dashboard address or by a cluster-launcher YAML (its hea
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -61,15 +62,32 @@ def head_address(cluster_yaml: str) -> str:
     """Dashboard address of a launched cluster, from ``ray get-head-ip``."""
     if not Path(cluster_yaml).is_file():
         raise SymzooError(f"cluster config {cluster_yaml} not found; see cluster/aws-gpu.yaml")
-    out = subprocess.run(["ray", "get-head-ip", cluster_yaml], capture_output=True, text=True)
+    try:
+        out = subprocess.run(["ray", "get-head-ip", cluster_yaml], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise SymzooError("the `ray` command is not on PATH; pip install -e '.[cluster]' in this environment") from None
     ip = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
     if not ip:
-        raise SymzooError(f"no running head for {cluster_yaml}; start it with `ray up -y {cluster_yaml}`")
+        raise SymzooError(head_ip_failure(cluster_yaml, out.stderr))
     return f"http://{ip}:8265"
 
 
-def submit(stage_args: list[str], address: str | None = None, cluster_yaml: str | None = None) -> str:
-    """Submit the stage as a Ray job; returns the job id."""
+CLOUD_SDKS = {"boto3": "boto3 (AWS)", "botocore": "boto3 (AWS)", "googleapiclient": "google-api-python-client (GCP)"}
+CLOUD_SDKS |= {"google": "google-api-python-client (GCP)", "kubernetes": "kubernetes (KubeRay)"}
+
+
+def head_ip_failure(cluster_yaml: str, stderr: str) -> str:
+    """Why ``ray get-head-ip`` found no head, from its error output: a missing cloud SDK, or no running head."""
+    missing = re.search(r"No module named '([\w.]+)'", stderr)
+    if missing:
+        module = missing.group(1).split(".")[0]
+        sdk = CLOUD_SDKS.get(module, module)
+        return f"`ray get-head-ip {cluster_yaml}` needs the cloud SDK {sdk}: pip install {sdk.split()[0]}"
+    return f"no running head for {cluster_yaml}; start it with `ray up -y {cluster_yaml}`"
+
+
+def submit(stage_args: list[str], address: str | None = None, cluster_yaml: str | None = None) -> tuple[str, str]:
+    """Submit the stage as a Ray job; returns the job id and the dashboard address it went to."""
     import ray.exceptions
     from ray.job_submission import JobSubmissionClient
 
@@ -87,9 +105,14 @@ def submit(stage_args: list[str], address: str | None = None, cluster_yaml: str 
             "the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
         ) from None
     except (ConnectionError, RuntimeError, ValueError) as e:
+        if "ray[default]" in str(e):
+            raise SymzooError(
+                "symzoo submit needs Ray's job SDK, which plain `ray` lacks: pip install 'ray[default]' "
+                "(or pip install -e '.[cluster]')"
+            ) from None
         raise SymzooError(
             f"cannot reach the Ray dashboard at {address} ({str(e).splitlines()[0][:120]}); "
             "check the address and that the cluster is up"
         ) from None
     runtime_env = {"working_dir": str(REPO_ROOT), "excludes": UPLOAD_EXCLUDES}
-    return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+    return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env), address

@@ -40,3 +40,30 @@ def test_cluster_yaml_must_exist(tmp_path, capsys):
         head_address(str(tmp_path / "none.yaml"))
     assert cli_main(["submit", "generate", "configs/digits_demo.yaml"]) == 2
     assert "needs --address" in capsys.readouterr().err
+
+
+def test_get_head_ip_failures_name_their_real_cause():
+    from cluster.submit import head_ip_failure
+
+    boto = "Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'boto3'\n"
+    assert head_ip_failure("cluster/aws-gpu.yaml", boto) == (
+        "`ray get-head-ip cluster/aws-gpu.yaml` needs the cloud SDK boto3 (AWS): pip install boto3"
+    )
+    gcp = "ModuleNotFoundError: No module named 'googleapiclient.discovery'"
+    assert "google-api-python-client (GCP): pip install google-api-python-client" in head_ip_failure("c.yaml", gcp)
+    assert head_ip_failure("c.yaml", "Head node of cluster (c) not found!") == (
+        "no running head for c.yaml; start it with `ray up -y c.yaml`"
+    )
+
+
+def test_a_ray_without_its_job_sdk_is_named_as_such(capsys, monkeypatch):
+    import ray.job_submission
+
+    def plain_ray(address):  # what JobSubmissionClient raises in a venv with plain `ray`, without ray[default]
+        raise RuntimeError("The Ray jobs CLI & SDK require the ray[default] installation: `pip install 'ray[default]'`")
+
+    monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", plain_ray)
+    assert cli_main(["submit", "--address", "http://127.0.0.1:8265", "generate", "configs/digits_demo.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs Ray's job SDK, which plain `ray` lacks: pip install 'ray[default]'" in err and "\n" not in err
+    assert "cannot reach" not in err
