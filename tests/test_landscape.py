@@ -247,3 +247,38 @@ def test_diverged_and_non_finite_networks_are_skipped_and_counted():
     networks, skipped = usable_networks(StoredZoo(), ("init", "final"))
     assert networks["model_id"].tolist() == [0, 2]
     assert skipped == {"standard": {"diverged": 1}, "w_asym": {"non-finite weights": 1}}
+
+
+def test_tables_print_the_papers_rows_where_the_setting_is_the_papers():
+    from analysis.lmc import lmc_table
+    from analysis.mli import mli_table
+
+    table_barriers = pd.DataFrame(
+        {
+            "method": ["standard", "standard+rebasin", "sigma_asym", "w_asym"] * 2,
+            "sample": [0] * 4 + [1] * 4,
+            "loss_barrier": [0.4, 0.1, 0.7, 0.0, 0.5, 0.1, 0.6, 0.0],
+            "acc_drop": [0.1] * 8,
+        }
+    )
+    mlp = {"model": {"arch": "mlp", "width": 1}, "data": {"name": "fashion_mnist", "size": None}}
+    table = lmc_table(table_barriers, mlp)
+    assert "| MLP on Fashion-MNIST (the paper's row: MLP on MNIST" in table
+    assert "| 0.450 +- 0.071 (2) | 0.100 +- 0.000 (2) | 0.650 +- 0.071 (2) | 0.000 +- 0.000 (2) |" in table
+    assert "| paper | 0.188 | -0.006 | 0.117 | -0.012 |" in table
+    digits = {"model": {"arch": "resnet8", "width": 1}, "data": {"name": "digits", "size": None}}
+    assert "| paper |" not in lmc_table(table_barriers, digits)
+    stats = pd.DataFrame(
+        {
+            "variant": ["standard", "standard", "w_asym", "w_asym"],
+            "measurement": ["augmented"] * 4,
+            "delta": [0.1, -0.1, -0.02, -0.03],
+            "monotonic": [False, True, True, True],
+            "local_convexity": [0.5, 0.6, 0.8, 0.7],
+            "global_convexity": [0.8, 0.9, 1.0, 1.0],
+            "global_convexity_authors": [1.0, 1.0, 1.0, 1.0],
+        }
+    )
+    table = mli_table(stats, ["standard", "w_asym"], "augmented", with_paper=True)
+    assert "| monotonic | 50.0% | 100.0% | 26.3% | 100.0% |" in table
+    assert "| Delta (max rise) | 0.000 +- 0.141 | -0.025 +- 0.007 | 0.079 +- 0.109 | -0.027 +- 0.026 |" in table

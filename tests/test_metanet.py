@@ -242,3 +242,31 @@ def test_a_killed_run_resumes_to_the_same_table(zoo_dir, stage_out, tmp_path):
     for name, data in survivors.items():
         assert (out / "runs" / name).read_bytes() == data, "finished runs must not be retrained"
     assert (out / "table.md").read_text() == (stage_out / "table.md").read_text()
+
+
+def test_the_table_puts_the_papers_numbers_beside_ours_only_for_the_papers_zoo():
+    from analysis.paper import is_paper_resnet8_zoo
+    from analysis.tables import metanet_summary, metanet_table
+
+    runs = pd.DataFrame(
+        {
+            "metanet": ["statnn"] * 4,
+            "variant": ["standard", "standard", "w_asym", "w_asym"],
+            "hparam_name": ["lr"] * 4,
+            "hparam": [1e-3, 1e-3, 1e-2, 1e-2],
+            "test_r2": [0.9, 0.8, 0.95, np.nan],
+            "test_tau": [0.7, 0.6, 0.9, np.nan],
+        }
+    )
+    summary = metanet_summary(runs)
+    counts = {
+        v: {"used": 8, "train": 4, "val": 2, "test": 2, "dropped": {"diverged": 1}} for v in ("standard", "w_asym")
+    }
+    table = metanet_table(summary, ["statnn"], ["standard", "w_asym"], True, counts, ["note"])
+    row = next(line for line in table.splitlines() if line.startswith("| StatNN |"))
+    assert "0.850 +- 0.071 (paper 0.976 +- 0.000)" in row and "lr 0.001 (paper 0.001)" in row
+    assert "0.950 +- 0.000 (1 of 2 seeds diverged) (paper 0.978 +- 0.000)" in row
+    assert "dropped: 1 diverged" in table
+    assert "paper" not in metanet_table(summary, ["statnn"], ["standard", "w_asym"], False, counts, []).split("\n")[2]
+    paper = {"model": {"arch": "resnet8"}, "data": {"name": "cifar10", "size": None}}
+    assert is_paper_resnet8_zoo(paper) and not is_paper_resnet8_zoo(paper | {"data": {"name": "cifar10", "size": 16}})
