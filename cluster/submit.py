@@ -1,16 +1,21 @@
 """``symzoo submit``: send a stage (e.g. ``generate CONFIG``) to a Ray cluster as a Ray job.
 
 The stage's inputs are validated here first, so a bad config fails on the laptop, not after an upload. The
-cluster is named by its dashboard address or by a cluster-launcher YAML (its head's address is looked up with
-``ray get-head-ip``). This checkout travels as the job's working directory; token authentication is Ray's own
-(``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``, as ``ray get-auth-token`` writes it).
+cluster is named by its dashboard address or by a cluster-launcher YAML; with a YAML the job goes through an SSH
+tunnel (``ray dashboard``), so the head's dashboard and job API listen on its localhost only. This checkout
+travels as the job's working directory; token authentication is Ray's own (``RAY_AUTH_TOKEN`` or
+``~/.ray/auth_token``, as ``ray get-auth-token`` writes it).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from symzoo.errors import SymzooError
@@ -58,20 +63,6 @@ def job_entrypoint(stage_args: list[str]) -> str:
     return "python -m symzoo.cli " + " ".join(shlex.quote(a) for a in [*stage_args, "--no-progress"])
 
 
-def head_address(cluster_yaml: str) -> str:
-    """Dashboard address of a launched cluster, from ``ray get-head-ip``."""
-    if not Path(cluster_yaml).is_file():
-        raise SymzooError(f"cluster config {cluster_yaml} not found; see cluster/aws-gpu.yaml")
-    try:
-        out = subprocess.run(["ray", "get-head-ip", cluster_yaml], capture_output=True, text=True)
-    except FileNotFoundError:
-        raise SymzooError("the `ray` command is not on PATH; pip install -e '.[cluster]' in this environment") from None
-    ip = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
-    if not ip:
-        raise SymzooError(head_ip_failure(cluster_yaml, out.stderr))
-    return f"http://{ip}:8265"
-
-
 CLOUD_SDKS = {"boto3": "boto3 (AWS)", "botocore": "boto3 (AWS)", "googleapiclient": "google-api-python-client (GCP)"}
 CLOUD_SDKS |= {"google": "google-api-python-client (GCP)", "kubernetes": "kubernetes (KubeRay)"}
 
@@ -86,8 +77,57 @@ def head_ip_failure(cluster_yaml: str, stderr: str) -> str:
     return f"no running head for {cluster_yaml}; start it with `ray up -y {cluster_yaml}`"
 
 
+TUNNEL_WAIT_S = 60
+
+
+def free_local_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def dashboard_tunnel(cluster_yaml: str, wait_s: float = TUNNEL_WAIT_S) -> Iterator[str]:
+    """``ray dashboard CLUSTER.yaml``: an SSH tunnel from a local port to the head's dashboard, which listens on the
+    head's localhost only (the launcher configs here start it so); yields the local address, closes on exit."""
+    if not Path(cluster_yaml).is_file():
+        raise SymzooError(f"cluster config {cluster_yaml} not found; see cluster/aws-gpu.yaml")
+    port = free_local_port()
+    try:
+        tunnel = subprocess.Popen(
+            ["ray", "dashboard", cluster_yaml, "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    except FileNotFoundError:
+        raise SymzooError("the `ray` command is not on PATH; pip install -e '.[cluster]' in this environment") from None
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if tunnel.poll() is not None:
+                    raise SymzooError(head_ip_failure(cluster_yaml, tunnel.stderr.read())) from None
+                if time.monotonic() > deadline:
+                    raise SymzooError(
+                        f"`ray dashboard {cluster_yaml}` opened no tunnel in {wait_s:.0f} s; is the head up "
+                        f"(`ray up -y {cluster_yaml}`) and reachable over SSH?"
+                    ) from None
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        tunnel.terminate()
+        try:
+            tunnel.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            tunnel.kill()
+
+
 def submit(stage_args: list[str], address: str | None = None, cluster_yaml: str | None = None) -> tuple[str, str]:
-    """Submit the stage as a Ray job; returns the job id and the dashboard address it went to."""
+    """Submit the stage as a Ray job; returns the job id and a shell command that follows its logs."""
     import ray.exceptions
     from ray.job_submission import JobSubmissionClient
 
@@ -96,7 +136,10 @@ def submit(stage_args: list[str], address: str | None = None, cluster_yaml: str 
     entrypoint = job_entrypoint(stage_args)
     if not (address or cluster_yaml):
         raise SymzooError("submit needs --address http://HEAD:8265 or --cluster CLUSTER.yaml")
-    address = address or head_address(cluster_yaml)
+    if address is None:
+        with dashboard_tunnel(cluster_yaml) as tunnel:
+            job, _ = submit(stage_args, tunnel)
+        return job, f"ray dashboard {cluster_yaml} & ray job logs --follow {job} --address http://127.0.0.1:8265"
     try:
         client = JobSubmissionClient(address)
     except AuthenticationError:
@@ -115,4 +158,5 @@ def submit(stage_args: list[str], address: str | None = None, cluster_yaml: str 
             "check the address and that the cluster is up"
         ) from None
     runtime_env = {"working_dir": str(REPO_ROOT), "excludes": UPLOAD_EXCLUDES}
-    return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env), address
+    job = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+    return job, f"ray job logs --follow {job} --address {address}"

@@ -139,8 +139,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_submit(args: argparse.Namespace) -> None:
     from cluster.submit import submit
 
-    job, address = submit(args.stage, args.address, args.cluster)
-    print(f"submitted job {job}; follow it with: ray job logs --follow {job} --address {address}")
+    job, follow = submit(args.stage, args.address, args.cluster)
+    print(f"submitted job {job}; follow it with: {follow}")
 
 
 def _analysis_arguments(parser: argparse.ArgumentParser, stage: str) -> None:

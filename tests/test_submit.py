@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.submit import head_address, job_entrypoint
+from cluster.submit import dashboard_tunnel, job_entrypoint
 from symzoo.cli import main as cli_main
 from symzoo.errors import ConfigError, SymzooError
 
@@ -36,8 +36,8 @@ def test_every_analysis_stage_submits_with_its_options_checked_locally():
 
 
 def test_cluster_yaml_must_exist(tmp_path, capsys):
-    with pytest.raises(SymzooError, match="not found; see cluster/aws-gpu.yaml"):
-        head_address(str(tmp_path / "none.yaml"))
+    with pytest.raises(SymzooError, match="not found; see cluster/aws-gpu.yaml"), dashboard_tunnel(str(tmp_path / "n")):
+        pass
     assert cli_main(["submit", "generate", "configs/digits_demo.yaml"]) == 2
     assert "needs --address" in capsys.readouterr().err
 
