@@ -143,13 +143,17 @@ def check_split_sizes(vw: VariantWeights, idx: dict[str, np.ndarray]) -> None:
         )
 
 
-def usable_networks(zoo: Zoo, kinds: tuple[str, ...]) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
-    """Finished networks with finite stored weights of every kind in ``kinds``, and per variant what was
-    skipped and why (a diverged or failed network is reported, never fatal)."""
+def usable_networks(
+    zoo: Zoo, kinds: tuple[str, ...]
+) -> tuple[pd.DataFrame, dict[str, dict[str, int]], dict[str, np.ndarray]]:
+    """Finished networks with finite stored weights of every kind in ``kinds``, per variant what was skipped and
+    why (a diverged or failed network is reported, never fatal), and those networks' weights of each kind, row
+    for row: the weights are read once, here, and the caller slices them."""
     frame = zoo.frame
+    weights = {kind: zoo.weights(kind) for kind in kinds}
     finite = np.ones(len(frame), bool)
-    for kind in kinds:
-        finite &= rows_finite(zoo.weights(kind))
+    for w in weights.values():
+        finite &= rows_finite(w)
     ok = (frame["status"] == "ok").to_numpy() & finite
     skipped: dict[str, dict[str, int]] = {}
     for v, g in frame.groupby("variant"):
@@ -158,4 +162,4 @@ def usable_networks(zoo: Zoo, kinds: tuple[str, ...]) -> tuple[pd.DataFrame, dic
         if bad:
             reasons["non-finite weights"] = bad
         skipped[str(v)] = reasons
-    return frame[ok].reset_index(drop=True), skipped
+    return frame[ok].reset_index(drop=True), skipped, {kind: w[ok] for kind, w in weights.items()}

@@ -17,6 +17,12 @@ METANET_LABELS = {
 }
 
 
+def skipped_note(skipped: dict[str, dict[str, int]]) -> str:
+    """ "skipped: standard: 2 diverged; w_asym: none": what a stage left out, per variant and why."""
+    per_variant = (f"{v}: " + (", ".join(f"{n} {why}" for why, n in r.items()) or "none") for v, r in skipped.items())
+    return "skipped: " + "; ".join(per_variant)
+
+
 def metanet_summary(final_runs: pd.DataFrame) -> pd.DataFrame:
     """Per (metanet, variant): chosen hyperparameter, test R^2 and tau mean +- std over seeds, and seeds counted."""
     rows = []

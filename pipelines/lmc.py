@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import ray
 import torch
@@ -17,10 +18,9 @@ import torch
 from analysis.features import usable_networks
 from analysis.lmc import METHODS, barriers, lmc_table, paper_setting, replicate_pairs
 from analysis.plots import plot_lmc_curves
+from analysis.tables import skipped_note
 from pipelines.analysis_stage import AnalysisStage, StageResult
-from pipelines.outputs import (
-    write_parquet,
-)
+from pipelines.outputs import write_parquet
 from pipelines.stage import WorkUnit, device_for_task
 from symzoo.errors import ZooError
 from zoo.data import Dataset
@@ -48,13 +48,18 @@ def lmc_task(payload: dict, cfg: dict, data: Dataset, opts: dict, progress, unit
     return curves
 
 
-def plan_lmc_units(zoo: Zoo, pairs: pd.DataFrame, opts: dict, units_dir: Path) -> list[WorkUnit]:
+def plan_lmc_units(
+    pairs: pd.DataFrame, networks: pd.DataFrame, final: np.ndarray, opts: dict, units_dir: Path
+) -> list[WorkUnit]:
+    """Groups of ``pairs_per_unit`` pairs of one variant; both ends' final weights (``final``, row for row with
+    ``networks``) go with them."""
+    row_of = pd.Series(networks.index, index=networks["model_id"])
     units = []
     per = opts["pairs_per_unit"]
     for variant, g in pairs.groupby("variant", sort=False):
         g = g.reset_index(drop=True)
-        final_a = zoo.weights("final", model_ids=g["model_a"].tolist())
-        final_b = zoo.weights("final", model_ids=g["model_b"].tolist())
+        final_a = final[row_of[g["model_a"]].to_numpy()]
+        final_b = final[row_of[g["model_b"]].to_numpy()]
         for start in range(0, len(g), per):
             part = g.iloc[start : start + per].reset_index(drop=True)
             key = f"{variant}-{part['sample'].iloc[0]}-{part['sample'].iloc[-1]}-{len(part)}"
@@ -83,13 +88,13 @@ def lmc_stage(
         )
     if done := stage.finished():
         return done
-    networks, skipped = usable_networks(zoo, ("final",))
+    networks, skipped, weights = usable_networks(zoo, ("final",))
     pairs = replicate_pairs(zoo.frame[zoo.frame["model_id"].isin(networks["model_id"])])
     if pairs.empty:
         raise ZooError(f"{zoo.path} has no pair of finished replicates to interpolate between")
     data = zoo.dataset()
     with stage.running(address):
-        units = plan_lmc_units(zoo, pairs, opts, stage.units_dir)
+        units = plan_lmc_units(pairs, networks, weights["final"], opts, stage.units_dir)
         print(
             f"symzoo: lmc of {len(pairs)} replicate pairs of {zoo.config['name']} ({opts['alphas']} alphas"
             f"{', Git Re-Basin for standard pairs' if opts['rebasin'] else ''}) in {len(units)} units -> {stage.out}",
@@ -112,8 +117,7 @@ def write_lmc_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
         f"the test set; mean +- std over pairs; {opts['alphas']} alphas",
         "Git Re-Basin: weight matching (coordinate descent over the permutations in random order, linear "
         "assignment each, at most 100 sweeps), B permuted onto A; standard networks only",
-        "skipped: "
-        + "; ".join(f"{v}: " + (", ".join(f"{n} {why}" for why, n in r.items()) or "none") for v, r in skipped.items()),
+        skipped_note(skipped),
     ]
     table = "# Linear mode connectivity (paper Table 1)\n\n" + lmc_table(table_barriers, zoo.config)
     table += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"

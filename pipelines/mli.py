@@ -19,10 +19,9 @@ from analysis.features import usable_networks
 from analysis.mli import MEASUREMENTS, mli_table, per_network_stats
 from analysis.paper import is_paper_resnet8_zoo
 from analysis.plots import plot_delta_histogram, plot_mli_curves
+from analysis.tables import skipped_note
 from pipelines.analysis_stage import AnalysisStage, StageResult
-from pipelines.outputs import (
-    write_parquet,
-)
+from pipelines.outputs import write_parquet
 from pipelines.stage import WorkUnit, device_for_task
 from symzoo.errors import ZooError
 from zoo.data import Dataset
@@ -52,16 +51,15 @@ def mli_task(payload: dict, cfg: dict, data: Dataset, opts: dict, progress, unit
     return curves
 
 
-def plan_mli_units(zoo: Zoo, networks: pd.DataFrame, opts: dict, units_dir: Path) -> list[WorkUnit]:
-    """Groups of ``networks_per_unit`` networks of one variant, for each measurement; weights go with them."""
+def plan_mli_units(networks: pd.DataFrame, weights: dict, opts: dict, units_dir: Path) -> list[WorkUnit]:
+    """Groups of ``networks_per_unit`` networks of one variant, for each measurement; weights go with them
+    (``weights``: init and final, row for row with ``networks``)."""
     measurements = list(MEASUREMENTS) if opts["loss"] == "both" else [opts["loss"]]
     units = []
     for variant, g in networks.groupby("variant", sort=False):
-        ids = g["model_id"].tolist()
-        init = zoo.weights("init", model_ids=ids)
-        final = zoo.weights("final", model_ids=ids)
+        init, final = weights["init"][g.index], weights["final"][g.index]
         per = opts["networks_per_unit"]
-        for start in range(0, len(ids), per):
+        for start in range(0, len(g), per):
             part = g.iloc[start : start + per][["model_id", "variant", "seed", "label_smoothing"]]
             for m in measurements:
                 key = f"{m}-{variant}-{part['model_id'].iloc[0]}-{part['model_id'].iloc[-1]}-{len(part)}"
@@ -90,11 +88,11 @@ def mli_stage(
     if done := stage.finished():
         return done
     data = zoo.dataset()
-    networks, skipped = usable_networks(zoo, ("init", "final"))
+    networks, skipped, weights = usable_networks(zoo, ("init", "final"))
     if networks.empty:
         raise ZooError(f"{zoo.path} has no finished network with finite weights to interpolate")
     with stage.running(address):
-        units = plan_mli_units(zoo, networks, opts, stage.units_dir)
+        units = plan_mli_units(networks, weights, opts, stage.units_dir)
         print(
             f"symzoo: mli of {len(networks)} networks of {zoo.config['name']} ({opts['alphas']} alphas, loss "
             f"{opts['loss']}) in {len(units)} units -> {stage.out}",
@@ -124,8 +122,7 @@ def write_mli_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
         "interior points with a non-negative second difference; global convexity as defined = fraction of interior "
         "points on or below the chord from L(0) to L(1); as in the authors' code = below the line through L(0) and "
         "L(alpha_1), which every non-increasing curve passes with 1.0",
-        "skipped: "
-        + "; ".join(f"{v}: " + (", ".join(f"{n} {why}" for why, n in r.items()) or "none") for v, r in skipped.items()),
+        skipped_note(skipped),
         "paper: 300 CIFAR-10 ResNet8s per family, paper Table 8 hyperparameters, measured augmented; its global "
         "convexity column is the authors' code's"
         if with_paper

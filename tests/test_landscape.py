@@ -244,8 +244,9 @@ def test_diverged_and_non_finite_networks_are_skipped_and_counted():
                 w[3, 2] = np.inf  # finished, but a weight is not finite
             return w
 
-    networks, skipped = usable_networks(StoredZoo(), ("init", "final"))
+    networks, skipped, weights = usable_networks(StoredZoo(), ("init", "final"))
     assert networks["model_id"].tolist() == [0, 2]
+    assert {k: w.shape for k, w in weights.items()} == {"init": (2, 3), "final": (2, 3)}
     assert skipped == {"standard": {"diverged": 1}, "w_asym": {"non-finite weights": 1}}
 
 
