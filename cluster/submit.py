@@ -24,7 +24,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("generate", "run", "metanet", "mli", "lmc")
 UPLOAD_EXCLUDES = [".git", "zoos", "runs", "data", "*.parquet", "*.npy", "*.npz", "__pycache__", ".pytest_cache"]
 UPLOAD_EXCLUDES += [".ruff_cache", ".device_data"]
-SECTIONS = {"metanet": "metanet", "mli": "mli", "lmc": "lmc"}
 
 
 def check_stage_args(stage_args: list[str]) -> None:
@@ -43,13 +42,10 @@ def check_stage_args(stage_args: list[str]) -> None:
         load_config(args.config)
         return
     from analysis.options import resolve
-    from symzoo.cli import stage_overrides
+    from symzoo.cli import stage_overrides, stage_section
 
-    resolve(
-        SECTIONS[stage_args[0]],
-        load_config(args.config)[stage_args[0]] if args.config else None,
-        stage_overrides(stage_args[0], args),
-    )
+    stage = stage_args[0]
+    resolve(stage, stage_section(args.config, stage), stage_overrides(stage, args))
 
 
 def job_entrypoint(stage_args: list[str]) -> str:
@@ -128,18 +124,23 @@ def dashboard_tunnel(cluster_yaml: str, wait_s: float = TUNNEL_WAIT_S) -> Iterat
 
 def submit(stage_args: list[str], address: str | None = None, cluster_yaml: str | None = None) -> tuple[str, str]:
     """Submit the stage as a Ray job; returns the job id and a shell command that follows its logs."""
-    import ray.exceptions
-    from ray.job_submission import JobSubmissionClient
-
-    AuthenticationError = getattr(ray.exceptions, "AuthenticationError", PermissionError)  # Ray >= 2.52
-
     entrypoint = job_entrypoint(stage_args)
     if not (address or cluster_yaml):
         raise SymzooError("submit needs --address http://HEAD:8265 or --cluster CLUSTER.yaml")
     if address is None:
         with dashboard_tunnel(cluster_yaml) as tunnel:
-            job, _ = submit(stage_args, tunnel)
+            job = submit_entrypoint(entrypoint, tunnel)
         return job, f"ray dashboard {cluster_yaml} & ray job logs --follow {job} --address http://127.0.0.1:8265"
+    job = submit_entrypoint(entrypoint, address)
+    return job, f"ray job logs --follow {job} --address {address}"
+
+
+def submit_entrypoint(entrypoint: str, address: str) -> str:
+    """Send a validated entrypoint with this checkout to the job API at ``address``; returns the job id."""
+    import ray.exceptions
+    from ray.job_submission import JobSubmissionClient
+
+    AuthenticationError = getattr(ray.exceptions, "AuthenticationError", PermissionError)  # Ray >= 2.52
     try:
         client = JobSubmissionClient(address)
     except AuthenticationError:
@@ -158,5 +159,4 @@ def submit(stage_args: list[str], address: str | None = None, cluster_yaml: str 
             "check the address and that the cluster is up"
         ) from None
     runtime_env = {"working_dir": str(REPO_ROOT), "excludes": UPLOAD_EXCLUDES}
-    job = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
-    return job, f"ray job logs --follow {job} --address {address}"
+    return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
