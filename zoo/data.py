@@ -262,14 +262,16 @@ def load_digits() -> tuple[np.ndarray, ...]:
 # --- shared post-processing ---------------------------------------------------------------------------------------
 
 
-def balanced_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+def balanced_subset(y: np.ndarray, per_class: int, seed: int, field: str = "per_class") -> np.ndarray:
+    """``per_class`` seeded picks of every class; more than the smallest class has is a config error on ``field``."""
+    counts = np.bincount(y)
+    if per_class > (have := int(counts[counts > 0].min())):
+        raise ConfigError(
+            f"config field '{field}': {per_class} is not allowed; the split has only {have} images of its smallest "
+            "class"
+        )
     rng = np.random.default_rng(seed)
-    picks = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        if per_class > len(idx):
-            raise ValueError(f"asked for {per_class} examples of class {c}, the split has only {len(idx)}")
-        picks.append(rng.choice(idx, per_class, replace=False))
+    picks = [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in np.unique(y)]
     return np.sort(np.concatenate(picks))
 
 
@@ -300,18 +302,11 @@ def load_dataset(
     else:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     xtr, ytr, xte, yte = arrays
-    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
-        y = ytr if split == "train" else yte
-        if per_class and per_class > (have := int(np.bincount(y).min())):
-            raise ConfigError(
-                f"config field 'data.{split}_per_class': {per_class} is not allowed; the {name} {split} split has only "
-                f"{have} images of its smallest class"
-            )
     if train_per_class:
-        keep = balanced_subset(ytr, train_per_class, subset_seed)
+        keep = balanced_subset(ytr, train_per_class, subset_seed, "data.train_per_class")
         xtr, ytr = xtr[keep], ytr[keep]
     if test_per_class:
-        keep = balanced_subset(yte, test_per_class, subset_seed + 1)
+        keep = balanced_subset(yte, test_per_class, subset_seed + 1, "data.test_per_class")
         xte, yte = xte[keep], yte[keep]
     if size:
         xtr, xte = downsample(xtr, size), downsample(xte, size)
