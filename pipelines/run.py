@@ -23,23 +23,19 @@ from pipelines.stage import describe_cluster
 from symzoo.errors import ZooError
 from zoo.config import config_hash, load_config
 from zoo.lock import directory_lock, holds_anything
-from zoo.store import MANIFEST, open_zoo, read_manifest
+from zoo.store import open_zoo
 
 STAGES = {"metanet": metanet_stage, "mli": mli_stage, "lmc": lmc_stage}
 STUDY_FILE = "study.json"
 
 
 def zoo_complete(zoo_dir: Path, cfg: dict) -> bool:
-    """The zoo of this config is there, complete, and every planned shard exists (generate would do nothing)."""
-    if not (zoo_dir / MANIFEST).exists():
+    """The zoo of this config is there and complete (generate would do nothing)."""
+    try:
+        zoo = open_zoo(zoo_dir, verify=False)
+    except ZooError:  # absent or damaged: generate creates or repairs it
         return False
-    manifest = read_manifest(zoo_dir)
-    shards = list((zoo_dir / "models").glob("part-*.parquet"))
-    return (
-        manifest.get("config_hash") == config_hash(cfg)
-        and manifest.get("complete")
-        and len(shards) == manifest["n_shards"]
-    )
+    return zoo.manifest["config_hash"] == config_hash(cfg) and zoo.complete
 
 
 def run_study(config_path: str | Path, out: str | Path, address: str | None = None, show_progress: bool = True):

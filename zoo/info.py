@@ -17,15 +17,14 @@ def _size(path: Path) -> str:
 
 
 def describe(zoo: Zoo, checksums_verified: bool = False) -> str:
-    """The report for an opened zoo. "complete" needs the manifest's word, every planned shard on disk and every
-    planned network in them; the line says how far the shards were checked (footers always, sha256 on --verify)."""
+    """The report for an opened zoo (``Zoo.complete`` decides "complete"); the first line says how far the shards
+    were checked (footers always, sha256 on --verify)."""
     m, cfg, frame = zoo.manifest, zoo.config, zoo.frame
     planned = cfg["networks"] * cfg["replicates"] * len(cfg["variants"])
-    complete = bool(m.get("complete")) and len(zoo.shards) == m["n_shards"] and len(frame) == planned
     checked = "sha256 verified against the manifest" if checksums_verified else "footers checked; --verify for sha256"
     lines = [
         f"zoo {cfg['name']} at {zoo.path}: {len(frame)} of {planned} networks, "
-        f"{'complete' if complete else 'incomplete'}; {len(zoo.shards)} of {m['n_shards']} shards ({checked})",
+        f"{'complete' if zoo.complete else 'incomplete'}; {len(zoo.shards)} of {m['n_shards']} shards ({checked})",
         f"  {cfg['model']['arch']} on {cfg['data']['name']} {tuple(m['in_shape'])}, {zoo.n_params} parameters "
         f"({', '.join(f'{v}: {lay.n_trainable} trainable' for v, lay in zoo.layouts.items())})",
         f"  config hash {m['config_hash']}, data {m['dataset_fingerprint']}, asym seed {m['asym_seed']}, "

@@ -272,6 +272,13 @@ class Zoo:
         planned = {shard_path(self.path, i).name for i in range(self.manifest["n_shards"])}
         return sorted(p for p in (self.path / MODELS).glob("part-*.parquet") if p.name in planned)
 
+    @property
+    def complete(self) -> bool:
+        """The manifest says so, every planned shard is on disk and every planned network is in them."""
+        cfg, m = self.config, self.manifest
+        planned = cfg["networks"] * cfg["replicates"] * len(cfg["variants"])
+        return bool(m.get("complete")) and len(self.shards) == m["n_shards"] and len(self.frame) == planned
+
     @cached_property
     def frame(self) -> pd.DataFrame:
         """Scalars and history of every network, sorted by model_id; no weights are read."""
