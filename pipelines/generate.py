@@ -74,9 +74,16 @@ def prepare_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, Par
         return manifest
     if holds_anything(out):
         raise ZooError(f"{out} exists and is not a zoo; choose an empty or new --out directory")
-    manifest = new_manifest(cfg, h, layouts, data.fingerprint(), data.in_shape, data.num_classes, n_shards)
-    write_manifest(out, manifest)
-    return manifest
+    return create_manifest(cfg, out, data, layouts, n_shards)
+
+
+def create_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int, **extra):
+    """Write the manifest of a zoo that has none (or whose own was moved aside) and return it."""
+    manifest = new_manifest(
+        cfg, config_hash(cfg), layouts, data.fingerprint(), data.in_shape, data.num_classes, n_shards
+    )
+    write_manifest(out, manifest | extra)
+    return manifest | extra
 
 
 def rebuild_manifest(
@@ -91,11 +98,7 @@ def rebuild_manifest(
     if (out / MANIFEST).exists():
         moved = quarantine(out, out / MANIFEST)
         print(f"symzoo: the damaged manifest was moved to {moved}", file=sys.stderr)
-    h = config_hash(cfg)
-    manifest = new_manifest(cfg, h, layouts, data.fingerprint(), data.in_shape, data.num_classes, n_shards)
-    manifest["rebuilt"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    write_manifest(out, manifest)
-    return manifest
+    return create_manifest(cfg, out, data, layouts, n_shards, rebuilt=time.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def generate(

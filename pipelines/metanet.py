@@ -115,14 +115,14 @@ def _units(specs: list[RunSpec], runs_dir: Path, start: int = 0) -> list[WorkUni
     return [WorkUnit(start + i, runs_dir / f"{s.key}.parquet", s, 1) for i, s in enumerate(specs)]
 
 
+def run_spec(opts: dict, variant: str, metanet: str, value: float, seed: int) -> RunSpec:
+    return RunSpec(variant, metanet, value, seed, opts["epochs"], opts["batch_size"], opts["weight_decay"])
+
+
 def sweep_specs(variants: list[str], opts: dict) -> list[RunSpec]:
-    common = {"epochs": opts["epochs"], "batch_size": opts["batch_size"], "weight_decay": opts["weight_decay"]}
-    return [
-        RunSpec(v, m, value, 0, **common)
-        for v in variants
-        for m in opts["metanets"]
-        for value in grid_for(m, opts["lrs"])[1]
-    ]
+    """One run (seed 0) per grid value of every (variant, metanet)."""
+    grid = {m: grid_for(m, opts["lrs"])[1] for m in opts["metanets"]}
+    return [run_spec(opts, v, m, value, 0) for v in variants for m in opts["metanets"] for value in grid[m]]
 
 
 def chosen_values(sweep: pd.DataFrame) -> dict[tuple[str, str], float]:
@@ -162,7 +162,7 @@ def metanet_stage(
         sweep = stage.run(sweep_units, metanet_task, (inputs,), _key, 0.25, "metanet sweep", show_progress)
         chosen = chosen_values(sweep)
         final_specs = [
-            RunSpec(v, m, chosen[(v, m)], seed, opts["epochs"], opts["batch_size"], opts["weight_decay"])
+            run_spec(opts, v, m, chosen[(v, m)], seed)
             for v in variants
             for m in opts["metanets"]
             for seed in range(1, opts["seeds"] + 1)
