@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.augment import AugmentConfig, EpochDraw, augment, draw_epoch
+from zoo.augment import AugmentConfig, draw_epoch, packed_batch, stack_draws
 from zoo.data import Dataset
 from zoo.layers import seeded_generator
 from zoo.layout import ParamLayout
 from zoo.packed import packed_logits
-from zoo.train import at_least_float32, autocast, smoothed_cross_entropy
+from zoo.train import at_least_float32, autocast, evaluate, smoothed_cross_entropy
 
 # ---------------------------------------------------------------------------------------------------- statistics
 
@@ -93,37 +93,24 @@ def evaluate_flat(
     x_all, y_all = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
     k, device = len(flats), flats.device
     smoothing = smoothing.to(device)
+    if augment_with is None:  # the zoo's own evaluation, every vector on the same batches
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return packed_logits(template, params, buffers, x.unsqueeze(0).expand(k, *x.shape))
+
+        loss, acc = evaluate(forward, data, x_all, y_all, batch_size, amp, smoothing)
+        return loss.float().cpu(), acc.float().cpu()
+    hw = data.in_shape[1:]
+    draws = [draw_epoch(seeded_generator("symzoo-mli", *s), len(x_all), batch_size, hw, augment_with) for s in seeds]
+    stacked = stack_draws(draws, device)
+    steps = stacked.order.shape[1]
     loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
     correct = torch.zeros(k, dtype=torch.float64, device=device)
-    if augment_with is None:
-        seen = len(x_all)
-        for i in range(0, len(x_all), batch_size):
-            x = data.normalize(x_all[i : i + batch_size])
-            y = y_all[i : i + batch_size]
-            with autocast(device, amp):
-                logits = at_least_float32(packed_logits(template, params, buffers, x.unsqueeze(0).expand(k, *x.shape)))
-            yk = y.expand(k, len(y))
-            loss_sum += smoothed_cross_entropy(logits, yk, smoothing).double() * len(y)
-            correct += (logits.argmax(-1) == yk).sum(-1).double()
-    else:
-        hw = data.in_shape[1:]
-        draws = [
-            draw_epoch(seeded_generator("symzoo-mli", *s), len(x_all), batch_size, hw, augment_with) for s in seeds
-        ]
-        steps = len(draws[0].order)
-        seen = steps * batch_size
-        for i in range(steps):
-            idx = torch.stack([d.order[i] for d in draws]).to(device)  # (K, B)
-            fields = [
-                torch.stack([getattr(d, f)[i] for d in draws]).reshape(-1) for f in ("flip", "dy", "dx", "cy", "cx")
-            ]
-            step = EpochDraw(idx.reshape(-1), *(f.to(device) for f in fields))
-            x = augment(data.normalize(x_all[idx.reshape(-1)]), step, augment_with).view(
-                k, batch_size, *x_all.shape[1:]
-            )
-            y = y_all[idx]
-            with autocast(device, amp):
-                logits = at_least_float32(packed_logits(template, params, buffers, x))
-            loss_sum += smoothed_cross_entropy(logits, y, smoothing).double() * batch_size
-            correct += (logits.argmax(-1) == y).sum(-1).double()
+    for i in range(steps):
+        x, y = packed_batch(x_all, y_all, data.normalize, stacked, i, augment_with)
+        with autocast(device, amp):
+            logits = at_least_float32(packed_logits(template, params, buffers, x))
+        loss_sum += smoothed_cross_entropy(logits, y, smoothing).double() * batch_size
+        correct += (logits.argmax(-1) == y).sum(-1).double()
+    seen = steps * batch_size
     return (loss_sum / seen).float().cpu(), (correct / seen).float().cpu()

@@ -75,3 +75,22 @@ def augment(x: torch.Tensor, draw: EpochDraw, aug: AugmentConfig) -> torch.Tenso
         hole = (ys >= cy) & (ys < cy + s) & (xs >= cx) & (xs < cx + s)
         x = x.masked_fill(hole.unsqueeze(1), 0.0)
     return x
+
+
+DRAW_FIELDS = ("flip", "dy", "dx", "cy", "cx")
+
+
+def stack_draws(draws: list[EpochDraw], device: torch.device | str) -> EpochDraw:
+    """K networks' epoch draws as one ``EpochDraw`` whose fields are ``(K, steps, batch)``, on ``device``."""
+    return EpochDraw(*(torch.stack([getattr(d, f) for d in draws]).to(device) for f in ("order", *DRAW_FIELDS)))
+
+
+def packed_batch(
+    x_all: torch.Tensor, y_all: torch.Tensor, normalize, stacked: EpochDraw, i: int, aug: AugmentConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step ``i`` of K stacked draws: each network's own images, augmented by its own draws, ``(K, B, C, H, W)``,
+    and their labels ``(K, B)``."""
+    idx = stacked.order[:, i]  # (K, B)
+    step = EpochDraw(idx.reshape(-1), *(getattr(stacked, f)[:, i].reshape(-1) for f in DRAW_FIELDS))
+    x = augment(normalize(x_all[idx.reshape(-1)]), step, aug)
+    return x.view(*idx.shape, *x.shape[1:]), y_all[idx]

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from zoo.augment import EpochDraw, augment, draw_epoch
+from zoo.augment import draw_epoch, packed_batch, stack_draws
 from zoo.data import Dataset
 from zoo.layers import seeded_generator
 from zoo.layout import ParamLayout
@@ -235,8 +235,7 @@ def train_pack(
             draw_epoch(generators[k], len(data.x_train), recipe.batch_size, data.in_shape[1:], recipe.augment)
             for k in active
         ]
-        order = torch.stack([d.order for d in draws]).to(device)  # (K, steps, B)
-        fields = {f: torch.stack([getattr(d, f) for d in draws]).to(device) for f in ("flip", "dy", "dx", "cy", "cx")}
+        stacked = stack_draws(draws, device)  # every field (K, steps, B)
         # the epoch's learning rates (steps, K), made once: a host-to-device copy per step would stall the GPU
         totals = [int(t) for t in epochs[active] * steps]
         first = (epoch - 1) * steps
@@ -249,11 +248,7 @@ def train_pack(
         loss_sum = torch.zeros(k, device=device)
         correct = torch.zeros(k, device=device)
         for i in range(steps):
-            idx = order[:, i]  # (K, B)
-            step_draw = EpochDraw(idx.reshape(-1), *(fields[f][:, i].reshape(-1) for f in fields))
-            x = augment(data.normalize(data.x_train[idx.reshape(-1)]), step_draw, recipe.augment)
-            x = x.view(k, recipe.batch_size, *x.shape[1:])
-            y = data.y_train[idx]
+            x, y = packed_batch(data.x_train, data.y_train, data.normalize, stacked, i, recipe.augment)
             with autocast(device, recipe.amp):
                 logits = train_forward(params, x)
             losses = smoothed_cross_entropy(logits, y, ls)

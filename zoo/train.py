@@ -88,14 +88,16 @@ def evaluate(
     y: torch.Tensor,
     batch_size: int,
     amp: bool = True,
+    smoothing: torch.Tensor | float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain CE and accuracy of ``forward`` (logits ``(..., B, classes)``) over uint8 images, no augmentation."""
+    """Cross-entropy (plain unless ``smoothing``, which may be per network) and accuracy of ``forward`` (logits
+    ``(..., B, classes)``) over uint8 images in order, no augmentation."""
     loss_sum, correct = 0.0, 0.0
     for i in range(0, len(x), batch_size):
         with autocast(x.device, amp):
             logits = at_least_float32(forward(data.normalize(x[i : i + batch_size])))
         yb = y[i : i + batch_size].expand(logits.shape[:-1])  # packed logits carry a leading network dim
-        loss_sum = loss_sum + smoothed_cross_entropy(logits, yb, 0.0) * yb.shape[-1]
+        loss_sum = loss_sum + smoothed_cross_entropy(logits, yb, smoothing) * yb.shape[-1]
         correct = correct + (logits.argmax(-1) == yb).float().sum(-1)
     return loss_sum / len(x), correct / len(x)
 
