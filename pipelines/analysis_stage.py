@@ -68,7 +68,7 @@ class AnalysisStage:
         check_out_dir(out)
         zoo = open_zoo(zoo_dir)
         opts = resolve(name, zoo.config.get(name), config_section, overrides)
-        if not zoo.manifest.get("complete"):
+        if not zoo.complete:
             raise ZooError(
                 f"{zoo.path} is an incomplete zoo ({len(zoo.frame)} networks so far); finish it with "
                 "`symzoo generate` and its config before analysing it"

@@ -283,3 +283,15 @@ def test_tables_print_the_papers_rows_where_the_setting_is_the_papers():
     table = mli_table(stats, ["standard", "w_asym"], "augmented", with_paper=True)
     assert "| monotonic | 50.0% | 100.0% | 26.3% | 100.0% |" in table
     assert "| Delta (max rise) | 0.000 +- 0.141 | -0.025 +- 0.007 | 0.079 +- 0.109 | -0.027 +- 0.026 |" in table
+
+
+def test_a_zoo_missing_a_shard_is_refused_though_its_manifest_says_complete(zoo_dir, tmp_path, capsys):
+    import shutil
+
+    damaged = tmp_path / "zoo"
+    shutil.copytree(zoo_dir, damaged)
+    next((damaged / "models").glob("part-*.parquet")).unlink()
+    assert cli_main(["mli", str(damaged), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is an incomplete zoo (0 networks so far)" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
