@@ -78,6 +78,51 @@ def mli_curves(
     return pd.DataFrame(rows, columns=["model_id", "variant", "measurement", "alpha", "loss", "accuracy"])
 
 
+def measurements_for(loss: str) -> list[str]:
+    """The measurements an ``mli.loss`` option asks for."""
+    return list(MEASUREMENTS) if loss == "both" else [loss]
+
+
+def mli_payloads(networks: pd.DataFrame, weights: dict, opts: dict) -> list[dict]:
+    """The stage's work units as plain data: groups of ``networks_per_unit`` networks of one variant, for each
+    measurement, with their weights (``weights``: init and final, row for row with ``networks``) and a key that
+    names the unit's file. The same keys wherever they are evaluated (Ray tasks, or a machine without Ray)."""
+    payloads = []
+    per = opts["networks_per_unit"]
+    for variant, g in networks.groupby("variant", sort=False):
+        init, final = weights["init"][g.index], weights["final"][g.index]
+        for start in range(0, len(g), per):
+            part = g.iloc[start : start + per][["model_id", "variant", "seed", "label_smoothing"]]
+            for m in measurements_for(opts["loss"]):
+                key = f"{m}-{variant}-{part['model_id'].iloc[0]}-{part['model_id'].iloc[-1]}-{len(part)}"
+                payloads.append(
+                    {
+                        "key": key,
+                        "measurement": m,
+                        "networks": part.reset_index(drop=True),
+                        "init": init[start : start + per],
+                        "final": final[start : start + per],
+                    }
+                )
+    return payloads
+
+
+def evaluate_payload(payload: dict, cfg: dict, data: Dataset, opts: dict) -> pd.DataFrame:
+    """One unit's curves on ``data``'s device: 8 networks' lines per packed computation on a GPU, one on a CPU."""
+    per_pack = 8 if data.x_train.device.type == "cuda" else 1
+    return mli_curves(
+        payload["networks"],
+        payload["init"],
+        payload["final"],
+        cfg,
+        data,
+        opts["alphas"],
+        [payload["measurement"]],
+        opts["batch_size"],
+        per_pack,
+    )
+
+
 def per_network_stats(curves: pd.DataFrame) -> pd.DataFrame:
     """One row per (model_id, measurement) with the five statistics."""
     rows = []

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.features import zoo_fingerprint
 from analysis.options import resolve
 from pipelines.outputs import (
     check_out_dir,
@@ -22,6 +21,7 @@ from pipelines.outputs import (
     mark_done,
     read_unit_files,
     remove_stale_temporaries,
+    stage_identity,
 )
 from pipelines.stage import StageReport, WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
 from symzoo.errors import ZooError
@@ -73,7 +73,7 @@ class AnalysisStage:
                 f"{zoo.path} is an incomplete zoo ({len(zoo.frame)} networks so far); finish it with "
                 "`symzoo generate` and its config before analysing it"
             )
-        identity = {"zoo_fingerprint": zoo_fingerprint(zoo)} | {k: opts[k] for k in identity_options}
+        identity = stage_identity(zoo, opts, identity_options)
         check_stage_dir(out, name, identity)
         return cls(name, zoo, out, opts, identity, units_folder)
 

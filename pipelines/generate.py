@@ -7,32 +7,27 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import ray
 import torch
 
+from pipelines.manifest import finalize_manifest, prepare_manifest
 from pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
 from pipelines.stage import StageReport, WorkUnit, connect, run_stage
 from symzoo.errors import ZooError
 from zoo.config import config_hash, load_config
 from zoo.data import Dataset
-from zoo.layout import ParamLayout
 from zoo.lock import directory_lock, holds_anything
 from zoo.plan import NetSpec
 from zoo.store import (
     MANIFEST,
     MODELS,
-    ManifestDamaged,
     check_shard,
     file_sha256,
-    new_manifest,
-    open_zoo,
     quarantine,
     read_manifest,
     shard_path,
     weight_columns,
-    write_manifest,
     write_shard,
 )
 from zoo.train import steps_per_epoch
@@ -51,54 +46,6 @@ def train_shard(spec_rows: list[NetSpec], cfg: dict, data: Dataset, layouts_json
 def plan_units(cfg: dict, out: Path) -> list[WorkUnit]:
     """The zoo's shards (``pipelines.shard.shard_specs``) as work units writing to their Parquet paths."""
     return [WorkUnit(i, shard_path(out, i), chunk, len(chunk)) for i, chunk in enumerate(shard_specs(cfg))]
-
-
-def prepare_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int) -> dict:
-    """Create the manifest, or check that an existing zoo at ``out`` was made from this very config."""
-    h = config_hash(cfg)
-    if (out / MANIFEST).exists() or (out / MODELS).is_dir():
-        try:
-            manifest = read_manifest(out)
-        except ManifestDamaged as e:
-            return rebuild_manifest(cfg, out, data, layouts, n_shards, str(e))
-        if manifest["config_hash"] != h:
-            raise ZooError(
-                f"{out} holds a zoo from a different config (hash {manifest['config_hash']}, this one {h}); "
-                "use another --out or the zoo's own config"
-            )
-        if manifest["dataset_fingerprint"] != data.fingerprint():
-            raise ZooError(
-                f"{out} was trained on different data (fingerprint {manifest['dataset_fingerprint']}); "
-                "restore that data set or use another --out"
-            )
-        return manifest
-    if holds_anything(out):
-        raise ZooError(f"{out} exists and is not a zoo; choose an empty or new --out directory")
-    return create_manifest(cfg, out, data, layouts, n_shards)
-
-
-def create_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int, **extra):
-    """Write the manifest of a zoo that has none (or whose own was moved aside) and return it."""
-    manifest = new_manifest(
-        cfg, config_hash(cfg), layouts, data.fingerprint(), data.in_shape, data.num_classes, n_shards
-    )
-    write_manifest(out, manifest | extra)
-    return manifest | extra
-
-
-def rebuild_manifest(
-    cfg: dict, out: Path, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int, why: str
-) -> dict:
-    """A new manifest from ``cfg`` for a zoo whose manifest is damaged or gone; the old file is moved aside.
-
-    The shards are then checked as on every rerun (footer, schema, planned ids and layouts): those that pass are
-    kept and their checksums recorded, the others are quarantined and retrained.
-    """
-    print(f"symzoo: warning: {why.split('; rebuild')[0]}; rebuilding the manifest from the config", file=sys.stderr)
-    if (out / MANIFEST).exists():
-        moved = quarantine(out, out / MANIFEST)
-        print(f"symzoo: the damaged manifest was moved to {moved}", file=sys.stderr)
-    return create_manifest(cfg, out, data, layouts, n_shards, rebuilt=time.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def generate(
@@ -176,7 +123,7 @@ def _generate_locked(
         desc=cfg["name"],
         show_progress=show_progress,
     )
-    finalize_manifest(out, manifest, report, len(units))
+    finalize_manifest(out, manifest, report.checksums, report.ok, len(units))
     trained = sum(units[i].size for i in report.done)
     seconds = time.perf_counter() - start
     print(
@@ -185,26 +132,6 @@ def _generate_locked(
         file=sys.stderr,
     )
     return report
-
-
-def finalize_manifest(out: Path, manifest: dict, report: StageReport, n_shards: int) -> None:
-    """Record shard checksums and counts; the zoo is complete when every planned shard exists."""
-    shards = manifest.setdefault("shards", {})
-    shards.update(report.checksums)
-    for path in sorted((out / MODELS).glob("part-*.parquet")):
-        if path.name not in shards:
-            shards[path.name] = file_sha256(path)
-    zoo = open_zoo(out, verify=False)
-    frame = zoo.frame
-    counts = frame.groupby(["variant", "status"]).size() if len(frame) else {}
-    manifest["counts"] = {f"{v}/{s}": int(n) for (v, s), n in dict(counts).items()}
-    manifest["n_networks"] = int(len(frame))
-    manifest["complete"] = len(shards) == n_shards and report.ok
-    manifest["mean_test_acc"] = {
-        v: float(np.nanmean(g["test_acc"])) if g["test_acc"].notna().any() else None
-        for v, g in frame.groupby("variant")
-    }
-    write_manifest(out, manifest)
 
 
 def describe_plan(config_path: str | Path, out: str | Path | None = None) -> str:

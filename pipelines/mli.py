@@ -16,7 +16,7 @@ import ray
 import torch
 
 from analysis.features import usable_networks
-from analysis.mli import MEASUREMENTS, mli_table, per_network_stats
+from analysis.mli import evaluate_payload, mli_payloads, mli_table, per_network_stats
 from analysis.paper import is_paper_resnet8_zoo
 from analysis.plots import plot_delta_histogram, plot_mli_curves
 from analysis.tables import skipped_note
@@ -31,47 +31,16 @@ from zoo.store import Zoo
 @ray.remote
 def mli_task(payload: dict, cfg: dict, data: Dataset, opts: dict, progress, unit: int) -> pd.DataFrame:
     """Ray task: one unit's curves on this worker's device."""
-    from analysis.mli import mli_curves
-
     torch.set_num_threads(max(1, int(opts["cpus_per_task"])))
-    device = device_for_task()
-    per_pack = 8 if device.type == "cuda" else 1
-    curves = mli_curves(
-        payload["networks"],
-        payload["init"],
-        payload["final"],
-        cfg,
-        data.to(device),
-        opts["alphas"],
-        [payload["measurement"]],
-        opts["batch_size"],
-        per_pack,
-    )
+    curves = evaluate_payload(payload, cfg, data.to(device_for_task()), opts)
     progress.set.remote(unit, len(payload["networks"]))
     return curves
 
 
 def plan_mli_units(networks: pd.DataFrame, weights: dict, opts: dict, units_dir: Path) -> list[WorkUnit]:
-    """Groups of ``networks_per_unit`` networks of one variant, for each measurement; weights go with them
-    (``weights``: init and final, row for row with ``networks``)."""
-    measurements = list(MEASUREMENTS) if opts["loss"] == "both" else [opts["loss"]]
-    units = []
-    for variant, g in networks.groupby("variant", sort=False):
-        init, final = weights["init"][g.index], weights["final"][g.index]
-        per = opts["networks_per_unit"]
-        for start in range(0, len(g), per):
-            part = g.iloc[start : start + per][["model_id", "variant", "seed", "label_smoothing"]]
-            for m in measurements:
-                key = f"{m}-{variant}-{part['model_id'].iloc[0]}-{part['model_id'].iloc[-1]}-{len(part)}"
-                payload = {
-                    "key": key,
-                    "measurement": m,
-                    "networks": part.reset_index(drop=True),
-                    "init": init[start : start + per],
-                    "final": final[start : start + per],
-                }
-                units.append(WorkUnit(len(units), units_dir / f"{key}.parquet", payload, len(part)))
-    return units
+    """The units of ``analysis.mli.mli_payloads``, each writing ``units/<key>.parquet``."""
+    payloads = mli_payloads(networks, weights, opts)
+    return [WorkUnit(i, units_dir / f"{p['key']}.parquet", p, len(p["networks"])) for i, p in enumerate(payloads)]
 
 
 def mli_stage(

@@ -16,10 +16,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.features import zoo_fingerprint
 from symzoo import __version__
 from symzoo.errors import ZooError
 from zoo.lock import holds_anything
-from zoo.store import atomic_write_bytes, file_sha256
+from zoo.store import Zoo, atomic_write_bytes, file_sha256
 
 STAGE_FILE = "stage.json"
 
@@ -28,6 +29,11 @@ def check_out_dir(out: Path) -> None:
     """Fail before any work when ``--out`` cannot be a directory."""
     if out.exists() and not out.is_dir():
         raise ZooError(f"--out {out} is a file; pass a new or existing output directory")
+
+
+def stage_identity(zoo: Zoo, opts: dict, identity_options: tuple[str, ...]) -> dict:
+    """What makes a stage's results what they are: the zoo's state and the options that change every result."""
+    return {"zoo_fingerprint": zoo_fingerprint(zoo)} | {k: opts[k] for k in identity_options}
 
 
 def check_stage_dir(out: Path, stage: str, identity: dict) -> None:

@@ -1,0 +1,158 @@
+"""The paper's MLI experiment on one machine without Ray: train a paired zoo, then evaluate `symzoo mli`'s units.
+
+    python bench/mli_zoo.py configs/cifar10_mli_call.yaml --work /tmp/mli_call --deadline-s 470 --device cuda
+
+1. Trains the config's zoo into WORK/zoo as `symzoo generate`'s GPU workers would (``pipelines.shard``'s
+   shards and packs, ``pipelines.manifest``'s manifest): a complete zoo that `symzoo info` and pandas read.
+2. Evaluates the MLI stage's own units (``analysis.mli.mli_payloads``: same keys, same files, same stage.json)
+   into WORK/mli, visiting them round-robin over measurements and variants, and starts no unit that would end
+   past ``--deadline-s`` (counted from this script's start), so a short call still returns every family.
+3. Prints the Table 4 statistics of what was evaluated and the zoo's accuracies beside the paper's.
+
+Afterwards, on any machine with the zoo's data set: `symzoo mli WORK/zoo --out WORK/mli` finds the evaluated
+units done, evaluates any missing ones, and writes table.md and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from accuracy import PAPER  # bench/accuracy.py: the paper's train / test accuracies per variant
+
+from analysis.features import usable_networks
+from analysis.mli import evaluate_payload, mli_payloads, mli_table, per_network_stats
+from analysis.options import resolve
+from analysis.paper import is_paper_resnet8_zoo
+from pipelines.manifest import finalize_manifest, prepare_manifest
+from pipelines.outputs import claim_stage_dir, stage_identity, write_parquet
+from pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
+from zoo.config import load_config
+from zoo.store import open_zoo, shard_path, write_shard
+
+START = time.perf_counter()
+
+
+def say(message: str) -> None:
+    print(f"[{time.perf_counter() - START:6.1f} s] {message}", flush=True)
+
+
+def train_zoo(cfg: dict, zoo_dir: Path, device: str) -> None:
+    """Every shard not yet written, then the manifest, as generate's driver records them."""
+    data = dataset_from(cfg)
+    layouts = layouts_for(cfg, data)
+    shards = shard_specs(cfg)
+    manifest = prepare_manifest(cfg, zoo_dir, data, layouts, len(shards))  # on the CPU copy: it fingerprints it
+    say(f"data {cfg['data']['name']} loaded; {sum(map(len, shards))} networks in {len(shards)} shards")
+    data = data.to(device)
+    layouts_json = {v: layout.to_json() for v, layout in layouts.items()}
+    checksums = {}
+    for index, specs in enumerate(shards):
+        path = shard_path(zoo_dir, index)
+        if path.exists():
+            say(f"shard {index} already written")
+            continue
+
+        def progress(done: int, index: int = index, total: int = len(specs)) -> None:
+            say(f"shard {index}: {done}/{total} networks trained")
+
+        checksums[path.name] = write_shard(zoo_dir, index, train_shard_table(specs, cfg, data, layouts_json, progress))
+    finalize_manifest(zoo_dir, manifest, checksums, True, len(shards))
+
+
+def round_robin(payloads: list[dict]) -> list[dict]:
+    """Units reordered so that every (measurement, variant) advances together: augmented first (the paper's)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for p in sorted(payloads, key=lambda p: p["measurement"] != "augmented"):
+        groups.setdefault((p["measurement"], p["networks"]["variant"].iloc[0]), []).append(p)
+    rounds = max(len(g) for g in groups.values())
+    return [g[i] for i in range(rounds) for g in groups.values() if i < len(g)]
+
+
+def evaluate_units(zoo_dir: Path, mli_dir: Path, device: str, deadline: float) -> pd.DataFrame:
+    """The stage's units in round-robin order until the deadline; returns the curves evaluated and found."""
+    zoo = open_zoo(zoo_dir)
+    opts = resolve("mli", zoo.config.get("mli"))
+    claim_stage_dir(mli_dir, "mli", stage_identity(zoo, opts, ("alphas", "networks_per_unit")))
+    networks, skipped, weights = usable_networks(zoo, ("init", "final"))
+    say(f"mli: {len(networks)} networks with finite weights; skipped {skipped}")
+    data = zoo.dataset().to(device)
+    payloads = round_robin(mli_payloads(networks, weights, opts))
+    longest: dict[tuple[str, str], float] = {}
+    frames = []
+    for i, payload in enumerate(payloads):
+        path = mli_dir / "units" / f"{payload['key']}.parquet"
+        kind = (payload["measurement"], payload["networks"]["variant"].iloc[0])
+        if path.exists():
+            frames.append(pd.read_parquet(path).drop(columns="key"))
+            continue
+        elapsed = time.perf_counter() - START
+        if elapsed + longest.get(kind, 0.0) > deadline:
+            say(f"mli: deadline: {i} of {len(payloads)} units visited; the rest are left for `symzoo mli`")
+            break
+        begin = time.perf_counter()
+        curves = evaluate_payload(payload, zoo.config, data, opts)
+        write_parquet(path, curves.assign(key=payload["key"]))
+        longest[kind] = max(longest.get(kind, 0.0), time.perf_counter() - begin)
+        frames.append(curves)
+        say(f"mli unit {i + 1}/{len(payloads)} {payload['key']}: {time.perf_counter() - begin:.1f} s")
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def accuracy_lines(zoo_dir: Path) -> list[str]:
+    """Mean / median test accuracy per variant, and the mean over lr x wd strata (SPEC section 2)."""
+    frame = open_zoo(zoo_dir).frame
+    ok = frame[frame["status"] == "ok"].copy()
+    ok["stratum"] = np.where(ok["lr"] * ok["weight_decay"] > 5e-3, "lr*wd > 5e-3", "lr*wd <= 5e-3")
+    lines = []
+    for variant, g in frame.groupby("variant", sort=False):
+        good = ok[ok["variant"] == variant]
+        strata = good.groupby("stratum")["test_acc"].agg(["mean", "size"])
+        by_stratum = ", ".join(f"{k}: {100 * r['mean']:.1f}% (n={int(r['size'])})" for k, r in strata.iterrows())
+        paper = PAPER.get(str(variant), (float("nan"), float("nan")))
+        lines.append(
+            f"{variant:10s} {len(g):3d} nets  train/test acc mean {100 * good.train_acc.mean():5.1f}% / "
+            f"{100 * good.test_acc.mean():5.1f}%  median test {100 * good.test_acc.median():5.1f}%  "
+            f"by stratum {by_stratum}"
+            f"  paper {paper[0]}% / {paper[1]}%  diverged {int((g.status == 'diverged').sum())}"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("--work", default="/tmp/mli_call", help="WORK/zoo and WORK/mli are written here")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--deadline-s", type=float, default=470.0, help="start no MLI unit that would end later")
+    parser.add_argument("--networks", type=int, default=None, help="samples per family (default: the config's)")
+    args = parser.parse_args()
+    cfg = load_config(args.config)
+    if args.networks:
+        cfg["networks"] = args.networks
+    if args.device == "cpu":
+        cfg["execution"]["gpus_per_task"] = 0
+    work = Path(args.work)
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    say(f"device: {name}; torch {torch.__version__}; {cfg['name']}; {training_line(cfg)}")
+    train_zoo(cfg, work / "zoo", args.device)
+    say("zoo complete")
+    for line in accuracy_lines(work / "zoo"):
+        print(line, flush=True)
+    curves = evaluate_units(work / "zoo", work / "mli", args.device, args.deadline_s)
+    if curves.empty:
+        sys.exit("no MLI unit was evaluated")
+    stats = per_network_stats(curves)
+    variants = [v for v in cfg["variants"] if v in set(stats["variant"])]
+    for measurement in dict.fromkeys(curves["measurement"]):
+        print(mli_table(stats, variants, measurement, is_paper_resnet8_zoo(cfg)), flush=True)
+    say("done")
+
+
+if __name__ == "__main__":
+    main()
