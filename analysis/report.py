@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from analysis.plots import plot_accuracy
+from zoo.info import summarise_test_accuracy
 from zoo.store import Zoo
 
 STAGE_TITLES = {
@@ -29,8 +30,7 @@ def zoo_section(zoo: Zoo, figure: Path) -> str:
     """Counts by variant and status, accuracy summaries, the accuracy figure, the config and its hash."""
     frame, m = zoo.frame, zoo.manifest
     counts = frame.pivot_table(index="variant", columns="status", values="model_id", aggfunc="count", fill_value=0)
-    ok = frame[frame["status"] == "ok"]
-    acc = ok.groupby("variant")["test_acc"].agg(["count", "mean", "median", "std", "min", "max"]).round(4)
+    acc = summarise_test_accuracy(frame, zoo.config["hyperparameters"])
     plot_accuracy(frame, figure, zoo.config["name"])
     dropped = frame[frame["status"] != "ok"]
     reasons = dropped.groupby(["variant", "status", "reason"]).size().reset_index(name="networks")
@@ -46,7 +46,8 @@ def zoo_section(zoo: Zoo, figure: Path) -> str:
         "",
         _frame_md(counts.reset_index()),
         "",
-        "Test accuracy of finished networks:",
+        "Test accuracy of finished networks (stratified_mean: the mean over the quartiles of lr x wd under the "
+        "config's distributions, each weighted by its population share, n/a while a quartile holds no network):",
         "",
         _frame_md(acc.reset_index()),
         "",

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from zoo.plan import PAPER_TABLE8, draw
 from zoo.store import Zoo
+
+LR_WD_STRATA = 4  # quartiles of lr x wd under the config's distributions
 
 
 def _size(path: Path) -> str:
@@ -14,6 +21,41 @@ def _size(path: Path) -> str:
             return f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def lr_wd_edges(dists: dict, strata: int = LR_WD_STRATA, draws: int = 20_000) -> np.ndarray:
+    """Inner quantiles of lr x wd under the config's hyperparameter distributions (a seeded Monte Carlo sample):
+    the edges of ``strata`` strata holding equal shares of the population of draws."""
+    dists = {**PAPER_TABLE8, **dists}
+    rng = np.random.default_rng(0)
+    x = np.array([draw(dists["lr"], rng) * draw(dists["weight_decay"], rng) for _ in range(draws)])
+    return np.quantile(x, np.linspace(0, 1, strata + 1)[1:-1])
+
+
+def stratified_mean(values: np.ndarray, lr_wd: np.ndarray, edges: np.ndarray) -> float:
+    """Mean of the per-stratum means over strata of equal population share (``lr_wd_edges``).
+
+    Accuracy collapses where lr x wd is large (SPEC section 2), so a few dozen draws that happen to over- or
+    under-sample that corner move the plain mean by points; reweighting each stratum to its population share
+    removes that part of the noise. NaN when a stratum holds no network; the plain mean when lr x wd is fixed.
+    """
+    values, lr_wd = np.asarray(values, np.float64), np.asarray(lr_wd, np.float64)
+    if len(np.unique(edges)) < len(edges):
+        return float(values.mean()) if len(values) else math.nan
+    strata = np.searchsorted(edges, lr_wd)
+    means = [values[strata == s].mean() if (strata == s).any() else math.nan for s in range(len(edges) + 1)]
+    return float(np.mean(means))
+
+
+def summarise_test_accuracy(frame: pd.DataFrame, dists: dict) -> pd.DataFrame:
+    """Per variant: finished networks' test accuracy (count, mean, median, std) and the stratified mean."""
+    ok = frame[frame["status"] == "ok"]
+    edges = lr_wd_edges(dists)
+    summary = ok.groupby("variant")["test_acc"].agg(["count", "mean", "median", "std", "min", "max"])
+    summary["stratified_mean"] = [
+        stratified_mean(g["test_acc"], g["lr"] * g["weight_decay"], edges) for _, g in ok.groupby("variant")
+    ]
+    return summary.round(4)
 
 
 def describe(zoo: Zoo, checksums_verified: bool = False) -> str:
@@ -35,8 +77,15 @@ def describe(zoo: Zoo, checksums_verified: bool = False) -> str:
         counts = frame.pivot_table(index="variant", columns="status", values="model_id", aggfunc="count", fill_value=0)
         lines += ["", "networks by variant and status:", counts.to_string()]
         ok = frame[frame["status"] == "ok"]
-        acc = ok.groupby("variant")[["train_acc", "test_acc"]].agg(["mean", "std", "min", "max"]).round(4)
-        lines += ["", "accuracy of finished networks:", acc.to_string()]
+        train = ok.groupby("variant")["train_acc"].agg(["mean", "std"]).round(4)
+        lines += ["", "train accuracy of finished networks (augmented batches, as trained):", train.to_string()]
+        test = summarise_test_accuracy(frame, cfg["hyperparameters"])
+        lines += [
+            "",
+            f"test accuracy of finished networks (stratified_mean: the mean over {LR_WD_STRATA} strata of lr x wd, "
+            "each its population share under the config's distributions; NaN while a stratum is empty):",
+            test.to_string(),
+        ]
         secs = frame.groupby("variant")["seconds"].mean().round(2)
         lines += ["", "mean training seconds per network:", secs.to_string()]
     return "\n".join(lines)
