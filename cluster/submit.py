@@ -15,7 +15,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from symzoo.errors import SymzooError
@@ -122,27 +123,113 @@ def dashboard_tunnel(cluster_yaml: str, wait_s: float = TUNNEL_WAIT_S) -> Iterat
             tunnel.kill()
 
 
-def submit(stage_args: list[str], address: str | None = None, cluster_yaml: str | None = None) -> tuple[str, str]:
-    """Submit the stage as a Ray job; returns the job id and a shell command that follows its logs."""
+def submission_id(stage_args: list[str]) -> str:
+    """``symzoo-<stage>-<12 hex>``, a function of the stage, the content of its config (the resolved config, not
+    the file's path) and its other arguments: the same work submitted twice gets the same id."""
+    import hashlib
+    import json
+
+    from symzoo.cli import build_parser
+    from zoo.config import load_config
+
+    args = build_parser().parse_args(stage_args)
+    config_path = getattr(args, "config", None)
+    key = {"stage": stage_args[0], "args": [a for a in stage_args[1:] if a not in (config_path, "--no-progress")]}
+    if config_path:
+        key["config"] = load_config(config_path)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"symzoo-{stage_args[0]}-{digest}"
+
+
+@dataclass
+class Submission:
+    job_id: str
+    state: str  # "submitted", or the status of the same work's job that was already there
+    address: str
+
+
+MAX_ATTEMPTS = 100
+
+
+def submit_once(client, entrypoint: str, base_id: str, address: str) -> Submission:
+    """Submit unless the same work is already pending, running or done. A stopped or failed job of the same work
+    is followed by a new attempt (``<id>-2``, ``-3``, ...): the stage resumes where that one stopped."""
+    from ray.job_submission import JobStatus
+
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        job_id = base_id if attempt == 1 else f"{base_id}-{attempt}"
+        status = job_status(client, job_id)
+        if status is None:
+            runtime_env = {"working_dir": str(REPO_ROOT), "excludes": UPLOAD_EXCLUDES}
+            client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=job_id)
+            return Submission(job_id, "submitted", address)
+        if status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.SUCCEEDED):
+            return Submission(job_id, status.value.lower(), address)
+    raise SymzooError(f"{MAX_ATTEMPTS} attempts of {base_id} stopped or failed; see `ray job logs {base_id}`")
+
+
+def job_status(client, job_id: str):
+    """The job's status, or None when the cluster has no job of that id."""
+    try:
+        return client.get_job_status(job_id)
+    except RuntimeError as e:
+        if "does not exist" in str(e) or "404" in str(e):
+            return None
+        raise
+
+
+def follow(client, job_id: str) -> str:
+    """Stream the job's logs until it ends; returns its final status (SUCCEEDED, FAILED or STOPPED)."""
+    import asyncio
+
+    async def tail() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            print(lines, end="", flush=True)
+
+    asyncio.run(tail())
+    from ray.job_submission import JobStatus
+
+    status = client.get_job_status(job_id)
+    while status in (JobStatus.PENDING, JobStatus.RUNNING):  # the log stream can close a moment before the end
+        time.sleep(0.5)
+        status = client.get_job_status(job_id)
+    return status.value
+
+
+def submit(
+    stage_args: list[str], address: str | None = None, cluster_yaml: str | None = None, wait: bool = False
+) -> tuple[Submission, str | None]:
+    """Submit the stage as a Ray job (or find the same work's job); with ``wait``, stream its logs to the end and
+    return its final status too."""
     entrypoint = job_entrypoint(stage_args)
+    base_id = submission_id(stage_args)
     if not (address or cluster_yaml):
         raise SymzooError("submit needs --address http://HEAD:8265 or --cluster CLUSTER.yaml")
-    if address is None:
-        with dashboard_tunnel(cluster_yaml) as tunnel:
-            job = submit_entrypoint(entrypoint, tunnel)
-        return job, f"ray dashboard {cluster_yaml} & ray job logs --follow {job} --address http://127.0.0.1:8265"
-    job = submit_entrypoint(entrypoint, address)
-    return job, f"ray job logs --follow {job} --address {address}"
+    with dashboard_tunnel(cluster_yaml) if address is None else nullcontext(address) as where:
+        client = job_client(where)
+        sub = submit_once(client, entrypoint, base_id, address or cluster_yaml)
+        print(describe_submission(sub, cluster_yaml), flush=True)
+        return sub, follow(client, sub.job_id) if wait else None
 
 
-def submit_entrypoint(entrypoint: str, address: str) -> str:
-    """Send a validated entrypoint with this checkout to the job API at ``address``; returns the job id."""
+def describe_submission(sub: Submission, cluster_yaml: str | None) -> str:
+    what = {"submitted": "submitted job", "succeeded": "this work already ran and succeeded as job"}
+    head = f"{what.get(sub.state, f'this work is already {sub.state} as job')} {sub.job_id}"
+    if cluster_yaml:
+        where = "--address http://127.0.0.1:8265 (after `ray dashboard " + cluster_yaml + " &`)"
+    else:
+        where = f"--address {sub.address}"
+    return f"{head}; follow it with: ray job logs --follow {sub.job_id} {where} (also: ray job status, ray job stop)"
+
+
+def job_client(address: str):
+    """A job API client for ``address``; the failures a user meets are one line each."""
     import ray.exceptions
     from ray.job_submission import JobSubmissionClient
 
     AuthenticationError = getattr(ray.exceptions, "AuthenticationError", PermissionError)  # Ray >= 2.52
     try:
-        client = JobSubmissionClient(address)
+        return JobSubmissionClient(address)
     except AuthenticationError:
         raise SymzooError(
             f"the Ray cluster at {address} wants its auth token; export RAY_AUTH_MODE=token and put "
@@ -158,5 +245,3 @@ def submit_entrypoint(entrypoint: str, address: str) -> str:
             f"cannot reach the Ray dashboard at {address} ({str(e).splitlines()[0][:120]}); "
             "check the address and that the cluster is up"
         ) from None
-    runtime_env = {"working_dir": str(REPO_ROOT), "excludes": UPLOAD_EXCLUDES}
-    return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)

@@ -139,8 +139,9 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_submit(args: argparse.Namespace) -> None:
     from cluster.submit import submit
 
-    job, follow = submit(args.stage, args.address, args.cluster)
-    print(f"submitted job {job}; follow it with: {follow}")
+    _, final = submit(args.stage, args.address, args.cluster, args.wait)
+    if final is not None and final != "SUCCEEDED":
+        raise SymzooError(f"the job ended {final}; its log is above; `symzoo submit` the same again resumes it")
 
 
 def _analysis_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
@@ -190,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sm.add_argument("--address", default=None, help="Ray dashboard address, e.g. http://HEAD:8265")
     sm.add_argument("--cluster", default=None, help="cluster-launcher YAML, e.g. cluster/aws-gpu.yaml")
+    sm.add_argument(
+        "--wait", action="store_true", help="stream the job's log until it ends; exit 2 unless it succeeded"
+    )
     sm.add_argument(
         "stage", nargs=argparse.REMAINDER, help="the stage and its arguments, e.g. generate CONFIG --out DIR"
     )

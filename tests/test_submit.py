@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from cluster.submit import dashboard_tunnel, job_entrypoint
+from cluster.submit import dashboard_tunnel, job_entrypoint, submission_id
 from symzoo.cli import main as cli_main
 from symzoo.errors import ConfigError, SymzooError
 
@@ -33,6 +35,20 @@ def test_every_analysis_stage_submits_with_its_options_checked_locally():
         job_entrypoint(["lmc", "/zoos/paper", "--alphas", "10"])
     with pytest.raises(SymzooError, match="submit lmc needs a zoo"):
         job_entrypoint(["lmc"])
+
+
+def test_the_same_work_gets_the_same_submission_id(tmp_path):
+    base = submission_id(["generate", "configs/digits_demo.yaml", "--out", "/zoos/d"])
+    assert base.startswith("symzoo-generate-") and base == submission_id(
+        ["generate", "configs/digits_demo.yaml", "--out", "/zoos/d", "--no-progress"]
+    )
+    copy, text = tmp_path / "copy.yaml", Path("configs/digits_demo.yaml").read_text()
+    copy.write_text(text)
+    assert submission_id(["generate", str(copy), "--out", "/zoos/d"]) == base, "the config's content, not its path"
+    copy.write_text(text.replace("seed: 0", "seed: 5"))
+    assert submission_id(["generate", str(copy), "--out", "/zoos/d"]) != base
+    assert submission_id(["generate", "configs/digits_demo.yaml", "--out", "/zoos/e"]) != base
+    assert submission_id(["mli", "/zoos/d"]) != submission_id(["lmc", "/zoos/d"])
 
 
 def test_cluster_yaml_must_exist(tmp_path, capsys):
