@@ -222,6 +222,17 @@ def describe_submission(sub: Submission, cluster_yaml: str | None) -> str:
     return f"{head}; follow it with: ray job logs --follow {sub.job_id} {where} (also: ray job status, ray job stop)"
 
 
+def local_token_source() -> str | None:
+    """Where Ray on this machine takes its token from (its own order), if anywhere."""
+    import os
+
+    for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        if os.environ.get(var):
+            return f"${var}"
+    default = Path.home() / ".ray" / "auth_token"
+    return str(default) if default.is_file() else None
+
+
 def job_client(address: str):
     """A job API client for ``address``; the failures a user meets are one line each."""
     import ray.exceptions
@@ -231,6 +242,11 @@ def job_client(address: str):
     try:
         return JobSubmissionClient(address)
     except AuthenticationError:
+        if local_token_source():
+            raise SymzooError(
+                f"the Ray cluster at {address} refused the token in {local_token_source()}; use the cluster's "
+                "own (`ray get-auth-token` on its head)"
+            ) from None
         raise SymzooError(
             f"the Ray cluster at {address} wants its auth token; export RAY_AUTH_MODE=token and put "
             "the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN"

@@ -1,0 +1,129 @@
+"""A real two-node Ray cluster on 127.0.0.1 with token authentication: `symzoo submit` through its job API, a
+worker node killed mid-run, and submissions without the token or with a wrong one refused."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from zoo.store import MODELS, open_zoo
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("ray") is None, reason="the `ray` command is not installed"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("aiohttp") is None,
+        reason="a head with a job API needs ray[default]: pip install -e .[cluster]",
+    ),
+]
+
+CONFIG = """name: two_nodes
+seed: 3
+data: {name: digits}
+model: {arch: resnet8}
+variants: [standard, w_asym]
+networks: 12
+hyperparameters: {epochs: {randint: [4, 6]}}
+training: {batch_size: 128, warmup_epochs: 1, augment: {flip: false, translate: 1, cutout: 0}}
+execution: {networks_per_shard: 2, cpus_per_task: 1, max_retries: 3}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_env(home: Path, token: str | None) -> dict[str, str]:
+    """A client's environment: its own HOME (no ~/.ray/auth_token of this machine's user) and the given token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env |= {"HOME": str(home), "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"}
+    if token is not None:
+        env["RAY_AUTH_TOKEN"] = token
+    return env
+
+
+@pytest.fixture
+def two_nodes(tmp_path):
+    """A head with 1 CPU and a worker node with 2, both on 127.0.0.1, sharing a fresh token."""
+    token = secrets.token_hex(32)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = ray_env(home, token)
+    gcs, dashboard, worker_port = free_port(), free_port(), free_port()
+    common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    head = ["ray", "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}"]
+    head += ["--num-cpus=1", "--include-dashboard=true", *common]
+    worker = ["ray", "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", f"--node-manager-port={worker_port}"]
+    try:
+        subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run([*worker, *common], env=env, check=True, capture_output=True, timeout=120)
+        yield {"address": f"http://127.0.0.1:{dashboard}", "token": token, "home": home, "worker_port": worker_port}
+    finally:
+        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def raylet_pid(node_manager_port: int) -> int:
+    """The raylet of the node started with ``node_manager_port``."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if cmd and cmd[0].endswith(b"raylet") and f"--node_manager_port={node_manager_port}".encode() in cmd:
+            return int(proc.name)
+    raise AssertionError(f"no raylet with node manager port {node_manager_port}")
+
+
+def symzoo_submit(cluster: dict, args: list[str], token: str | None, **kw) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "symzoo.cli", "submit", "--address", cluster["address"], *args]
+    return subprocess.run(cmd, env=ray_env(cluster["home"], token), capture_output=True, text=True, **kw)
+
+
+def test_a_job_survives_a_killed_worker_node_and_the_token_guards_the_job_api(two_nodes, tmp_path):
+    config, out = tmp_path / "two_nodes.yaml", tmp_path / "zoo"
+    config.write_text(CONFIG)
+    stage = ["generate", str(config), "--out", str(out)]
+
+    for token, why in ((None, "no token"), ("0" * 64, "a wrong token")):
+        refused = symzoo_submit(two_nodes, stage, token, timeout=120)
+        assert refused.returncode == 2, (why, refused.stdout, refused.stderr)
+        assert "wants its auth token" in refused.stderr or "auth" in refused.stderr.lower(), (why, refused.stderr)
+        assert len(refused.stderr.strip().splitlines()) == 1, (why, refused.stderr)
+    assert not out.exists(), "a refused submission runs nothing"
+
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "symzoo.cli", "submit", "--address", two_nodes["address"], "--wait", *stage],
+        env=ray_env(two_nodes["home"], two_nodes["token"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while len(list((out / MODELS).glob("part-*.parquet"))) < 2:  # under way: some shards written, most to come
+        assert time.monotonic() < deadline and follower.poll() is None, "the job never wrote its first shards"
+        time.sleep(0.2)
+    written_before_kill = len(list((out / MODELS).glob("part-*.parquet")))
+    os.kill(raylet_pid(two_nodes["worker_port"]), signal.SIGKILL)
+    output, _ = follower.communicate(timeout=600)
+    assert follower.returncode == 0, output
+    assert "submitted job symzoo-generate-" in output and "trained" in output, output
+    assert written_before_kill < 12, "the node was killed while shards were still to come"
+    assert "will be retried" in output, "a shard that ran on the killed node was retried elsewhere"
+
+    zoo = open_zoo(out)
+    ids = zoo.frame["model_id"].tolist()
+    assert zoo.complete and sorted(ids) == list(range(24)), "every network exactly once"
+    again = symzoo_submit(two_nodes, stage, two_nodes["token"], timeout=120)
+    assert again.returncode == 0 and "already ran and succeeded as job symzoo-generate-" in again.stdout, again
