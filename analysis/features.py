@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from symzoo.errors import ZooError
-from zoo.layout import ParamLayout
-from zoo.store import Zoo
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.store import Zoo
 
 STAT_NAMES = ("mean", "var", "min", "max", "q25", "q50", "q75")
 SPLITS = ("train", "val", "test")

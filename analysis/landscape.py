@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.augment import AugmentConfig, draw_epoch, packed_batch, stack_draws
-from zoo.data import Dataset
-from zoo.layers import seeded_generator
-from zoo.layout import ParamLayout
-from zoo.packed import packed_logits
-from zoo.train import at_least_float32, autocast, evaluate, smoothed_cross_entropy
+from symzoo.zoo.augment import AugmentConfig, draw_epoch, packed_batch, stack_draws
+from symzoo.zoo.data import Dataset
+from symzoo.zoo.layers import seeded_generator
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.packed import packed_logits
+from symzoo.zoo.train import at_least_float32, autocast, evaluate, smoothed_cross_entropy
 
 # ---------------------------------------------------------------------------------------------------- statistics
 

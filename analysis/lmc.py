@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.landscape import evaluate_flat, interpolate, midpoint_barrier
-from analysis.paper import TABLE1
-from analysis.rebasin import rebasin
-from analysis.stats import mean_std, pm
-from zoo.data import Dataset
-from zoo.layout import ParamLayout
-from zoo.models import build_configured
+from symzoo.analysis.landscape import evaluate_flat, interpolate, midpoint_barrier
+from symzoo.analysis.paper import TABLE1
+from symzoo.analysis.rebasin import rebasin
+from symzoo.analysis.stats import mean_std, pm
+from symzoo.zoo.data import Dataset
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.models import build_configured
 
 METHODS = {
     "standard": "standard",

@@ -16,8 +16,8 @@ import torch
 from scipy.stats import kendalltau
 from sklearn.metrics import r2_score
 
-from analysis.metanets import build_metanet
-from zoo.layers import stable_seed
+from symzoo.analysis.metanets import build_metanet
+from symzoo.zoo.layers import stable_seed
 
 RIDGE_ALPHAS = [1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6]  # X X^T is ~1e3 per diagonal entry at ResNet8 size
 GBT_LRS = [0.01, 0.03, 0.1, 0.3]

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.landscape import evaluate_flat, interpolate, mli_stats
-from analysis.paper import TABLE4
-from analysis.stats import mean_std, pm, welch_t
-from zoo.augment import AugmentConfig
-from zoo.data import Dataset
-from zoo.layout import ParamLayout
-from zoo.models import build_configured
+from symzoo.analysis.landscape import evaluate_flat, interpolate, mli_stats
+from symzoo.analysis.paper import TABLE4
+from symzoo.analysis.stats import mean_std, pm, welch_t
+from symzoo.zoo.augment import AugmentConfig
+from symzoo.zoo.data import Dataset
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.models import build_configured
 
 MEASUREMENTS = {
     "clean": "clean: the un-augmented training set in a fixed order (deterministic)",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
+from symzoo.zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
 
 METANETS = ("mlp", "dmc", "deepsets", "statnn", "ridge", "gbt")
 PAPER_LRS = [1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]  # SPEC section 3: one run per LR, picked on validation R^2

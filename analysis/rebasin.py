@@ -17,8 +17,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from zoo.layers import AsymmetricWeight, FeatureNorm, FiGLU, MaskedLinear
-from zoo.models import MLP, ResNet
+from symzoo.zoo.layers import AsymmetricWeight, FeatureNorm, FiGLU, MaskedLinear
+from symzoo.zoo.models import MLP, ResNet
 
 Axes = tuple[str | None, ...]
 

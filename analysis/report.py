@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from analysis.plots import plot_accuracy
-from zoo.info import summarise_test_accuracy
-from zoo.store import Zoo
+from symzoo.analysis.plots import plot_accuracy
+from symzoo.zoo.info import summarise_test_accuracy
+from symzoo.zoo.store import Zoo
 
 STAGE_TITLES = {
     "metanet": "Metanetworks: predicting test accuracy from weights (paper Table 3)",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.paper import TABLE3, TABLE3_LRS
-from analysis.stats import mean_std, pm
+from symzoo.analysis.paper import TABLE3, TABLE3_LRS
+from symzoo.analysis.stats import mean_std, pm
 
 METANET_LABELS = {
     "mlp": "MLP",

@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from zoo.data import load_dataset
-from zoo.models import build
-from zoo.packed import train_pack
-from zoo.plan import plan_zoo
-from zoo.train import Recipe, TrainResult
+from symzoo.zoo.data import load_dataset
+from symzoo.zoo.models import build
+from symzoo.zoo.packed import train_pack
+from symzoo.zoo.plan import plan_zoo
+from symzoo.zoo.train import Recipe, TrainResult
 
 PAPER = {"standard": (74.8, 73.8), "w_asym": (64.0, 64.0), "sigma_asym": (float("nan"), float("nan"))}
 

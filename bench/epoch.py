@@ -12,10 +12,10 @@ import time
 
 import torch
 
-from zoo.data import load_dataset
-from zoo.models import VARIANTS, build
-from zoo.plan import HParams
-from zoo.train import Recipe, train_network
+from symzoo.zoo.data import load_dataset
+from symzoo.zoo.models import VARIANTS, build
+from symzoo.zoo.plan import HParams
+from symzoo.zoo.train import Recipe, train_network
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ STEPS=${*:-$ALL}
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
 } 2>&1 | tee "$OUT/gpu.txt"
-step decode 90 python3 -c "from zoo.data import load_dataset; print(load_dataset('cifar10').x_train.shape)"
+step decode 90 python3 -c "from symzoo.zoo.data import load_dataset; print(load_dataset('cifar10').x_train.shape)"
 for s in $STEPS; do
   case $s in
     packed) step packed 150 python3 bench/packed.py --device cuda --ks 1,8,32,64,128 --steps 20 --check \

@@ -32,10 +32,10 @@ SHARD = 250
 
 def synthesise(zoo_dir: Path, n: int) -> None:
     """N standard CIFAR-10 ResNet8 rows with random weights, written through the zoo's own shard writer."""
-    from zoo.config import config_hash, validate
-    from zoo.layout import ParamLayout
-    from zoo.models import build
-    from zoo.store import new_manifest, rows_to_table, write_manifest, write_shard
+    from symzoo.zoo.config import config_hash, validate
+    from symzoo.zoo.layout import ParamLayout
+    from symzoo.zoo.models import build
+    from symzoo.zoo.store import new_manifest, rows_to_table, write_manifest, write_shard
 
     cfg = validate({"name": "bench", "data": {"name": "cifar10"}, "variants": ["standard"], "networks": n})
     layouts = {"standard": ParamLayout.from_model(build("resnet8", "standard"))}
@@ -59,8 +59,8 @@ def synthesise(zoo_dir: Path, n: int) -> None:
 
 
 def cache_path(zoo_dir: Path) -> Path:
-    from analysis.features import zoo_fingerprint
-    from zoo.store import open_zoo
+    from symzoo.analysis.features import zoo_fingerprint
+    from symzoo.zoo.store import open_zoo
 
     return zoo_dir.parent / "cache" / f"standard-final-{zoo_fingerprint(open_zoo(zoo_dir, verify=False))}.npy"
 
@@ -79,8 +79,8 @@ def run_method(method: str, zoo_dir: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from analysis.features import load_variant
-    from zoo.store import open_zoo
+    from symzoo.analysis.features import load_variant
+    from symzoo.zoo.store import open_zoo
 
     zoo = open_zoo(zoo_dir, verify=False)
     _ = zoo.frame, zoo.layouts  # metadata is not what is timed
@@ -114,8 +114,8 @@ def main() -> None:
     if not (zoo_dir / "manifest.json").exists():
         synthesise(zoo_dir, args.networks)
     if not cache_path(zoo_dir).exists():
-        from analysis.features import load_variant
-        from zoo.store import open_zoo
+        from symzoo.analysis.features import load_variant
+        from symzoo.zoo.store import open_zoo
 
         load_variant(open_zoo(zoo_dir), "standard", "final", zoo_dir.parent / "cache")
     methods = ("pyarrow", "zoo", "cache", "npload")

@@ -17,10 +17,10 @@ import time
 import numpy as np
 import torch
 
-from analysis.features import load_variant, statnn_features
-from analysis.metanet_run import RunSpec, run_metanet
-from analysis.options import PAPER_LRS
-from zoo.store import open_zoo
+from symzoo.analysis.features import load_variant, statnn_features
+from symzoo.analysis.metanet_run import RunSpec, run_metanet
+from symzoo.analysis.options import PAPER_LRS
+from symzoo.zoo.store import open_zoo
 
 EVAL_ROWS = 64
 

@@ -25,15 +25,15 @@ import pandas as pd
 import torch
 from accuracy import PAPER  # bench/accuracy.py: the paper's train / test accuracies per variant
 
-from analysis.features import usable_networks
-from analysis.mli import evaluate_payload, mli_payloads, mli_table, per_network_stats
-from analysis.options import resolve
-from analysis.paper import is_paper_resnet8_zoo
-from pipelines.manifest import finalize_manifest, prepare_manifest
-from pipelines.outputs import claim_stage_dir, stage_identity, write_parquet
-from pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
-from zoo.config import load_config
-from zoo.store import open_zoo, shard_path, write_shard
+from symzoo.analysis.features import usable_networks
+from symzoo.analysis.mli import evaluate_payload, mli_payloads, mli_table, per_network_stats
+from symzoo.analysis.options import resolve
+from symzoo.analysis.paper import is_paper_resnet8_zoo
+from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
+from symzoo.pipelines.outputs import claim_stage_dir, stage_identity, write_parquet
+from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
+from symzoo.zoo.config import load_config
+from symzoo.zoo.store import open_zoo, shard_path, write_shard
 
 START = time.perf_counter()
 

@@ -22,11 +22,11 @@ import time
 
 import torch
 
-from zoo.data import Dataset, load_dataset
-from zoo.models import build
-from zoo.packed import train_pack
-from zoo.plan import PAPER_TABLE8, HParams, sample_hparams
-from zoo.train import Recipe, train_network
+from symzoo.zoo.data import Dataset, load_dataset
+from symzoo.zoo.models import build
+from symzoo.zoo.packed import train_pack
+from symzoo.zoo.plan import PAPER_TABLE8, HParams, sample_hparams
+from symzoo.zoo.train import Recipe, train_network
 
 STEPS_PER_PAPER_NETWORK = 25 * (50_000 // 512)
 

@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from zoo.train import tune_kernels
+from symzoo.zoo.train import tune_kernels
 
 # (C_in, C_out, H=W, stride) of ResNet8's 3x3 convolutions on 32x32 inputs
 SHAPES = [(3, 16, 32, 1), (16, 16, 32, 1), (16, 32, 32, 2), (32, 32, 16, 1), (32, 64, 16, 2), (64, 64, 8, 1)]

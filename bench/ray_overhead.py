@@ -19,10 +19,10 @@ import ray
 import torch
 import yaml
 
-from pipelines.generate import generate
-from pipelines.shard import dataset_from, train_specs
-from zoo.config import load_config
-from zoo.plan import plan_zoo
+from symzoo.pipelines.generate import generate
+from symzoo.pipelines.shard import dataset_from, train_specs
+from symzoo.zoo.config import load_config
+from symzoo.zoo.plan import plan_zoo
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -214,7 +214,7 @@ def packed_convs_on_triton() -> Iterator[None]:
     """Within the block, every packed 3x3 convolution of the zoo's models (padding 1, no bias) runs on these
     kernels; 1x1 shortcuts and unpacked layers stay on ``F.conv2d``. For timing whole training steps
     (``bench/packed.py --triton-conv``) without touching ``zoo/layers.py``."""
-    from zoo.layers import MaskedConv2d
+    from symzoo.zoo.layers import MaskedConv2d
 
     cudnn_forward = MaskedConv2d.forward
 

@@ -22,9 +22,9 @@ import torch
 from accuracy import PAPER  # bench/accuracy.py: the paper's train / test accuracies per variant
 from packed import triton_convs  # bench/packed.py: routes packed 3x3 convs to bench/triton_conv.py
 
-from pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
-from zoo.config import load_config
-from zoo.store import MODELS, write_shard
+from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
+from symzoo.zoo.config import load_config
+from symzoo.zoo.store import MODELS, write_shard
 
 
 def main() -> None:

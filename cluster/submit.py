@@ -31,7 +31,7 @@ def check_stage_args(stage_args: list[str]) -> None:
     """Everything about a stage's arguments that can be checked on the laptop: the flags parse, a config is a
     valid zoo config, a stage's options are valid. (A zoo path names a directory on the cluster: not checked.)"""
     from symzoo.cli import build_parser
-    from zoo.config import load_config
+    from symzoo.zoo.config import load_config
 
     try:
         args = build_parser().parse_args(stage_args)
@@ -42,7 +42,7 @@ def check_stage_args(stage_args: list[str]) -> None:
     if stage_args[0] in ("generate", "run"):
         load_config(args.config)
         return
-    from analysis.options import resolve
+    from symzoo.analysis.options import resolve
     from symzoo.cli import stage_overrides, stage_section
 
     stage = stage_args[0]
@@ -130,7 +130,7 @@ def submission_id(stage_args: list[str]) -> str:
     import json
 
     from symzoo.cli import build_parser
-    from zoo.config import load_config
+    from symzoo.zoo.config import load_config
 
     args = build_parser().parse_args(stage_args)
     config_path = getattr(args, "config", None)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.options import resolve
-from pipelines.outputs import (
+from symzoo.analysis.options import resolve
+from symzoo.errors import ZooError
+from symzoo.pipelines.outputs import (
     check_out_dir,
     check_stage_dir,
     claim_stage_dir,
@@ -23,10 +24,9 @@ from pipelines.outputs import (
     remove_stale_temporaries,
     stage_identity,
 )
-from pipelines.stage import StageReport, WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
-from symzoo.errors import ZooError
-from zoo.lock import directory_lock
-from zoo.store import Zoo, open_zoo
+from symzoo.pipelines.stage import StageReport, WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
+from symzoo.zoo.lock import directory_lock
+from symzoo.zoo.store import Zoo, open_zoo
 
 RESOURCE_OPTIONS = ("cpus_per_task", "gpus_per_task")  # where units run, not what they compute
 

@@ -11,15 +11,15 @@ import pyarrow.parquet as pq
 import ray
 import torch
 
-from pipelines.manifest import finalize_manifest, prepare_manifest
-from pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
-from pipelines.stage import StageReport, WorkUnit, connect, run_stage
 from symzoo.errors import ZooError
-from zoo.config import config_hash, load_config
-from zoo.data import Dataset
-from zoo.lock import directory_lock, holds_anything
-from zoo.plan import NetSpec
-from zoo.store import (
+from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
+from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
+from symzoo.pipelines.stage import StageReport, WorkUnit, connect, run_stage
+from symzoo.zoo.config import config_hash, load_config
+from symzoo.zoo.data import Dataset
+from symzoo.zoo.lock import directory_lock, holds_anything
+from symzoo.zoo.plan import NetSpec
+from symzoo.zoo.store import (
     MANIFEST,
     MODELS,
     check_shard,
@@ -30,7 +30,7 @@ from zoo.store import (
     weight_columns,
     write_shard,
 )
-from zoo.train import steps_per_epoch
+from symzoo.zoo.train import steps_per_epoch
 
 
 @ray.remote  # resources and retries come from the config, through run_stage's .options

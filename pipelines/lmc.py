@@ -15,22 +15,22 @@ import pandas as pd
 import ray
 import torch
 
-from analysis.features import usable_networks
-from analysis.lmc import METHODS, barriers, lmc_table, paper_setting, replicate_pairs
-from analysis.plots import plot_lmc_curves
-from analysis.tables import skipped_note
-from pipelines.analysis_stage import AnalysisStage, StageResult
-from pipelines.outputs import write_parquet
-from pipelines.stage import WorkUnit, device_for_task
+from symzoo.analysis.features import usable_networks
+from symzoo.analysis.lmc import METHODS, barriers, lmc_table, paper_setting, replicate_pairs
+from symzoo.analysis.plots import plot_lmc_curves
+from symzoo.analysis.tables import skipped_note
 from symzoo.errors import ZooError
-from zoo.data import Dataset
-from zoo.store import Zoo
+from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
+from symzoo.pipelines.outputs import write_parquet
+from symzoo.pipelines.stage import WorkUnit, device_for_task
+from symzoo.zoo.data import Dataset
+from symzoo.zoo.store import Zoo
 
 
 @ray.remote
 def lmc_task(payload: dict, cfg: dict, data: Dataset, opts: dict, progress, unit: int) -> pd.DataFrame:
     """Ray task: one unit's pairs on this worker's device."""
-    from analysis.lmc import lmc_curves
+    from symzoo.analysis.lmc import lmc_curves
 
     torch.set_num_threads(max(1, int(opts["cpus_per_task"])))
     device = device_for_task()

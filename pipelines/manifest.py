@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from symzoo.errors import ZooError
-from zoo.config import config_hash
-from zoo.data import Dataset
-from zoo.layout import ParamLayout
-from zoo.lock import holds_anything
-from zoo.store import (
+from symzoo.zoo.config import config_hash
+from symzoo.zoo.data import Dataset
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.lock import holds_anything
+from symzoo.zoo.store import (
     MANIFEST,
     MODELS,
     ManifestDamaged,

@@ -17,7 +17,7 @@ import pandas as pd
 import ray
 import torch
 
-from analysis.features import (
+from symzoo.analysis.features import (
     VariantWeights,
     check_split_sizes,
     load_variant,
@@ -27,16 +27,16 @@ from analysis.features import (
     statnn_features,
     zoo_fingerprint,
 )
-from analysis.metanet_run import RunSpec, grid_for, run_metanet
-from analysis.metanets import DMC, FLAT_INPUT
-from analysis.paper import is_paper_resnet8_zoo
-from analysis.plots import plot_lr_sweep, plot_metanet_predictions
-from analysis.tables import METANET_LABELS, metanet_summary, metanet_table
-from pipelines.analysis_stage import AnalysisStage, StageResult
-from pipelines.outputs import remove_stale_temporaries, write_parquet
-from pipelines.stage import WorkUnit, device_for_task
+from symzoo.analysis.metanet_run import RunSpec, grid_for, run_metanet
+from symzoo.analysis.metanets import DMC, FLAT_INPUT
+from symzoo.analysis.paper import is_paper_resnet8_zoo
+from symzoo.analysis.plots import plot_lr_sweep, plot_metanet_predictions
+from symzoo.analysis.tables import METANET_LABELS, metanet_summary, metanet_table
 from symzoo.errors import ZooError
-from zoo.store import Zoo
+from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
+from symzoo.pipelines.outputs import remove_stale_temporaries, write_parquet
+from symzoo.pipelines.stage import WorkUnit, device_for_task
+from symzoo.zoo.store import Zoo
 
 IDENTITY_OPTIONS = ("epochs", "batch_size", "weight_decay", "weights", "split_seed")  # change every run's result
 

@@ -15,17 +15,17 @@ import pandas as pd
 import ray
 import torch
 
-from analysis.features import usable_networks
-from analysis.mli import evaluate_payload, mli_payloads, mli_table, per_network_stats
-from analysis.paper import is_paper_resnet8_zoo
-from analysis.plots import plot_delta_histogram, plot_mli_curves
-from analysis.tables import skipped_note
-from pipelines.analysis_stage import AnalysisStage, StageResult
-from pipelines.outputs import write_parquet
-from pipelines.stage import WorkUnit, device_for_task
+from symzoo.analysis.features import usable_networks
+from symzoo.analysis.mli import evaluate_payload, mli_payloads, mli_table, per_network_stats
+from symzoo.analysis.paper import is_paper_resnet8_zoo
+from symzoo.analysis.plots import plot_delta_histogram, plot_mli_curves
+from symzoo.analysis.tables import skipped_note
 from symzoo.errors import ZooError
-from zoo.data import Dataset
-from zoo.store import Zoo
+from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
+from symzoo.pipelines.outputs import write_parquet
+from symzoo.pipelines.stage import WorkUnit, device_for_task
+from symzoo.zoo.data import Dataset
+from symzoo.zoo.store import Zoo
 
 
 @ray.remote

@@ -16,11 +16,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis.features import zoo_fingerprint
 from symzoo import __version__
+from symzoo.analysis.features import zoo_fingerprint
 from symzoo.errors import ZooError
-from zoo.lock import holds_anything
-from zoo.store import Zoo, atomic_write_bytes, file_sha256
+from symzoo.zoo.lock import holds_anything
+from symzoo.zoo.store import Zoo, atomic_write_bytes, file_sha256
 
 STAGE_FILE = "stage.json"
 

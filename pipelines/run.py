@@ -12,18 +12,18 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.options import study_stages
-from analysis.report import build_report, read_timings
-from pipelines.generate import generate
-from pipelines.lmc import lmc_stage
-from pipelines.metanet import metanet_stage
-from pipelines.mli import mli_stage
-from pipelines.outputs import check_out_dir, mark_done
-from pipelines.stage import describe_cluster
+from symzoo.analysis.options import study_stages
+from symzoo.analysis.report import build_report, read_timings
 from symzoo.errors import ZooError
-from zoo.config import config_hash, load_config
-from zoo.lock import directory_lock, holds_anything
-from zoo.store import open_zoo
+from symzoo.pipelines.generate import generate
+from symzoo.pipelines.lmc import lmc_stage
+from symzoo.pipelines.metanet import metanet_stage
+from symzoo.pipelines.mli import mli_stage
+from symzoo.pipelines.outputs import check_out_dir, mark_done
+from symzoo.pipelines.stage import describe_cluster
+from symzoo.zoo.config import config_hash, load_config
+from symzoo.zoo.lock import directory_lock, holds_anything
+from symzoo.zoo.store import open_zoo
 
 STAGES = {"metanet": metanet_stage, "mli": mli_stage, "lmc": lmc_stage}
 STUDY_FILE = "study.json"

@@ -14,14 +14,14 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from zoo.augment import AugmentConfig
-from zoo.data import Dataset, load_configured
-from zoo.layout import ParamLayout
-from zoo.models import build_configured
-from zoo.packed import MIN_COMPILED_PACK, group_into_packs, rows_to_keep, train_pack
-from zoo.plan import NetSpec, plan_zoo
-from zoo.store import flat_numpy, rows_to_table
-from zoo.train import Recipe, train_network
+from symzoo.zoo.augment import AugmentConfig
+from symzoo.zoo.data import Dataset, load_configured
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.models import build_configured
+from symzoo.zoo.packed import MIN_COMPILED_PACK, group_into_packs, rows_to_keep, train_pack
+from symzoo.zoo.plan import NetSpec, plan_zoo
+from symzoo.zoo.store import flat_numpy, rows_to_table
+from symzoo.zoo.train import Recipe, train_network
 
 
 def recipe_from(cfg: dict, device: torch.device) -> Recipe:

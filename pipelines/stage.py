@@ -183,8 +183,8 @@ def run_unit_files(
 ) -> StageReport:
     """An analysis stage's units: each task returns a DataFrame, stored as the unit's Parquet file with a ``key``
     column naming the unit (so a file is recognised as the unit's own). Failures end the stage with the fix."""
-    from pipelines.outputs import check_unit_file, write_parquet
-    from zoo.store import quarantine
+    from symzoo.pipelines.outputs import check_unit_file, write_parquet
+    from symzoo.zoo.store import quarantine
 
     def check(unit: WorkUnit) -> None:
         check_unit_file(unit.output, "key", key_of(unit))

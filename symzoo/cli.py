@@ -18,11 +18,11 @@ from symzoo.errors import SymzooError
 def cmd_train_one(args: argparse.Namespace) -> None:
     import torch
 
-    from zoo.augment import AugmentConfig
-    from zoo.data import load_dataset
-    from zoo.models import build
-    from zoo.plan import HParams
-    from zoo.train import Recipe, train_network
+    from symzoo.zoo.augment import AugmentConfig
+    from symzoo.zoo.data import load_dataset
+    from symzoo.zoo.models import build
+    from symzoo.zoo.plan import HParams
+    from symzoo.zoo.train import Recipe, train_network
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -47,7 +47,7 @@ def cmd_train_one(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from pipelines.generate import generate
+    from symzoo.pipelines.generate import generate
 
     report = generate(args.config, args.out, args.address, show_progress=not args.no_progress)
     if not report.ok:
@@ -59,20 +59,20 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
-    from pipelines.generate import describe_plan
+    from symzoo.pipelines.generate import describe_plan
 
     print(describe_plan(args.config, args.out))
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from zoo.info import describe
-    from zoo.store import open_zoo
+    from symzoo.zoo.info import describe
+    from symzoo.zoo.store import open_zoo
 
     zoo = open_zoo(args.zoo, verify=False)
     zoo.verify(checksums=args.verify)  # footers always, sha256 too with --verify
     print(describe(zoo, checksums_verified=args.verify))
     if args.plot:
-        from analysis.plots import plot_accuracy
+        from symzoo.analysis.plots import plot_accuracy
 
         print(f"plot written to {plot_accuracy(zoo.frame, args.plot, zoo.config['name'])}")
 
@@ -85,7 +85,7 @@ def stage_section(config: str | None, section: str) -> dict | None:
     """The ``section`` of a zoo config given with ``--config`` (validated as a whole, like generate does)."""
     if config is None:
         return None
-    from zoo.config import load_config
+    from symzoo.zoo.config import load_config
 
     return load_config(config)[section]
 
@@ -110,7 +110,7 @@ def stage_overrides(stage: str, args: argparse.Namespace) -> dict:
 
 def cmd_analysis(args: argparse.Namespace) -> None:
     """symzoo metanet | mli | lmc: one analysis stage on a stored zoo."""
-    from pipelines.run import STAGES
+    from symzoo.pipelines.run import STAGES
 
     stage = args.command
     out = args.out or f"runs/{Path(args.zoo).name}-{stage}"
@@ -122,8 +122,8 @@ def cmd_analysis(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from pipelines.run import run_study
-    from zoo.config import load_config
+    from symzoo.pipelines.run import run_study
+    from symzoo.zoo.config import load_config
 
     out = args.out or f"runs/{load_config(args.config)['name']}"
     report = run_study(args.config, out, args.address, not args.no_progress)
@@ -131,13 +131,13 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from pipelines.run import write_study_report
+    from symzoo.pipelines.run import write_study_report
 
     print(f"report written: {write_study_report(args.study)}")
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
-    from cluster.submit import submit
+    from symzoo.cluster.submit import submit
 
     _, final = submit(args.stage, args.address, args.cluster, args.wait)
     if final is not None and final != "SUCCEEDED":

@@ -6,7 +6,7 @@ import pytest
 import ray
 import torch
 
-from zoo.data import load_dataset, shared_data_candidates
+from symzoo.zoo.data import load_dataset, shared_data_candidates
 
 
 @pytest.fixture(autouse=True)

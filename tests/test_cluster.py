@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster.submit import dashboard_tunnel
+from symzoo.cluster.submit import dashboard_tunnel
 from symzoo.errors import SymzooError
 
 CLUSTER = Path(__file__).resolve().parent.parent / "cluster"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.augment import AugmentConfig, EpochDraw, augment, draw_epoch
-from zoo.data import DataNotFoundError, load_dataset
+from symzoo.zoo.augment import AugmentConfig, EpochDraw, augment, draw_epoch
+from symzoo.zoo.data import DataNotFoundError, load_dataset
 
 
 def test_digits_is_uint8_balanced_and_normalised(digits):
@@ -32,7 +32,7 @@ def test_subsets_are_class_balanced_and_seeded():
 def test_missing_cifar_says_where_it_looked_and_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMZOO_SHARED_DATA", str(tmp_path / "nowhere"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("zoo.data.REPO_ROOT", tmp_path)
+    monkeypatch.setattr("symzoo.zoo.data.REPO_ROOT", tmp_path)
     with pytest.raises(DataNotFoundError) as err:
         load_dataset("cifar10", root=tmp_path)
     msg = str(err.value)

@@ -13,8 +13,8 @@ import threading
 import numpy as np
 import pytest
 
-from zoo import data
-from zoo.data import DataNotFoundError, load_cifar10
+from symzoo.zoo import data
+from symzoo.zoo.data import DataNotFoundError, load_cifar10
 
 
 def small_cifar_archive() -> bytes:

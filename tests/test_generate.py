@@ -18,11 +18,11 @@ import pytest
 import torch
 import yaml
 
-from pipelines.generate import generate
 from symzoo.cli import main as cli_main
 from symzoo.errors import ZooError
-from zoo.store import open_zoo
-from zoo.train import evaluate
+from symzoo.pipelines.generate import generate
+from symzoo.zoo.store import open_zoo
+from symzoo.zoo.train import evaluate
 
 TINY = {
     "name": "tiny",
@@ -302,7 +302,7 @@ def test_packed_generation_writes_the_same_zoo(ray_cluster, tiny_zoo, tmp_path):
 def test_auto_pack_size_packs_only_adamw_on_gpus():
     import torch
 
-    from pipelines.shard import resolve_pack_size
+    from symzoo.pipelines.shard import resolve_pack_size
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert resolve_pack_size({"pack_size": "auto", "optimizer": "adamw"}, cpu) == 1
@@ -312,7 +312,7 @@ def test_auto_pack_size_packs_only_adamw_on_gpus():
 
 
 def test_auto_compile_only_for_packs_on_gpus():
-    from pipelines.shard import resolve_compile
+    from symzoo.pipelines.shard import resolve_compile
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     auto = {"pack_size": "auto", "optimizer": "adamw", "compile": "auto"}
@@ -327,7 +327,7 @@ def test_weights_are_read_without_extra_copies(tiny_zoo):
     """One shard, no filter: a view of Arrow's buffer; several shards: one array, filled once."""
     import pyarrow as pa
 
-    from zoo.store import fixed_size_to_numpy
+    from symzoo.zoo.store import fixed_size_to_numpy
 
     shard = next((tiny_zoo / "models").glob("*.parquet"))
     column = pq.read_table(shard, columns=["weights_final"])["weights_final"].combine_chunks()
@@ -340,11 +340,11 @@ def test_weights_are_read_without_extra_copies(tiny_zoo):
 
 
 def test_a_failed_network_has_nan_final_weights(tmp_path):
-    from pipelines.shard import layouts_for, result_row
-    from zoo.config import validate
-    from zoo.data import load_dataset
-    from zoo.plan import plan_zoo
-    from zoo.store import fixed_size_to_numpy, rows_to_table
+    from symzoo.pipelines.shard import layouts_for, result_row
+    from symzoo.zoo.config import validate
+    from symzoo.zoo.data import load_dataset
+    from symzoo.zoo.plan import plan_zoo
+    from symzoo.zoo.store import fixed_size_to_numpy, rows_to_table
 
     cfg = validate({**TINY, "networks": 1, "variants": ["standard"]})
     data = load_dataset("digits")
@@ -362,7 +362,12 @@ def test_info_prints_tables_and_writes_a_plot(tiny_zoo, tmp_path, capsys):
     png = tmp_path / "acc.png"
     assert cli_main(["info", str(tiny_zoo), "--verify", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "6 of 6 networks, complete" in out and "w_asym: 60634 trainable" in out and "test_acc" in out
+    assert (
+        "6 of 6 networks, complete" in out
+        and "w_asym: 60634 trainable" in out
+        and "stratified_mean" in out
+        and "median" in out
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
@@ -382,7 +387,7 @@ def test_missing_data_exits_2_with_where_it_looked_and_writes_nothing(tmp_path, 
     monkeypatch.setenv("SYMZOO_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SYMZOO_SHARED_DATA", str(tmp_path / "nowhere"))
     monkeypatch.delenv("SYMZOO_CIFAR10_NPZ", raising=False)
-    monkeypatch.setattr("zoo.data.REPO_ROOT", tmp_path)
+    monkeypatch.setattr("symzoo.zoo.data.REPO_ROOT", tmp_path)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "zoo"
     config = write_config(tmp_path, data={"name": "cifar10", "size": 16})
@@ -419,8 +424,8 @@ def test_a_stored_network_evaluates_in_one_call_to_its_recorded_accuracy(tiny_zo
 
 def test_shards_group_networks_of_similar_length(tmp_path):
     """A GPU pack runs as long as its longest network: shards hold neighbouring epoch counts, ids keep plan order."""
-    from pipelines.generate import plan_units
-    from zoo.config import load_config
+    from symzoo.pipelines.generate import plan_units
+    from symzoo.zoo.config import load_config
 
     cfg = load_config(write_config(tmp_path, networks=20, hyperparameters={"epochs": {"randint": [10, 40]}}))
     units = plan_units(cfg, tmp_path / "zoo")
@@ -459,8 +464,8 @@ def test_a_pack_out_of_gpu_memory_is_retried_in_smaller_packs(tmp_path, monkeypa
     """A pack too big for the GPU is split, not lost: every network trains, the shard's later packs start at the
     size that fitted, and the rows are those of a run with room to spare (float64: rounding cannot hide a change).
     """
-    import pipelines.shard as shard
-    from zoo.config import load_config
+    import symzoo.pipelines.shard as shard
+    from symzoo.zoo.config import load_config
 
     training = {**TINY["training"], "pack_size": 8}
     cfg = load_config(write_config(tmp_path, networks=5, training=training, execution={"networks_per_shard": 10}))
@@ -492,9 +497,9 @@ def test_a_pack_out_of_gpu_memory_is_retried_in_smaller_packs(tmp_path, monkeypa
 def test_plan_names_the_pack_sizes_a_compiled_worker_builds_graphs_for(tmp_path, monkeypatch):
     """The plan's preview of compiled graphs is what training does: packs start full (or at a shard's
     remainder) and shrink through powers of two as networks finish. Compilation is recorded, not run."""
-    import zoo.packed
-    from pipelines.shard import compiled_pack_sizes, dataset_from, shard_specs, train_specs, training_line
-    from zoo.config import load_config
+    from symzoo.pipelines.shard import compiled_pack_sizes, dataset_from, shard_specs, train_specs, training_line
+    from symzoo.zoo import packed
+    from symzoo.zoo.config import load_config
 
     sizes_run = set()
 
@@ -505,7 +510,7 @@ def test_plan_names_the_pack_sizes_a_compiled_worker_builds_graphs_for(tmp_path,
 
         return run
 
-    monkeypatch.setattr(zoo.packed, "compile_packed", recording_compile)
+    monkeypatch.setattr(packed, "compile_packed", recording_compile)
     training = {**TINY["training"], "pack_size": 16, "compile": True}
     hyperparameters = {**TINY["hyperparameters"], "epochs": {"randint": [1, 5]}}
     cfg = load_config(
@@ -531,7 +536,7 @@ def test_plan_names_the_pack_sizes_a_compiled_worker_builds_graphs_for(tmp_path,
 def test_a_full_disk_is_one_line_leaves_no_temporary_and_keeps_the_old_file(tmp_path, monkeypatch):
     import errno
 
-    from zoo import store
+    from symzoo.zoo import store
 
     target = tmp_path / "manifest.json"
     target.write_text("old")

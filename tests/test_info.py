@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from zoo.info import lr_wd_edges, stratified_mean, summarise_test_accuracy
-from zoo.plan import PAPER_TABLE8, draw
+from symzoo.zoo.info import lr_wd_edges, stratified_mean, summarise_test_accuracy
+from symzoo.zoo.plan import PAPER_TABLE8, draw
 
 
 def test_lr_wd_strata_hold_equal_shares_of_fresh_table8_draws():

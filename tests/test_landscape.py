@@ -10,17 +10,17 @@ import pytest
 import torch
 import yaml
 
-from analysis.landscape import evaluate_flat, interpolate, midpoint_barrier, mli_stats
-from analysis.lmc import barriers, lmc_curves, replicate_pairs
-from analysis.mli import mli_curves
-from analysis.rebasin import permutation_spec, permute, rebasin, weight_matching
-from pipelines.generate import generate
-from pipelines.lmc import lmc_stage
-from pipelines.mli import mli_stage
+from symzoo.analysis.landscape import evaluate_flat, interpolate, midpoint_barrier, mli_stats
+from symzoo.analysis.lmc import barriers, lmc_curves, replicate_pairs
+from symzoo.analysis.mli import mli_curves
+from symzoo.analysis.rebasin import permutation_spec, permute, rebasin, weight_matching
 from symzoo.cli import main as cli_main
-from zoo.layout import ParamLayout
-from zoo.models import build
-from zoo.store import open_zoo
+from symzoo.pipelines.generate import generate
+from symzoo.pipelines.lmc import lmc_stage
+from symzoo.pipelines.mli import mli_stage
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.models import build
+from symzoo.zoo.store import open_zoo
 
 ALPHAS = np.linspace(0, 1, 25)
 
@@ -226,7 +226,7 @@ def test_lmc_needs_replicates_and_both_need_a_zoo(zoo_dir, tmp_path, capsys):
 
 
 def test_diverged_and_non_finite_networks_are_skipped_and_counted():
-    from analysis.features import usable_networks
+    from symzoo.analysis.features import usable_networks
 
     class StoredZoo:  # the two things usable_networks reads from a zoo
         frame = pd.DataFrame(
@@ -251,8 +251,8 @@ def test_diverged_and_non_finite_networks_are_skipped_and_counted():
 
 
 def test_tables_print_the_papers_rows_where_the_setting_is_the_papers():
-    from analysis.lmc import lmc_table
-    from analysis.mli import mli_table
+    from symzoo.analysis.lmc import lmc_table
+    from symzoo.analysis.mli import mli_table
 
     table_barriers = pd.DataFrame(
         {

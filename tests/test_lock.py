@@ -12,15 +12,15 @@ import pytest
 import yaml
 
 from symzoo.errors import ZooError
-from zoo.lock import LOCK_FILE, directory_lock
+from symzoo.zoo.lock import LOCK_FILE, directory_lock
 
 CONFIG = {
     "name": "locked",
     "seed": 4,
     "data": {"name": "digits"},
     "variants": ["standard"],
-    "networks": 4,
-    "hyperparameters": {"epochs": {"randint": [3, 4]}},
+    "networks": 12,  # long enough to outlast the second's start-up (imports, Ray) on a busy machine
+    "hyperparameters": {"epochs": {"randint": [6, 8]}},
     "training": {"batch_size": 100, "warmup_epochs": 1, "augment": {"flip": False, "cutout": 0}},
     "execution": {"networks_per_shard": 1},
 }
@@ -63,5 +63,5 @@ def test_two_generates_into_one_zoo_one_is_refused_the_other_completes(tmp_path)
     check = subprocess.run(
         [sys.executable, "-m", "symzoo.cli", "info", str(out), "--verify"], capture_output=True, text=True
     )
-    assert check.returncode == 0 and "4 of 4 networks, complete" in check.stdout, check.stderr
+    assert check.returncode == 0 and "12 of 12 networks, complete" in check.stdout, check.stderr
     assert not (out / LOCK_FILE).exists()

@@ -15,17 +15,17 @@ import pytest
 import torch
 import yaml
 
-from analysis.features import VariantWeights, check_split_sizes, paired_split, split_indices, statnn_features
-from analysis.metanet_run import RunSpec, run_metanet
-from analysis.metanets import DMC, build_metanet, count_parameters
-from analysis.options import validate_section
-from pipelines.generate import generate
-from pipelines.metanet import chosen_values, metanet_stage
+from symzoo.analysis.features import VariantWeights, check_split_sizes, paired_split, split_indices, statnn_features
+from symzoo.analysis.metanet_run import RunSpec, run_metanet
+from symzoo.analysis.metanets import DMC, build_metanet, count_parameters
+from symzoo.analysis.options import validate_section
 from symzoo.cli import main as cli_main
 from symzoo.errors import ConfigError, ZooError
-from zoo.config import config_hash, load_config
-from zoo.layout import ParamLayout
-from zoo.models import build
+from symzoo.pipelines.generate import generate
+from symzoo.pipelines.metanet import chosen_values, metanet_stage
+from symzoo.zoo.config import config_hash, load_config
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.models import build
 
 ZOO = {
     "name": "mn",
@@ -245,8 +245,8 @@ def test_a_killed_run_resumes_to_the_same_table(zoo_dir, stage_out, tmp_path):
 
 
 def test_the_table_puts_the_papers_numbers_beside_ours_only_for_the_papers_zoo():
-    from analysis.paper import is_paper_resnet8_zoo
-    from analysis.tables import metanet_summary, metanet_table
+    from symzoo.analysis.paper import is_paper_resnet8_zoo
+    from symzoo.analysis.tables import metanet_summary, metanet_table
 
     runs = pd.DataFrame(
         {

@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-from zoo.layers import FiGLU, FixSpec, MaskedConv2d, MaskedLinear, sample_row_masks, seeded_generator
-from zoo.layout import ParamLayout, count_trainable
-from zoo.models import build
+from symzoo.zoo.layers import FiGLU, FixSpec, MaskedConv2d, MaskedLinear, sample_row_masks, seeded_generator
+from symzoo.zoo.layout import ParamLayout, count_trainable
+from symzoo.zoo.models import build
 
 
 @pytest.mark.parametrize(

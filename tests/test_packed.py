@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
-from zoo.augment import AugmentConfig
-from zoo.data import load_dataset
-from zoo.layout import ParamLayout
-from zoo.models import build
-from zoo.packed import PackedAdamW, group_into_packs, packed_logits, rows_to_keep, stack_parameters, train_pack
-from zoo.plan import HParams
-from zoo.train import Recipe, smoothed_cross_entropy, train_network
+from symzoo.zoo.augment import AugmentConfig
+from symzoo.zoo.data import load_dataset
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.models import build
+from symzoo.zoo.packed import PackedAdamW, group_into_packs, packed_logits, rows_to_keep, stack_parameters, train_pack
+from symzoo.zoo.plan import HParams
+from symzoo.zoo.train import Recipe, smoothed_cross_entropy, train_network
 
 RECIPE = Recipe(batch_size=100, warmup_epochs=1, augment=AugmentConfig(flip=True, translate=1, cutout=2))
 # Networks that learn; each has its own lr, weight decay, smoothing and epoch count.
@@ -225,7 +225,7 @@ def test_a_worker_compiles_every_pack_past_torchs_default_graph_limit(small_digi
 
 
 def test_packs_hold_one_variant_in_the_given_order():
-    from zoo.plan import plan_zoo
+    from symzoo.zoo.plan import plan_zoo
 
     specs = plan_zoo(10, ["standard", "w_asym"], zoo_seed=3)
     groups = group_into_packs(specs, 4)

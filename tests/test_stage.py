@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from pipelines.stage import WorkUnit, run_stage
 from symzoo.errors import ZooError
+from symzoo.pipelines.stage import WorkUnit, run_stage
 
 
 @ray.remote
@@ -102,7 +102,7 @@ def test_a_dead_progress_actor_loses_the_bar_not_the_run(ray_cluster, tmp_path, 
 
 
 def test_an_address_without_a_cluster_is_one_line_with_the_fix(monkeypatch):
-    from pipelines import stage
+    from symzoo.pipelines import stage
 
     def no_cluster(**kwargs):  # what ray.init(address="auto") raises when no cluster runs on this machine
         raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to.")

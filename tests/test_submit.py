@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.submit import dashboard_tunnel, job_entrypoint, submission_id
 from symzoo.cli import main as cli_main
+from symzoo.cluster.submit import dashboard_tunnel, job_entrypoint, submission_id
 from symzoo.errors import ConfigError, SymzooError
 
 
@@ -59,7 +59,7 @@ def test_cluster_yaml_must_exist(tmp_path, capsys):
 
 
 def test_get_head_ip_failures_name_their_real_cause():
-    from cluster.submit import head_ip_failure
+    from symzoo.cluster.submit import head_ip_failure
 
     boto = "Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'boto3'\n"
     assert head_ip_failure("cluster/aws-gpu.yaml", boto) == (

@@ -6,10 +6,10 @@ import math
 
 import torch
 
-from zoo.augment import AugmentConfig
-from zoo.models import build
-from zoo.plan import PAPER_TABLE8, plan_zoo, sample_hparams
-from zoo.train import HParams, Recipe, lr_factor, smoothed_cross_entropy, train_network
+from symzoo.zoo.augment import AugmentConfig
+from symzoo.zoo.models import build
+from symzoo.zoo.plan import PAPER_TABLE8, plan_zoo, sample_hparams
+from symzoo.zoo.train import HParams, Recipe, lr_factor, smoothed_cross_entropy, train_network
 
 DIGITS_RECIPE = Recipe(batch_size=128, warmup_epochs=1, augment=AugmentConfig(flip=False, translate=1, cutout=0))
 

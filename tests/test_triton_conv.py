@@ -110,8 +110,8 @@ def test_triton_conv_keeps_a_nan_network_to_itself():
 def test_packed_resnet8_on_triton_convs_matches_cudnn_path(variant, monkeypatch):
     """Routed through ``packed_convs_on_triton``, a pack of ResNet8s gives the logits and parameter gradients of
     the ``F.conv2d`` path (stride-2 convs, 1x1 shortcuts left on F.conv2d, W-Asym fixed entries)."""
-    from zoo.models import build
-    from zoo.packed import packed_logits, stack_parameters
+    from symzoo.zoo.models import build
+    from symzoo.zoo.packed import packed_logits, stack_parameters
 
     models = [build("resnet8", variant, (3, 8, 8), init_seed=i) for i in range(2)]
     params = stack_parameters(models)

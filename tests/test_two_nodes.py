@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.store import MODELS, open_zoo
+from symzoo.zoo.store import MODELS, open_zoo
 
 pytestmark = [
     pytest.mark.slow,

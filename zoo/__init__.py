@@ -1,5 +1,5 @@
 """Models, data, training and storage of symzoo's model zoos."""
 
-from zoo.store import Zoo, open_zoo
+from symzoo.zoo.store import Zoo, open_zoo
 
 __all__ = ["Zoo", "open_zoo"]

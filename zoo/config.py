@@ -14,12 +14,12 @@ from typing import Any
 
 import yaml
 
-from analysis.options import ANALYSIS_DEFAULTS, ANALYSIS_SECTIONS, validate_section
+from symzoo.analysis.options import ANALYSIS_DEFAULTS, ANALYSIS_SECTIONS, validate_section
 from symzoo.errors import ConfigError
-from zoo.data import DATASETS
-from zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
-from zoo.models import ARCHS, VARIANTS
-from zoo.plan import DISTRIBUTIONS, HPARAM_NAMES, PAPER_TABLE8
+from symzoo.zoo.data import DATASETS
+from symzoo.zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
+from symzoo.zoo.models import ARCHS, VARIANTS
+from symzoo.zoo.plan import DISTRIBUTIONS, HPARAM_NAMES, PAPER_TABLE8
 
 DEFAULTS: dict[str, Any] = {
     "name": "zoo",

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from zoo.plan import PAPER_TABLE8, draw
-from zoo.store import Zoo
+from symzoo.zoo.plan import PAPER_TABLE8, draw
+from symzoo.zoo.store import Zoo
 
 LR_WD_STRATA = 4  # quartiles of lr x wd under the config's distributions
 

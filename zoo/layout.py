@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.layers import AsymmetricWeight
+from symzoo.zoo.layers import AsymmetricWeight
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from zoo.layers import (
+from symzoo.zoo.layers import (
     ChannelNorm,
     FeatureNorm,
     FiGLU,

@@ -24,12 +24,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from zoo.augment import draw_epoch, packed_batch, stack_draws
-from zoo.data import Dataset
-from zoo.layers import seeded_generator
-from zoo.layout import ParamLayout
-from zoo.plan import HParams, NetSpec
-from zoo.train import (
+from symzoo.zoo.augment import draw_epoch, packed_batch, stack_draws
+from symzoo.zoo.data import Dataset
+from symzoo.zoo.layers import seeded_generator
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.plan import HParams, NetSpec
+from symzoo.zoo.train import (
     Recipe,
     TrainResult,
     autocast,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.layers import stable_seed
+from symzoo.zoo.layers import stable_seed
 
 # Paper Table 8: lr = 0.5 * 10^-U(0,2), wd = 10^-U(1,5), ls = U(0, 0.2), epochs = RandInt(10, 40) inclusive.
 PAPER_TABLE8: dict[str, Any] = {

@@ -27,7 +27,7 @@ from torch import nn
 
 from symzoo import __version__
 from symzoo.errors import ZooError
-from zoo.layout import ParamLayout
+from symzoo.zoo.layout import ParamLayout
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -332,7 +332,7 @@ class Zoo:
 
     def model(self, model_id: int, which: str = "final") -> nn.Module:
         """Rebuild network ``model_id`` (fixed structure from the zoo seed) with its stored weights."""
-        from zoo.models import build_configured
+        from symzoo.zoo.models import build_configured
 
         row = self.frame.loc[self.frame["model_id"] == model_id]
         if row.empty:
@@ -348,7 +348,7 @@ class Zoo:
         (Feeding ``x / 255`` instead of ``data.normalize(x)`` silently costs accuracy: the networks were trained
         on per-channel standardised inputs.)
         """
-        from zoo.train import evaluate
+        from symzoo.zoo.train import evaluate
 
         if split not in ("train", "test"):
             raise ZooError(f"split {split!r} is not allowed; train or test")
@@ -359,7 +359,7 @@ class Zoo:
 
     def dataset(self):
         """The zoo's data set, loaded as its config says (its fingerprint is in the manifest)."""
-        from zoo.data import load_configured
+        from symzoo.zoo.data import load_configured
 
         return load_configured(self.config["data"])
 

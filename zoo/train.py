@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from symzoo.errors import ConfigError
-from zoo.augment import AugmentConfig, augment, draw_epoch
-from zoo.data import Dataset
-from zoo.layers import seeded_generator
-from zoo.layout import ParamLayout
-from zoo.plan import HParams
+from symzoo.zoo.augment import AugmentConfig, augment, draw_epoch
+from symzoo.zoo.data import Dataset
+from symzoo.zoo.layers import seeded_generator
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.plan import HParams
 
 
 @dataclass(frozen=True)
