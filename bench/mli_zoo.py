@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 from accuracy import PAPER  # bench/accuracy.py: the paper's train / test accuracies per variant
+from zoo_shard import config_for  # bench/zoo_shard.py
 
 from symzoo.analysis.features import usable_networks
 from symzoo.analysis.mli import evaluate_payload, mli_payloads, mli_table, per_network_stats
@@ -32,7 +33,6 @@ from symzoo.analysis.paper import is_paper_resnet8_zoo
 from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
 from symzoo.pipelines.outputs import claim_stage_dir, stage_identity, write_parquet
 from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
-from symzoo.zoo.config import load_config
 from symzoo.zoo.store import open_zoo, shard_path, write_shard
 
 START = time.perf_counter()
@@ -132,11 +132,7 @@ def main() -> None:
     parser.add_argument("--deadline-s", type=float, default=470.0, help="start no MLI unit that would end later")
     parser.add_argument("--networks", type=int, default=None, help="samples per family (default: the config's)")
     args = parser.parse_args()
-    cfg = load_config(args.config)
-    if args.networks:
-        cfg["networks"] = args.networks
-    if args.device == "cpu":
-        cfg["execution"]["gpus_per_task"] = 0
+    cfg = config_for(args.config, args.networks, args.device)
     work = Path(args.work)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     say(f"device: {name}; torch {torch.__version__}; {cfg['name']}; {training_line(cfg)}")

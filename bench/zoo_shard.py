@@ -27,6 +27,16 @@ from symzoo.zoo.config import load_config
 from symzoo.zoo.store import MODELS, write_shard
 
 
+def config_for(path: str, networks: int | None, device: str) -> dict:
+    """The config as a GPU worker of generate resolves it, with ``networks`` samples, on ``device``."""
+    cfg = load_config(path)
+    if networks:
+        cfg["networks"] = networks
+    if device == "cpu":
+        cfg["execution"]["gpus_per_task"] = 0
+    return cfg
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
@@ -35,11 +45,7 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/zoo_shard")
     parser.add_argument("--triton-conv", action="store_true", help="packed 3x3 convs on bench/triton_conv.py")
     args = parser.parse_args()
-    cfg = load_config(args.config)
-    if args.networks:
-        cfg["networks"] = args.networks
-    if args.device == "cpu":
-        cfg["execution"]["gpus_per_task"] = 0
+    cfg = config_for(args.config, args.networks, args.device)
     out = Path(args.out)
     data = dataset_from(cfg).to(args.device)
     layouts_json = {v: layout.to_json() for v, layout in layouts_for(cfg, data).items()}
