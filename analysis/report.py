@@ -47,7 +47,7 @@ def zoo_section(zoo: Zoo, figure: Path) -> str:
         _frame_md(counts.reset_index()),
         "",
         "Test accuracy of finished networks (stratified_mean: the mean over the quartiles of lr x wd under the "
-        "config's distributions, each weighted by its population share, n/a while a quartile holds no network):",
+        "config's distributions, each weighted by its population share; NaN while a quartile holds no network):",
         "",
         _frame_md(acc.reset_index()),
         "",
