@@ -131,8 +131,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--deadline-s", type=float, default=470.0, help="start no MLI unit that would end later")
     parser.add_argument("--networks", type=int, default=None, help="samples per family (default: the config's)")
+    parser.add_argument("--seed", type=int, default=None, help="another zoo seed: fresh draws (default: the config's)")
     args = parser.parse_args()
-    cfg = config_for(args.config, args.networks, args.device)
+    cfg = config_for(args.config, args.networks, args.device, args.seed)
     work = Path(args.work)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     say(f"device: {name}; torch {torch.__version__}; {cfg['name']}; {training_line(cfg)}")

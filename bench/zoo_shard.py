@@ -27,11 +27,14 @@ from symzoo.zoo.config import load_config
 from symzoo.zoo.store import MODELS, write_shard
 
 
-def config_for(path: str, networks: int | None, device: str) -> dict:
-    """The config as a GPU worker of generate resolves it, with ``networks`` samples, on ``device``."""
+def config_for(path: str, networks: int | None, device: str, seed: int | None = None) -> dict:
+    """The config as a GPU worker of generate resolves it, with ``networks`` samples (and another zoo ``seed``:
+    fresh draws, masks and inits), on ``device``."""
     cfg = load_config(path)
     if networks:
         cfg["networks"] = networks
+    if seed is not None:
+        cfg["seed"] = seed
     if device == "cpu":
         cfg["execution"]["gpus_per_task"] = 0
     return cfg
