@@ -91,6 +91,26 @@ def symzoo_submit(cluster: dict, args: list[str], token: str | None, **kw) -> su
     return subprocess.run(cmd, env=ray_env(cluster["home"], token), capture_output=True, text=True, **kw)
 
 
+FORWARDER = """#!{python}
+# A stand-in for `ray dashboard CLUSTER.yaml --port P`: the SSH tunnel, as a TCP forwarder from 127.0.0.1:P to the
+# head's dashboard (the real command reaches the head over SSH; the job API sees the same bytes).
+import socket, sys, threading
+port = int(sys.argv[sys.argv.index("--port") + 1])
+server = socket.create_server(("127.0.0.1", port))
+
+def pipe(a, b):
+    while data := a.recv(65536):
+        b.sendall(data)
+    b.close()
+
+while True:
+    client, _ = server.accept()
+    upstream = socket.create_connection(("127.0.0.1", {dashboard_port}))
+    threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+    threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+"""
+
+
 def test_a_job_survives_a_killed_worker_node_and_the_token_guards_the_job_api(two_nodes, tmp_path):
     config, out = tmp_path / "two_nodes.yaml", tmp_path / "zoo"
     config.write_text(CONFIG)
@@ -127,3 +147,18 @@ def test_a_job_survives_a_killed_worker_node_and_the_token_guards_the_job_api(tw
     assert zoo.complete and sorted(ids) == list(range(24)), "every network exactly once"
     again = symzoo_submit(two_nodes, stage, two_nodes["token"], timeout=120)
     assert again.returncode == 0 and "already ran and succeeded as job symzoo-generate-" in again.stdout, again
+
+    # an analysis stage through --cluster: the dashboard reached through the tunnel `ray dashboard` opens
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    dashboard_port = int(two_nodes["address"].rsplit(":", 1)[1])
+    (bindir / "ray").write_text(FORWARDER.format(python=sys.executable, dashboard_port=dashboard_port))
+    (bindir / "ray").chmod(0o755)
+    (tmp_path / "cluster.yaml").write_text("cluster_name: local-test\n")
+    env = ray_env(two_nodes["home"], two_nodes["token"]) | {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    mli = ["mli", str(out), "--out", str(tmp_path / "mli"), "--alphas", "3", "--loss", "clean"]
+    cmd = [sys.executable, "-m", "symzoo.cli", "submit", "--cluster", str(tmp_path / "cluster.yaml"), "--wait", *mli]
+    via_tunnel = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert via_tunnel.returncode == 0, via_tunnel.stdout + via_tunnel.stderr
+    assert "submitted job symzoo-mli-" in via_tunnel.stdout and "ray dashboard" in via_tunnel.stdout
+    assert (tmp_path / "mli" / "done.json").exists() and (tmp_path / "mli" / "table.md").exists()
