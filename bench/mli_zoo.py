@@ -33,6 +33,7 @@ from symzoo.analysis.paper import is_paper_resnet8_zoo
 from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
 from symzoo.pipelines.outputs import claim_stage_dir, stage_identity, write_parquet
 from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
+from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.store import open_zoo, shard_path, write_shard
 
 START = time.perf_counter()
@@ -137,11 +138,13 @@ def main() -> None:
     work = Path(args.work)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     say(f"device: {name}; torch {torch.__version__}; {cfg['name']}; {training_line(cfg)}")
-    train_zoo(cfg, work / "zoo", args.device)
+    with directory_lock(work / "zoo", "bench/mli_zoo.py"):  # one writer, as generate and the stages hold it
+        train_zoo(cfg, work / "zoo", args.device)
     say("zoo complete")
     for line in accuracy_lines(work / "zoo"):
         print(line, flush=True)
-    curves = evaluate_units(work / "zoo", work / "mli", args.device, args.deadline_s)
+    with directory_lock(work / "mli", "bench/mli_zoo.py"):
+        curves = evaluate_units(work / "zoo", work / "mli", args.device, args.deadline_s)
     if curves.empty:
         sys.exit("no MLI unit was evaluated")
     stats = per_network_stats(curves)
