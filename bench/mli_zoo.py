@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from accuracy import PAPER  # bench/accuracy.py: the paper's train / test accuracies per variant
@@ -33,6 +32,7 @@ from symzoo.analysis.paper import is_paper_resnet8_zoo
 from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
 from symzoo.pipelines.outputs import claim_stage_dir, stage_identity, write_parquet
 from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
+from symzoo.zoo.info import summarise_test_accuracy
 from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.store import open_zoo, shard_path, write_shard
 
@@ -106,20 +106,18 @@ def evaluate_units(zoo_dir: Path, mli_dir: Path, device: str, deadline: float) -
 
 
 def accuracy_lines(zoo_dir: Path) -> list[str]:
-    """Mean / median test accuracy per variant, and the mean over lr x wd strata (SPEC section 2)."""
-    frame = open_zoo(zoo_dir).frame
-    ok = frame[frame["status"] == "ok"].copy()
-    ok["stratum"] = np.where(ok["lr"] * ok["weight_decay"] > 5e-3, "lr*wd > 5e-3", "lr*wd <= 5e-3")
+    """Train / test accuracy per variant with ``symzoo info``'s summary (median, the mean stratified over lr x wd
+    quartiles: SPEC section 2), the paper's beside it and the divergences."""
+    zoo = open_zoo(zoo_dir)
+    frame = zoo.frame
+    summary = summarise_test_accuracy(frame, zoo.config["hyperparameters"])
     lines = []
     for variant, g in frame.groupby("variant", sort=False):
-        good = ok[ok["variant"] == variant]
-        strata = good.groupby("stratum")["test_acc"].agg(["mean", "size"])
-        by_stratum = ", ".join(f"{k}: {100 * r['mean']:.1f}% (n={int(r['size'])})" for k, r in strata.iterrows())
-        paper = PAPER.get(str(variant), (float("nan"), float("nan")))
+        s, paper = summary.loc[variant], PAPER.get(str(variant), (float("nan"), float("nan")))
+        train = g.loc[g.status == "ok", "train_acc"].mean()
         lines.append(
-            f"{variant:10s} {len(g):3d} nets  train/test acc mean {100 * good.train_acc.mean():5.1f}% / "
-            f"{100 * good.test_acc.mean():5.1f}%  median test {100 * good.test_acc.median():5.1f}%  "
-            f"by stratum {by_stratum}"
+            f"{variant:10s} {len(g):3d} nets  train/test acc mean {100 * train:5.1f}% / {100 * s['mean']:5.1f}%  "
+            f"median test {100 * s['median']:5.1f}%  stratified {100 * s['stratified_mean']:5.1f}%"
             f"  paper {paper[0]}% / {paper[1]}%  diverged {int((g.status == 'diverged').sum())}"
         )
     return lines
