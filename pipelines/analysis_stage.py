@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ray
+
 from symzoo.analysis.options import resolve
 from symzoo.errors import ZooError
 from symzoo.pipelines.outputs import (
@@ -123,6 +125,12 @@ class AnalysisStage:
         resources = analysis_resources(self.opts["cpus_per_task"], self.opts["gpus_per_task"], gpu_share)
         self.reports.append(run_unit_files(units, task, task_args, self.out, key_of, resources, desc, show_progress))
         return read_unit_files([u.output for u in units]).drop(columns="key")
+
+    def run_on_data(self, units: list[WorkUnit], task: Any, data: Any, show_progress: bool):
+        """``run`` for the stages whose units carry their ``key`` in the payload and whose tasks take the zoo's
+        config, its data set (put in Ray's object store once) and the options: mli and lmc."""
+        task_args = (self.zoo.config, ray.put(data), self.opts)
+        return self.run(units, task, task_args, lambda u: u.payload["key"], 0.5, self.name, show_progress)
 
     def finish(self, table: str) -> StageResult:
         """Record completion (options, seconds, where) and say what this call did."""

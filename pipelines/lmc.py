@@ -100,8 +100,7 @@ def lmc_stage(
             f"{', Git Re-Basin for standard pairs' if opts['rebasin'] else ''}) in {len(units)} units -> {stage.out}",
             file=sys.stderr,
         )
-        task_args = (zoo.config, ray.put(data), opts)
-        curves = stage.run(units, lmc_task, task_args, lambda u: u.payload["key"], 0.5, "lmc", show_progress)
+        curves = stage.run_on_data(units, lmc_task, data, show_progress)
         return stage.finish(write_lmc_outputs(stage.out, zoo, opts, curves, skipped))
 
 

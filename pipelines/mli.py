@@ -67,8 +67,7 @@ def mli_stage(
             f"{opts['loss']}) in {len(units)} units -> {stage.out}",
             file=sys.stderr,
         )
-        task_args = (zoo.config, ray.put(data), opts)
-        curves = stage.run(units, mli_task, task_args, lambda u: u.payload["key"], 0.5, "mli", show_progress)
+        curves = stage.run_on_data(units, mli_task, data, show_progress)
         return stage.finish(write_mli_outputs(stage.out, zoo, opts, curves, skipped))
 
 
