@@ -242,9 +242,9 @@ def job_client(address: str):
     try:
         return JobSubmissionClient(address)
     except AuthenticationError:
-        if local_token_source():
+        if source := local_token_source():
             raise SymzooError(
-                f"the Ray cluster at {address} refused the token in {local_token_source()}; use the cluster's "
+                f"the Ray cluster at {address} refused the token in {source}; use the cluster's "
                 "own (`ray get-auth-token` on its head)"
             ) from None
         raise SymzooError(
