@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from symzoo.zoo.location import Location, location
 
 
 def _pyplot():
@@ -17,11 +20,16 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path, dpi: int = 110) -> Path:
+def _save(fig, path: str | Location, dpi: int = 110) -> Location:
     plt = _pyplot()
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=dpi)
+    path = location(path)
+    if isinstance(path, Path):
+        fig.savefig(path, dpi=dpi)
+    else:  # an object store: render in memory, then one atomic commit
+        png = io.BytesIO()
+        fig.savefig(png, dpi=dpi, format="png")
+        path.write_bytes(png.getvalue())
     plt.close(fig)
     return path
 

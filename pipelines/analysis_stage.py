@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -27,6 +26,7 @@ from symzoo.pipelines.outputs import (
     stage_identity,
 )
 from symzoo.pipelines.stage import StageReport, WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
+from symzoo.zoo.location import Location, location
 from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.store import Zoo, open_zoo
 
@@ -35,7 +35,7 @@ RESOURCE_OPTIONS = ("cpus_per_task", "gpus_per_task")  # where units run, not wh
 
 @dataclass
 class StageResult:
-    out: Path
+    out: Location
     table: str  # table.md as written
     ran: int  # units (runs) done in this call
     kept: int  # units found finished
@@ -47,7 +47,7 @@ class AnalysisStage:
 
     name: str
     zoo: Zoo
-    out: Path
+    out: Location
     opts: dict
     identity: dict  # what makes every result what it is: another identity in ``out`` is refused
     units_folder: str
@@ -58,15 +58,15 @@ class AnalysisStage:
     def open(
         cls,
         name: str,
-        zoo_dir: str | Path,
-        out: str | Path,
+        zoo_dir: str | Location,
+        out: str | Location,
         config_section: dict | None,
         overrides: dict | None,
         identity_options: tuple[str, ...],
         units_folder: str = "units",
     ) -> AnalysisStage:
         """Open the zoo and resolve options (stored section, ``--config`` section, flags); nothing is written."""
-        out = Path(out)
+        out = location(out)
         check_out_dir(out)
         zoo = open_zoo(zoo_dir)
         opts = resolve(name, zoo.config.get(name), config_section, overrides)
@@ -84,7 +84,7 @@ class AnalysisStage:
         return {k: v for k, v in self.opts.items() if k not in RESOURCE_OPTIONS}
 
     @property
-    def units_dir(self) -> Path:
+    def units_dir(self) -> Location:
         return self.out / self.units_folder
 
     def require_weights(self, kind: str) -> None:

@@ -17,6 +17,7 @@ from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train
 from symzoo.pipelines.stage import StageReport, WorkUnit, connect, run_stage
 from symzoo.zoo.config import config_hash, load_config
 from symzoo.zoo.data import Dataset
+from symzoo.zoo.location import Location, arrow_path, location
 from symzoo.zoo.lock import directory_lock, holds_anything
 from symzoo.zoo.plan import NetSpec
 from symzoo.zoo.store import (
@@ -43,16 +44,16 @@ def train_shard(spec_rows: list[NetSpec], cfg: dict, data: Dataset, layouts_json
     return train_shard_table(spec_rows, cfg, data, layouts_json, lambda n: progress.set.remote(unit, n))
 
 
-def plan_units(cfg: dict, out: Path) -> list[WorkUnit]:
+def plan_units(cfg: dict, out: Location) -> list[WorkUnit]:
     """The zoo's shards (``pipelines.shard.shard_specs``) as work units writing to their Parquet paths."""
     return [WorkUnit(i, shard_path(out, i), chunk, len(chunk)) for i, chunk in enumerate(shard_specs(cfg))]
 
 
 def generate(
-    config_path: str | Path, out: str | Path | None = None, address: str | None = None, show_progress: bool = True
+    config_path: str | Path, out: str | Location | None = None, address: str | None = None, show_progress: bool = True
 ) -> StageReport:
     cfg = load_config(config_path)
-    out = Path(out) if out else Path("zoos") / cfg["name"]
+    out = location(out) if out else Path("zoos") / cfg["name"]
     data = dataset_from(cfg)  # before anything is written: missing data fails here
     steps_per_epoch(len(data.x_train), cfg["training"]["batch_size"])  # and so does a batch larger than the data
     layouts = layouts_for(cfg, data)
@@ -65,7 +66,7 @@ def generate(
 
 
 def _generate_locked(
-    cfg: dict, out: Path, data: Dataset, layouts: dict, units: list, show_progress: bool
+    cfg: dict, out: Location, data: Dataset, layouts: dict, units: list, show_progress: bool
 ) -> StageReport:
     manifest = prepare_manifest(cfg, out, data, layouts, len(units))
     layouts_json = {v: layout.to_json() for v, layout in layouts.items()}
@@ -75,7 +76,8 @@ def _generate_locked(
     def check(unit: WorkUnit) -> None:
         """Footer, schema, ids and layouts, then the bytes against the manifest's checksum."""
         check_shard(unit.output, [s.model_id for s in unit.payload])
-        stored = pq.read_schema(unit.output).metadata.get(b"symzoo.layouts", b"{}")
+        source, fs = arrow_path(unit.output)
+        stored = pq.read_schema(source, filesystem=fs).metadata.get(b"symzoo.layouts", b"{}")
         if json.loads(stored) != layouts_json:
             raise ZooError(f"shard {unit.output} holds networks of other layouts than this config's")
         name = unit.output.name
@@ -134,12 +136,12 @@ def _generate_locked(
     return report
 
 
-def describe_plan(config_path: str | Path, out: str | Path | None = None) -> str:
+def describe_plan(config_path: str | Path, out: str | Location | None = None) -> str:
     """What ``generate`` would do: networks, shards, the first hyperparameter draws, storage, and what is done."""
     import pandas as pd
 
     cfg = load_config(config_path)
-    out = Path(out) if out else Path("zoos") / cfg["name"]
+    out = location(out) if out else Path("zoos") / cfg["name"]
     data = dataset_from(cfg)
     layouts = layouts_for(cfg, data)
     units = plan_units(cfg, out)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +14,7 @@ from symzoo.errors import ZooError
 from symzoo.zoo.config import config_hash
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.location import Location
 from symzoo.zoo.lock import holds_anything
 from symzoo.zoo.store import (
     MANIFEST,
@@ -29,7 +29,7 @@ from symzoo.zoo.store import (
 )
 
 
-def prepare_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int) -> dict:
+def prepare_manifest(cfg: dict, out: Location, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int) -> dict:
     """Create the manifest, or check that an existing zoo at ``out`` was made from this very config."""
     h = config_hash(cfg)
     if (out / MANIFEST).exists() or (out / MODELS).is_dir():
@@ -53,7 +53,7 @@ def prepare_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, Par
     return create_manifest(cfg, out, data, layouts, n_shards)
 
 
-def create_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int, **extra):
+def create_manifest(cfg: dict, out: Location, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int, **extra):
     """Write the manifest of a zoo that has none (or whose own was moved aside) and return it."""
     manifest = new_manifest(
         cfg, config_hash(cfg), layouts, data.fingerprint(), data.in_shape, data.num_classes, n_shards
@@ -63,7 +63,7 @@ def create_manifest(cfg: dict, out: Path, data: Dataset, layouts: dict[str, Para
 
 
 def rebuild_manifest(
-    cfg: dict, out: Path, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int, why: str
+    cfg: dict, out: Location, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int, why: str
 ) -> dict:
     """A new manifest from ``cfg`` for a zoo whose manifest is damaged or gone; the old file is moved aside.
 
@@ -77,7 +77,7 @@ def rebuild_manifest(
     return create_manifest(cfg, out, data, layouts, n_shards, rebuilt=time.strftime("%Y-%m-%d %H:%M:%S"))
 
 
-def finalize_manifest(out: Path, manifest: dict, checksums: dict[str, str], all_ok: bool, n_shards: int) -> None:
+def finalize_manifest(out: Location, manifest: dict, checksums: dict[str, str], all_ok: bool, n_shards: int) -> None:
     """Record shard checksums (``checksums``: this run's, by file name) and counts; the zoo is complete when every
     planned shard exists and no shard failed (``all_ok``)."""
     shards = manifest.setdefault("shards", {})

@@ -36,6 +36,7 @@ from symzoo.errors import ZooError
 from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
 from symzoo.pipelines.outputs import remove_stale_temporaries, write_parquet
 from symzoo.pipelines.stage import WorkUnit, device_for_task
+from symzoo.zoo.location import local_scratch
 from symzoo.zoo.store import Zoo
 
 IDENTITY_OPTIONS = ("epochs", "batch_size", "weight_decay", "weights", "split_seed")  # change every run's result
@@ -149,8 +150,8 @@ def metanet_stage(
     if done := stage.finished():
         return done
     with stage.running(address):
-        cache = stage.out / "cache"
-        cache.mkdir(exist_ok=True)
+        cache = local_scratch(stage.out) / "cache"  # memory-mapped: on a local disk even for s3:// outputs
+        cache.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(cache)
         inputs, counts = prepare_inputs(zoo, variants, opts, cache)
         sweep_units = _units(sweep_specs(variants, opts), stage.units_dir)

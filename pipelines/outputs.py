@@ -8,9 +8,9 @@ reads back is finished work.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -19,13 +19,14 @@ import pyarrow.parquet as pq
 from symzoo import __version__
 from symzoo.analysis.features import zoo_fingerprint
 from symzoo.errors import ZooError
+from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes
 from symzoo.zoo.lock import holds_anything
-from symzoo.zoo.store import Zoo, atomic_write_bytes, file_sha256
+from symzoo.zoo.store import Zoo, read_parquet
 
 STAGE_FILE = "stage.json"
 
 
-def check_out_dir(out: Path) -> None:
+def check_out_dir(out: Location) -> None:
     """Fail before any work when ``--out`` cannot be a directory."""
     if out.exists() and not out.is_dir():
         raise ZooError(f"--out {out} is a file; pass a new or existing output directory")
@@ -36,7 +37,7 @@ def stage_identity(zoo: Zoo, opts: dict, identity_options: tuple[str, ...]) -> d
     return {"zoo_fingerprint": zoo_fingerprint(zoo)} | {k: opts[k] for k in identity_options}
 
 
-def check_stage_dir(out: Path, stage: str, identity: dict) -> None:
+def check_stage_dir(out: Location, stage: str, identity: dict) -> None:
     """Raise unless ``out`` is new, empty, or already holds this very work; writes nothing."""
     check_out_dir(out)
     path = out / STAGE_FILE
@@ -59,7 +60,7 @@ def check_stage_dir(out: Path, stage: str, identity: dict) -> None:
         raise ZooError(f"{out} exists and is not a {stage} output directory; choose an empty or new --out")
 
 
-def claim_stage_dir(out: Path, stage: str, identity: dict) -> None:
+def claim_stage_dir(out: Location, stage: str, identity: dict) -> None:
     """Create ``out`` with its ``stage.json``, or check that it already belongs to this very work."""
     check_stage_dir(out, stage, identity)
     if (out / STAGE_FILE).exists():
@@ -69,32 +70,34 @@ def claim_stage_dir(out: Path, stage: str, identity: dict) -> None:
     atomic_write_bytes(out / STAGE_FILE, json.dumps(record, indent=1).encode())
 
 
-def write_parquet(path: Path, table: pa.Table | pd.DataFrame) -> str:
+def write_parquet(path: Location, table: pa.Table | pd.DataFrame) -> str:
     """Atomic write (hidden temp file, fsync, rename); returns the file's sha256."""
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
-    return file_sha256(path)
+    data = sink.getvalue().to_pybytes()
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
-def check_unit_file(path: Path, key_column: str, key: str) -> None:
+def check_unit_file(path: Location, key_column: str, key: str) -> None:
     """Raise ``ZooError`` unless ``path`` reads back and belongs to unit ``key``."""
     try:
-        keys = pq.read_table(path, columns=[key_column])[key_column].to_pylist()
+        keys = read_parquet(path, columns=[key_column])[key_column].to_pylist()
     except (OSError, pa.ArrowException, KeyError) as e:
         raise ZooError(f"corrupt output {path} ({type(e).__name__})") from None
     if not keys or set(keys) != {key}:
         raise ZooError(f"output {path} holds {sorted(set(keys))[:2]} instead of {key!r}")
 
 
-def read_unit_files(paths: list[Path]) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True) if paths else pd.DataFrame()
+def read_unit_files(paths: list[Location]) -> pd.DataFrame:
+    frames = [pd.read_parquet(source, filesystem=fs) for source, fs in map(arrow_path, paths)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def remove_stale_temporaries(folder: Path) -> None:
+def remove_stale_temporaries(folder: Location) -> None:
     """A write cut short by a kill leaves a hidden temporary: incomplete by construction."""
     for stale in folder.glob(".*.tmp-*"):
         stale.unlink()
@@ -103,14 +106,14 @@ def remove_stale_temporaries(folder: Path) -> None:
 DONE_FILE = "done.json"
 
 
-def mark_done(out: Path, options: dict, seconds: float, where: str) -> None:
+def mark_done(out: Location, options: dict, seconds: float, where: str) -> None:
     """Record that the stage's outputs are complete for ``options``, with how long the completing call took."""
     record = {"options": options, "seconds": round(seconds, 1), "where": where}
     record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     atomic_write_bytes(out / DONE_FILE, json.dumps(record, indent=1).encode())
 
 
-def is_done(out: Path, options: dict) -> bool:
+def is_done(out: Location, options: dict) -> bool:
     """True when ``out`` holds complete outputs made with exactly ``options`` (a rerun then does nothing)."""
     path = out / DONE_FILE
     if not path.exists():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 from symzoo.analysis.options import study_stages
 from symzoo.analysis.report import build_report, read_timings
@@ -22,6 +21,7 @@ from symzoo.pipelines.mli import mli_stage
 from symzoo.pipelines.outputs import check_out_dir, mark_done
 from symzoo.pipelines.stage import describe_cluster
 from symzoo.zoo.config import config_hash, load_config
+from symzoo.zoo.location import Location, location
 from symzoo.zoo.lock import directory_lock, holds_anything
 from symzoo.zoo.store import open_zoo
 
@@ -29,7 +29,7 @@ STAGES = {"metanet": metanet_stage, "mli": mli_stage, "lmc": lmc_stage}
 STUDY_FILE = "study.json"
 
 
-def zoo_complete(zoo_dir: Path, cfg: dict) -> bool:
+def zoo_complete(zoo_dir: Location, cfg: dict) -> bool:
     """The zoo of this config is there and complete (generate would do nothing)."""
     try:
         zoo = open_zoo(zoo_dir, verify=False)
@@ -38,10 +38,10 @@ def zoo_complete(zoo_dir: Path, cfg: dict) -> bool:
     return zoo.manifest["config_hash"] == config_hash(cfg) and zoo.complete
 
 
-def run_study(config_path: str | Path, out: str | Path, address: str | None = None, show_progress: bool = True):
+def run_study(config_path: str, out: str | Location, address: str | None = None, show_progress: bool = True):
     """Run every step that is not complete yet, then write the report; returns the report's HTML path."""
     cfg = load_config(config_path)
-    out = Path(out)
+    out = location(out)
     check_out_dir(out)
     study = out / STUDY_FILE
     if study.exists() and json.loads(study.read_text()).get("config_hash") != config_hash(cfg):
@@ -59,8 +59,8 @@ def run_study(config_path: str | Path, out: str | Path, address: str | None = No
 
 
 def _run_locked(
-    config_path: str | Path, cfg: dict, out: Path, stages: list[str], address: str | None, show_progress: bool
-) -> Path:
+    config_path: str, cfg: dict, out: Location, stages: list[str], address: str | None, show_progress: bool
+) -> Location:
     study = out / STUDY_FILE
     zoo_dir = out / "zoo"
     if zoo_complete(zoo_dir, cfg):
@@ -78,9 +78,9 @@ def _run_locked(
     return write_study_report(out)
 
 
-def write_study_report(out: str | Path) -> Path:
+def write_study_report(out: str | Location) -> Location:
     """report.md and report.html from what ``out`` holds; no training."""
-    out = Path(out)
+    out = location(out)
     if not (out / STUDY_FILE).exists():
         raise ZooError(f"{out} is not a symzoo study (no {STUDY_FILE}); pass the --out directory of `symzoo run`")
     stages = json.loads((out / STUDY_FILE).read_text())["stages"]

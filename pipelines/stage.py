@@ -12,7 +12,6 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -20,12 +19,13 @@ import torch
 from tqdm import tqdm
 
 from symzoo.errors import ZooError
+from symzoo.zoo.location import Location
 
 
 @dataclass
 class WorkUnit:
     index: int
-    output: Path
+    output: Location
     payload: Any
     size: int  # items (networks) in the unit, for progress
 
@@ -34,7 +34,7 @@ class WorkUnit:
 class StageReport:
     done: list[int] = field(default_factory=list)  # units finished in this run
     skipped: list[int] = field(default_factory=list)  # units whose output already existed
-    quarantined: list[Path] = field(default_factory=list)
+    quarantined: list[Location] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)  # unit -> first line of the error
     checksums: dict[str, str] = field(default_factory=dict)  # output file name -> sha256
 
@@ -101,7 +101,7 @@ def run_stage(
     task_args: tuple,
     check_output: Callable[[WorkUnit], None],
     write_output: Callable[[WorkUnit, Any], str],
-    quarantine_output: Callable[[WorkUnit], Path],
+    quarantine_output: Callable[[WorkUnit], Location],
     resources: dict[str, Any],
     desc: str,
     show_progress: bool = True,
@@ -175,7 +175,7 @@ def run_unit_files(
     units: list[WorkUnit],
     task: Any,
     task_args: tuple,
-    out: Path,
+    out: Location,
     key_of: Callable[[WorkUnit], str],
     resources: dict[str, Any],
     desc: str,

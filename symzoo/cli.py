@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from symzoo.errors import SymzooError
 
@@ -111,9 +110,10 @@ def stage_overrides(stage: str, args: argparse.Namespace) -> dict:
 def cmd_analysis(args: argparse.Namespace) -> None:
     """symzoo metanet | mli | lmc: one analysis stage on a stored zoo."""
     from symzoo.pipelines.run import STAGES
+    from symzoo.zoo.location import location
 
     stage = args.command
-    out = args.out or f"runs/{Path(args.zoo).name}-{stage}"
+    out = args.out or f"runs/{location(args.zoo).name}-{stage}"
     overrides = stage_overrides(stage, args)
     section = stage_section(args.config, stage)
     result = STAGES[stage](args.zoo, out, section, overrides, args.address, not args.no_progress)

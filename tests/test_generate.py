@@ -536,7 +536,7 @@ def test_plan_names_the_pack_sizes_a_compiled_worker_builds_graphs_for(tmp_path,
 def test_a_full_disk_is_one_line_leaves_no_temporary_and_keeps_the_old_file(tmp_path, monkeypatch):
     import errno
 
-    from symzoo.zoo import store
+    from symzoo.zoo import location as store
 
     target = tmp_path / "manifest.json"
     target.write_text("old")

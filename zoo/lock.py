@@ -1,8 +1,9 @@
 """One writer per directory: an exclusive lock held for a whole run of a stage.
 
-The lock is an ``flock`` on ``DIR/.lock``, which also records the holder (host, pid, start time) for the message
-a second writer gets. The kernel drops an ``flock`` when its process dies, however it dies, so a lock left by a
-killed run is stale by construction and the next run simply takes it over.
+On a local disk the lock is an ``flock`` on ``DIR/.lock``, which also records the holder (host, pid, start time)
+for the message a second writer gets. The kernel drops an ``flock`` when its process dies, however it dies, so a
+lock left by a killed run is stale by construction and the next run simply takes it over. On an object store it is
+a lease object (``zoo/lease.py``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from symzoo.errors import ZooError
+from symzoo.zoo.location import Location, ObjectPath
 
 LOCK_FILE = ".lock"
 
 
-def holds_anything(folder: Path) -> bool:
+def holds_anything(folder: Location) -> bool:
     """True when ``folder`` exists and holds anything besides a lock file."""
     return folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir())
 
@@ -35,8 +37,17 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def directory_lock(folder: Path, command: str) -> Iterator[None]:
-    """Hold ``folder``'s lock for the ``with`` block; a live holder gets a one-line ``ZooError`` naming it."""
+def directory_lock(folder: Location, command: str) -> Iterator[None]:
+    """Hold ``folder``'s lock for the ``with`` block; a live holder gets a one-line ``ZooError`` naming it.
+
+    On an object store (no ``flock`` there) the lock is a lease object: ``zoo/lease.py``.
+    """
+    if isinstance(folder, ObjectPath):
+        from symzoo.zoo.lease import object_lease
+
+        with object_lease(folder, command):
+            yield
+        return
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE

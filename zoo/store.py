@@ -7,15 +7,11 @@ Shards are written to a hidden temporary name and renamed atomically; a shard th
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +24,7 @@ from torch import nn
 from symzoo import __version__
 from symzoo.errors import ZooError
 from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes, location
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -93,33 +90,11 @@ def rows_to_table(rows: list[dict[str, Any]], layouts_json: dict[str, dict], che
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a hidden temporary, fsync, rename: ``path`` is either its old self or complete, never half.
-
-    A full disk is one ``ZooError`` line; the temporary is removed and the old file stays as it was.
-    """
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ZooError(
-                f"no space left on the device writing {path}; free some and rerun the same command "
-                "(finished work is kept)"
-            ) from None
-        raise
-
-
-def shard_path(zoo_dir: Path, index: int) -> Path:
+def shard_path(zoo_dir: Location, index: int) -> Location:
     return zoo_dir / MODELS / f"part-{index:05d}.parquet"
 
 
-def write_shard(zoo_dir: Path, index: int, table: pa.Table) -> str:
+def write_shard(zoo_dir: Location, index: int, table: pa.Table) -> str:
     """Write atomically (hidden temp file, fsync, rename); returns the file's sha256."""
     path = shard_path(zoo_dir, index)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,10 +105,11 @@ def write_shard(zoo_dir: Path, index: int, table: pa.Table) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_shard(path: Path, expected_ids: list[int] | None = None) -> int:
+def check_shard(path: Location, expected_ids: list[int] | None = None) -> int:
     """Raise ``ZooError`` naming the shard unless its footer, schema version and ids are sound; returns rows."""
     try:
-        shard = pq.ParquetFile(path)  # reads the footer once
+        source, fs = arrow_path(path)
+        shard = pq.ParquetFile(source, filesystem=fs)  # reads the footer once
         version = (shard.schema_arrow.metadata or {}).get(b"symzoo.schema_version")
         ids = shard.read(columns=["model_id"])["model_id"].to_pylist() if expected_ids is not None else None
     except (OSError, pa.ArrowException, KeyError) as e:  # KeyError: a Parquet file that is no symzoo shard
@@ -145,23 +121,30 @@ def check_shard(path: Path, expected_ids: list[int] | None = None) -> int:
     return shard.metadata.num_rows
 
 
-def quarantine(zoo_dir: Path, path: Path) -> Path:
+def quarantine(zoo_dir: Location, path: Location) -> Location:
     """Move a bad shard aside (never delete data) so the stage can retrain it."""
     dest = zoo_dir / QUARANTINE / f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(path, dest)
+    path.replace(dest)
     return dest
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Location) -> str:
+    source, fs = arrow_path(path)
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with fs.open_input_stream(source) as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def write_manifest(zoo_dir: Path, manifest: dict[str, Any]) -> None:
+def read_parquet(path: Location, **kwargs) -> pa.Table:
+    """``pq.read_table`` of a local or object-store file (``columns=``, ``filters=`` as there)."""
+    source, fs = arrow_path(path)
+    return pq.read_table(source, filesystem=fs, **kwargs)
+
+
+def write_manifest(zoo_dir: Location, manifest: dict[str, Any]) -> None:
     zoo_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(zoo_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
 
@@ -173,7 +156,7 @@ class ManifestDamaged(ZooError):
 MANIFEST_KEYS = ("schema_version", "config_hash", "config", "layouts", "n_shards", "shards", "dataset_fingerprint")
 
 
-def read_manifest(zoo_dir: Path) -> dict[str, Any]:
+def read_manifest(zoo_dir: Location) -> dict[str, Any]:
     path = zoo_dir / MANIFEST
     rebuild = f"rebuild it from the shards with `symzoo generate <the zoo's config> --out {zoo_dir}`"
     if not path.is_file():
@@ -245,7 +228,7 @@ def fixed_size_to_numpy(column: pa.ChunkedArray, size: int, entries: np.ndarray 
 class Zoo:
     """A stored zoo: metadata as a DataFrame, weights as arrays, any row as a working module."""
 
-    path: Path
+    path: Location  # a local directory or an object-store prefix (zoo/location.py)
     manifest: dict[str, Any]
 
     @property
@@ -267,7 +250,7 @@ class Zoo:
         return self.layouts[variant]
 
     @cached_property
-    def shards(self) -> list[Path]:
+    def shards(self) -> list[Location]:
         """The planned shards that exist; a stray ``part-*.parquet`` beyond the plan is never read as the zoo's."""
         planned = {shard_path(self.path, i).name for i in range(self.manifest["n_shards"])}
         return sorted(p for p in (self.path / MODELS).glob("part-*.parquet") if p.name in planned)
@@ -285,7 +268,7 @@ class Zoo:
         if not self.shards:
             return pd.DataFrame(columns=[n for n, _ in SCALAR_FIELDS])
         names = [n for n, _ in SCALAR_FIELDS] + list(HISTORY_FIELDS)
-        table = pa.concat_tables(pq.read_table(p, columns=names) for p in self.shards)
+        table = pa.concat_tables(read_parquet(p, columns=names) for p in self.shards)
         frame = table.to_pandas().sort_values("model_id", ignore_index=True)
         duplicated = frame.loc[frame["model_id"].duplicated(), "model_id"]
         if len(duplicated):
@@ -315,14 +298,14 @@ class Zoo:
             filters.append(("model_id", "in", list(model_ids)))
         filters = filters or None
         # pass 1: which rows, in model_id order (shards group networks by length, not by id)
-        ids = [pq.read_table(p, columns=["model_id"], filters=filters)["model_id"].to_numpy() for p in self.shards]
+        ids = [read_parquet(p, columns=["model_id"], filters=filters)["model_id"].to_numpy() for p in self.shards]
         sorted_ids = np.sort(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
         entries = self.layout(variant).trainable_index if trainable_only else None
         out = np.empty((len(sorted_ids), self.n_params if entries is None else len(entries)), np.float32)
         # pass 2: one shard at a time straight into its rows, so memory peaks at the result plus one shard
         for path, shard_ids in zip(self.shards, ids, strict=True):
             if len(shard_ids):
-                table = pq.read_table(path, columns=["model_id", column], filters=filters)
+                table = read_parquet(path, columns=["model_id", column], filters=filters)
                 rows = np.searchsorted(sorted_ids, table["model_id"].to_numpy())
                 out[rows] = fixed_size_to_numpy(table[column], self.n_params, entries)
         return out
@@ -375,9 +358,10 @@ class Zoo:
                 )
 
 
-def open_zoo(path: str | Path, verify: bool = True) -> Zoo:
-    """Open a zoo directory; ``verify`` checks every shard's footer so a truncated shard is named, not read."""
-    zoo_dir = Path(path)
+def open_zoo(path: str | Location, verify: bool = True) -> Zoo:
+    """Open a zoo directory (or ``s3://`` / ``gs://`` prefix); ``verify`` checks every shard's footer so a truncated
+    shard is named, not read."""
+    zoo_dir = location(path)
     if not zoo_dir.is_dir():
         raise ZooError(f"zoo directory {zoo_dir} does not exist; pass the --out directory of `symzoo generate`")
     zoo = Zoo(zoo_dir, read_manifest(zoo_dir))
