@@ -21,6 +21,7 @@ credentials for GCS (``STORAGE_EMULATOR_HOST`` for an emulator).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import functools
@@ -160,7 +161,8 @@ class ObjectPath:
         return target
 
     def _call(self, fn, *args):
-        """Run a file-system call; a missing object is ``FileNotFoundError``, anything else one ``OSError`` line."""
+        """Run a file-system call; a missing object is ``FileNotFoundError``; any other failure (denied, no such
+        bucket, no network, after pyarrow's own retries) is one ``ZooError`` line."""
         try:
             return fn(*args)
         except FileNotFoundError:
@@ -169,7 +171,10 @@ class ObjectPath:
             text = str(e)
             if "does not exist" in text or "NoSuchKey" in text or "NOT_FOUND" in text:
                 raise FileNotFoundError(errno.ENOENT, f"{self} does not exist") from None
-            raise OSError(f"{self}: {text.splitlines()[0][:200]}") from None
+            raise ZooError(
+                f"{self}: {text.splitlines()[0][:200]}; check the path, your credentials and the network, then "
+                "rerun (finished work is kept)"
+            ) from None
 
 
 Location = Path | ObjectPath
@@ -222,8 +227,9 @@ def atomic_write_bytes(path: Location, data: bytes) -> None:
             with tmp._call(tmp.fs.open_output_stream, tmp.key) as f:
                 f.write(data)
             tmp.replace(path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+        except (OSError, ZooError):
+            with contextlib.suppress(OSError, ZooError):  # unreachable store: the next run deletes it
+                tmp.unlink(missing_ok=True)
             raise
         return
     try:
