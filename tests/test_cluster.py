@@ -36,7 +36,8 @@ def test_launcher_configs_hold_what_ray_up_needs(path):
     else:
         assert cfg["head_node_type"] in cfg["available_node_types"]
         assert all("node_config" in node for node in cfg["available_node_types"].values())
-    assert any("[cluster]" in c for c in cfg["setup_commands"]), "the head serves the job API: ray[default]"
+    extras = [re.search(r"symzoo\[([a-z0-9,]+)\]", c) for c in cfg["setup_commands"]]
+    assert any(m and "cluster" in m.group(1).split(",") for m in extras), "the head serves the job API: ray[default]"
     starts = cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]
     assert all("RAY_AUTH_MODE=token" in c for c in starts if "ray start" in c), "token auth stays on"
     assert not any("--dashboard-host" in c for c in starts), "the dashboard stays on the head's localhost"
@@ -53,7 +54,7 @@ def test_the_rayjob_runs_the_image_the_dockerfile_builds():
     assert job["spec"]["entrypoint"].startswith("symzoo ")
     head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
     dockerfile = (CLUSTER / "Dockerfile").read_text()
-    assert f"-t {head} ." in dockerfile and 'pip install --no-cache-dir -e ".[cluster]"' in dockerfile
+    assert f"-t {head} ." in dockerfile and 'pip install --no-cache-dir -e ".[cluster,s3,gcs]"' in dockerfile
 
 
 def fake_ray(tmp_path: Path, body: str, monkeypatch) -> None:

@@ -259,6 +259,26 @@ def test_a_writer_that_lost_its_lease_commits_nothing_more(s3, bucket, capsys):
     assert json.loads((folder / ".lock").read_text())["host"] == "elsewhere", "the new holder's lease is kept"
 
 
+def test_without_the_s3_extra_a_write_is_refused_in_one_line_naming_it(ray_cluster, s3, bucket, tmp_path, capsys):
+    sys.modules["boto3"] = None  # as if `pip install 'symzoo[s3]'` had not been run
+    try:
+        code = cli_main(["generate", str(write_config(tmp_path)), "--out", f"{bucket}/zoo", "--no-progress"])
+    finally:
+        sys.modules["boto3"] = boto3
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "symzoo: error: s3:// paths need boto3 for their writer lease; pip install 'symzoo[s3]'"
+    )
+    assert keys(s3, f"{bucket}/zoo") == []
+
+
+def test_plan_reads_what_a_zoo_on_s3_already_holds(ray_cluster, s3, bucket, tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    generate(cfg, f"{bucket}/zoo", show_progress=False)
+    assert cli_main(["plan", str(cfg), "--out", f"{bucket}/zoo"]) == 0
+    assert f"3 of 3 shards already in {bucket}/zoo" in capsys.readouterr().out
+
+
 def test_a_bucket_that_does_not_exist_is_one_line(s3, tmp_path, capsys):
     assert cli_main(["info", f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/zoo"]) == 2
     err = capsys.readouterr().err.strip()
