@@ -128,6 +128,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     out = args.out or f"runs/{load_config(args.config)['name']}"
     report = run_study(args.config, out, args.address, not args.no_progress)
     print(f"study complete; open {report} (or read {report.with_suffix('.md')})")
+    if "://" in str(report):
+        copy = "aws s3 cp" if str(report).startswith("s3://") else "gcloud storage cp"
+        print(f"the report is self-contained: `{copy} {report} .` and open the copy")
 
 
 def cmd_report(args: argparse.Namespace) -> None:

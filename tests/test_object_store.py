@@ -272,11 +272,14 @@ def test_without_the_s3_extra_a_write_is_refused_in_one_line_naming_it(ray_clust
     assert keys(s3, f"{bucket}/zoo") == []
 
 
-def test_plan_reads_what_a_zoo_on_s3_already_holds(ray_cluster, s3, bucket, tmp_path, capsys):
+def test_plan_reads_a_config_and_what_a_zoo_on_s3_already_holds(ray_cluster, s3, bucket, tmp_path, capsys):
     cfg = write_config(tmp_path)
     generate(cfg, f"{bucket}/zoo", show_progress=False)
-    assert cli_main(["plan", str(cfg), "--out", f"{bucket}/zoo"]) == 0
+    location(f"{bucket}/zoo.yaml").write_text(cfg.read_text())
+    assert cli_main(["plan", f"{bucket}/zoo.yaml", "--out", f"{bucket}/zoo"]) == 0
     assert f"3 of 3 shards already in {bucket}/zoo" in capsys.readouterr().out
+    assert cli_main(["plan", f"{bucket}/nothing.yaml"]) == 2
+    assert f"config file {bucket}/nothing.yaml not found" in capsys.readouterr().err
 
 
 def test_a_bucket_that_does_not_exist_is_one_line(s3, tmp_path, capsys):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,6 +17,7 @@ from symzoo.analysis.options import ANALYSIS_DEFAULTS, ANALYSIS_SECTIONS, valida
 from symzoo.errors import ConfigError
 from symzoo.zoo.data import DATASETS
 from symzoo.zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
+from symzoo.zoo.location import Location, location
 from symzoo.zoo.models import ARCHS, VARIANTS
 from symzoo.zoo.plan import DISTRIBUTIONS, HPARAM_NAMES, PAPER_TABLE8
 
@@ -176,8 +176,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_config(path: str | Path) -> dict:
-    path = Path(path)
+def load_config(path: str | Location) -> dict:
+    """A validated zoo config from a YAML file, local or on an object store (``s3://``, ``gs://``)."""
+    path = location(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; pass a YAML file such as configs/digits_demo.yaml")
     try:
