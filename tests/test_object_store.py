@@ -259,6 +259,23 @@ def test_a_writer_that_lost_its_lease_commits_nothing_more(s3, bucket, capsys):
     assert json.loads((folder / ".lock").read_text())["host"] == "elsewhere", "the new holder's lease is kept"
 
 
+def test_a_writer_that_slept_past_its_lease_checks_it_before_committing(s3, bucket):
+    from symzoo.zoo.lease import object_lease
+
+    url = f"{bucket}/zoo"
+    folder = location(url)
+    with object_lease(folder, "symzoo generate") as lease:
+        lease.renewed_at -= 100  # as after a suspended process wakes up, before its renewal thread runs again
+        _put_lease(s3, url, {"host": "elsewhere", "pid": 1, "since": "now", "command": "x", "expires": 1e12})
+        with pytest.raises(ZooError, match="lost the writer lease"):
+            (folder / "late.json").write_text("{}")  # at once: the commit itself renews a stale lease first
+        assert not (folder / "late.json").exists()
+    with object_lease(location(f"{bucket}/other"), "symzoo generate") as lease:
+        lease.renewed_at -= 100
+        (location(f"{bucket}/other") / "fine.json").write_text("{}")  # still its own: renewed, committed
+        assert lease.fresh and not lease.lost
+
+
 def test_without_the_s3_extra_a_write_is_refused_in_one_line_naming_it(ray_cluster, s3, bucket, tmp_path, capsys):
     sys.modules["boto3"] = None  # as if `pip install 'symzoo[s3]'` had not been run
     try:

@@ -11,7 +11,9 @@ Object stores have no ``flock``, but both S3 (``If-None-Match: *`` / ``If-Match:
   clock that runs ahead does not steal a live lease). A stale lease is replaced only if it is still the version
   that was judged stale, so two writers taking over the same dead lease cannot both win.
 - lost: a renewal that finds another writer's version means this writer stalled past ``ttl`` and was taken over;
-  every later commit under the prefix then raises (``check_lease``), so two writers never interleave commits.
+  every later commit under the prefix then raises (``check_lease``), so two writers never interleave commits. A
+  commit also renews first when the last renewal is more than two thirds of ``ttl`` old (a process that was
+  suspended, a laptop that slept), so it never commits on a lease that may have expired meanwhile.
 - release: delete the lease if it is still this writer's version.
 
 The S3 side needs ``boto3``, the GCS side ``google-cloud-storage`` (``pip install 'symzoo[s3]'`` / ``[gcs]``).
@@ -28,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from symzoo.errors import ZooError
 from symzoo.zoo.location import ObjectPath
@@ -163,17 +165,22 @@ class Lease:
     record: dict
     ttl: float
     lost: bool = False
+    renewed_at: float = field(default_factory=time.monotonic)
+    _renewing: threading.Lock = field(default_factory=threading.Lock)  # the thread and a commit both renew
 
     def body(self) -> bytes:
         return json.dumps(self.record | {"expires": time.time() + self.ttl}).encode()
 
-    def renew_forever(self, stop: threading.Event) -> None:
-        while not stop.wait(self.ttl / 3):
-            try:
-                token = self.store.replace(self.key, self.body(), self.token)
-            except Exception as e:  # a network blip: try again at the next interval, the lease has time left
-                print(f"symzoo: warning: renewing the lease on {self.folder} failed ({e}); retrying", file=sys.stderr)
-                continue
+    @property
+    def fresh(self) -> bool:
+        return time.monotonic() - self.renewed_at < self.ttl * 2 / 3
+
+    def renew(self) -> None:
+        """Rewrite the lease if it is still this writer's version; otherwise it is lost, for good."""
+        with self._renewing:
+            if self.lost:
+                return
+            token = self.store.replace(self.key, self.body(), self.token)
             if token is None:
                 self.lost = True
                 print(
@@ -182,16 +189,27 @@ class Lease:
                     file=sys.stderr,
                 )
                 return
-            self.token = token
+            self.token, self.renewed_at = token, time.monotonic()
+
+    def renew_forever(self, stop: threading.Event) -> None:
+        while not stop.wait(self.ttl / 3) and not self.lost:
+            try:
+                self.renew()
+            except Exception as e:  # a network blip: try again at the next interval, the lease has time left
+                print(f"symzoo: warning: renewing the lease on {self.folder} failed ({e}); retrying", file=sys.stderr)
 
 
 _HELD: dict[str, Lease] = {}  # prefix -> this process's lease on it
 
 
 def check_lease(path: ObjectPath) -> None:
-    """Raise before a commit under a prefix whose lease this process held and lost."""
+    """Raise before a commit under a prefix whose lease this process held and lost (renewing a stale one first)."""
     for prefix, lease in _HELD.items():
-        if lease.lost and (str(path) + "/").startswith(prefix + "/"):
+        if not (str(path) + "/").startswith(prefix + "/"):
+            continue
+        if not lease.fresh:
+            lease.renew()
+        if lease.lost:
             raise ZooError(
                 f"lost the writer lease on {prefix} to another writer; stop this run and rerun it "
                 "once the other one has finished"
