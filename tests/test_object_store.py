@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -167,6 +168,29 @@ def test_an_analysis_stage_writes_to_s3_and_a_rerun_does_nothing(ray_cluster, s3
     capsys.readouterr()
     assert cli_main(["mli", url, "--out", out, "--alphas", "5", "--no-progress"]) == 0
     assert "already holds the complete mli results" in capsys.readouterr().err
+
+
+def test_a_killed_generate_on_s3_resumes_at_once_without_losing_or_duplicating(s3, bucket, tmp_path):
+    """kill -9 the whole `symzoo generate` after its first shard lands: its lease stays behind, held by a dead pid
+    on this host, so the rerun takes it over at once, keeps the finished shards and trains the rest."""
+    cfg = write_config(tmp_path, networks=6)
+    url = f"{bucket}/zoo"
+    cmd = [sys.executable, "-m", "symzoo.cli", "generate", str(cfg), "--out", url, "--no-progress"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not [k for k in keys(s3, url) if k.endswith(".parquet")]:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    survivors = {k: location(f"{bucket}/{k}").read_bytes() for k in keys(s3, url) if k.endswith(".parquet")}
+    assert 1 <= len(survivors) < 6 and "zoo/.lock" in keys(s3, url), "the kill should land mid-run"
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "took over the stale lease of pid" in done.stderr
+    assert sorted(pd.read_parquet(f"{url}/models", columns=["model_id"])["model_id"]) == list(range(12))
+    for key, data in survivors.items():
+        assert location(f"{bucket}/{key}").read_bytes() == data, "finished shards must not be retrained"
+    assert open_zoo(url).manifest["complete"] and "zoo/.lock" not in keys(s3, url)
 
 
 def test_a_held_lease_refuses_a_second_writer_and_names_the_first(s3, bucket):
