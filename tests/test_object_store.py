@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import free_port, keys, start_server
 
 from symzoo.cli import main as cli_main
 from symzoo.errors import ZooError
@@ -29,7 +30,6 @@ from symzoo.zoo.location import ObjectPath, location
 from symzoo.zoo.store import open_zoo
 
 boto3 = pytest.importorskip("boto3", reason="optional: pip install 'symzoo[s3]' for s3:// zoos")
-pytest.importorskip("moto.server", reason="optional: pip install 'moto[server]' (a local S3 server) for these tests")
 
 TINY = {
     "name": "tiny_s3",
@@ -46,56 +46,6 @@ TINY = {
     },
     "execution": {"networks_per_shard": 2},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(cmd: list[str], port: int, log: Path) -> subprocess.Popen:
-    server = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise RuntimeError(f"{cmd[0]} did not start: {log.read_text()[-500:]}")
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A moto S3 server on 127.0.0.1; the environment points boto3, pyarrow and pandas at it (and at nothing
-    else: fake credentials)."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    server = start_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, log)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        env.setenv("SYMZOO_LEASE_SECONDS", "3")
-        yield boto3.client("s3")
-    server.kill()
-    server.wait()
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    """A fresh bucket per test, as an ``s3://`` URL."""
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return f"s3://{name}"
-
-
-def keys(s3, url: str) -> list[str]:
-    name = url.removeprefix("s3://").split("/")[0]
-    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=name).get("Contents", []))
 
 
 def write_config(tmp_path: Path, **overrides) -> Path:

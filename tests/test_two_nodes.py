@@ -8,13 +8,13 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port, keys
 
 from symzoo.zoo.store import MODELS, open_zoo
 
@@ -37,12 +37,6 @@ hyperparameters: {epochs: {randint: [4, 6]}}
 training: {batch_size: 128, warmup_epochs: 1, augment: {flip: false, translate: 1, cutout: 0}}
 execution: {networks_per_shard: 2, cpus_per_task: 1, max_retries: 3}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ray_env(home: Path, token: str | None) -> dict[str, str]:
@@ -162,3 +156,28 @@ def test_a_job_survives_a_killed_worker_node_and_the_token_guards_the_job_api(tw
     assert via_tunnel.returncode == 0, via_tunnel.stdout + via_tunnel.stderr
     assert "submitted job symzoo-mli-" in via_tunnel.stdout and "ray dashboard" in via_tunnel.stdout
     assert (tmp_path / "mli" / "done.json").exists() and (tmp_path / "mli" / "table.md").exists()
+
+
+SMALL = """name: to_s3
+seed: 5
+data: {name: digits}
+variants: [standard]
+networks: 4
+hyperparameters: {epochs: {randint: [2, 3]}}
+training: {batch_size: 128, warmup_epochs: 1, augment: {flip: false, cutout: 0}}
+execution: {networks_per_shard: 2, cpus_per_task: 1}
+"""
+
+
+def test_a_job_writes_its_zoo_to_s3_and_the_laptop_reads_it_there(s3, bucket, two_nodes, tmp_path):
+    """The cluster's nodes (started with the object store's endpoint and credentials in their environment, as an
+    instance role would give them) write the zoo; the submitting machine opens the same zoo, with no copy."""
+    config = tmp_path / "to_s3.yaml"
+    config.write_text(SMALL)
+    url = f"{bucket}/zoos/to_s3"
+    done = symzoo_submit(two_nodes, ["--wait", "generate", str(config), "--out", url], two_nodes["token"], timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"-> {url}" in done.stdout and "trained 4 networks" in done.stdout
+    zoo = open_zoo(url)
+    assert zoo.complete and sorted(zoo.frame["model_id"]) == [0, 1, 2, 3]
+    assert not [k for k in keys(s3, url) if k.endswith(".lock") or ".tmp-" in k]
