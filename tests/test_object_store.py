@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import free_port, keys, start_server
+from test_generate import write_config  # its tiny zoo: 3 samples x 2 variants in 3 shards
 
 from symzoo.cli import main as cli_main
 from symzoo.errors import ZooError
@@ -30,28 +31,6 @@ from symzoo.zoo.location import ObjectPath, location
 from symzoo.zoo.store import open_zoo
 
 boto3 = pytest.importorskip("boto3", reason="optional: pip install 'symzoo[s3]' for s3:// zoos")
-
-TINY = {
-    "name": "tiny_s3",
-    "seed": 3,
-    "data": {"name": "digits"},
-    "variants": ["standard", "w_asym"],
-    "networks": 3,
-    "hyperparameters": {"epochs": {"randint": [2, 3]}, "lr": {"log_uniform": [0.005, 0.02]}},
-    "training": {
-        "batch_size": 100,
-        "warmup_epochs": 1,
-        "augment": {"flip": False, "cutout": 0},
-        "checkpoint_epochs": [1],
-    },
-    "execution": {"networks_per_shard": 2},
-}
-
-
-def write_config(tmp_path: Path, **overrides) -> Path:
-    path = tmp_path / "zoo.yaml"
-    path.write_text(yaml.safe_dump({**TINY, **overrides}))
-    return path
 
 
 def test_paths_are_local_or_in_an_object_store_and_other_schemes_are_one_line():
