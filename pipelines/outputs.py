@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from symzoo import __version__
 from symzoo.analysis.features import zoo_fingerprint
 from symzoo.errors import ZooError
-from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes
+from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes, require_reachable
 from symzoo.zoo.lock import holds_anything
 from symzoo.zoo.store import Zoo, read_parquet
 
@@ -87,6 +87,7 @@ def check_unit_file(path: Location, key_column: str, key: str) -> None:
     try:
         keys = read_parquet(path, columns=[key_column])[key_column].to_pylist()
     except (OSError, pa.ArrowException, KeyError) as e:
+        require_reachable(path)
         raise ZooError(f"corrupt output {path} ({type(e).__name__})") from None
     if not keys or set(keys) != {key}:
         raise ZooError(f"output {path} holds {sorted(set(keys))[:2]} instead of {key!r}")

@@ -252,6 +252,33 @@ def test_plan_reads_a_config_and_what_a_zoo_on_s3_already_holds(ray_cluster, s3,
     assert f"config file {bucket}/nothing.yaml not found" in capsys.readouterr().err
 
 
+def test_a_store_that_stops_answering_mid_read_is_one_line_not_a_corrupt_shard(ray_cluster, tmp_path, monkeypatch):
+    """An S3 server of this test's own dies while a shard's footer is read: the error names the store and the fix;
+    the shard is not called corrupt (which would quarantine good data and retrain it)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    server = start_server(cmd, port, tmp_path / "moto.log")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "t")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "t")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    generate(write_config(tmp_path), f"s3://{name}/zoo", show_progress=False)
+
+    from symzoo.zoo import store
+
+    def dies_mid_read(*args, **kwargs):
+        server.kill()
+        server.wait()
+        raise OSError("AWS Error NETWORK_CONNECTION during GetObject operation")  # what the read then sees
+
+    monkeypatch.setattr(store.pq, "ParquetFile", dies_mid_read)
+    with pytest.raises(ZooError, match="check the path, your credentials and the network") as refused:
+        open_zoo(f"s3://{name}/zoo")
+    assert "corrupt" not in str(refused.value)
+
+
 def test_a_bucket_that_does_not_exist_is_one_line(s3, tmp_path, capsys):
     assert cli_main(["info", f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/zoo"]) == 2
     err = capsys.readouterr().err.strip()

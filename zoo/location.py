@@ -205,6 +205,13 @@ def local_scratch(path: Location) -> Path:
     return root / "scratch" / path.scheme / path.key
 
 
+def require_reachable(path: Location) -> None:
+    """Before a read failure is blamed on a file's bytes (and the file quarantined): on an object store, ask for
+    the object afresh, so an unreachable store or a denied request is its own one-line error instead."""
+    if isinstance(path, ObjectPath):
+        ObjectPath(path.scheme, path.key).exists()  # raises ZooError when the store does not answer
+
+
 def arrow_path(path: Location) -> tuple[str, pafs.FileSystem]:
     """The path and file system pyarrow reads ``path`` through (``pq.read_table(p, filesystem=fs)``)."""
     if isinstance(path, ObjectPath):

@@ -24,7 +24,7 @@ from torch import nn
 from symzoo import __version__
 from symzoo.errors import ZooError
 from symzoo.zoo.layout import ParamLayout
-from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes, location
+from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes, location, require_reachable
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -113,6 +113,7 @@ def check_shard(path: Location, expected_ids: list[int] | None = None) -> int:
         version = (shard.schema_arrow.metadata or {}).get(b"symzoo.schema_version")
         ids = shard.read(columns=["model_id"])["model_id"].to_pylist() if expected_ids is not None else None
     except (OSError, pa.ArrowException, KeyError) as e:  # KeyError: a Parquet file that is no symzoo shard
+        require_reachable(path)
         raise ZooError(f"corrupt shard {path} ({type(e).__name__}: {str(e).splitlines()[0][:80]})") from None
     if version != str(SCHEMA_VERSION).encode():
         raise ZooError(f"shard {path} has schema version {version!r}, this symzoo reads {SCHEMA_VERSION}")
