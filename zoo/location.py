@@ -10,7 +10,8 @@ What object stores guarantee, and what symzoo relies on:
   2020 S3, like GCS, gives strong read-after-write consistency for objects and listings.
 - There is no rename. A commit writes a hidden temporary object, then the final name as a server-side copy of it,
   then deletes the temporary: the final name is never seen half-written, and a kill between the steps leaves only
-  a hidden ``.NAME.tmp-*`` object, which the next run deletes as it does on a local disk.
+  a hidden ``.NAME.tmp-*`` object, which the next run deletes as it does on a local disk. (S3 copies objects of up
+  to 5 GB in one request; a shard is tens of MB.)
 - Directories do not exist; a prefix "exists" while an object lies under it, so ``mkdir`` and ``rmdir`` do nothing.
 - No ``flock``: one writer per prefix is a lease object written with conditional requests (``zoo/lease.py``).
 
