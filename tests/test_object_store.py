@@ -279,10 +279,14 @@ def test_a_store_that_stops_answering_mid_read_is_one_line_not_a_corrupt_shard(r
     assert "corrupt" not in str(refused.value)
 
 
-def test_a_bucket_that_does_not_exist_is_one_line(s3, tmp_path, capsys):
-    assert cli_main(["info", f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/zoo"]) == 2
+def test_a_bucket_that_does_not_exist_is_one_line(ray_cluster, s3, tmp_path, capsys):
+    missing = f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/zoo"
+    assert cli_main(["info", missing]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "symzoo: error:" in err
+    assert cli_main(["generate", str(write_config(tmp_path)), "--out", missing, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"symzoo: error: cannot take the writer lease on {missing} (") and "bucket" in err
 
 
 @pytest.mark.slow

@@ -208,12 +208,25 @@ def check_lease(path: ObjectPath) -> None:
         if not (str(path) + "/").startswith(prefix + "/"):
             continue
         if not lease.fresh:
-            lease.renew()
+            with _one_line(f"cannot renew the writer lease on {prefix}"):
+                lease.renew()
         if lease.lost:
             raise ZooError(
                 f"lost the writer lease on {prefix} to another writer; stop this run and rerun it "
                 "once the other one has finished"
             )
+
+
+@contextmanager
+def _one_line(what: str) -> Iterator[None]:
+    """A store's own exception (no such bucket, denied, no network) as one ``ZooError`` line with the fix."""
+    try:
+        yield
+    except ZooError:
+        raise
+    except Exception as e:
+        why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ZooError(f"{what} ({why}); check the bucket's name, your credentials and the network") from None
 
 
 def _describe(record: dict) -> str:
@@ -280,7 +293,8 @@ def object_lease(folder: ObjectPath, command: str) -> Iterator[Lease]:
         "since": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": command,
     }
-    lease = _take(folder, store, key, record, lease_seconds())
+    with _one_line(f"cannot take the writer lease on {folder}"):
+        lease = _take(folder, store, key, record, lease_seconds())
     stop = threading.Event()
     renewer = threading.Thread(target=lease.renew_forever, args=(stop,), daemon=True, name="symzoo-lease")
     renewer.start()
