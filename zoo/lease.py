@@ -285,7 +285,6 @@ def _take(folder: ObjectPath, store: ConditionalStore, key: str, record: dict, t
 @contextmanager
 def object_lease(folder: ObjectPath, command: str) -> Iterator[Lease]:
     """Hold ``folder``'s lease for the ``with`` block (renewed in the background, released at the end)."""
-    store = conditional_store(folder)
     key = (folder / LEASE_FILE).key.split("/", 1)[1]
     record = {
         "host": socket.gethostname(),
@@ -293,7 +292,8 @@ def object_lease(folder: ObjectPath, command: str) -> Iterator[Lease]:
         "since": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": command,
     }
-    with _one_line(f"cannot take the writer lease on {folder}"):
+    with _one_line(f"cannot take the writer lease on {folder}"):  # the client's set-up can fail too (no region)
+        store = conditional_store(folder)
         lease = _take(folder, store, key, record, lease_seconds())
     stop = threading.Event()
     renewer = threading.Thread(target=lease.renew_forever, args=(stop,), daemon=True, name="symzoo-lease")
