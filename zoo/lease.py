@@ -34,8 +34,7 @@ from dataclasses import dataclass, field
 
 from symzoo.errors import ZooError
 from symzoo.zoo.location import ObjectPath
-
-LEASE_FILE = ".lock"
+from symzoo.zoo.lock import LOCK_FILE, busy, describe_holder, holder_record
 
 
 class ConditionalStore:
@@ -229,13 +228,6 @@ def _one_line(what: str) -> Iterator[None]:
         raise ZooError(f"{what} ({why}); check the bucket's name, your credentials and the network") from None
 
 
-def _describe(record: dict) -> str:
-    try:
-        return f"pid {record['pid']} on {record['host']} (running `{record['command']}` since {record['since']})"
-    except (KeyError, TypeError):
-        return "another process"
-
-
 def _holder_is_dead(record: dict) -> bool:
     """The holder ran on this host and its process is gone: stale at once, no waiting."""
     if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
@@ -272,11 +264,11 @@ def _take(folder: ObjectPath, store: ConditionalStore, key: str, record: dict, t
             if again is None:
                 continue
         if not stale:
-            raise ZooError(f"{folder} is being written by {_describe(held)}; wait for it to finish, or stop it first")
+            raise busy(folder, held)
         token = store.replace(key, lease.body(), token)
         if token is None:
             raise ZooError(f"{folder} was just taken over by another writer; wait for it to finish")
-        print(f"symzoo: took over the stale lease of {_describe(held)} on {folder}", file=sys.stderr)
+        print(f"symzoo: took over the stale lease of {describe_holder(held)} on {folder}", file=sys.stderr)
         lease.token = token
         return lease
     raise ZooError(f"could not take the writer lease on {folder}: it keeps appearing and vanishing; retry")
@@ -285,13 +277,8 @@ def _take(folder: ObjectPath, store: ConditionalStore, key: str, record: dict, t
 @contextmanager
 def object_lease(folder: ObjectPath, command: str) -> Iterator[Lease]:
     """Hold ``folder``'s lease for the ``with`` block (renewed in the background, released at the end)."""
-    key = (folder / LEASE_FILE).key.split("/", 1)[1]
-    record = {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "command": command,
-    }
+    key = (folder / LOCK_FILE).key.split("/", 1)[1]  # the lock file's name: holds_anything ignores it
+    record = holder_record(command)
     with _one_line(f"cannot take the writer lease on {folder}"):  # the client's set-up can fail too (no region)
         store = conditional_store(folder)
         lease = _take(folder, store, key, record, lease_seconds())

@@ -28,12 +28,28 @@ def holds_anything(folder: Location) -> bool:
     return folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir())
 
 
-def _holder(path: Path) -> str:
+def holder_record(command: str) -> dict:
+    """Who holds a lock (or an object store's lease): recorded in it for the message a second writer gets."""
+    since = time.strftime("%Y-%m-%d %H:%M:%S")
+    return {"host": socket.gethostname(), "pid": os.getpid(), "since": since, "command": command}
+
+
+def describe_holder(record: object) -> str:
     try:
-        info = json.loads(path.read_text())
-        return f"pid {info['pid']} on {info['host']} (running `{info['command']}` since {info['since']})"
-    except (OSError, ValueError, KeyError):
+        return f"pid {record['pid']} on {record['host']} (running `{record['command']}` since {record['since']})"
+    except (KeyError, TypeError):
         return "another process"
+
+
+def busy(folder: Location, record: object) -> ZooError:
+    return ZooError(f"{folder} is being written by {describe_holder(record)}; wait for it to finish, or stop it first")
+
+
+def _holder(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @contextmanager
@@ -57,9 +73,7 @@ def directory_lock(folder: Location, command: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ZooError(
-                f"{folder} is being written by {_holder(path)}; wait for it to finish, or stop it first"
-            ) from None
+            raise busy(folder, _holder(path)) from None
         try:  # the file may have been removed by the holder we waited on: lock the one that is there now
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -67,10 +81,8 @@ def directory_lock(folder: Location, command: str) -> Iterator[None]:
         if same:
             break
         os.close(fd)
-    info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-    info["command"] = command
     os.ftruncate(fd, 0)
-    os.write(fd, json.dumps(info).encode())
+    os.write(fd, json.dumps(holder_record(command)).encode())
     try:
         yield
     finally:
