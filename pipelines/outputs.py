@@ -8,20 +8,18 @@ reads back is finished work.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from symzoo import __version__
 from symzoo.analysis.features import zoo_fingerprint
 from symzoo.errors import ZooError
-from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes, require_reachable
+from symzoo.zoo.location import Location, atomic_write_bytes, require_reachable
 from symzoo.zoo.lock import holds_anything
-from symzoo.zoo.store import Zoo, read_parquet
+from symzoo.zoo.store import Zoo, read_parquet, write_parquet_atomically
 
 STAGE_FILE = "stage.json"
 
@@ -71,15 +69,10 @@ def claim_stage_dir(out: Location, stage: str, identity: dict) -> None:
 
 
 def write_parquet(path: Location, table: pa.Table | pd.DataFrame) -> str:
-    """Atomic write (hidden temp file, fsync, rename); returns the file's sha256."""
+    """Atomic write (hidden temp file, then rename); returns the file's sha256."""
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    data = sink.getvalue().to_pybytes()
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
+    return write_parquet_atomically(path, table)
 
 
 def check_unit_file(path: Location, key_column: str, key: str) -> None:
@@ -94,7 +87,7 @@ def check_unit_file(path: Location, key_column: str, key: str) -> None:
 
 
 def read_unit_files(paths: list[Location]) -> pd.DataFrame:
-    frames = [pd.read_parquet(source, filesystem=fs) for source, fs in map(arrow_path, paths)]
+    frames = [read_parquet(p).to_pandas() for p in paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

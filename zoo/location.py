@@ -87,10 +87,6 @@ class ObjectPath:
         return PurePosixPath(self.name).stem
 
     @property
-    def suffix(self) -> str:
-        return PurePosixPath(self.name).suffix
-
-    @property
     def parent(self) -> ObjectPath:
         return ObjectPath(self.scheme, self.key.rsplit("/", 1)[0]) if "/" in self.key else self
 
@@ -132,9 +128,6 @@ class ObjectPath:
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """Nothing to do: a prefix exists once an object is stored under it."""
-
-    def rmdir(self) -> None:
-        """Nothing to do: a prefix without objects does not exist."""
 
     def read_bytes(self) -> bytes:
         with self._call(self.fs.open_input_stream, self.key) as f:
@@ -202,8 +195,9 @@ def local_scratch(path: Location) -> Path:
     an object-store prefix a folder under ``$SYMZOO_DATA_DIR`` (default ``~/.cache/symzoo``) named after it."""
     if isinstance(path, Path):
         return path
-    root = Path(os.environ.get("SYMZOO_DATA_DIR", Path.home() / ".cache" / "symzoo"))
-    return root / "scratch" / path.scheme / path.key
+    from symzoo.zoo.data import default_data_dir
+
+    return default_data_dir() / "scratch" / path.scheme / path.key
 
 
 def require_reachable(path: Location) -> None:

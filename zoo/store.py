@@ -94,23 +94,30 @@ def shard_path(zoo_dir: Location, index: int) -> Location:
     return zoo_dir / MODELS / f"part-{index:05d}.parquet"
 
 
-def write_shard(zoo_dir: Location, index: int, table: pa.Table) -> str:
-    """Write atomically (hidden temp file, fsync, rename); returns the file's sha256."""
-    path = shard_path(zoo_dir, index)
+def write_parquet_atomically(path: Location, table: pa.Table, **options) -> str:
+    """zstd Parquet, committed atomically (``atomic_write_bytes``); returns the file's sha256. ``options`` go to
+    ``pq.write_table`` (e.g. ``row_group_size``). Shards and every stage's outputs are written through here."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, row_group_size=ROW_GROUP_SIZE, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", **options)
     data = sink.getvalue().to_pybytes()
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
-def check_shard(path: Location, expected_ids: list[int] | None = None) -> int:
-    """Raise ``ZooError`` naming the shard unless its footer, schema version and ids are sound; returns rows."""
+def write_shard(zoo_dir: Location, index: int, table: pa.Table) -> str:
+    """Write a shard atomically; returns the file's sha256."""
+    return write_parquet_atomically(shard_path(zoo_dir, index), table, row_group_size=ROW_GROUP_SIZE)
+
+
+def check_shard(path: Location, expected_ids: list[int] | None = None, layouts_json: dict | None = None) -> int:
+    """Raise ``ZooError`` naming the shard unless its footer, schema version, ids (``expected_ids``) and variant
+    layouts (``layouts_json``) are sound; returns rows. One footer read for all of it."""
     try:
         source, fs = arrow_path(path)
         shard = pq.ParquetFile(source, filesystem=fs)  # reads the footer once
-        version = (shard.schema_arrow.metadata or {}).get(b"symzoo.schema_version")
+        metadata = shard.schema_arrow.metadata or {}
+        version = metadata.get(b"symzoo.schema_version")
         ids = shard.read(columns=["model_id"])["model_id"].to_pylist() if expected_ids is not None else None
     except (OSError, pa.ArrowException, KeyError) as e:  # KeyError: a Parquet file that is no symzoo shard
         require_reachable(path)
@@ -119,6 +126,8 @@ def check_shard(path: Location, expected_ids: list[int] | None = None) -> int:
         raise ZooError(f"shard {path} has schema version {version!r}, this symzoo reads {SCHEMA_VERSION}")
     if expected_ids is not None and ids != expected_ids:
         raise ZooError(f"shard {path} holds model ids {ids[:3]}... instead of the planned {expected_ids[:3]}...")
+    if layouts_json is not None and json.loads(metadata.get(b"symzoo.layouts", b"{}")) != layouts_json:
+        raise ZooError(f"shard {path} holds networks of other layouts than this config's")
     return shard.metadata.num_rows
 
 
