@@ -80,16 +80,19 @@ def evaluate_flat(
     augment_with: AugmentConfig | None = None,
     seeds: list[tuple] | None = None,
     amp: bool = True,
+    buffers: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Label-smoothed loss and accuracy ``(K,)`` of K flat parameter vectors of ``template``'s architecture.
 
     Clean (``augment_with`` None): every vector sees the whole split in a fixed order, no augmentation.
     Augmented (training split, as the authors' code measured MLI): vector k gets its own shuffle and
     augmentation draws from a generator seeded by ``seeds[k]``, full batches only (drop_last).
+    ``buffers``: the fixed structure per vector where it differs (``zoo.packed.pack_buffers``); default the
+    template's, shared by every vector.
     """
     template = template.eval()  # GroupNorm models behave the same; any BatchNorm would use running statistics
     params = {n: t.to(flats.device) for n, t in layout.unflatten(flats).items()}
-    buffers = dict(template.named_buffers())
+    buffers = dict(template.named_buffers()) if buffers is None else buffers
     x_all, y_all = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
     k, device = len(flats), flats.device
     smoothing = smoothing.to(device)

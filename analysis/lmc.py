@@ -14,7 +14,7 @@ from symzoo.analysis.rebasin import rebasin
 from symzoo.analysis.stats import mean_std, pm
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.layout import ParamLayout
-from symzoo.zoo.models import build_configured
+from symzoo.zoo.models import build_configured, gates_per_sample
 
 METHODS = {
     "standard": "standard",
@@ -53,18 +53,21 @@ def lmc_curves(
     standard pairs also along theta_a -> P(theta_b), b permuted onto a by weight matching."""
     device = data.x_train.device
     variant = pairs["variant"].iloc[0]
-    template = build_configured(cfg, variant, data.in_shape, data.num_classes)
+    shape, classes = data.in_shape, data.num_classes
+    template = build_configured(cfg, variant, shape, classes, sample=int(pairs["sample"].iloc[0]))
     layout = ParamLayout.from_model(template)
     template = template.to(device)
     alphas = torch.linspace(0, 1, n_alphas)
     rows = []
     for j, pair in enumerate(pairs.itertuples(index=False)):
+        if gates_per_sample(cfg, variant):  # both replicates of a sample share its own F
+            template = build_configured(cfg, variant, shape, classes, sample=int(pair.sample)).to(device)
         wa = torch.as_tensor(np.array(final_a[j]))
         wb = torch.as_tensor(np.array(final_b[j]))
         ends = {variant: wb}
         if with_rebasin and variant == "standard":
-            model_a = layout.load_into(build_configured(cfg, variant, data.in_shape, data.num_classes), wa)
-            model_b = layout.load_into(build_configured(cfg, variant, data.in_shape, data.num_classes), wb)
+            model_a = layout.load_into(build_configured(cfg, variant, shape, classes), wa)
+            model_b = layout.load_into(build_configured(cfg, variant, shape, classes), wb)
             ends["standard+rebasin"] = layout.flatten(rebasin(model_a, model_b, seed=int(pair.sample)))
         for method, end in ends.items():
             flats = interpolate(wa.unsqueeze(0), end.unsqueeze(0), alphas).to(device)

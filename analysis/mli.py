@@ -16,7 +16,8 @@ from symzoo.analysis.stats import mean_std, pm, welch_t
 from symzoo.zoo.augment import AugmentConfig
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.layout import ParamLayout
-from symzoo.zoo.models import build_configured
+from symzoo.zoo.models import build_configured, gates_per_sample
+from symzoo.zoo.packed import pack_buffers
 
 MEASUREMENTS = {
     "clean": "clean: the un-augmented training set in a fixed order (deterministic)",
@@ -46,13 +47,15 @@ def mli_curves(
 ) -> pd.DataFrame:
     """Loss and accuracy along the line from each network's initial to its final weights.
 
-    ``networks``: rows of one variant (model_id, variant, seed, label_smoothing); ``init``/``final``: their flat
+    ``networks``: rows of one variant (model_id, variant, sample, seed, label_smoothing); ``init``/``final``: their flat
     weights ``(N, P)``. The loss is label-smoothed with each network's own smoothing. The alphas of
     ``networks_per_pack`` networks are evaluated as one packed computation on ``data``'s device.
     """
     device = data.x_train.device
     variant = networks["variant"].iloc[0]
-    template = build_configured(cfg, variant, data.in_shape, data.num_classes).to(device)
+    own_gates = gates_per_sample(cfg, variant)
+    first = int(networks["sample"].iloc[0])
+    template = build_configured(cfg, variant, data.in_shape, data.num_classes, sample=first).to(device)
     layout = ParamLayout.from_model(template)  # the zoo's layout for this variant, rebuilt from the same seed
     alphas = torch.linspace(0, 1, n_alphas)
     aug = AugmentConfig(**cfg["training"]["augment"])
@@ -63,13 +66,28 @@ def mli_curves(
         w1 = torch.as_tensor(np.array(final[start : start + len(part)]), device=device)
         flats = interpolate(w0, w1, alphas.to(device))
         smoothing = torch.tensor(part["label_smoothing"].to_numpy(), dtype=torch.float32).repeat_interleave(n_alphas)
+        buffers = None  # the template's fixed structure, unless each network has its own F
+        if own_gates:
+            own = [build_configured(cfg, variant, data.in_shape, data.num_classes, sample=s) for s in part["sample"]]
+            buffers = {n: t.to(device) for n, t in pack_buffers(own, repeats=n_alphas)[0].items()}
         for measurement in measurements:
             if measurement == "clean":
-                loss, acc = evaluate_flat(template, layout, flats, data, "train", smoothing, batch_size)
+                loss, acc = evaluate_flat(
+                    template, layout, flats, data, "train", smoothing, batch_size, buffers=buffers
+                )
             else:
                 seeds = [(int(s), a) for s in part["seed"] for a in range(n_alphas)]
                 loss, acc = evaluate_flat(
-                    template, layout, flats, data, "train", smoothing, cfg["training"]["batch_size"], aug, seeds
+                    template,
+                    layout,
+                    flats,
+                    data,
+                    "train",
+                    smoothing,
+                    cfg["training"]["batch_size"],
+                    aug,
+                    seeds,
+                    buffers=buffers,
                 )
             for j, model_id in enumerate(part["model_id"]):
                 for a in range(n_alphas):
@@ -92,7 +110,7 @@ def mli_payloads(networks: pd.DataFrame, weights: dict, opts: dict) -> list[dict
     for variant, g in networks.groupby("variant", sort=False):
         init, final = weights["init"][g.index], weights["final"][g.index]
         for start in range(0, len(g), per):
-            part = g.iloc[start : start + per][["model_id", "variant", "seed", "label_smoothing"]]
+            part = g.iloc[start : start + per][["model_id", "variant", "sample", "seed", "label_smoothing"]]
             for m in measurements_for(opts["loss"]):
                 key = f"{m}-{variant}-{part['model_id'].iloc[0]}-{part['model_id'].iloc[-1]}-{len(part)}"
                 payloads.append(

@@ -24,6 +24,7 @@ from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
 from symzoo.pipelines.outputs import write_parquet
 from symzoo.pipelines.stage import WorkUnit, device_for_task
 from symzoo.zoo.data import Dataset
+from symzoo.zoo.models import describe_fixed_structure
 from symzoo.zoo.store import Zoo
 
 
@@ -116,6 +117,7 @@ def write_lmc_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
         f"the test set; mean +- std over pairs; {opts['alphas']} alphas",
         "Git Re-Basin: weight matching (coordinate descent over the permutations in random order, linear "
         "assignment each, at most 100 sweeps), B permuted onto A; standard networks only",
+        describe_fixed_structure(zoo.config),
         skipped_note(skipped),
     ]
     table = "# Linear mode connectivity (paper Table 1)\n\n" + lmc_table(table_barriers, zoo.config)

@@ -25,6 +25,7 @@ from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
 from symzoo.pipelines.outputs import write_parquet
 from symzoo.pipelines.stage import WorkUnit, device_for_task
 from symzoo.zoo.data import Dataset
+from symzoo.zoo.models import describe_fixed_structure
 from symzoo.zoo.store import Zoo
 
 
@@ -90,6 +91,7 @@ def write_mli_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
         "interior points with a non-negative second difference; global convexity as defined = fraction of interior "
         "points on or below the chord from L(0) to L(1); as in the authors' code = below the line through L(0) and "
         "L(alpha_1), which every non-increasing curve passes with 1.0",
+        describe_fixed_structure(zoo.config),
         skipped_note(skipped),
         "paper: 300 CIFAR-10 ResNet8s per family, paper Table 8 hyperparameters, measured augmented; its global "
         "convexity column is the authors' code's"

@@ -29,6 +29,7 @@ def recipe_from(cfg: dict, device: torch.device) -> Recipe:
     return Recipe(
         batch_size=t["batch_size"],
         warmup_epochs=t["warmup_epochs"],
+        schedule=t["schedule"],
         optimizer=t["optimizer"],
         momentum=t["momentum"],
         augment=AugmentConfig(**t["augment"]),
@@ -44,7 +45,8 @@ def dataset_from(cfg: dict) -> Dataset:
 def layouts_for(cfg: dict, data: Dataset) -> dict[str, ParamLayout]:
     """One layout per variant: same tensors and offsets, different trainable entries."""
     return {
-        v: ParamLayout.from_model(build_configured(cfg, v, data.in_shape, data.num_classes)) for v in cfg["variants"]
+        v: ParamLayout.from_model(build_configured(cfg, v, data.in_shape, data.num_classes, sample=0))
+        for v in cfg["variants"]
     }
 
 
@@ -128,7 +130,8 @@ def train_group(group: list[NetSpec], cfg: dict, data: Dataset, recipe: Recipe, 
     to retry smaller. Any other exception becomes "failed" rows and never ends the shard."""
     device = data.x_train.device
     checkpoints = cfg["training"]["checkpoint_epochs"]
-    models = [build_configured(cfg, s.variant, data.in_shape, data.num_classes, s.seed).to(device) for s in group]
+    shape, classes = data.in_shape, data.num_classes
+    models = [build_configured(cfg, s.variant, shape, classes, s.seed, s.sample).to(device) for s in group]
     layout = ParamLayout.from_model(models[0])
     inits = [layout.flatten(m).cpu() for m in models]
     try:

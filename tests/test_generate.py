@@ -504,9 +504,9 @@ def test_plan_names_the_pack_sizes_a_compiled_worker_builds_graphs_for(tmp_path,
     sizes_run = set()
 
     def recording_compile(forward):
-        def run(params, x):
+        def run(params, buffers, x):
             sizes_run.add(x.shape[0])  # (K, B, ...): the pack size a graph would be built for
-            return forward(params, x)
+            return forward(params, buffers, x)
 
         return run
 

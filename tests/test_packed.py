@@ -51,8 +51,9 @@ def test_pack_equals_one_by_one_exactly_in_float64(digits, float64, arch, varian
     gradient differences into +-lr steps early on): in float32 even the thread count moves its weights.
     """
     hps = [HParams(0.037, 0.016, 0.165, 3), HParams(0.0076, 0.00106, 0.07, 3), HParams(0.05, 0.08, 0.168, 2)]
-    if arch == "mlp":  # the MLP's N(0, 1) FiGLU gates saturate; at lr > 0.03 even float64 thread counts diverge
-        hps = [HParams(0.005, 0.016, 0.165, 3), hps[1], HParams(0.01, 0.08, 0.168, 2)]
+    if arch == "mlp":  # the MLP's N(0, 1) FiGLU gates saturate, so a near-tie can flip a gate: from PyTorch's
+        # default init, lr 0.0076 already turns float64 rounding into 2e-4 in 3 epochs; these stay at rounding level
+        hps = [HParams(0.003, 0.016, 0.165, 3), HParams(0.002, 0.00106, 0.07, 3), HParams(0.003, 0.08, 0.168, 2)]
     seeds = [5, 6, 7]
     recipe = Recipe(batch_size=100, warmup_epochs=1, augment=AugmentConfig(flip=False, translate=2, cutout=0))
 

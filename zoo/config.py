@@ -18,8 +18,9 @@ from symzoo.errors import ConfigError
 from symzoo.zoo.data import DATASETS
 from symzoo.zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
 from symzoo.zoo.location import Location, location
-from symzoo.zoo.models import ARCHS, VARIANTS
+from symzoo.zoo.models import ARCHS, GATES, VARIANTS
 from symzoo.zoo.plan import DISTRIBUTIONS, HPARAM_NAMES, PAPER_TABLE8
+from symzoo.zoo.train import SCHEDULES
 
 DEFAULTS: dict[str, Any] = {
     "name": "zoo",
@@ -33,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
         "download": False,
         "root": None,
     },
-    "model": {"arch": "resnet8", "width": 1},
+    "model": {"arch": "resnet8", "width": 1, "gates": "network"},
     "variants": ["standard", "w_asym"],
     "networks": None,
     "replicates": 1,
@@ -41,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "training": {
         "batch_size": 512,
         "warmup_epochs": 5.0,
+        "schedule": "triangular",
         "optimizer": "adamw",
         "momentum": 0.9,
         "augment": {"flip": True, "translate": 2, "cutout": 4},
@@ -116,6 +118,7 @@ def validate(raw: Any) -> dict:
         fail("data.root", f"{d['root']!r} is not allowed; a folder path (a string), or null for the default")
     check_choice("model.arch", cfg["model"]["arch"], ARCHS)
     check_int("model.width", cfg["model"]["width"], 1, 64)
+    check_choice("model.gates", cfg["model"]["gates"], GATES)
     v = cfg["variants"]
     if not isinstance(v, list) or not v or len(set(v)) != len(v):
         fail("variants", f"must be a non-empty list of distinct names from {', '.join(VARIANTS)}")
@@ -127,6 +130,7 @@ def validate(raw: Any) -> dict:
     t = cfg["training"]
     check_int("training.batch_size", t["batch_size"], 1)
     check_number("training.warmup_epochs", t["warmup_epochs"], 0)
+    check_choice("training.schedule", t["schedule"], SCHEDULES)
     check_choice("training.optimizer", t["optimizer"], ("adamw", "sgd"))
     check_number("training.momentum", t["momentum"], 0, 1)
     check_bool("training.amp", t["amp"])

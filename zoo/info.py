@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from symzoo.zoo.models import describe_fixed_structure
 from symzoo.zoo.plan import PAPER_TABLE8, draw
 from symzoo.zoo.store import Zoo
 
@@ -71,6 +72,7 @@ def describe(zoo: Zoo, checksums_verified: bool = False) -> str:
         f"({', '.join(f'{v}: {lay.n_trainable} trainable' for v, lay in zoo.layouts.items())})",
         f"  config hash {m['config_hash']}, data {m['dataset_fingerprint']}, asym seed {m['asym_seed']}, "
         f"symzoo {m['symzoo_version']}",
+        f"  {describe_fixed_structure(cfg)}",
         f"  size on disk {_size(zoo.path)}",
     ]
     if len(frame):

@@ -5,7 +5,11 @@ fixed standard normal draw. Both are buffers derived from a zoo-level seed and t
 of a zoo (and every process that rebuilds one) sees the same pattern. The raw ``weight`` keeps zeros at fixed
 positions: the mask kills their gradient and AdamW's decoupled decay keeps a zero at zero, so nothing drifts.
 
-FiGLU, ``sigma(x) = sigmoid(F x) * x`` with a fixed random ``F``, is the sigma-Asymmetric nonlinearity.
+FiGLU, ``sigma(x) = sigmoid(F x) * x`` with a fixed random ``F``, is the sigma-Asymmetric nonlinearity. ``F`` is
+one per zoo by default, or one per hyperparameter sample (``model.gates: network``, as the authors' zoo had it).
+
+Every fixed draw is made in float32 whatever torch's default dtype, then cast: a network rebuilt under
+``torch.set_default_dtype(torch.float64)`` must be the network that was trained, not another draw.
 
 Packed training (``zoo.packed``) runs K networks as one: their parameters are stacked with a leading dimension
 K and activations carry the K networks side by side along the channel axis, ``(B, K*C, ...)``. Each layer
@@ -22,6 +26,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# Fixed structure and initial weights are drawn in this dtype whatever torch's default, then cast to the layer's.
+DRAW_DTYPE = torch.float32
+WeightInit = Literal["kaiming_normal", "torch_default"]
 
 
 def stable_seed(*parts: object) -> int:
@@ -93,24 +101,32 @@ class AsymmetricWeight:
         else:
             mask = sample_row_masks(out_ch, in_ch * kernel, self.fix.n_fixed, generator)
         mask = mask.reshape(self.weight.shape).to(self.weight.dtype)
-        noise = torch.randn(self.weight.shape, generator=generator)
+        noise = torch.randn(self.weight.shape, generator=generator, dtype=DRAW_DTYPE).to(self.weight.dtype)
         self.weight_mask = mask
         self.weight_fixed = (1 - mask) * self.fix.kappa * noise
         with torch.no_grad():
             self.weight.mul_(mask)
 
-    def init_parameters(self, generator: torch.Generator) -> None:
-        """Recipe init: Kaiming normal (fan_in, ReLU gain); W-Asym trainable entries U(+-1/sqrt(fan_in))."""
+    def init_parameters(self, generator: torch.Generator, weight_init: WeightInit = "kaiming_normal") -> None:
+        """The authors' init for this architecture (SPEC section 1): ``kaiming_normal`` (fan_in, ReLU gain; their
+        ResNets) or ``torch_default`` (U(+-1/sqrt(fan_in)), PyTorch's ``nn.Linear`` default; their MLPs). W-Asym
+        trainable entries always start U(+-1/sqrt(fan_in)), biases too. Drawn in float32, then cast."""
         fan_in = self.weight[0].numel()
+        bound = 1 / math.sqrt(fan_in)
         with torch.no_grad():
-            if self.weight_mask is None:
-                nn.init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu", generator=generator)
+            weight = torch.empty(self.weight.shape, dtype=DRAW_DTYPE)
+            if self.weight_mask is None and weight_init == "kaiming_normal":
+                nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu", generator=generator)
+            elif weight_init in ("kaiming_normal", "torch_default"):
+                weight.uniform_(-bound, bound, generator=generator)
             else:
-                bound = 1 / math.sqrt(fan_in)
-                self.weight.uniform_(-bound, bound, generator=generator).mul_(self.weight_mask)
+                raise ValueError(f"unknown weight init {weight_init!r}; kaiming_normal or torch_default")
+            if self.weight_mask is not None:
+                weight.mul_(self.weight_mask.to(DRAW_DTYPE))
+            self.weight.copy_(weight)
             if self.bias is not None:
-                bound = 1 / math.sqrt(fan_in)
-                self.bias.uniform_(-bound, bound, generator=generator)
+                bias = torch.empty(self.bias.shape, dtype=DRAW_DTYPE).uniform_(-bound, bound, generator=generator)
+                self.bias.copy_(bias)
 
     def effective_weight(self) -> torch.Tensor:
         if self.weight_mask is None:
@@ -196,28 +212,37 @@ class FiGLU(nn.Module):
         self.register_buffer("gate", torch.zeros(channels, channels))
 
     def init_fixed(self, generator: torch.Generator) -> None:
-        self.gate = torch.randn(self.channels, self.channels, generator=generator) * self.std
+        draw = torch.randn(self.channels, self.channels, generator=generator, dtype=DRAW_DTYPE) * self.std
+        self.gate = draw.to(self.gate.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, K*C, ...) with K = 1 unless packed: the zoo-wide gate acts on each network's channel block
+        # (B, K*C, ...) with K = 1 unless packed; a gate (C, C) acts on every network's channel block, a stacked
+        # gate (K, C, C) gives network k its own (a packed zoo whose F is per network)
         blocks = x.view(x.shape[0], -1, self.channels, *x.shape[2:])
-        pre = torch.einsum("oc,bkc...->bko...", self.gate, blocks)
+        spec = "koc,bkc...->bko..." if self.gate.dim() == 3 else "oc,bkc...->bko..."
+        pre = torch.einsum(spec, self.gate, blocks)
         return (torch.sigmoid(pre) * blocks).reshape(x.shape)
 
 
-def init_fixed_structure(model: nn.Module, asym_seed: int) -> None:
-    """Draw every fixed pattern of ``model`` from the zoo seed and each layer's qualified name."""
+def init_fixed_structure(model: nn.Module, asym_seed: int, gate_sample: int | None = None) -> None:
+    """Draw every fixed pattern of ``model`` from the zoo seed and each layer's qualified name.
+
+    ``gate_sample`` None: FiGLU gates are the zoo's, like the W-Asym masks. An integer (the network's
+    hyperparameter sample): gates of their own, shared by the sample's replicates so that LMC pairs share F.
+    """
     for name, module in model.named_modules():
-        if isinstance(module, (AsymmetricWeight, FiGLU)):
+        if isinstance(module, FiGLU) and gate_sample is not None:
+            module.init_fixed(seeded_generator("symzoo-gate", asym_seed, gate_sample, name))
+        elif isinstance(module, (AsymmetricWeight, FiGLU)):
             module.init_fixed(seeded_generator("symzoo-asym", asym_seed, name))
 
 
-def init_trainable(model: nn.Module, seed: int) -> None:
+def init_trainable(model: nn.Module, seed: int, weight_init: WeightInit = "kaiming_normal") -> None:
     """Recipe init of all trainable parameters from one network seed; norms get weight 1, bias 0."""
     generator = seeded_generator("symzoo-init", seed)
     for module in model.modules():
         if isinstance(module, AsymmetricWeight):
-            module.init_parameters(generator)
+            module.init_parameters(generator, weight_init)
         elif isinstance(module, (nn.GroupNorm, nn.LayerNorm)):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)

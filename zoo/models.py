@@ -19,6 +19,7 @@ from symzoo.zoo.layers import (
     FixSpec,
     MaskedConv2d,
     MaskedLinear,
+    WeightInit,
     init_fixed_structure,
     init_trainable,
 )
@@ -26,6 +27,10 @@ from symzoo.zoo.layers import (
 Variant = Literal["standard", "w_asym", "sigma_asym"]
 VARIANTS: tuple[str, ...] = ("standard", "w_asym", "sigma_asym")
 ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "mlp")
+GATES: tuple[str, ...] = ("zoo", "network")  # one FiGLU F per zoo, or one per hyperparameter sample
+# Each architecture starts from its authors' init (SPEC section 1): their ResNets from Kaiming normal, their MLPs
+# from PyTorch's default nn.Linear init. (W-Asym trainable entries start U(+-1/sqrt(fan_in)) in both.)
+WEIGHT_INIT: dict[str, WeightInit] = {"resnet8": "kaiming_normal", "resnet20": "kaiming_normal", "mlp": "torch_default"}
 
 # ResNet20 "fix entries" per output channel at width x1 (paper Table 6); width x8 fixes three times more (Table 7).
 RESNET20_FIXED = {"stem": 12, "conv": (36, 54, 72), "skip": (4, 6, 8), "linear": 8}
@@ -158,10 +163,12 @@ def build(
     asym_seed: int = 0,
     init_seed: int = 0,
     width: int = 1,
+    gate_sample: int | None = None,
 ) -> nn.Module:
     """Build and initialise one network.
 
     ``asym_seed`` is the zoo's: it fixes masks, fixed values and FiGLU gates, shared by every network of the zoo.
+    ``gate_sample`` (a hyperparameter sample) gives FiGLU gates of that sample's own instead of the zoo's.
     ``init_seed`` is the network's own and draws its trainable initial weights.
     """
     if arch not in ARCHS:
@@ -185,14 +192,53 @@ def build(
     else:
         blocks = {"resnet8": 1, "resnet20": 3}[arch]
         model = ResNet(blocks, in_shape[0], num_classes, variant, width, resnet_fixes(arch, width) if asym else None)
-    init_fixed_structure(model, asym_seed)
-    init_trainable(model, init_seed)
+    init_fixed_structure(model, asym_seed, gate_sample)
+    init_trainable(model, init_seed, WEIGHT_INIT[arch])
     return model
 
 
+def gates_of(cfg: dict) -> str:
+    """The zoo's FiGLU gate sharing; zoos written before the choice existed had one F per zoo."""
+    return cfg["model"].get("gates", "zoo")
+
+
+def describe_fixed_structure(cfg: dict) -> str:
+    """How a zoo's networks were made, for every table that compares variants: which init, and how far the fixed
+    structure is shared (results with F per zoo and F per network are not the same experiment)."""
+    init = {"kaiming_normal": "Kaiming normal", "torch_default": "PyTorch's default U(+-1/sqrt(fan_in))"}
+    parts = [f"{cfg['model']['arch']} weights start from {init[WEIGHT_INIT[cfg['model']['arch']]]}"]
+    if "w_asym" in cfg["variants"]:
+        parts.append("W-Asym masks and fixed values: one set per zoo")
+    if "sigma_asym" in cfg["variants"]:
+        if gates_of(cfg) == "network":
+            parts.append("sigma-Asym F: one per hyperparameter sample, shared by its replicates (model.gates: network)")
+        else:
+            parts.append("sigma-Asym F: one per zoo (model.gates: zoo)")
+    return "; ".join(parts)
+
+
+def gates_per_sample(cfg: dict, variant: str) -> bool:
+    """Whether networks of ``variant`` in this zoo each have their sample's own F (sigma-Asym, gates: network)."""
+    return variant == "sigma_asym" and gates_of(cfg) == "network"
+
+
 def build_configured(
-    cfg: dict, variant: str, in_shape: Sequence[int], num_classes: int, init_seed: int = 0
+    cfg: dict,
+    variant: str,
+    in_shape: Sequence[int],
+    num_classes: int,
+    init_seed: int = 0,
+    sample: int | None = None,
 ) -> nn.Module:
-    """A network of the zoo that config ``cfg`` describes: its model section and zoo seed (the asym seed)."""
+    """A network of the zoo that config ``cfg`` describes: its model section and zoo seed (the asym seed).
+
+    ``sample`` is the network's hyperparameter sample; a zoo with ``model.gates: network`` needs it to rebuild a
+    sigma-Asym network's own F (every other network is the same whatever it is).
+    """
     model = cfg["model"]
-    return build(model["arch"], variant, in_shape, num_classes, cfg["seed"], init_seed, model["width"])
+    gate_sample = None
+    if gates_per_sample(cfg, variant):
+        if sample is None:
+            raise ValueError("this zoo draws F per hyperparameter sample (model.gates: network); pass sample=")
+        gate_sample = int(sample)
+    return build(model["arch"], variant, in_shape, num_classes, cfg["seed"], init_seed, model["width"], gate_sample)

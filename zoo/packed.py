@@ -91,8 +91,33 @@ def packed_logits(
     return functional_call(model, (params, buffers), (side_by_side,)).view(b, k, -1).transpose(0, 1)
 
 
+def pack_buffers(models: list[nn.Module], repeats: int = 1) -> tuple[dict[str, torch.Tensor], frozenset[str]]:
+    """The fixed structure a packed forward over ``models`` uses, and which of it is per network.
+
+    A buffer every model shares (W-Asym masks and values, a zoo-wide F) is passed once; FiGLU gates drawn per
+    network (``model.gates: network``) are stacked ``(K * repeats, C, C)``, each repeated for its ``repeats``
+    consecutive pack rows (the points of one network's line in MLI)."""
+    named = [dict(m.named_buffers()) for m in models]
+    buffers, per_network = {}, set()
+    for name, first in named[0].items():
+        if all(torch.equal(first, other[name]) for other in named[1:]):
+            buffers[name] = first
+        else:
+            buffers[name] = torch.stack([other[name] for other in named]).repeat_interleave(repeats, 0)
+            per_network.add(name)
+    return buffers, frozenset(per_network)
+
+
+def buffers_of_rows(
+    buffers: dict[str, torch.Tensor], per_network: frozenset[str], rows: torch.Tensor | list[int]
+) -> dict[str, torch.Tensor]:
+    """The pack's buffers for a subset of its rows: shared ones as they are, per-network ones indexed."""
+    return {n: t[rows] if n in per_network else t for n, t in buffers.items()}
+
+
 def group_into_packs(specs: list[NetSpec], pack_size: int) -> list[list[NetSpec]]:
-    """Packs of up to ``pack_size`` consecutive networks of one variant (a pack shares its fixed structure).
+    """Packs of up to ``pack_size`` consecutive networks of one variant (a pack shares its masks; per-network F
+    are stacked by ``pack_buffers``).
 
     A pack runs as long as its longest network: callers pass networks ordered by length, as the zoo's shards
     are (``pipelines.shard.shard_specs``), so that packs stay full to the end.
@@ -162,7 +187,7 @@ def train_pack(
 ) -> list[TrainResult]:
     """Train same-architecture, same-variant ``models`` together; returns one result per model, in order.
 
-    The models' fixed structure (masks, FiGLU gates) must be identical, as it is for one zoo and variant.
+    The models' masks must be identical, as they are for one zoo and variant; FiGLU gates may differ per network.
     ``fixed_sizes`` (default: when compiled) keeps the pack at power-of-two sizes as networks finish; see
     ``rows_to_keep``.
     """
@@ -173,7 +198,7 @@ def train_pack(
     tune_kernels(device)
     template = models[0]
     layout = ParamLayout.from_model(template)
-    buffers = dict(template.named_buffers())
+    buffers, per_network = pack_buffers(models)
     k_all = len(models)
     params = stack_parameters(models)
     optimizer = PackedAdamW(params)
@@ -191,8 +216,8 @@ def train_pack(
     active = list(range(k_all))  # original index of each pack row
     live = [True] * k_all  # rows still training; a compiled pack keeps finished rows as passengers (lr 0)
 
-    def packed_forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return packed_logits(template, p, buffers, x, recipe.channels_last)
+    def packed_forward(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return packed_logits(template, p, b, x, recipe.channels_last)
 
     # the training forward may be compiled (a graph per pack size: see rows_to_keep); evaluation stays eager
     compiled_forward = compile_packed(packed_forward) if recipe.compile else packed_forward
@@ -204,10 +229,11 @@ def train_pack(
         metrics: dict[int, list[float]] = {}
         if ok_rows:
             sub = {n: p.detach()[ok_rows] for n, p in params.items()}
+            sub_buffers = buffers_of_rows(buffers, per_network, ok_rows)
             n_ok = len(ok_rows)
 
-            def fwd(x: torch.Tensor) -> torch.Tensor:
-                return packed_forward(sub, x.unsqueeze(0).expand(n_ok, *x.shape))  # every network sees the batch
+            def fwd(x: torch.Tensor) -> torch.Tensor:  # every network sees the batch
+                return packed_forward(sub, sub_buffers, x.unsqueeze(0).expand(n_ok, *x.shape))
 
             batch = max(64, recipe.eval_batch_size // n_ok)
             tr = evaluate(fwd, data, data.x_train, data.y_train, batch, recipe.amp)
@@ -239,7 +265,7 @@ def train_pack(
         # the epoch's learning rates (steps, K), made once: a host-to-device copy per step would stall the GPU
         totals = [int(t) for t in epochs[active] * steps]
         first = (epoch - 1) * steps
-        factors = [[lr_factor(first + i, t, warmup) for t in totals] for i in range(steps)]
+        factors = [[lr_factor(first + i, t, warmup, recipe.schedule) for t in totals] for i in range(steps)]
         on = torch.tensor(live, dtype=torch.float64)
         lrs = (torch.tensor(factors, dtype=torch.float64) * peak_lr[active] * on).to(device)
         wd, ls = weight_decay[active], smoothing[active]
@@ -250,7 +276,7 @@ def train_pack(
         for i in range(steps):
             x, y = packed_batch(data.x_train, data.y_train, data.normalize, stacked, i, recipe.augment)
             with autocast(device, recipe.amp):
-                logits = train_forward(params, x)
+                logits = train_forward(params, buffers, x)
             losses = smoothed_cross_entropy(logits, y, ls)
             losses.sum().backward()
             optimizer.step(params, lrs[i], wd)
@@ -281,6 +307,7 @@ def train_pack(
             if len(keep) < len(active):
                 index = torch.tensor(keep, dtype=torch.long, device=device)
                 params = {n: p.detach()[index].requires_grad_() for n, p in params.items()}
+                buffers = buffers_of_rows(buffers, per_network, index)
                 optimizer.keep(index)
                 active, live = [active[r] for r in keep], [live[r] for r in keep]
     seconds = (time.perf_counter() - start) / k_all

@@ -324,7 +324,8 @@ class Zoo:
         return [c.removeprefix("weights_") for c in weight_columns(self.config["training"]["checkpoint_epochs"])]
 
     def model(self, model_id: int, which: str = "final") -> nn.Module:
-        """Rebuild network ``model_id`` (fixed structure from the zoo seed) with its stored weights."""
+        """Rebuild network ``model_id`` (fixed structure from the zoo seed, F from its sample where the zoo draws
+        F per network) with its stored weights."""
         from symzoo.zoo.models import build_configured
 
         row = self.frame.loc[self.frame["model_id"] == model_id]
@@ -332,7 +333,7 @@ class Zoo:
             raise ZooError(f"model_id {model_id} is not in {self.path}")
         r = row.iloc[0]
         shape, classes = tuple(self.manifest["in_shape"]), self.manifest["num_classes"]
-        model = build_configured(self.config, r["variant"], shape, classes, int(r["seed"]))
+        model = build_configured(self.config, r["variant"], shape, classes, int(r["seed"]), int(r["sample"]))
         return self.layout(r["variant"]).load_into(model, self.weights(which, model_ids=[model_id])[0]).eval()
 
     def evaluate(self, model_id: int, split: str = "test", which: str = "final") -> dict[str, float]:

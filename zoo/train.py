@@ -23,11 +23,15 @@ from symzoo.zoo.layers import seeded_generator
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.plan import HParams
 
+# triangular: the zoo recipe (SPEC section 2); constant: the peak lr throughout, as the authors' LMC scripts train
+SCHEDULES = ("triangular", "constant")
+
 
 @dataclass(frozen=True)
 class Recipe:
     batch_size: int = 512
     warmup_epochs: float = 5.0
+    schedule: str = "triangular"
     optimizer: str = "adamw"  # or "sgd" (Nesterov momentum)
     momentum: float = 0.9
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -52,9 +56,9 @@ class TrainResult:
     checkpoints: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
-    """Triangle: rises linearly to 1 at ``warmup_steps``, falls linearly to 0 after the last step."""
-    if total_steps <= 1:
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str = "triangular") -> float:
+    """Triangle: rises linearly to 1 at ``warmup_steps``, falls linearly to 0 after the last step; or constant 1."""
+    if schedule == "constant" or total_steps <= 1:
         return 1.0
     warmup_steps = max(1, min(warmup_steps, total_steps - 1))
     return min((step + 1) / warmup_steps, (total_steps - step) / (total_steps - warmup_steps))
@@ -161,7 +165,7 @@ def train_network(
             x = augment(data.normalize(data.x_train[step_draw.order]), step_draw, recipe.augment)
             y = data.y_train[step_draw.order]
             for group in optimizer.param_groups:
-                group["lr"] = hp.lr * lr_factor((epoch - 1) * steps + i, total, warmup)
+                group["lr"] = hp.lr * lr_factor((epoch - 1) * steps + i, total, warmup, recipe.schedule)
             with autocast(device, recipe.amp):
                 logits = model(x)
             loss = smoothed_cross_entropy(logits, y, hp.label_smoothing)
