@@ -76,7 +76,7 @@ def _check_metanet(o: dict) -> None:
     w = o["weights"]
     if not isinstance(w, str) or not (w in ("final", "init") or (w.startswith("epoch_") and w[6:].isdigit())):
         fail("metanet.weights", f"{w!r} is not allowed; final, init or epoch_E (a checkpoint epoch of the zoo)")
-    check_int("metanet.split_seed", o["split_seed"], 0)
+    check_int("metanet.split_seed", o["split_seed"], 0, 2**32 - 1)
     v = o["variants"]
     if v is not None and (not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v)):
         fail("metanet.variants", f"{v!r} is not allowed; a list of the zoo's variants, or null for all")

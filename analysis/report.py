@@ -10,13 +10,14 @@ import base64
 import html
 import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 import yaml
 
 from symzoo.analysis.plots import plot_accuracy
 from symzoo.zoo.info import summarise_test_accuracy
+from symzoo.zoo.location import Location, is_within
 from symzoo.zoo.store import Zoo
 
 STAGE_TITLES = {
@@ -110,11 +111,22 @@ def build_report(out: Path, zoo: Zoo, stages: list[str], timings: dict[str, dict
     return md_path, html_path
 
 
+def embeddable(base: Location, name: str) -> bool:
+    """Only PNG figures inside the study are embedded: a table that names ``/etc/hostname`` or ``../x.png`` (a
+    stage output from elsewhere, a shared study) must not carry other files into a report meant to be shared."""
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts or relative.suffix.lower() != ".png":
+        return False
+    return is_within(base / name, base)  # a link inside the study may still point out of it
+
+
 def _inline(text: str, base: Path) -> str:
     """Escape, then render images (embedded as base64), inline code and bold."""
     text = html.escape(text, quote=False)
 
     def image(m: re.Match) -> str:
+        if not embeddable(base, m.group(2)):
+            return f"[{m.group(1)}: {m.group(2)} is not a figure of this study, not embedded]"
         data = base64.b64encode((base / m.group(2)).read_bytes()).decode()
         return f'<img alt="{m.group(1)}" src="data:image/png;base64,{data}">'
 

@@ -26,9 +26,9 @@ from symzoo.pipelines.outputs import (
     stage_identity,
 )
 from symzoo.pipelines.stage import StageReport, WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
-from symzoo.zoo.location import Location, location
+from symzoo.zoo.location import Location, is_within, location
 from symzoo.zoo.lock import directory_lock
-from symzoo.zoo.store import Zoo, open_zoo
+from symzoo.zoo.store import MODELS, Zoo, open_zoo
 
 RESOURCE_OPTIONS = ("cpus_per_task", "gpus_per_task")  # where units run, not what they compute
 
@@ -69,6 +69,11 @@ class AnalysisStage:
         out = location(out)
         check_out_dir(out)
         zoo = open_zoo(zoo_dir)
+        if is_within(out, zoo.path / MODELS):
+            raise ZooError(
+                f"--out {out} is inside the zoo's {MODELS}/ folder, where every Parquet file is read as a shard "
+                "(pandas, Polars, DuckDB); put stage outputs beside the zoo, e.g. --out runs/NAME"
+            )
         opts = resolve(name, zoo.config.get(name), config_section, overrides)
         if not zoo.complete:
             raise ZooError(
@@ -101,10 +106,10 @@ class AnalysisStage:
 
     @contextmanager
     def running(self, address: str | None) -> Iterator[None]:
-        """Join or start Ray (a wrong address leaves no trace), then hold ``out``'s lock and own it while the
-        block runs: a second writer to the same directory is refused."""
-        connect(address)
+        """Hold ``out``'s lock (a second writer is refused at once, before Ray starts), join or start Ray (a wrong
+        address leaves no trace), and own ``out`` while the block runs."""
         with directory_lock(self.out, f"symzoo {self.name}"):
+            connect(address)
             claim_stage_dir(self.out, self.name, self.identity)
             self.units_dir.mkdir(exist_ok=True)
             remove_stale_temporaries(self.units_dir)

@@ -58,8 +58,10 @@ def generate(
     units = plan_units(cfg, out)
     if out.exists() and not out.is_dir():
         raise ZooError(f"--out {out} is a file; pass a new or existing zoo directory")
-    connect(address, num_cpus=None)  # before anything is written: a wrong address leaves no trace
-    with directory_lock(out, "symzoo generate"):  # one writer: a second generate is refused
+    # The lock first, in a second: a second writer is refused before it spends a minute starting Ray. A folder the
+    # lock created is removed again when nothing was written, so a wrong address still leaves no trace.
+    with directory_lock(out, "symzoo generate"):
+        connect(address, num_cpus=None)
         return _generate_locked(cfg, out, data, layouts, units, show_progress)
 
 
@@ -72,8 +74,10 @@ def _generate_locked(
     recorded = manifest.get("shards", {})
 
     def check(unit: WorkUnit) -> None:
-        """Footer, schema, ids and layouts, then the bytes against the manifest's checksum."""
-        check_shard(unit.output, [s.model_id for s in unit.payload], layouts_json)
+        """Footer, schema, rows against the plan (ids, seeds, hyperparameters) and layouts, then the bytes against
+        the manifest's checksum. A shard the manifest does not record yet (written before a kill, or put there) is
+        adopted only if every row is the planned network."""
+        check_shard(unit.output, unit.payload, layouts_json)
         name = unit.output.name
         if name in recorded and file_sha256(unit.output) != recorded[name]:
             recorded.pop(name)

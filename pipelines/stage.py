@@ -92,7 +92,15 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
                 "(ray start --head) or leave --address out for a local cluster"
             ) from None
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        except Exception as e:  # Ray raises bare Exceptions (e.g. "timed out during startup" on a loaded machine)
+            ray.shutdown()  # whatever half-started is stopped, so a retry starts clean
+            why = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+            raise ZooError(
+                f"Ray could not start a local cluster ({why}); rerun when the machine is less busy, or start one "
+                "yourself (ray start --head) and pass --address auto"
+            ) from None
 
 
 def run_stage(

@@ -76,17 +76,41 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(f"plot written to {plot_accuracy(zoo.frame, args.plot, zoo.config['name'])}")
 
 
-def _csv(text: str | None, kind=str) -> list | None:
-    return None if text is None else [kind(x) for x in text.split(",") if x.strip()]
+def _csv(text: str | None, kind=str, flag: str = "") -> list | None:
+    """A comma list from the command line; an entry that is not a ``kind`` is one line naming the flag."""
+    if text is None:
+        return None
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SymzooError(f"{flag} {text!r} is not a comma list of numbers; pass e.g. {flag} 1e-4,1e-3") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (a batch of 0 divides by zero, 0 epochs trains nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; a whole number >= 1")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (the usage is one ``-h`` away), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} -h\n")
 
 
 def stage_section(config: str | None, section: str) -> dict | None:
     """The ``section`` of a zoo config given with ``--config`` (validated as a whole, like generate does)."""
     if config is None:
         return None
-    from symzoo.zoo.config import load_config
+    from symzoo.zoo.config import load_stage_section
 
-    return load_config(config)[section]
+    return load_stage_section(config, section)
 
 
 def stage_overrides(stage: str, args: argparse.Namespace) -> dict:
@@ -94,7 +118,7 @@ def stage_overrides(stage: str, args: argparse.Namespace) -> dict:
     if stage == "metanet":
         return {
             "metanets": _csv(args.metanets),
-            "lrs": _csv(args.lrs, float),
+            "lrs": _csv(args.lrs, float, "--lrs"),
             "variants": _csv(args.variants),
             "seeds": args.seeds,
             "epochs": args.epochs,
@@ -158,22 +182,22 @@ def _analysis_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="symzoo", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="symzoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     one = sub.add_parser("train-one", help="train and evaluate one network with the zoo recipe")
     one.add_argument("--dataset", default="digits", choices=["digits", "cifar10", "fashion_mnist"])
     one.add_argument("--arch", default="resnet8", choices=["resnet8", "resnet20", "mlp"])
     one.add_argument("--variant", default="standard", choices=["standard", "w_asym", "sigma_asym"])
-    one.add_argument("--size", type=int, default=None, help="downsample images to SIZE x SIZE")
-    one.add_argument("--train-per-class", type=int, default=None)
-    one.add_argument("--epochs", type=int, default=10)
+    one.add_argument("--size", type=positive_int, default=None, help="downsample images to SIZE x SIZE")
+    one.add_argument("--train-per-class", type=positive_int, default=None)
+    one.add_argument("--epochs", type=positive_int, default=10)
     one.add_argument("--lr", type=float, default=0.01)
     one.add_argument("--weight-decay", type=float, default=5e-4)
     one.add_argument("--label-smoothing", type=float, default=0.1)
-    one.add_argument("--batch-size", type=int, default=512)
+    one.add_argument("--batch-size", type=positive_int, default=512)
     one.add_argument("--seed", type=int, default=0)
-    one.add_argument("--threads", type=int, default=2)
+    one.add_argument("--threads", type=positive_int, default=2)
     one.add_argument("--device", default=None)
     one.set_defaults(func=cmd_train_one)
 

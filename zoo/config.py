@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from typing import Any
 
 import yaml
@@ -75,21 +76,22 @@ def _check_hyperparameters(hp: Any) -> dict:
         path = f"hyperparameters.{name}"
         if isinstance(dist, (int, float)) and not isinstance(dist, bool):
             if name == "epochs":
-                check_int(path, dist, 1)  # 2.5 epochs would silently train 2
+                check_int(path, dist, 1, 100_000)  # 2.5 epochs would silently train 2
             else:
-                check_number(path, dist, 0)
+                check_number(path, dist, 0, float("inf"))  # any finite value: tests diverge on purpose at 1e30
             continue
         if not (isinstance(dist, dict) and len(dist) == 1):
             fail(path, f"{dist!r} is not allowed; a number or one of {{{' | '.join(DISTRIBUTIONS)}: [low, high]}}")
         ((kind, bounds),) = dist.items()
         check_choice(f"{path} distribution", kind, DISTRIBUTIONS)
-        ok = isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)
+        ok = isinstance(bounds, list) and len(bounds) == 2
+        ok = ok and all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)
         if not ok or bounds[0] > bounds[1] or bounds[0] < 0 or (kind == "log_uniform" and bounds[0] <= 0):
             fail(
                 path, f"bounds {bounds!r} are not allowed; [low, high] with 0 <= low <= high (low > 0 for log_uniform)"
             )
-        if name == "epochs" and (kind != "randint" or bounds[0] < 1):
-            fail(path, "epochs takes a whole number or randint: [low >= 1, high]")
+        if name == "epochs" and (kind != "randint" or bounds[0] < 1 or bounds[1] > 100_000):
+            fail(path, "epochs takes a whole number or randint: [low >= 1, high <= 100000]")
     return out
 
 
@@ -103,7 +105,7 @@ def validate(raw: Any) -> dict:
         value = cfg[section][key] if key else cfg[section]
         if value is None:
             fail(dotted, "is required")
-    check_int("seed", cfg["seed"], 0)
+    check_int("seed", cfg["seed"], 0, 2**63 - 1)
     name = cfg["name"]
     if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name in (".", ".."):
         fail("name", f"{name!r} is not allowed; a non-empty name without path separators (it names a folder)")
@@ -112,7 +114,7 @@ def validate(raw: Any) -> dict:
     check_int("data.size", d["size"], 4, 256, allow_none=True)
     check_int("data.train_per_class", d["train_per_class"], 1, allow_none=True)
     check_int("data.test_per_class", d["test_per_class"], 1, allow_none=True)
-    check_int("data.subset_seed", d["subset_seed"], 0)
+    check_int("data.subset_seed", d["subset_seed"], 0, 2**32 - 1)
     check_bool("data.download", d["download"])
     if d["root"] is not None and not isinstance(d["root"], str):
         fail("data.root", f"{d['root']!r} is not allowed; a folder path (a string), or null for the default")
@@ -125,11 +127,13 @@ def validate(raw: Any) -> dict:
     for i, name in enumerate(v):
         check_choice(f"variants[{i}]", name, VARIANTS)
     check_int("networks", cfg["networks"], 1, 1_000_000)
-    check_int("replicates", cfg["replicates"], 1)
+    check_int("replicates", cfg["replicates"], 1, 1000)
+    if cfg["networks"] * cfg["replicates"] > 1_000_000:
+        fail("replicates", f"{cfg['networks']} networks x {cfg['replicates']} replicates is over a million per variant")
     cfg["hyperparameters"] = _check_hyperparameters(cfg["hyperparameters"])
     t = cfg["training"]
     check_int("training.batch_size", t["batch_size"], 1)
-    check_number("training.warmup_epochs", t["warmup_epochs"], 0)
+    check_number("training.warmup_epochs", t["warmup_epochs"], 0, 100_000)
     check_choice("training.schedule", t["schedule"], SCHEDULES)
     check_choice("training.optimizer", t["optimizer"], ("adamw", "sgd"))
     check_number("training.momentum", t["momentum"], 0, 1)
@@ -156,10 +160,10 @@ def validate(raw: Any) -> dict:
             f"epoch {t['checkpoint_epochs'][-1]} is after the longest training ({longest} epochs); no network has it",
         )
     e = cfg["execution"]
-    check_int("execution.networks_per_shard", e["networks_per_shard"], 1)
-    check_number("execution.cpus_per_task", e["cpus_per_task"], 0.01)
-    check_number("execution.gpus_per_task", e["gpus_per_task"], 0)
-    check_int("execution.max_retries", e["max_retries"], 0)
+    check_int("execution.networks_per_shard", e["networks_per_shard"], 1, 100_000)
+    check_number("execution.cpus_per_task", e["cpus_per_task"], 0.01, 1024)
+    check_number("execution.gpus_per_task", e["gpus_per_task"], 0, 64)
+    check_int("execution.max_retries", e["max_retries"], 0, 100)
     for section in ANALYSIS_SECTIONS:
         cfg[section] = validate_section(section, cfg[section])
     return cfg
@@ -172,6 +176,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise ConfigError(
+                    f"config key at line {key_node.start_mark.line + 1} is a {type(key).__name__}, not a name; "
+                    "write keys as plain names"
+                )
             if key in seen:
                 raise ConfigError(
                     f"config key '{key}' appears twice (line {key_node.start_mark.line + 1}); keep one of them"
@@ -182,16 +191,32 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def load_config(path: str | Location) -> dict:
     """A validated zoo config from a YAML file, local or on an object store (``s3://``, ``gs://``)."""
+    return validate(read_yaml(path))
+
+
+def load_stage_section(path: str | Location, section: str) -> dict:
+    """The ``section`` (metanet, mli, lmc) of a ``--config`` file: a whole zoo config, validated as one, or a
+    file that holds only analysis sections (options to rerun a stage with), validated section by section."""
+    raw = read_yaml(path)
+    if isinstance(raw, dict) and raw and set(raw) <= set(ANALYSIS_SECTIONS):
+        return {name: validate_section(name, raw.get(name)) for name in ANALYSIS_SECTIONS}[section]
+    return validate(raw)[section]
+
+
+def read_yaml(path: str | Location) -> Any:
+    """A config file's YAML, each problem (missing, not text, bad syntax, a key twice) one ``ConfigError`` line."""
     path = location(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; pass a YAML file such as configs/digits_demo.yaml")
     try:
         raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text (not UTF-8); pass a YAML file") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
-    return validate(raw)
+    return raw
 
 
 # Bumped whenever the same config would put networks into different shards; a zoo begun under another plan

@@ -101,12 +101,43 @@ def shared_data_candidates(filename: str) -> list[Path]:
 # --- CIFAR-10 ---------------------------------------------------------------------------------------------------
 
 
+# What a CIFAR-10 batch pickle may name: numpy's array reconstruction (and bytes) and nothing else. Zoos are
+# shared and name their data folder; a pickle that names any other callable (os.system, ...) is refused, not run.
+CIFAR_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 spell a bytes object
+}
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler for CIFAR-10's batch files that builds dicts, lists, bytes, numbers and numpy arrays only."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in CIFAR_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 batch never does")
+
+
+def read_cifar_batch(path: Path) -> dict:
+    """One ``cifar-10-batches-py`` file, read without running anything it names; one line if it is not one."""
+    try:
+        with open(path, "rb") as f:
+            batch = CifarUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+        raise SymzooError(f"{path} is not a CIFAR-10 batch file ({e}); replace it with CIFAR-10's own") from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise SymzooError(f"{path} is not a CIFAR-10 batch file (no data and labels); replace it with CIFAR-10's own")
+    return batch
+
+
 def _read_cifar_batches(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     def read(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
         for n in names:
-            with open(folder / n, "rb") as f:
-                d = pickle.load(f, encoding="bytes")
+            d = read_cifar_batch(folder / n)
             xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32))
             ys.append(np.asarray(d[b"labels"], np.int64))
         return np.concatenate(xs), np.concatenate(ys)

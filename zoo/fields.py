@@ -6,6 +6,7 @@ Shared by the zoo config (``zoo.config``) and the analysis stages' sections (``a
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from symzoo.errors import ConfigError
@@ -30,17 +31,24 @@ def merge(defaults: dict, given: dict, prefix: str = "") -> dict:
     return out
 
 
-def check_int(path: str, value: Any, low: int, high: float = float("inf"), allow_none: bool = False) -> None:
+# The largest count any field takes: past it a typo (an extra zero or nine) would hang the plan or exhaust memory
+# before anything could say so. Fields with a natural bound state their own.
+MAX_COUNT = 10_000_000
+
+
+def check_int(path: str, value: Any, low: int, high: int = MAX_COUNT, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        fail(path, f"{value!r} is not allowed; an integer in [{low}, {high}]")
+
+
+def check_number(path: str, value: Any, low: float, high: float = MAX_COUNT) -> None:
+    """A finite number in [low, high]: .inf and .nan are YAML numbers too, and nothing here can use them."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not low <= value <= high:
         bound = f">= {low}" if high == float("inf") else f"in [{low}, {high}]"
-        fail(path, f"{value!r} is not allowed; an integer {bound}")
-
-
-def check_number(path: str, value: Any, low: float, high: float = float("inf")) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        fail(path, f"{value!r} is not allowed; a number in [{low}, {high}]")
+        fail(path, f"{value!r} is not allowed; a finite number {bound}")
 
 
 def check_choice(path: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -7,8 +7,9 @@ Object stores have no ``flock``, but both S3 (``If-None-Match: *`` / ``If-Match:
 - renew: a background thread rewrites it every ``ttl / 3`` seconds, only if it is still the version this writer
   wrote, and moves its expiry forward.
 - a lease found held: refused in one line naming the holder, unless it is stale: its holder's process is gone
-  (same host, no such pid), or its expiry has passed and it does not change during one renewal interval (so a
-  clock that runs ahead does not steal a live lease). A stale lease is replaced only if it is still the version
+  (same kernel boot and pid namespace, no such pid: ``zoo.lock.kernel_identity``; a host name alone is shared by
+  containers), or its expiry has passed and it does not change during one renewal interval (so a clock that runs
+  ahead does not steal a live lease). A stale lease is replaced only if it is still the version
   that was judged stale, so two writers taking over the same dead lease cannot both win.
 - lost: a renewal that finds another writer's version means this writer stalled past ``ttl`` and was taken over;
   every later commit under the prefix then raises (``check_lease``), so two writers never interleave commits. A
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 
 from symzoo.errors import ZooError
 from symzoo.zoo.location import ObjectPath
-from symzoo.zoo.lock import LOCK_FILE, busy, describe_holder, holder_record
+from symzoo.zoo.lock import LOCK_FILE, busy, describe_holder, holder_record, kernel_identity
 
 
 class ConditionalStore:
@@ -229,8 +230,12 @@ def _one_line(what: str) -> Iterator[None]:
 
 
 def _holder_is_dead(record: dict) -> bool:
-    """The holder ran on this host and its process is gone: stale at once, no waiting."""
-    if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
+    """The holder is provably a process of this kernel's pid namespace that is gone: stale at once, no waiting.
+    Any other holder (another machine or container, even one with this host name) is stale only on expiry."""
+    here = kernel_identity()
+    if here is None or record.get("kernel") != here or record.get("host") != socket.gethostname():
+        return False
+    if not isinstance(record.get("pid"), int):
         return False
     try:
         os.kill(record["pid"], 0)

@@ -200,6 +200,15 @@ def local_scratch(path: Location) -> Path:
     return default_data_dir() / "scratch" / path.scheme / path.key
 
 
+def is_within(path: Location, folder: Location) -> bool:
+    """``path`` is ``folder`` or lies below it (local paths resolved first: ``..`` and links cannot hide it)."""
+    if isinstance(path, ObjectPath) or isinstance(folder, ObjectPath):
+        inner, outer = str(path).rstrip("/"), str(folder).rstrip("/")
+        return inner == outer or inner.startswith(outer + "/")
+    inner, outer = path.resolve(), folder.resolve()
+    return inner == outer or outer in inner.parents
+
+
 def require_reachable(path: Location) -> None:
     """Before a read failure is blamed on a file's bytes (and the file quarantined): on an object store, ask for
     the object afresh, so an unreachable store or a denied request is its own one-line error instead."""

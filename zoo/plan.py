@@ -46,6 +46,28 @@ class NetSpec:
         return out | asdict(self.hparams)
 
 
+# What a stored row shares with its plan entry: a shard whose rows differ here holds another zoo's networks.
+PLANNED_COLUMNS = ("model_id", "sample", "replicate", "variant", "seed", *HPARAM_NAMES)
+
+
+def plan_difference(rows: dict[str, list], planned: list[NetSpec]) -> str | None:
+    """None when ``rows`` (a shard's ``PLANNED_COLUMNS``, in row order) are exactly the ``planned`` networks;
+    otherwise the first difference, worded for a message. Ids alone are not enough: a zoo made from the same
+    config with another seed numbers its networks the same way."""
+    ids = rows["model_id"]
+    if list(ids) != [s.model_id for s in planned]:
+        return f"model ids {list(ids)[:3]}... instead of the planned {[s.model_id for s in planned][:3]}..."
+    for i, spec in enumerate(planned):
+        expected = spec.row()
+        for column in PLANNED_COLUMNS:
+            if rows[column][i] != expected[column]:
+                return (
+                    f"model_id {spec.model_id} with {column} {rows[column][i]!r} where this zoo's plan has "
+                    f"{expected[column]!r} (a shard of another zoo?)"
+                )
+    return None
+
+
 def draw(dist: Any, rng: np.random.Generator) -> float:
     """One value from a distribution spec: a constant, or ``{log_uniform|uniform|randint: [lo, hi]}``."""
     if isinstance(dist, (int, float)):

@@ -22,11 +22,13 @@ import torch
 from torch import nn
 
 from symzoo import __version__
-from symzoo.errors import ZooError
+from symzoo.errors import ConfigError, ZooError
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes, location, require_reachable
+from symzoo.zoo.plan import PLANNED_COLUMNS, NetSpec, plan_difference, plan_zoo
 
 SCHEMA_VERSION = 1
+REGENERATE = "rerun `symzoo generate` with the zoo's config to quarantine and retrain it"
 MANIFEST = "manifest.json"
 MODELS = "models"
 QUARANTINE = "quarantine"
@@ -99,7 +101,8 @@ def write_parquet_atomically(path: Location, table: pa.Table, **options) -> str:
     ``pq.write_table`` (e.g. ``row_group_size``). Shards and every stage's outputs are written through here."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", **options)
+    # page CRCs: float weights barely compress, so zstd stores them raw and a flipped byte would decode silently
+    pq.write_table(table, sink, compression="zstd", write_page_checksum=True, **options)
     data = sink.getvalue().to_pybytes()
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
@@ -110,22 +113,22 @@ def write_shard(zoo_dir: Location, index: int, table: pa.Table) -> str:
     return write_parquet_atomically(shard_path(zoo_dir, index), table, row_group_size=ROW_GROUP_SIZE)
 
 
-def check_shard(path: Location, expected_ids: list[int] | None = None, layouts_json: dict | None = None) -> int:
-    """Raise ``ZooError`` naming the shard unless its footer, schema version, ids (``expected_ids``) and variant
-    layouts (``layouts_json``) are sound; returns rows. One footer read for all of it."""
+def check_shard(path: Location, planned: list[NetSpec] | None = None, layouts_json: dict | None = None) -> int:
+    """Raise ``ZooError`` naming the shard unless its footer, schema version, rows (the ``planned`` networks: ids,
+    seeds and hyperparameters) and variant layouts (``layouts_json``) are sound; returns rows. One footer read."""
     try:
         source, fs = arrow_path(path)
-        shard = pq.ParquetFile(source, filesystem=fs)  # reads the footer once
+        shard = pq.ParquetFile(source, filesystem=fs, page_checksum_verification=True)  # reads the footer once
         metadata = shard.schema_arrow.metadata or {}
         version = metadata.get(b"symzoo.schema_version")
-        ids = shard.read(columns=["model_id"])["model_id"].to_pylist() if expected_ids is not None else None
+        rows = shard.read(columns=list(PLANNED_COLUMNS)).to_pydict() if planned is not None else None
     except (OSError, pa.ArrowException, KeyError) as e:  # KeyError: a Parquet file that is no symzoo shard
         require_reachable(path)
         raise ZooError(f"corrupt shard {path} ({type(e).__name__}: {str(e).splitlines()[0][:80]})") from None
     if version != str(SCHEMA_VERSION).encode():
         raise ZooError(f"shard {path} has schema version {version!r}, this symzoo reads {SCHEMA_VERSION}")
-    if expected_ids is not None and ids != expected_ids:
-        raise ZooError(f"shard {path} holds model ids {ids[:3]}... instead of the planned {expected_ids[:3]}...")
+    if planned is not None and (difference := plan_difference(rows, planned)):
+        raise ZooError(f"shard {path} holds {difference}")
     if layouts_json is not None and json.loads(metadata.get(b"symzoo.layouts", b"{}")) != layouts_json:
         raise ZooError(f"shard {path} holds networks of other layouts than this config's")
     return shard.metadata.num_rows
@@ -148,10 +151,17 @@ def file_sha256(path: Location) -> str:
     return h.hexdigest()
 
 
-def read_parquet(path: Location, **kwargs) -> pa.Table:
-    """``pq.read_table`` of a local or object-store file (``columns=``, ``filters=`` as there)."""
+def read_parquet(path: Location, fix: str = "delete it and rerun the command that wrote it", **kwargs) -> pa.Table:
+    """``pq.read_table`` of a local or object-store file (``columns=``, ``filters=`` as there). A file damaged
+    inside (its footer may still be sound; every page written here carries a CRC, checked on each read) is one
+    ``ZooError`` naming it and ``fix``, never a raw Arrow error or silently wrong weights."""
     source, fs = arrow_path(path)
-    return pq.read_table(source, filesystem=fs, **kwargs)
+    try:
+        return pq.read_table(source, filesystem=fs, page_checksum_verification=True, **kwargs)
+    except (OSError, pa.ArrowException) as e:
+        require_reachable(path)  # an unreachable store is named as such, not as a damaged file
+        why = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
+        raise ZooError(f"corrupt file {path} ({why}); {fix}") from None
 
 
 def write_manifest(zoo_dir: Location, manifest: dict[str, Any]) -> None:
@@ -278,7 +288,7 @@ class Zoo:
         if not self.shards:
             return pd.DataFrame(columns=[n for n, _ in SCALAR_FIELDS])
         names = [n for n, _ in SCALAR_FIELDS] + list(HISTORY_FIELDS)
-        table = pa.concat_tables(read_parquet(p, columns=names) for p in self.shards)
+        table = pa.concat_tables(read_parquet(p, REGENERATE, columns=names) for p in self.shards)
         frame = table.to_pandas().sort_values("model_id", ignore_index=True)
         duplicated = frame.loc[frame["model_id"].duplicated(), "model_id"]
         if len(duplicated):
@@ -308,14 +318,17 @@ class Zoo:
             filters.append(("model_id", "in", list(model_ids)))
         filters = filters or None
         # pass 1: which rows, in model_id order (shards group networks by length, not by id)
-        ids = [read_parquet(p, columns=["model_id"], filters=filters)["model_id"].to_numpy() for p in self.shards]
+        ids = [
+            read_parquet(p, REGENERATE, columns=["model_id"], filters=filters)["model_id"].to_numpy()
+            for p in self.shards
+        ]
         sorted_ids = np.sort(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
         entries = self.layout(variant).trainable_index if trainable_only else None
         out = np.empty((len(sorted_ids), self.n_params if entries is None else len(entries)), np.float32)
         # pass 2: one shard at a time straight into its rows, so memory peaks at the result plus one shard
         for path, shard_ids in zip(self.shards, ids, strict=True):
             if len(shard_ids):
-                table = read_parquet(path, columns=["model_id", column], filters=filters)
+                table = read_parquet(path, REGENERATE, columns=["model_id", column], filters=filters)
                 rows = np.searchsorted(sorted_ids, table["model_id"].to_numpy())
                 out[rows] = fixed_size_to_numpy(table[column], self.n_params, entries)
         return out
@@ -367,15 +380,40 @@ class Zoo:
                     f"corrupt shard {p} (checksum differs from the manifest); rerun `symzoo generate` "
                     "with the zoo's config to retrain it"
                 )
+        if checksums:  # and every stored network is the one the zoo's config plans under its id
+            cfg = self.config
+            plan = plan_zoo(cfg["networks"], cfg["variants"], cfg["replicates"], cfg["seed"], cfg["hyperparameters"])
+            for p in self.shards:
+                rows = read_parquet(p, REGENERATE, columns=list(PLANNED_COLUMNS)).to_pydict()
+                ids = rows["model_id"]
+                if any(not 0 <= i < len(plan) for i in ids):
+                    raise ZooError(f"shard {p} holds model ids outside this zoo's plan; {REGENERATE}")
+                if difference := plan_difference(rows, [plan[i] for i in ids]):
+                    raise ZooError(f"shard {p} holds {difference}; {REGENERATE}")
+
+
+def check_stored_config(zoo_dir: Location, cfg: object) -> None:
+    """A shared zoo is input from elsewhere: its manifest's config is checked as strictly as a fresh one before
+    anything acts on it (paths, data set names, counts)."""
+    from symzoo.zoo.config import validate
+
+    try:
+        validate(cfg)
+    except ConfigError as e:
+        raise ZooError(f"{zoo_dir}/{MANIFEST} holds an invalid config ({e}); this is not a zoo symzoo wrote") from None
 
 
 def open_zoo(path: str | Location, verify: bool = True) -> Zoo:
     """Open a zoo directory (or ``s3://`` / ``gs://`` prefix); ``verify`` checks every shard's footer so a truncated
     shard is named, not read."""
     zoo_dir = location(path)
+    if zoo_dir.is_file():
+        raise ZooError(f"{zoo_dir} is a file, not a zoo directory; pass the --out directory of `symzoo generate`")
     if not zoo_dir.is_dir():
         raise ZooError(f"zoo directory {zoo_dir} does not exist; pass the --out directory of `symzoo generate`")
-    zoo = Zoo(zoo_dir, read_manifest(zoo_dir))
+    manifest = read_manifest(zoo_dir)
+    check_stored_config(zoo_dir, manifest["config"])
+    zoo = Zoo(zoo_dir, manifest)
     if verify:
         zoo.verify()
     return zoo

@@ -1,0 +1,327 @@
+"""Integrity and safety (issue 23): foreign shards, lease identity, damaged shards, outputs inside a zoo, pickles
+and files a shared zoo or study could smuggle in, and the last bad inputs that gave tracebacks. Each bad input
+must end with exit code 2, one line, no traceback, and nothing adopted or lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from symzoo.analysis.report import markdown_to_html
+from symzoo.cli import main as cli_main
+from symzoo.errors import SymzooError, ZooError
+from symzoo.pipelines.generate import generate
+from symzoo.zoo.data import read_cifar_batch
+from symzoo.zoo.location import location
+from symzoo.zoo.lock import directory_lock, kernel_identity
+from symzoo.zoo.store import open_zoo, read_manifest, shard_path, write_manifest
+
+TINY = {
+    "name": "tiny",
+    "seed": 3,
+    "data": {"name": "digits", "train_per_class": 20},
+    "variants": ["standard", "w_asym"],
+    "networks": 2,
+    "hyperparameters": {"epochs": 1, "lr": 0.01},
+    "training": {"batch_size": 50, "warmup_epochs": 0, "augment": {"flip": False, "cutout": 0}},
+    "execution": {"networks_per_shard": 2},
+}
+
+
+def write_config(folder: Path, **overrides) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "zoo.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **overrides}))
+    return path
+
+
+def one_line_exit_2(argv: list[str], capsys) -> str:
+    try:
+        code = cli_main(argv)
+    except SystemExit as e:  # argparse's own exit, as the console script would see it
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def zoos(ray_cluster, tmp_path_factory):
+    """Zoo A, and zoo B from the same config with another seed (same ids, shard names and layouts' shapes)."""
+    tmp = tmp_path_factory.mktemp("zoos")
+    a_cfg, b_cfg = write_config(tmp / "a"), write_config(tmp / "b", seed=4)
+    assert generate(a_cfg, tmp / "a" / "zoo", show_progress=False).ok
+    assert generate(b_cfg, tmp / "b" / "zoo", show_progress=False).ok
+    return a_cfg, tmp / "a" / "zoo", tmp / "b" / "zoo"
+
+
+def test_a_foreign_shard_not_in_the_manifest_is_quarantined_not_adopted(zoos, tmp_path, capsys):
+    a_cfg, a_zoo, b_zoo = zoos
+    zoo = tmp_path / "a"
+    shutil.copytree(a_zoo, zoo)
+    own = pd.read_parquet(shard_path(zoo, 0))
+    (zoo / "manifest.json").unlink()
+    shutil.copy(shard_path(b_zoo, 0), shard_path(zoo, 0))
+    report = generate(a_cfg, zoo, show_progress=False)
+    assert report.ok and report.done == [0], "the foreign shard is retrained, the rest kept"
+    assert len(report.quarantined) == 1 and "seed" in capsys.readouterr().err
+    again = pd.read_parquet(shard_path(zoo, 0))
+    pd.testing.assert_frame_equal(again.drop(columns="seconds"), own.drop(columns="seconds"))
+    assert cli_main(["info", str(zoo), "--verify"]) == 0
+
+
+def test_verify_finds_another_zoos_networks_even_under_a_matching_checksum(zoos, tmp_path, capsys):
+    _, a_zoo, b_zoo = zoos
+    zoo = tmp_path / "a"
+    shutil.copytree(a_zoo, zoo)
+    shutil.copy(shard_path(b_zoo, 0), shard_path(zoo, 0))
+    manifest = read_manifest(zoo)
+    manifest["shards"]["part-00000.parquet"] = read_manifest(b_zoo)["shards"]["part-00000.parquet"]
+    write_manifest(zoo, manifest)
+    err = one_line_exit_2(["info", str(zoo), "--verify"], capsys)
+    assert "part-00000.parquet holds model_id" in err and "symzoo generate" in err
+
+
+def test_a_shard_damaged_inside_with_its_footer_intact_is_one_line(zoos, tmp_path, capsys):
+    _, a_zoo, _ = zoos
+    zoo = tmp_path / "a"
+    shutil.copytree(a_zoo, zoo)
+    shard = shard_path(zoo, 1)
+    meta = pq.ParquetFile(shard).metadata
+    column = meta.schema.to_arrow_schema().get_field_index("weights_final")
+    start = meta.row_group(0).column(column).data_page_offset + 64  # inside the final weights' first page
+    data = bytearray(shard.read_bytes())
+    data[start : start + 4096] = b"\xff" * 4096  # raw float bytes: zstd stores them uncompressed
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ZooError, match=r"corrupt file .*part-00001.parquet .*symzoo generate"):
+        open_zoo(zoo).weights()
+    err = one_line_exit_2(["mli", str(zoo), "--out", str(tmp_path / "mli"), "--no-progress"], capsys)
+    assert "part-00001.parquet" in err
+
+
+def test_stage_output_inside_the_zoos_models_folder_is_refused(zoos, tmp_path, capsys):
+    _, a_zoo, _ = zoos
+    before = sorted(p.name for p in (a_zoo / "models").iterdir())
+    for out in (a_zoo / "models" / "mli", a_zoo / "models"):
+        err = one_line_exit_2(["mli", str(a_zoo), "--out", str(out), "--no-progress"], capsys)
+        assert "inside the zoo's models/ folder" in err
+    assert sorted(p.name for p in (a_zoo / "models").iterdir()) == before
+    assert len(pd.read_parquet(a_zoo / "models", columns=["model_id"])) == 4  # the README's query still works
+
+
+def test_a_second_writer_is_refused_before_ray_starts(zoos, tmp_path, capsys, monkeypatch):
+    import symzoo.pipelines.analysis_stage as analysis_stage
+    import symzoo.pipelines.generate as generate_module
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started before the lock was checked")
+
+    monkeypatch.setattr(generate_module, "connect", no_ray)
+    monkeypatch.setattr(analysis_stage, "connect", no_ray)
+    a_cfg, a_zoo, _ = zoos
+    with directory_lock(a_zoo, "symzoo generate"):
+        err = one_line_exit_2(["generate", str(a_cfg), "--out", str(a_zoo)], capsys)
+    assert "is being written by pid" in err
+    out = tmp_path / "mli"
+    with directory_lock(out, "symzoo mli"):
+        err = one_line_exit_2(["mli", str(a_zoo), "--out", str(out)], capsys)
+    assert "is being written by pid" in err
+
+
+def test_ray_failing_to_start_is_one_line_with_what_to_do(tmp_path, capsys, monkeypatch):
+    import ray
+
+    def timed_out(*args, **kwargs):
+        raise Exception("The current node timed out during startup. This could happen because some of the Ray")
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", timed_out)
+    out = tmp_path / "zoo"
+    err = one_line_exit_2(["generate", str(write_config(tmp_path)), "--out", str(out)], capsys)
+    assert "Ray could not start a local cluster (The current node timed out" in err and "ray start --head" in err
+    assert not out.exists()
+
+
+class Payload:
+    """What a malicious "CIFAR batch" carries: a callable to run at load time."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar_batches_are_read_without_running_what_they_name(tmp_path):
+    good = tmp_path / "data_batch_1"
+    arrays = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2], b"batch_label": b"x"}
+    good.write_bytes(pickle.dumps(arrays, protocol=2))
+    assert read_cifar_batch(good)[b"labels"] == [1, 2]
+    evil, marker = tmp_path / "data_batch_2", tmp_path / "pwned"
+    evil.write_bytes(pickle.dumps({b"data": Payload(marker), b"labels": []}))
+    with pytest.raises(SymzooError, match=r"not a CIFAR-10 batch file \(it names posix.system"):
+        read_cifar_batch(evil)
+    assert not marker.exists()
+
+
+def test_an_opened_manifests_config_is_validated_like_a_fresh_one(zoos, tmp_path, capsys):
+    _, a_zoo, _ = zoos
+    zoo = tmp_path / "a"
+    shutil.copytree(a_zoo, zoo)
+    manifest = read_manifest(zoo)
+    manifest["config"]["data"]["root"] = ["/", "etc"]
+    write_manifest(zoo, manifest)
+    err = one_line_exit_2(["info", str(zoo)], capsys)
+    assert "manifest.json holds an invalid config" in err and "data.root" in err
+
+
+def test_the_report_embeds_only_figures_inside_the_study(tmp_path):
+    study = tmp_path / "study"
+    (study / "mli" / "figures").mkdir(parents=True)
+    (study / "mli" / "figures" / "curves.png").write_bytes(b"\x89PNG fake")
+    (tmp_path / "outside.png").write_bytes(b"\x89PNG secret")
+    (study / "mli" / "figures" / "link.png").symlink_to(tmp_path / "outside.png")
+    md = "\n".join(
+        f"![{n}]({p})"
+        for n, p in [
+            ("ok", "mli/figures/curves.png"),
+            ("host", "/etc/hostname"),
+            ("up", "../outside.png"),
+            ("link", "mli/figures/link.png"),
+        ]
+    )
+    page = markdown_to_html(md, study, "t")
+    assert page.count("data:image/png;base64") == 1
+    for name in ("/etc/hostname", "../outside.png", "mli/figures/link.png"):
+        assert f"{name} is not a figure of this study, not embedded" in page
+
+
+def lease_record(**fields) -> dict:
+    return {"host": socket.gethostname(), "since": "then", "command": "symzoo generate"} | fields
+
+
+def dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_a_lease_from_another_pid_namespace_is_not_taken_while_it_lasts(s3, bucket):
+    """Same host name, a pid that does not exist here: a container beside us, alive. Only expiry frees it."""
+    from symzoo.zoo.lease import object_lease
+
+    url = f"{bucket}/zoo"
+    name, prefix = url.removeprefix("s3://").split("/", 1)
+    foreign = lease_record(pid=dead_pid(), kernel="another-boot:4026531999", expires=time.time() + 3600)
+    s3.put_object(Bucket=name, Key=f"{prefix}/.lock", Body=json.dumps(foreign).encode())
+    with pytest.raises(ZooError, match="is being written by pid"), object_lease(location(url), "symzoo generate"):
+        pass
+    mine = lease_record(pid=dead_pid(), kernel=kernel_identity(), expires=time.time() + 3600)
+    s3.put_object(Bucket=name, Key=f"{prefix}/.lock", Body=json.dumps(mine).encode())
+    with object_lease(location(url), "symzoo generate"):  # a dead process of this very namespace: at once
+        assert json.loads(location(f"{url}/.lock").read_text())["pid"] == os.getpid()
+
+
+HOLDER = """
+import sys, time
+from symzoo.zoo.lease import object_lease
+from symzoo.zoo.location import location
+with object_lease(location(sys.argv[1]), "holder"):
+    print("held", flush=True)
+    time.sleep(8)
+"""
+
+
+def test_a_live_holder_in_a_real_second_pid_namespace_keeps_its_lease(s3, bucket):
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare here: the simulated foreign holder above covers this")
+    probe = subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("unshare --pid is not permitted here: the simulated foreign holder above covers this")
+    from symzoo.zoo.lease import object_lease
+
+    url = f"{bucket}/zoo"
+    holder = subprocess.Popen(
+        ["unshare", "--pid", "--fork", sys.executable, "-c", HOLDER, url], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        record = json.loads(location(f"{url}/.lock").read_text())
+        assert record["kernel"] != kernel_identity() and record["host"] == socket.gethostname()
+        with pytest.raises(ZooError, match="is being written by pid"), object_lease(location(url), "symzoo generate"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "is not text (not UTF-8); pass a YAML file"),
+        (b"? [a, b]\n: 1\n", "config key at line 1 is a list, not a name"),
+        (b"data: {name: digits}\nnetworks: 2\nexecution: {cpus_per_task: .inf}\n", "'execution.cpus_per_task': inf"),
+        (b"data: {name: digits}\nnetworks: 2\nreplicates: 1000000000\n", "'replicates': 1000000000 is not allowed"),
+        (b"data: {name: digits}\nnetworks: 2\nhyperparameters: {lr: .nan}\n", "'hyperparameters.lr': nan"),
+    ],
+)
+def test_bad_config_files_are_one_line(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(text)
+    out = tmp_path / "zoo"
+    for command in (["generate", str(path), "--out", str(out)], ["plan", str(path)]):
+        assert message in one_line_exit_2(command, capsys)
+    assert not out.exists()
+
+
+def test_bad_flags_are_one_line(zoos, tmp_path, capsys):
+    _, a_zoo, _ = zoos
+    err = one_line_exit_2(["metanet", str(a_zoo), "--lrs", "abc", "--out", str(tmp_path / "m")], capsys)
+    assert "--lrs 'abc' is not a comma list of numbers" in err
+    err = one_line_exit_2(
+        ["submit", "--address", "http://127.0.0.1:1", "metanet", str(a_zoo), "--lrs", "1e-3,x"], capsys
+    )
+    assert "--lrs '1e-3,x' is not a comma list of numbers" in err
+    for flag in ("--batch-size", "--epochs"):
+        err = one_line_exit_2(["train-one", flag, "0"], capsys)
+        assert f"argument {flag}: '0' is not allowed; a whole number >= 1" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_messages_point_the_right_way(zoos, tmp_path, capsys):
+    _, a_zoo, _ = zoos
+    err = one_line_exit_2(["info", str(a_zoo / "manifest.json")], capsys)
+    assert "is a file, not a zoo directory" in err
+    options = tmp_path / "options.yaml"
+    options.write_text("mli: {alphas: 2}\n")
+    err = one_line_exit_2(["mli", str(a_zoo), "--config", str(options), "--out", str(tmp_path / "o")], capsys)
+    assert "mli.alphas" in err and "data.name" not in err  # the options file is read as options, not as a zoo
+
+
+def test_a_local_run_opens_no_dashboard_and_no_job_server(monkeypatch):
+    """What symzoo controls of a local cluster's network surface: no dashboard, hence no job API, on any
+    interface (Ray's other services are token-protected; the README says how to keep them off the network)."""
+    import ray
+
+    from symzoo.pipelines import stage
+
+    seen: dict = {}
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: seen.update(kwargs))
+    stage.connect(None)
+    assert seen["include_dashboard"] is False
