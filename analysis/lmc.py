@@ -11,7 +11,7 @@ import torch
 from symzoo.analysis.landscape import evaluate_flat, interpolate, midpoint_barrier
 from symzoo.analysis.paper import TABLE1
 from symzoo.analysis.rebasin import rebasin
-from symzoo.analysis.stats import mean_std, pm
+from symzoo.analysis.stats import ci, mean_ci, mean_std, pm
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import build_configured, gates_per_sample
@@ -105,15 +105,17 @@ def paper_setting(cfg: dict) -> tuple[str | None, str]:
 
 def lmc_table(table_barriers: pd.DataFrame, cfg: dict) -> str:
     """Table 1's layout: one row for this zoo's setting (mean +- std of the midpoint test-loss barrier over
-    pairs), a column per method, the paper's row beside it where the setting matches."""
+    pairs, then its 95% Student-t interval), a column per method, the paper's row beside it where the setting
+    matches."""
     key, label = paper_setting(cfg)
     methods = [m for m in METHODS if m in set(table_barriers["method"])]
     rule = "|" + "---|" * (1 + len(methods))
     lines = ["| setting | " + " | ".join(f"{METHODS[m]} (n)" for m in methods) + " |", rule]
     cells = [label]
     for m in methods:
-        mean, std, n = mean_std(table_barriers.loc[table_barriers["method"] == m, "loss_barrier"])
-        cells.append(f"{pm(mean, std)} ({n})")
+        values = table_barriers.loc[table_barriers["method"] == m, "loss_barrier"]
+        mean, std, n = mean_std(values)
+        cells.append(f"{pm(mean, std)}{ci(*mean_ci(values))} ({n})")
     lines.append("| " + " | ".join(cells) + " |")
     if key:
         paper = dict(zip(METHODS, TABLE1[key], strict=True))

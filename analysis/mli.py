@@ -1,5 +1,6 @@
 """Monotonic linear interpolation (paper Table 4): curves for a group of networks, per-network statistics, and the
-per-variant table with Welch's t-tests. Pure functions: a GPU box without Ray calls ``mli_curves`` directly.
+per-variant table with 95% intervals, Fisher's exact and Welch's t-tests. Pure functions: a GPU box without Ray
+calls ``mli_curves`` directly.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 
 from symzoo.analysis.landscape import evaluate_flat, interpolate, mli_stats
 from symzoo.analysis.paper import TABLE4
-from symzoo.analysis.stats import mean_std, pm, welch_t
+from symzoo.analysis.stats import ci, fisher_exact, mean_ci, mean_std, pm, welch_t, wilson_ci
 from symzoo.zoo.augment import AugmentConfig
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.layout import ParamLayout
@@ -152,21 +153,26 @@ def per_network_stats(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def mli_table(stats: pd.DataFrame, variants: list[str], measurement: str, with_paper: bool) -> str:
-    """Table 4's layout for one measurement, then Welch's t-tests between every pair of variants."""
+    """Table 4's layout for one measurement (95% intervals: Student t for means, Wilson for the monotonic
+    share), then the tests between every pair of variants: Fisher's exact test for "monotonic" (a yes/no outcome
+    per network), Welch's t-test for the others. A metric with one value for every network tests nothing on this
+    zoo: it is named once instead of filling a row with n/a."""
     s = stats[stats["measurement"] == measurement]
     header = ["metric", *[f"{v} (n={int((s['variant'] == v).sum())})" for v in variants]]
     if with_paper:
         header += [f"paper {v}" for v in variants if v in TABLE4["delta"]]
     lines = [f"### {MEASUREMENTS[measurement]}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    constant = [m for m in METRICS if s[m].astype(float).nunique() == 1]
     for metric in METRICS:
         cells = [METRIC_LABELS[metric]]
         for v in variants:
             x = s.loc[s["variant"] == v, metric].astype(float)
             if metric == "monotonic":
-                cells.append(f"{100 * x.mean():.1f}%" if len(x) else "n/a")
+                k, n = int(x.sum()), len(x)
+                cells.append(f"{100 * k / n:.1f}%{ci(*wilson_ci(k, n), percent=True)}" if n else "n/a")
             else:
                 mean, std, _ = mean_std(x)
-                cells.append(pm(mean, std))
+                cells.append(pm(mean, std) + ("" if metric in constant else ci(*mean_ci(x))))
         if with_paper:
             paper_key = "global_convexity" if metric == "global_convexity_authors" else metric
             for v in variants:
@@ -174,15 +180,21 @@ def mli_table(stats: pd.DataFrame, variants: list[str], measurement: str, with_p
                     mean, std = TABLE4[paper_key][v]
                     cells.append(f"{100 * mean:.1f}%" if metric == "monotonic" else pm(mean, std))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Welch's two-sided t-tests (unequal variances) between variants:", ""]
-    lines += ["| metric | " + " | ".join(f"{a} vs {b}" for a, b in itertools.combinations(variants, 2)) + " |"]
-    lines += ["|" + "---|" * (1 + len(list(itertools.combinations(variants, 2))))]
-    for metric in METRICS:
+    pairs = list(itertools.combinations(variants, 2))
+    lines += ["", "Two-sided tests between variants (monotonic: Fisher's exact test; the rest: Welch's t-test):", ""]
+    lines += ["| metric | " + " | ".join(f"{a} vs {b}" for a, b in pairs) + " |", "|" + "---|" * (1 + len(pairs))]
+    for metric in (m for m in METRICS if m not in constant):
         cells = [METRIC_LABELS[metric]]
-        for a, b in itertools.combinations(variants, 2):
-            t, p = welch_t(
-                s.loc[s["variant"] == a, metric].astype(float), s.loc[s["variant"] == b, metric].astype(float)
-            )
-            cells.append("n/a" if not np.isfinite(t) else f"t = {t:.2f}, p = {p:.2g}")
+        for a, b in pairs:
+            xa, xb = (s.loc[s["variant"] == v, metric].astype(float) for v in (a, b))
+            if metric == "monotonic":
+                p = fisher_exact(int(xa.sum()), len(xa), int(xb.sum()), len(xb))
+                cells.append("n/a" if not np.isfinite(p) else f"Fisher p = {p:.2g}")
+            else:
+                t, p = welch_t(xa, xb)
+                cells.append("n/a" if not np.isfinite(t) else f"t = {t:.2f}, p = {p:.2g}")
         lines.append("| " + " | ".join(cells) + " |")
+    if constant:
+        values = ", ".join(f"{METRIC_LABELS[m]} ({float(s[m].iloc[0]):.3f})" for m in constant)
+        lines += ["", f"Uninformative on this zoo, so not tested: every network of every variant has {values}."]
     return "\n".join(lines) + "\n"

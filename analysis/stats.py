@@ -1,4 +1,5 @@
-"""Summaries and tests shared by every analysis table: mean +- std over seeds or networks, Welch's t-test."""
+"""Summaries and tests shared by every analysis table: mean +- std over seeds or networks, 95% intervals (Student t
+for means, Wilson for proportions), Welch's t-test for measurements and Fisher's exact test for yes/no outcomes."""
 
 from __future__ import annotations
 
@@ -37,3 +38,40 @@ def welch_t(a: Iterable[float], b: Iterable[float]) -> tuple[float, float]:
         warnings.simplefilter("ignore", RuntimeWarning)
         res = stats.ttest_ind(a, b, equal_var=False)
     return float(res.statistic), float(res.pvalue)
+
+
+def mean_ci(values: Iterable[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval of the mean of the finite values; NaN with fewer than 2."""
+    mean, std, n = mean_std(values)
+    if n < 2:
+        return math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion: sound at 0 and n successes, where the normal interval is not."""
+    if n == 0:
+        return math.nan, math.nan
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def fisher_exact(successes_a: int, n_a: int, successes_b: int, n_b: int) -> float:
+    """Two-sided p-value of Fisher's exact test of two proportions (a yes/no outcome per network)."""
+    if n_a == 0 or n_b == 0:
+        return math.nan
+    table = [[successes_a, n_a - successes_a], [successes_b, n_b - successes_b]]
+    return float(stats.fisher_exact(table).pvalue)
+
+
+def ci(low: float, high: float, digits: int = 3, percent: bool = False) -> str:
+    """`` [0.120, 0.340]`` (or nothing), as the tables append a 95% interval to a value."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    if percent:
+        return f" [{100 * low:.1f}, {100 * high:.1f}]"
+    return f" [{low:.{digits}f}, {high:.{digits}f}]"

@@ -86,7 +86,7 @@ def write_mli_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
     notes = [
         f"zoo {zoo.config['name']} ({zoo.config['model']['arch']} on {zoo.config['data']['name']}); "
         f"loss = training loss label-smoothed with each network's own smoothing, at {opts['alphas']} evenly spaced "
-        "alphas from the initial (0) to the final (1) weights; mean +- std over networks",
+        "alphas from the initial (0) to the final (1) weights; mean +- std over networks [95% interval]",
         "Delta = largest rise between neighbouring points (monotonic iff Delta <= 0); local convexity = fraction of "
         "interior points with a non-negative second difference; global convexity as defined = fraction of interior "
         "points on or below the chord from L(0) to L(1); as in the authors' code = below the line through L(0) and "

@@ -177,7 +177,7 @@ def test_mli_cli_writes_curves_table_and_figures_and_a_rerun_evaluates_nothing(z
     curves = pd.read_parquet(out / "curves.parquet")
     assert list(curves.columns) == ["model_id", "variant", "measurement", "alpha", "loss", "accuracy"]
     assert len(curves) == 8 * 2 * 5 and curves.groupby(["model_id", "measurement"]).size().eq(5).all()
-    assert "Welch's two-sided t-tests" in (out / "table.md").read_text()
+    assert "monotonic: Fisher's exact test; the rest: Welch's t-test" in (out / "table.md").read_text()
     for name in ("mli_curves_clean", "mli_curves_augmented", "delta_hist_clean", "delta_hist_augmented"):
         assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     again = mli_stage(zoo_dir, out, overrides={"alphas": 5}, show_progress=False)
@@ -265,7 +265,7 @@ def test_tables_print_the_papers_rows_where_the_setting_is_the_papers():
     mlp = {"model": {"arch": "mlp", "width": 1}, "data": {"name": "fashion_mnist", "size": None}}
     table = lmc_table(table_barriers, mlp)
     assert "| MLP on Fashion-MNIST (the paper's row: MLP on MNIST" in table
-    assert "| 0.450 +- 0.071 (2) | 0.100 +- 0.000 (2) | 0.650 +- 0.071 (2) | 0.000 +- 0.000 (2) |" in table
+    assert "| 0.450 +- 0.071 [-0.185, 1.085] (2) | 0.100 +- 0.000 [0.100, 0.100] (2) |" in table  # t with 1 dof
     assert "| paper | 0.188 | -0.006 | 0.117 | -0.012 |" in table
     digits = {"model": {"arch": "resnet8", "width": 1}, "data": {"name": "digits", "size": None}}
     assert "| paper |" not in lmc_table(table_barriers, digits)
@@ -281,8 +281,8 @@ def test_tables_print_the_papers_rows_where_the_setting_is_the_papers():
         }
     )
     table = mli_table(stats, ["standard", "w_asym"], "augmented", with_paper=True)
-    assert "| monotonic | 50.0% | 100.0% | 26.3% | 100.0% |" in table
-    assert "| Delta (max rise) | 0.000 +- 0.141 | -0.025 +- 0.007 | 0.079 +- 0.109 | -0.027 +- 0.026 |" in table
+    assert "| monotonic | 50.0% [9.5, 90.5] | 100.0% [34.2, 100.0] | 26.3% | 100.0% |" in table
+    assert "| Delta (max rise) | 0.000 +- 0.141 [-1.271, 1.271] | -0.025 +- 0.007 [-0.089, 0.039] | 0.079 +-" in table
 
 
 def test_a_zoo_missing_a_shard_is_refused_though_its_manifest_says_complete(zoo_dir, tmp_path, capsys):
