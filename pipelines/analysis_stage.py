@@ -31,6 +31,7 @@ from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.store import MODELS, Zoo, open_zoo
 
 RESOURCE_OPTIONS = ("cpus_per_task", "gpus_per_task")  # where units run, not what they compute
+ITEMS = {"metanet": "run", "mli": "curve", "lmc": "pair"}  # what a stage's progress bar counts (WorkUnit.size)
 
 
 @dataclass
@@ -128,7 +129,10 @@ class AnalysisStage:
     ):
         """Run the units without a finished file; returns every unit's stored frame (``key`` column dropped)."""
         resources = analysis_resources(self.opts["cpus_per_task"], self.opts["gpus_per_task"], gpu_share)
-        self.reports.append(run_unit_files(units, task, task_args, self.out, key_of, resources, desc, show_progress))
+        item = ITEMS[self.name]
+        self.reports.append(
+            run_unit_files(units, task, task_args, self.out, key_of, resources, desc, show_progress, item)
+        )
         return read_unit_files([u.output for u in units]).drop(columns="key")
 
     def run_on_data(self, units: list[WorkUnit], task: Any, data: Any, show_progress: bool):

@@ -113,6 +113,7 @@ def run_stage(
     resources: dict[str, Any],
     desc: str,
     show_progress: bool = True,
+    item: str = "net",
 ) -> StageReport:
     """Run ``task.remote(unit.payload, *task_args, progress, unit.index)`` for every unit without a sound output.
 
@@ -138,7 +139,7 @@ def run_stage(
     progress = Progress.remote()
     remote = task.options(**resources)
     running = {remote.remote(u.payload, *task_args, progress, u.index): u for u in pending}
-    bar = tqdm(total=total, initial=already, desc=desc, unit="net", disable=not show_progress, file=sys.stderr)
+    bar = tqdm(total=total, initial=already, desc=desc, unit=f" {item}", disable=not show_progress, file=sys.stderr)
     finished_items = 0
     try:
         while running:
@@ -188,6 +189,7 @@ def run_unit_files(
     resources: dict[str, Any],
     desc: str,
     show_progress: bool,
+    item: str,
 ) -> StageReport:
     """An analysis stage's units: each task returns a DataFrame, stored as the unit's Parquet file with a ``key``
     column naming the unit (so a file is recognised as the unit's own). Failures end the stage with the fix."""
@@ -201,7 +203,7 @@ def run_unit_files(
         return write_parquet(unit.output, frame.assign(key=key_of(unit)))
 
     report = run_stage(
-        units, task, task_args, check, write, lambda u: quarantine(out, u.output), resources, desc, show_progress
+        units, task, task_args, check, write, lambda u: quarantine(out, u.output), resources, desc, show_progress, item
     )
     if not report.ok:
         index, error = next(iter(report.failed.items()))
