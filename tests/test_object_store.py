@@ -28,6 +28,7 @@ from symzoo.cli import main as cli_main
 from symzoo.errors import ZooError
 from symzoo.pipelines.generate import generate
 from symzoo.zoo.location import ObjectPath, location
+from symzoo.zoo.lock import kernel_identity
 from symzoo.zoo.store import open_zoo
 
 boto3 = pytest.importorskip("boto3", reason="optional: pip install 'symzoo[s3]' for s3:// zoos")
@@ -157,6 +158,7 @@ def test_a_dead_holders_lease_is_taken_over_at_once(s3, bucket, capsys):
     url = f"{bucket}/zoo"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = {"host": socket.gethostname(), "pid": int(dead.stdout), "since": "then", "command": "symzoo generate"}
+    stale["kernel"] = kernel_identity()  # a process of this very pid namespace: provably gone
     _put_lease(s3, url, stale | {"expires": time.time() + 3600})
     start = time.time()
     with object_lease(location(url), "symzoo generate"):
