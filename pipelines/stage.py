@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +72,41 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+AUTH_REFUSALS = ("InvalidAuthToken", "UNAUTHENTICATED", "Unauthenticated", "authentication token")
+
+
+class HeldStderr:
+    """What the process wrote to file descriptor 2 while held (C++ logs included), for ``stderr_held``."""
+
+    def __init__(self, file) -> None:
+        self.file = file
+        self.keep = False  # set before re-raising an error that is not ours: the held text is then shown
+
+    def text(self) -> str:
+        self.file.seek(0)
+        return self.file.read().decode(errors="replace")
+
+
+@contextmanager
+def stderr_held() -> Iterator[HeldStderr]:
+    """Hold file descriptor 2 in a temporary file for the block, then pass it through unless the block raised
+    an error that says it all in one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as file:
+        os.dup2(file.fileno(), 2)
+        held, finished = HeldStderr(file), False
+        try:
+            yield held
+            finished = True
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if finished or held.keep:
+                os.write(2, held.text().encode())
+
+
 def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at ``address`` (or ``$RAY_ADDRESS``), else start a local one (token auth stays on)."""
     address = address or os.environ.get("RAY_ADDRESS")
@@ -84,13 +121,24 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address:
-        try:
-            ray.init(address=address, log_to_driver=True)
-        except ConnectionError as e:
-            raise ZooError(
-                f"no Ray cluster at --address {address} ({str(e).splitlines()[0][:100]}); start one "
-                "(ray start --head) or leave --address out for a local cluster"
-            ) from None
+        with stderr_held() as held:  # Ray's core logs each refused retry; one line says what they mean
+            try:
+                ray.init(address=address, log_to_driver=True)
+            except Exception as e:
+                refused = any(word in held.text() + str(e) for word in AUTH_REFUSALS)
+                why = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
+                if refused:
+                    raise ZooError(
+                        f"the Ray cluster at {address} refused this client's token ({why}); set RAY_AUTH_TOKEN to the "
+                        "cluster's token (`ray get-auth-token` on the head) and keep RAY_AUTH_MODE=token"
+                    ) from None
+                if isinstance(e, ConnectionError):
+                    raise ZooError(
+                        f"no Ray cluster at --address {address} ({why}); start one (ray start --head) or leave "
+                        "--address out for a local cluster"
+                    ) from None
+                held.keep = True
+                raise
     else:
         try:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)

@@ -63,7 +63,13 @@ def two_nodes(tmp_path):
     try:
         subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
         subprocess.run([*worker, *common], env=env, check=True, capture_output=True, timeout=120)
-        yield {"address": f"http://127.0.0.1:{dashboard}", "token": token, "home": home, "worker_port": worker_port}
+        yield {
+            "address": f"http://127.0.0.1:{dashboard}",
+            "gcs": f"127.0.0.1:{gcs}",
+            "token": token,
+            "home": home,
+            "worker_port": worker_port,
+        }
     finally:
         subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
 
@@ -103,6 +109,26 @@ while True:
     threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
     threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
 """
+
+
+def test_joining_the_cluster_without_its_token_is_one_line(two_nodes, tmp_path):
+    """--address to a token-protected GCS without the token: one line naming the token, not Ray's retry log."""
+    config, out, home = tmp_path / "two_nodes.yaml", tmp_path / "zoo", tmp_path / "elsewhere"
+    config.write_text(CONFIG)
+    home.mkdir()
+    for token in (None, "0" * 64):
+        done = subprocess.run(
+            [sys.executable, "-m", "symzoo.cli", "generate", str(config), "--out", str(out), "--no-progress"]
+            + ["--address", two_nodes["gcs"]],
+            env=ray_env(home, token),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "refused this client's token" in lines[0], done.stderr
+    assert not out.exists()
 
 
 def test_a_job_survives_a_killed_worker_node_and_the_token_guards_the_job_api(two_nodes, tmp_path):
