@@ -22,7 +22,7 @@ import yaml
 from symzoo.pipelines.generate import generate
 from symzoo.pipelines.shard import dataset_from, train_specs
 from symzoo.zoo.config import load_config
-from symzoo.zoo.plan import plan_zoo
+from symzoo.zoo.plan import plan_configured
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def loop_seconds(config: Path, threads: int) -> tuple[float, int]:
     cfg = load_config(config)
     torch.set_num_threads(threads)
     data = dataset_from(cfg)
-    specs = plan_zoo(cfg["networks"], cfg["variants"], cfg["replicates"], cfg["seed"], cfg["hyperparameters"])
+    specs = plan_configured(cfg)
     start = time.perf_counter()
     train_specs(specs, cfg, data)
     return time.perf_counter() - start, len(specs)

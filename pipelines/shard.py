@@ -19,7 +19,7 @@ from symzoo.zoo.data import Dataset, load_configured
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import build_configured
 from symzoo.zoo.packed import MIN_COMPILED_PACK, group_into_packs, rows_to_keep, train_pack
-from symzoo.zoo.plan import NetSpec, plan_zoo
+from symzoo.zoo.plan import NetSpec, plan_configured
 from symzoo.zoo.store import flat_numpy, rows_to_table
 from symzoo.zoo.train import Recipe, train_network
 
@@ -153,7 +153,7 @@ def shard_specs(cfg: dict) -> list[list[NetSpec]]:
     """The zoo's networks in shards of neighbouring epoch counts: a pack runs as long as its longest network, so
     mixing 10- and 40-epoch networks in one shard left GPU packs half empty (bench/RESULTS.md). Model ids keep
     plan order; only which shard holds a network follows its length."""
-    specs = plan_zoo(cfg["networks"], cfg["variants"], cfg["replicates"], cfg["seed"], cfg["hyperparameters"])
+    specs = plan_configured(cfg)
     specs = sorted(specs, key=lambda s: s.hparams.epochs)  # stable: plan order among equal lengths
     per = cfg["execution"]["networks_per_shard"]
     return [specs[i : i + per] for i in range(0, len(specs), per)]

@@ -46,6 +46,11 @@ class NetSpec:
         return out | asdict(self.hparams)
 
 
+def plan_configured(cfg: dict) -> list[NetSpec]:
+    """The plan of the zoo that a validated config describes."""
+    return plan_zoo(cfg["networks"], cfg["variants"], cfg["replicates"], cfg["seed"], cfg["hyperparameters"])
+
+
 # What a stored row shares with its plan entry: a shard whose rows differ here holds another zoo's networks.
 PLANNED_COLUMNS = ("model_id", "sample", "replicate", "variant", "seed", *HPARAM_NAMES)
 

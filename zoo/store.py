@@ -25,7 +25,7 @@ from symzoo import __version__
 from symzoo.errors import ConfigError, ZooError
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes, location, require_reachable
-from symzoo.zoo.plan import PLANNED_COLUMNS, NetSpec, plan_difference, plan_zoo
+from symzoo.zoo.plan import PLANNED_COLUMNS, NetSpec, plan_configured, plan_difference
 
 SCHEMA_VERSION = 1
 REGENERATE = "rerun `symzoo generate` with the zoo's config to quarantine and retrain it"
@@ -381,8 +381,7 @@ class Zoo:
                     "with the zoo's config to retrain it"
                 )
         if checksums:  # and every stored network is the one the zoo's config plans under its id
-            cfg = self.config
-            plan = plan_zoo(cfg["networks"], cfg["variants"], cfg["replicates"], cfg["seed"], cfg["hyperparameters"])
+            plan = plan_configured(self.config)
             for p in self.shards:
                 rows = read_parquet(p, REGENERATE, columns=list(PLANNED_COLUMNS)).to_pydict()
                 ids = rows["model_id"]
