@@ -6,6 +6,7 @@ A zoo of N standard ResNet8s (78,042 parameters, init and final weights) is synt
 format (shards of 250 networks, manifest), then each method runs in a fresh process (peak RSS is that process's),
 three times round robin, best time kept; every run is on a warm page cache:
   pyarrow   pq.read_table of the weights_final column of every shard, to one numpy array (the baseline)
+            (no page-CRC verification, no row selection)
   zoo       Zoo.weights("final")
   cache     the metanet stage's read: load_variant from its .npy cache (memory map, finiteness scan, copy)
   npload    np.load of the same .npy bytes (the cache's baseline)
@@ -87,7 +88,8 @@ def run_method(method: str, zoo_dir: Path) -> dict:
     start = time.perf_counter()
     if method == "pyarrow":
         column = pa.concat_tables(pq.read_table(p, columns=["weights_final"]) for p in zoo.shards)["weights_final"]
-        matrix = np.concatenate([c.flatten().to_numpy().reshape(len(c), -1) for c in column.chunks])
+        size = zoo.n_params  # schema 2 stores each vector as one fixed_size_binary value of float32s
+        matrix = np.concatenate([np.frombuffer(c.buffers()[1], "<f4").reshape(-1, size) for c in column.chunks])
     elif method == "zoo":
         matrix = zoo.weights("final")
     elif method == "cache":

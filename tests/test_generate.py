@@ -71,8 +71,9 @@ def test_schema_scalars_first_weights_fixed_size(tiny_zoo):
     names = schema.names
     assert names[:4] == ["model_id", "sample", "replicate", "variant"]
     assert names[-3:] == ["weights_init", "weights_final", "weights_epoch_1"]
-    assert schema.field("weights_final").type.list_size == 77_754
-    assert schema.metadata[b"symzoo.schema_version"] == b"1"
+    assert schema.field("weights_final").type.byte_width == 4 * 77_754  # float32 little-endian, as it says
+    assert schema.field("weights_final").metadata == {b"symzoo.values": b"<f4", b"symzoo.size": b"77754"}
+    assert schema.metadata[b"symzoo.schema_version"] == b"2"
     frame = open_zoo(tiny_zoo).frame
     assert "weights_final" not in frame.columns
     assert all(len(h) == e for h, e in zip(frame["history_train_loss"], frame["epochs"], strict=True))
@@ -141,11 +142,12 @@ def _flip_a_weight_bit(shard: Path) -> None:
     """Change one stored weight in place, footer and ids intact (as a bad disk or a stray write would)."""
     table = pq.read_table(shard)
     weights = table["weights_final"].combine_chunks()
-    values = weights.flatten().to_numpy().copy()
+    values = np.frombuffer(weights.buffers()[1], "<f4").copy()
     values[5] = np.nextafter(values[5], np.float32(np.inf))
-    column = pa.FixedSizeListArray.from_arrays(pa.array(values), weights.type.list_size)
-    table = table.set_column(table.schema.get_field_index("weights_final"), "weights_final", column)
-    pq.write_table(table.replace_schema_metadata(table.schema.metadata), shard, compression="zstd", row_group_size=32)
+    column = pa.FixedSizeBinaryArray.from_buffers(weights.type, len(weights), [None, pa.py_buffer(values.tobytes())])
+    field = table.schema.field("weights_final")
+    table = table.set_column(table.schema.get_field_index("weights_final"), field, column)
+    pq.write_table(table.replace_schema_metadata(table.schema.metadata), shard, row_group_size=32)
 
 
 def test_a_changed_shard_is_caught_by_its_checksum_quarantined_and_retrained(ray_cluster, tiny_zoo, tmp_path):
@@ -331,7 +333,7 @@ def test_weights_are_read_without_extra_copies(tiny_zoo):
 
     shard = next((tiny_zoo / "models").glob("*.parquet"))
     column = pq.read_table(shard, columns=["weights_final"])["weights_final"].combine_chunks()
-    view = fixed_size_to_numpy(pa.chunked_array([column]), column.type.list_size)
+    view = fixed_size_to_numpy(pa.chunked_array([column]), column.type.byte_width // 4)
     assert not view.flags.owndata and not view.flags.writeable
     zoo = open_zoo(tiny_zoo)
     full, some = zoo.weights("final"), zoo.weights("final", variant="w_asym", trainable_only=True)

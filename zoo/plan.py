@@ -56,9 +56,12 @@ PLANNED_COLUMNS = ("model_id", "sample", "replicate", "variant", "seed", *HPARAM
 
 
 def plan_difference(rows: dict[str, list], planned: list[NetSpec]) -> str | None:
-    """None when ``rows`` (a shard's ``PLANNED_COLUMNS``, in row order) are exactly the ``planned`` networks;
-    otherwise the first difference, worded for a message. Ids alone are not enough: a zoo made from the same
-    config with another seed numbers its networks the same way."""
+    """None when ``rows`` (a shard's ``PLANNED_COLUMNS``, in any row order: schema 2 groups a shard's rows by
+    variant) are exactly the ``planned`` networks; otherwise the first difference, worded for a message. Ids alone
+    are not enough: a zoo made from the same config with another seed numbers its networks the same way."""
+    order = sorted(range(len(rows["model_id"])), key=lambda i: rows["model_id"][i])
+    rows = {column: [values[i] for i in order] for column, values in rows.items()}
+    planned = sorted(planned, key=lambda s: s.model_id)
     ids = rows["model_id"]
     if list(ids) != [s.model_id for s in planned]:
         return f"model ids {list(ids)[:3]}... instead of the planned {[s.model_id for s in planned][:3]}..."

@@ -3,13 +3,23 @@
 Scalars come first, then per-epoch history lists, then weights as ``fixed_size_list<float32>[P]``, so pandas reads
 the metadata without touching weights and a weight column becomes an ``(N, P)`` array without per-row copies.
 Shards are written to a hidden temporary name and renamed atomically; a shard that exists is complete.
+
+Schema version 2 (version 1 shards still open): rows are grouped by variant and no row group holds two variants,
+so loading one variant reads only its row groups; a weight vector is one ``fixed_size_binary[4P]`` value holding
+P little-endian float32s, stored uncompressed. Version 1 stored ``fixed_size_list<float32>[P]`` under zstd:
+trained weights compress by 8%, and Parquet decodes a list with a repetition and definition level per float,
+which read 4x slower than the same bytes as one binary value (bench/RESULTS.md). ``np.frombuffer(value, "<f4")``
+turns a stored value into its vector where pandas, Polars or DuckDB hand out bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -27,12 +37,14 @@ from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes, location, require_reachable
 from symzoo.zoo.plan import PLANNED_COLUMNS, NetSpec, plan_configured, plan_difference
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)  # 1: variants mixed within row groups, weights zstd-compressed
 REGENERATE = "rerun `symzoo generate` with the zoo's config to quarantine and retrain it"
 MANIFEST = "manifest.json"
 MODELS = "models"
 QUARANTINE = "quarantine"
 ROW_GROUP_SIZE = 32
+READ_THREADS = min(4, os.cpu_count() or 1)  # shards Zoo.weights reads at once
 
 SCALAR_FIELDS: list[tuple[str, pa.DataType]] = [
     ("model_id", pa.int64()),
@@ -58,6 +70,9 @@ SCALAR_FIELDS: list[tuple[str, pa.DataType]] = [
 HISTORY_FIELDS = ("history_train_loss", "history_train_acc")
 
 
+WEIGHT_DTYPE = "<f4"  # how a weight value's bytes read: little-endian float32, whatever machine wrote them
+
+
 def weight_columns(checkpoint_epochs: list[int]) -> list[str]:
     return ["weights_init", "weights_final", *(f"weights_epoch_{e}" for e in checkpoint_epochs)]
 
@@ -67,26 +82,35 @@ def shard_schema(layouts_json: dict[str, dict], checkpoint_epochs: list[int]) ->
     size = next(iter(layouts_json.values()))["size"]
     fields = [pa.field(n, t) for n, t in SCALAR_FIELDS]
     fields += [pa.field(n, pa.list_(pa.float32())) for n in HISTORY_FIELDS]
-    fields += [pa.field(n, pa.list_(pa.float32(), size)) for n in weight_columns(checkpoint_epochs)]
+    weight_meta = {"symzoo.values": WEIGHT_DTYPE, "symzoo.size": str(size)}
+    fields += [pa.field(n, pa.binary(4 * size), metadata=weight_meta) for n in weight_columns(checkpoint_epochs)]
     meta = {"symzoo.schema_version": str(SCHEMA_VERSION), "symzoo.layouts": json.dumps(layouts_json)}
     return pa.schema(fields, metadata=meta)
 
 
+def is_weight_column(name: str) -> bool:
+    return name.startswith("weights_")
+
+
 def rows_to_table(rows: list[dict[str, Any]], layouts_json: dict[str, dict], checkpoint_epochs: list[int]) -> pa.Table:
-    """Rows hold scalars, history lists and flat float32 weight arrays (or None where a network failed)."""
+    """Rows hold scalars, history lists and flat float32 weight arrays (or None where a network failed); the table
+    comes out grouped by variant (in ``layouts_json``'s order, each variant's rows in their given order)."""
     schema = shard_schema(layouts_json, checkpoint_epochs)
+    order = list(layouts_json)
+    rows = sorted(rows, key=lambda r: order.index(r["variant"]))  # stable
     size = next(iter(layouts_json.values()))["size"]
     columns = []
     for f in schema:
         values = [r.get(f.name) for r in rows]
-        if pa.types.is_fixed_size_list(f.type):
-            valid = np.array([v is not None for v in values])
-            flat = np.zeros((len(rows), size), np.float32)
+        if is_weight_column(f.name):
+            valid = np.array([v is not None for v in values], bool)
+            flat = np.zeros((len(rows), size), WEIGHT_DTYPE)
             for i, v in enumerate(values):
                 if v is not None:
                     flat[i] = np.asarray(v, np.float32)
-            mask = pa.array(~valid) if not valid.all() else None
-            columns.append(pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), size, mask=mask))
+            bitmap = pa.array(valid).buffers()[1] if not valid.all() else None
+            buffers = [bitmap, pa.py_buffer(flat.tobytes())]
+            columns.append(pa.FixedSizeBinaryArray.from_buffers(f.type, len(rows), buffers))
         else:
             columns.append(pa.array(values, type=f.type))
     return pa.Table.from_arrays(columns, schema=schema)
@@ -96,21 +120,38 @@ def shard_path(zoo_dir: Location, index: int) -> Location:
     return zoo_dir / MODELS / f"part-{index:05d}.parquet"
 
 
-def write_parquet_atomically(path: Location, table: pa.Table, **options) -> str:
-    """zstd Parquet, committed atomically (``atomic_write_bytes``); returns the file's sha256. ``options`` go to
-    ``pq.write_table`` (e.g. ``row_group_size``). Shards and every stage's outputs are written through here."""
+def write_parquet_atomically(
+    path: Location, table: pa.Table, row_group_size: int | None = None, split_by: str | None = None
+) -> str:
+    """Parquet committed atomically (``atomic_write_bytes``); returns the file's sha256. Weight columns are stored
+    uncompressed without dictionaries, every other column zstd. With ``split_by``, no row group spans two values of
+    that column (the table must be grouped by it). Shards and every stage's outputs are written through here."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sink = pa.BufferOutputStream()
-    # page CRCs: float weights barely compress, so zstd stores them raw and a flipped byte would decode silently
-    pq.write_table(table, sink, compression="zstd", write_page_checksum=True, **options)
+    names = table.schema.names
+    compression = {n: ("none" if is_weight_column(n) else "zstd") for n in names}
+    dictionary = [n for n in names if not is_weight_column(n)]
+    # page CRCs: uncompressed weights carry no other check, and a flipped byte would decode silently
+    with pq.ParquetWriter(
+        sink, table.schema, compression=compression, use_dictionary=dictionary, write_page_checksum=True
+    ) as writer:
+        for part in runs_of(table, split_by) if split_by else [table]:
+            writer.write_table(part, row_group_size=row_group_size)  # each call starts new row groups
     data = sink.getvalue().to_pybytes()
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
+def runs_of(table: pa.Table, column: str) -> list[pa.Table]:
+    """The table cut where ``column`` changes value (zero-copy slices)."""
+    values = table[column].to_pylist()
+    cuts = [0, *(i for i in range(1, len(values)) if values[i] != values[i - 1]), len(values)]
+    return [table.slice(a, b - a) for a, b in zip(cuts, cuts[1:], strict=False) if b > a] or [table]
+
+
 def write_shard(zoo_dir: Location, index: int, table: pa.Table) -> str:
-    """Write a shard atomically; returns the file's sha256."""
-    return write_parquet_atomically(shard_path(zoo_dir, index), table, row_group_size=ROW_GROUP_SIZE)
+    """Write a shard atomically, one variant per row group; returns the file's sha256."""
+    return write_parquet_atomically(shard_path(zoo_dir, index), table, ROW_GROUP_SIZE, split_by="variant")
 
 
 def check_shard(path: Location, planned: list[NetSpec] | None = None, layouts_json: dict | None = None) -> int:
@@ -125,8 +166,9 @@ def check_shard(path: Location, planned: list[NetSpec] | None = None, layouts_js
     except (OSError, pa.ArrowException, KeyError) as e:  # KeyError: a Parquet file that is no symzoo shard
         require_reachable(path)
         raise ZooError(f"corrupt shard {path} ({type(e).__name__}: {str(e).splitlines()[0][:80]})") from None
-    if version != str(SCHEMA_VERSION).encode():
-        raise ZooError(f"shard {path} has schema version {version!r}, this symzoo reads {SCHEMA_VERSION}")
+    if version not in [str(v).encode() for v in READABLE_SCHEMA_VERSIONS]:
+        readable = " and ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        raise ZooError(f"shard {path} has schema version {version!r}, this symzoo reads versions {readable}")
     if planned is not None and (difference := plan_difference(rows, planned)):
         raise ZooError(f"shard {path} holds {difference}")
     if layouts_json is not None and json.loads(metadata.get(b"symzoo.layouts", b"{}")) != layouts_json:
@@ -160,6 +202,43 @@ def read_parquet(path: Location, fix: str = "delete it and rerun the command tha
         return pq.read_table(source, filesystem=fs, page_checksum_verification=True, **kwargs)
     except (OSError, pa.ArrowException) as e:
         require_reachable(path)  # an unreachable store is named as such, not as a damaged file
+        why = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
+        raise ZooError(f"corrupt file {path} ({why}); {fix}") from None
+
+
+def row_groups_holding(metadata: pq.FileMetaData, variants: set[str], sorted_ids: np.ndarray | None) -> list[int]:
+    """The row groups that may hold rows of ``variants`` among ``sorted_ids`` (all ids when None), from each
+    group's min/max statistics of those columns (a group without statistics is always read)."""
+    names = [metadata.schema.column(j).name for j in range(metadata.num_columns)]
+    variant_col, id_col = names.index("variant"), names.index("model_id")
+    groups = []
+    for i in range(metadata.num_row_groups):
+        group = metadata.row_group(i)
+        if group.num_rows == 0:
+            continue
+        stats = group.column(variant_col).statistics
+        if stats is not None and stats.has_min_max and not any(stats.min <= v <= stats.max for v in variants):
+            continue
+        stats = group.column(id_col).statistics
+        if sorted_ids is not None and stats is not None and stats.has_min_max:
+            first = np.searchsorted(sorted_ids, stats.min)
+            if first == len(sorted_ids) or sorted_ids[first] > stats.max:
+                continue
+        groups.append(i)
+    return groups
+
+
+def read_row_groups(
+    path: Location, fix: str, columns: list[str], select: Callable[[pq.FileMetaData], list[int]]
+) -> pa.Table:
+    """``columns`` of the row groups ``select`` picks from the file's footer; only those groups' pages are read.
+    Damage is one ``ZooError`` naming the file and ``fix``, as in ``read_parquet``."""
+    source, fs = arrow_path(path)
+    try:
+        parquet = pq.ParquetFile(source, filesystem=fs, page_checksum_verification=True)
+        return parquet.read_row_groups(select(parquet.metadata), columns=columns)
+    except (OSError, pa.ArrowException) as e:
+        require_reachable(path)
         why = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
         raise ZooError(f"corrupt file {path} ({why}); {fix}") from None
 
@@ -219,27 +298,34 @@ def new_manifest(
     }
 
 
+def weight_rows(chunk: pa.Array, size: int) -> np.ndarray:
+    """Zero-copy ``(len, size)`` float32 view of one chunk of a weight column, null rows included (as whatever
+    their slots hold): ``fixed_size_binary[4P]`` (schema 2) or ``fixed_size_list<float32>[P]`` (schema 1)."""
+    if pa.types.is_fixed_size_binary(chunk.type):
+        data = chunk.buffers()[1]
+        rows = np.frombuffer(data, WEIGHT_DTYPE, len(chunk) * size, chunk.offset * size * 4).reshape(-1, size)
+        rows.flags.writeable = False  # Arrow's buffers are immutable; numpy would let a caller write into one
+        return rows
+    values = chunk.values.slice(chunk.offset * size, len(chunk) * size)  # a list's child keeps slots for nulls
+    return values.to_numpy(zero_copy_only=values.null_count == 0).astype(np.float32, copy=False).reshape(-1, size)
+
+
 def fixed_size_to_numpy(column: pa.ChunkedArray, size: int, entries: np.ndarray | None = None) -> np.ndarray:
-    """``(N, size)`` float32 array of a fixed-size-list column (only ``entries`` columns when given).
+    """``(N, size)`` float32 array of a weight column (only ``entries`` columns when given).
 
     One chunk without nulls and no ``entries`` is a zero-copy view of Arrow's buffer; otherwise each chunk is
     copied once, straight into the result. Null rows (e.g. the final weights of a failed network) become NaN.
     """
     chunks = [c for c in column.chunks if len(c)]
     if len(chunks) == 1 and chunks[0].null_count == 0 and entries is None:
-        return chunks[0].flatten().to_numpy(zero_copy_only=True).reshape(-1, size)
-    shape = (len(column), size if entries is None else len(entries))
-    out = np.empty(shape, np.float32) if column.null_count == 0 else np.full(shape, np.nan, np.float32)
+        return weight_rows(chunks[0], size).astype(np.float32, copy=False)
+    out = np.empty((len(column), size if entries is None else len(entries)), np.float32)
     row = 0
     for chunk in chunks:
-        if chunk.null_count == 0:  # the usual case: a zero-copy view of the chunk, copied once into place
-            values = chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, size)
-            out[row : row + len(chunk)] = values if entries is None else values[:, entries]
-        else:
-            valid = chunk.is_valid().to_numpy(zero_copy_only=False)
-            values = chunk.drop_null().flatten().to_numpy(zero_copy_only=False).reshape(-1, size)
-            rows = np.arange(row, row + len(chunk))[valid]
-            out[rows] = values if entries is None else values[:, entries]
+        values = weight_rows(chunk, size)
+        out[row : row + len(chunk)] = values if entries is None else values[:, entries]
+        if chunk.null_count:
+            out[row : row + len(chunk)][~chunk.is_valid().to_numpy(zero_copy_only=False)] = np.nan
         row += len(chunk)
     return out
 
@@ -311,26 +397,42 @@ class Zoo:
         if trainable_only and variant is None:
             raise ZooError("trainable_only needs a variant= (variants differ in which entries are trainable)")
         column = f"weights_{which}"
-        filters = []
+        frame = self.frame
+        wanted = np.ones(len(frame), bool)
         if variant is not None:
-            filters.append(("variant", "=", variant))
+            wanted &= (frame["variant"] == variant).to_numpy()
         if model_ids is not None:
-            filters.append(("model_id", "in", list(model_ids)))
-        filters = filters or None
-        # pass 1: which rows, in model_id order (shards group networks by length, not by id)
-        ids = [
-            read_parquet(p, REGENERATE, columns=["model_id"], filters=filters)["model_id"].to_numpy()
-            for p in self.shards
-        ]
-        sorted_ids = np.sort(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
+            wanted &= frame["model_id"].isin(list(model_ids)).to_numpy()
+        sorted_ids = frame["model_id"].to_numpy()[wanted]  # the frame is in model_id order
         entries = self.layout(variant).trainable_index if trainable_only else None
         out = np.empty((len(sorted_ids), self.n_params if entries is None else len(entries)), np.float32)
-        # pass 2: one shard at a time straight into its rows, so memory peaks at the result plus one shard
-        for path, shard_ids in zip(self.shards, ids, strict=True):
-            if len(shard_ids):
-                table = read_parquet(path, REGENERATE, columns=["model_id", column], filters=filters)
-                rows = np.searchsorted(sorted_ids, table["model_id"].to_numpy())
-                out[rows] = fixed_size_to_numpy(table[column], self.n_params, entries)
+        if not len(sorted_ids):
+            return out
+        ids_filter = sorted_ids if model_ids is not None else None
+        variants = set(frame.loc[wanted, "variant"])
+
+        def select(metadata: pq.FileMetaData) -> list[int]:
+            return row_groups_holding(metadata, variants, ids_filter)
+
+        def fill(path: Location) -> None:
+            table = read_row_groups(path, REGENERATE, ["model_id", column], select)
+            shard_ids = table["model_id"].to_numpy()
+            keep = np.isin(shard_ids, sorted_ids)  # version 1 row groups mix variants
+            if not keep.any():
+                return
+            if not keep.all():
+                table, shard_ids = table.filter(pa.array(keep)), shard_ids[keep]
+            rows = np.searchsorted(sorted_ids, shard_ids)
+            values = fixed_size_to_numpy(table[column], self.n_params, entries)
+            if rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
+                out[rows[0] : rows[-1] + 1] = values  # a run of rows: one block copy
+            else:
+                out[rows] = values
+
+        # a few shards at a time (Arrow and numpy copies release the GIL), each straight into its rows, so memory
+        # peaks at the result plus READ_THREADS shards' row groups
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            list(pool.map(fill, self.shards))
         return out
 
     def weight_kinds(self) -> list[str]:

@@ -1,0 +1,173 @@
+"""Schema version 2 on disk: one variant per row group, uncompressed weights, reads that touch only what they need,
+and zoos written by version 1 still open and read the same. No Ray: shards come from ``pipelines.shard``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
+from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table
+from symzoo.zoo.config import validate
+from symzoo.zoo.store import MODELS, file_sha256, open_zoo, read_manifest, shard_path, write_manifest, write_shard
+
+CONFIG = {
+    "name": "storage",
+    "seed": 5,
+    "data": {"name": "digits", "train_per_class": 10},
+    "variants": ["standard", "w_asym", "sigma_asym"],
+    "networks": 12,
+    "hyperparameters": {"epochs": 1},
+    "training": {"batch_size": 50, "warmup_epochs": 0.5, "augment": {"flip": False, "cutout": 0}, "amp": False},
+    "execution": {"networks_per_shard": 18},
+}
+
+
+def write_zoo(out: Path, cfg: dict) -> None:
+    """Every shard and the manifest, as generate's driver records them (``bench/mli_zoo.py`` does the same)."""
+    data = dataset_from(cfg)
+    layouts = layouts_for(cfg, data)
+    shards = shard_specs(cfg)
+    manifest = prepare_manifest(cfg, out, data, layouts, len(shards))
+    layouts_json = {v: layout.to_json() for v, layout in layouts.items()}
+    checksums = {}
+    for index, specs in enumerate(shards):
+        table = train_shard_table(specs, cfg, data, layouts_json)
+        checksums[shard_path(out, index).name] = write_shard(out, index, table)
+    finalize_manifest(out, manifest, checksums, True, len(shards))
+
+
+@pytest.fixture(scope="module")
+def zoo_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("storage") / "zoo"
+    write_zoo(out, validate(CONFIG))
+    return out
+
+
+def test_no_row_group_holds_two_variants(zoo_dir):
+    for path in sorted((zoo_dir / MODELS).glob("*.parquet")):
+        shard = pq.ParquetFile(path)
+        assert shard.schema_arrow.metadata[b"symzoo.schema_version"] == b"2"
+        per_group = [
+            set(shard.read_row_group(i, columns=["variant"])["variant"].to_pylist())
+            for i in range(shard.num_row_groups)
+        ]
+        assert all(len(v) == 1 for v in per_group)
+        assert shard.num_row_groups >= 3  # 18 networks of 3 variants: at least one group each
+
+
+def test_weights_are_stored_uncompressed_and_scalars_compressed(zoo_dir):
+    metadata = pq.ParquetFile(next((zoo_dir / MODELS).glob("*.parquet"))).metadata
+    group = metadata.row_group(0)
+    codecs = {
+        group.column(j).path_in_schema.split(".")[0]: group.column(j).compression for j in range(group.num_columns)
+    }
+    assert codecs["weights_final"] == "UNCOMPRESSED" and codecs["weights_init"] == "UNCOMPRESSED"
+    assert codecs["test_acc"] == "ZSTD" and codecs["variant"] == "ZSTD"
+
+
+def count_row_groups_read(monkeypatch) -> list[int]:
+    """Every row group ``ParquetFile.read_row_groups`` is asked for, across calls."""
+    read: list[int] = []
+    original = pq.ParquetFile.read_row_groups
+
+    def counting(self, row_groups, *args, **kwargs):
+        read.extend(row_groups)
+        return original(self, row_groups, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", counting)
+    return read
+
+
+def test_one_variant_reads_only_its_row_groups(zoo_dir, monkeypatch):
+    zoo = open_zoo(zoo_dir)
+    total = sum(pq.ParquetFile(p).num_row_groups for p in zoo.shards)
+    own = sum(
+        1
+        for p in zoo.shards
+        for i in range(pq.ParquetFile(p).num_row_groups)
+        if pq.ParquetFile(p).read_row_group(i, columns=["variant"])["variant"][0].as_py() == "w_asym"
+    )
+    assert len(zoo.frame) == 36  # the metadata is read once, before counting
+    read = count_row_groups_read(monkeypatch)
+    weights = zoo.weights("final", variant="w_asym")
+    assert len(read) == own and own < total / 2
+    assert weights.shape == (12, zoo.n_params) and np.isfinite(weights).all()
+    read.clear()
+    zoo.weights("final", model_ids=[1])  # one network: the one row group holding it
+    assert len(read) == 1
+
+
+def test_variant_and_id_reads_match_the_whole_matrix(zoo_dir):
+    zoo = open_zoo(zoo_dir)
+    frame, everything = zoo.frame, zoo.weights("init")
+    for variant in ("standard", "w_asym", "sigma_asym"):
+        rows = (frame["variant"] == variant).to_numpy()
+        np.testing.assert_array_equal(zoo.weights("init", variant=variant), everything[rows])
+    np.testing.assert_array_equal(zoo.weights("init", model_ids=[30, 2, 17]), everything[[2, 17, 30]])
+
+
+def rewrite_as_version_1(zoo_dir: Path) -> None:
+    """Each shard as schema version 1 wrote it: rows in plan order (variants mixed within row groups), every column
+    zstd, version "1" in the metadata; the manifest's checksums follow."""
+    manifest = read_manifest(zoo_dir)
+    for path in sorted((zoo_dir / MODELS).glob("*.parquet")):
+        table = pq.read_table(path).sort_by("model_id")
+        metadata = dict(table.schema.metadata) | {b"symzoo.schema_version": b"1"}
+        table = table.replace_schema_metadata(metadata)
+        pq.write_table(table, path, compression="zstd", row_group_size=4, write_page_checksum=True)
+        manifest["shards"][path.name] = file_sha256(path)
+        manifest["schema_version"] = 1
+    write_manifest(zoo_dir, manifest)
+
+
+def test_a_version_1_zoo_opens_and_reads_the_same(zoo_dir, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(zoo_dir, old)
+    rewrite_as_version_1(old)
+    mixed = pq.ParquetFile(next((old / MODELS).glob("*.parquet"))).read_row_group(0, columns=["variant"])
+    assert len(set(mixed["variant"].to_pylist())) > 1  # the old layout really mixes variants
+    new, legacy = open_zoo(zoo_dir), open_zoo(old)
+    legacy.verify(checksums=True)
+    assert legacy.frame.drop(columns=["history_train_loss", "history_train_acc"]).equals(
+        new.frame.drop(columns=["history_train_loss", "history_train_acc"])
+    )
+    for variant in ("standard", "sigma_asym"):
+        np.testing.assert_array_equal(
+            legacy.weights("final", variant=variant, trainable_only=True),
+            new.weights("final", variant=variant, trainable_only=True),
+        )
+    np.testing.assert_array_equal(legacy.weights("init", model_ids=[4, 5]), new.weights("init", model_ids=[4, 5]))
+
+
+def test_a_future_schema_version_is_named(zoo_dir, tmp_path):
+    import shutil
+
+    from symzoo.errors import ZooError
+
+    future = tmp_path / "future"
+    shutil.copytree(zoo_dir, future)
+    path = next((future / MODELS).glob("*.parquet"))
+    table = pq.read_table(path)
+    pq.write_table(table.replace_schema_metadata(dict(table.schema.metadata) | {b"symzoo.schema_version": b"3"}), path)
+    with pytest.raises(ZooError, match="schema version b'3', this symzoo reads versions 1 and 2"):
+        open_zoo(future)
+
+
+def test_a_rerun_with_nothing_to_do_starts_no_ray(zoo_dir, tmp_path):
+    import ray
+    import yaml
+
+    from symzoo.pipelines.generate import generate
+
+    config = tmp_path / "storage.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    assert not ray.is_initialized()
+    report = generate(config, zoo_dir, show_progress=False)
+    assert report.ok and report.done == [] and len(report.skipped) == 2
+    assert not ray.is_initialized()  # every shard was checked against the plan and its checksum, without Ray
