@@ -12,7 +12,7 @@ import torch
 from symzoo.errors import ZooError
 from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
 from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
-from symzoo.pipelines.stage import StageReport, WorkUnit, connect, run_stage
+from symzoo.pipelines.stage import StageReport, WorkUnit, Written, connect, run_pending, sort_units, workers_reach
 from symzoo.zoo.config import config_hash, load_config
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.location import Location, location
@@ -32,14 +32,29 @@ from symzoo.zoo.store import (
 from symzoo.zoo.train import steps_per_epoch
 
 
-@ray.remote  # resources and retries come from the config, through run_stage's .options
-def train_shard(spec_rows: list[NetSpec], cfg: dict, data: Dataset, layouts_json: dict, progress, unit: int):
-    """Ray task: train one shard's networks on this worker's device; returns the shard as an Arrow table."""
+@ray.remote  # resources and retries come from the config, through run_pending's .options
+def train_shard(
+    spec_rows: list[NetSpec],
+    cfg: dict,
+    data: Dataset,
+    layouts_json: dict,
+    write_to: Location | None,
+    progress,
+    unit: int,
+):
+    """Ray task: train one shard's networks on this worker's device. With ``write_to`` (the zoo, where this worker
+    reaches it) the worker writes the shard and returns a ``Written`` receipt; else the shard as an Arrow table."""
     threads = max(1, int(cfg["execution"]["cpus_per_task"]))
     torch.set_num_threads(threads)
     use_gpu = cfg["execution"]["gpus_per_task"] > 0 and torch.cuda.is_available()
     data = data.to("cuda" if use_gpu else "cpu")
-    return train_shard_table(spec_rows, cfg, data, layouts_json, lambda n: progress.set.remote(unit, n))
+    table = train_shard_table(spec_rows, cfg, data, layouts_json, lambda n: progress.set.remote(unit, n))
+    if write_to is not None:
+        try:
+            return Written(write_shard(write_to, unit, table))
+        except (ZooError, OSError) as e:  # workers_write: true, on a worker without the store's credentials
+            print(f"symzoo: this worker cannot write {write_to} ({e}); the driver writes the shard", file=sys.stderr)
+    return table
 
 
 def plan_units(cfg: dict, out: Location) -> list[WorkUnit]:
@@ -58,16 +73,18 @@ def generate(
     units = plan_units(cfg, out)
     if out.exists() and not out.is_dir():
         raise ZooError(f"--out {out} is a file; pass a new or existing zoo directory")
-    # The lock first, in a second: a second writer is refused before it spends a minute starting Ray. A folder the
-    # lock created is removed again when nothing was written, so a wrong address still leaves no trace.
+    # The lock first, in a second: a second writer is refused before it spends a minute starting Ray, and Ray starts
+    # only when some shard is missing. A folder the lock created is removed again when nothing was written, so a
+    # wrong address still leaves no trace.
     with directory_lock(out, "symzoo generate"):
-        connect(address, num_cpus=None)
-        return _generate_locked(cfg, out, data, layouts, units, show_progress)
+        return _generate_locked(cfg, out, data, layouts, units, show_progress, address)
 
 
 def _generate_locked(
-    cfg: dict, out: Location, data: Dataset, layouts: dict, units: list, show_progress: bool
+    cfg: dict, out: Location, data: Dataset, layouts: dict, units: list, show_progress: bool, address: str | None
 ) -> StageReport:
+    if not all(u.output.exists() for u in units):  # before anything is written: a wrong address leaves no trace
+        connect(address, num_cpus=None)
     manifest = prepare_manifest(cfg, out, data, layouts, len(units))
     layouts_json = {v: layout.to_json() for v, layout in layouts.items()}
 
@@ -93,6 +110,34 @@ def _generate_locked(
         if foreign.name not in planned:  # never adopted: moved aside where a person can look at it
             moved = quarantine(out, foreign)
             print(f"symzoo: warning: {foreign} is not a shard of this zoo's plan; moved to {moved}", file=sys.stderr)
+    start = time.perf_counter()
+    report, pending = sort_units(units, check, lambda u: quarantine(out, u.output))
+    if pending:
+        connect(address, num_cpus=None)  # already joined unless a shard was quarantined
+        report = _train_pending(cfg, out, data, layouts_json, units, pending, report, write, show_progress)
+    finalize_manifest(out, manifest, report.checksums, report.ok, len(units))
+    trained = sum(units[i].size for i in report.done)
+    seconds = time.perf_counter() - start
+    print(
+        f"symzoo: trained {trained} networks in {seconds:.0f} s; {len(report.skipped)} shards were already done"
+        + (f"; {len(report.failed)} shards failed" if report.failed else ""),
+        file=sys.stderr,
+    )
+    return report
+
+
+def _train_pending(
+    cfg: dict,
+    out: Location,
+    data: Dataset,
+    layouts_json: dict,
+    units: list[WorkUnit],
+    pending: list[WorkUnit],
+    report: StageReport,
+    write,
+    show_progress: bool,
+) -> StageReport:
+    """The missing shards on Ray; workers write their own shards where they reach the zoo (``workers_reach``)."""
     execution = cfg["execution"]
     resources = {
         "num_cpus": execution["cpus_per_task"],
@@ -111,27 +156,9 @@ def _generate_locked(
         f"symzoo: {cfg['name']}: {n_nets} networks ({', '.join(cfg['variants'])}) in {len(units)} shards -> {out}",
         file=sys.stderr,
     )
-    start = time.perf_counter()
-    report = run_stage(
-        units,
-        train_shard,
-        (cfg, ray.put(data), layouts_json),
-        check,
-        write,
-        lambda u: quarantine(out, u.output),
-        resources,
-        desc=cfg["name"],
-        show_progress=show_progress,
-    )
-    finalize_manifest(out, manifest, report.checksums, report.ok, len(units))
-    trained = sum(units[i].size for i in report.done)
-    seconds = time.perf_counter() - start
-    print(
-        f"symzoo: trained {trained} networks in {seconds:.0f} s; {len(report.skipped)} shards were already done"
-        + (f"; {len(report.failed)} shards failed" if report.failed else ""),
-        file=sys.stderr,
-    )
-    return report
+    write_to = out if workers_reach(out, execution["workers_write"]) else None
+    task_args = (cfg, ray.put(data), layouts_json, write_to)
+    return run_pending(units, pending, report, train_shard, task_args, write, resources, cfg["name"], show_progress)
 
 
 def describe_plan(config_path: str | Path, out: str | Location | None = None) -> str:

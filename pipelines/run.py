@@ -63,6 +63,9 @@ def _run_locked(
 ) -> Location:
     study = out / STUDY_FILE
     zoo_dir = out / "zoo"
+    # the study's identity first: a run killed while generating resumes as this study, never as a foreign folder
+    out.mkdir(parents=True, exist_ok=True)
+    study.write_text(json.dumps({"config": str(config_path), "config_hash": config_hash(cfg), "stages": stages}))
     if zoo_complete(zoo_dir, cfg):
         print(f"symzoo: run: the zoo in {zoo_dir} is complete", file=sys.stderr)
     else:
@@ -71,8 +74,6 @@ def _run_locked(
         if not report.ok:
             raise ZooError(f"{len(report.failed)} zoo shard(s) failed; rerun the same command to retry them")
         mark_done(zoo_dir, {"config_hash": config_hash(cfg)}, time.perf_counter() - start, describe_cluster())
-    out.mkdir(parents=True, exist_ok=True)
-    study.write_text(json.dumps({"config": str(config_path), "config_hash": config_hash(cfg), "stages": stages}))
     for stage in stages:
         STAGES[stage](zoo_dir, out / stage, cfg[stage], None, address, show_progress)
     return write_study_report(out)

@@ -1,8 +1,10 @@
-"""The one runner behind every stage: for each work unit whose output is missing, run a Ray task, then write its
-result atomically on the driver; finally report.
+"""The one runner behind every stage: for each work unit whose output is missing, run a Ray task and record its
+result atomically; finally report.
 
 Resume, retries, progress and error reporting therefore behave the same in generation and every analysis stage.
-Tasks return their result to the driver (through Ray's object store), so workers need no shared filesystem.
+A task either returns its result to the driver (through Ray's object store), which writes it, or, where workers
+reach the output's storage, writes it itself and returns only a ``Written`` receipt. At most a few tasks per free
+slot are in flight, so the driver's memory follows the work unit, not the number of units.
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ class StageReport:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+@dataclass(frozen=True)
+class Written:
+    """A task's receipt for an output it wrote itself (atomically, as the driver would have): its sha256."""
+
+    checksum: str
+
+
+IN_FLIGHT_PER_SLOT = 2  # tasks queued per slot the cluster has: one running, one ready to start
 
 
 @ray.remote(num_cpus=0)
@@ -151,22 +163,13 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
             ) from None
 
 
-def run_stage(
+def sort_units(
     units: list[WorkUnit],
-    task: Any,
-    task_args: tuple,
     check_output: Callable[[WorkUnit], None],
-    write_output: Callable[[WorkUnit, Any], str],
     quarantine_output: Callable[[WorkUnit], Location],
-    resources: dict[str, Any],
-    desc: str,
-    show_progress: bool = True,
-    item: str = "net",
-) -> StageReport:
-    """Run ``task.remote(unit.payload, *task_args, progress, unit.index)`` for every unit without a sound output.
-
-    ``check_output`` raises ``ZooError`` for a corrupt output, which is moved aside and redone, never read.
-    """
+) -> tuple[StageReport, list[WorkUnit]]:
+    """Units whose output exists and passes ``check_output`` are skipped; a corrupt output (``ZooError``) is moved
+    aside and its unit redone, never read. Returns the report so far and the units to run. No Ray in here."""
     report = StageReport()
     pending: list[WorkUnit] = []
     for unit in units:
@@ -180,27 +183,76 @@ def run_stage(
                 report.quarantined.append(moved)
                 print(f"symzoo: warning: {e}; moved to {moved}; running it again", file=sys.stderr)
         pending.append(unit)
+    return report, pending
+
+
+def run_stage(
+    units: list[WorkUnit],
+    task: Any,
+    task_args: tuple,
+    check_output: Callable[[WorkUnit], None],
+    write_output: Callable[[WorkUnit, Any], str],
+    quarantine_output: Callable[[WorkUnit], Location],
+    resources: dict[str, Any],
+    desc: str,
+    show_progress: bool = True,
+    item: str = "net",
+) -> StageReport:
+    """Run ``task.remote(unit.payload, *task_args, progress, unit.index)`` for every unit without a sound output."""
+    report, pending = sort_units(units, check_output, quarantine_output)
+    return run_pending(units, pending, report, task, task_args, write_output, resources, desc, show_progress, item)
+
+
+def slots(resources: dict[str, Any]) -> int:
+    """How many of these tasks the cluster runs at once now (at least 1: an autoscaler may add nodes)."""
+    have = ray.cluster_resources()
+    fits = [have.get("CPU", 0) / resources["num_cpus"]] if resources.get("num_cpus") else []
+    fits += [have.get("GPU", 0) / resources["num_gpus"]] if resources.get("num_gpus") else []
+    return max(1, int(min(fits))) if fits else max(1, int(have.get("CPU", 1)))
+
+
+def run_pending(
+    units: list[WorkUnit],
+    pending: list[WorkUnit],
+    report: StageReport,
+    task: Any,
+    task_args: tuple,
+    write_output: Callable[[WorkUnit, Any], str],
+    resources: dict[str, Any],
+    desc: str,
+    show_progress: bool = True,
+    item: str = "net",
+) -> StageReport:
+    """Run the ``pending`` units (``IN_FLIGHT_PER_SLOT`` per slot at a time) and record each result as it comes:
+    ``write_output`` stores a returned result and gives its checksum; a ``Written`` receipt is recorded as is."""
     total = sum(u.size for u in units)
     already = sum(u.size for u in units if u.index in report.skipped)
     if not pending:
         return report
     progress = Progress.remote()
     remote = task.options(**resources)
-    running = {remote.remote(u.payload, *task_args, progress, u.index): u for u in pending}
+    queue = list(pending)
+    running: dict[Any, WorkUnit] = {}
     bar = tqdm(total=total, initial=already, desc=desc, unit=f" {item}", disable=not show_progress, file=sys.stderr)
     finished_items = 0
     try:
-        while running:
+        while running or queue:
+            limit = IN_FLIGHT_PER_SLOT * slots(resources)
+            while queue and len(running) < limit:
+                unit = queue.pop(0)
+                running[remote.remote(unit.payload, *task_args, progress, unit.index)] = unit
             ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             for ref in ready:
                 unit = running.pop(ref)
                 try:
                     result = ray.get(ref)
-                    report.checksums[unit.output.name] = write_output(unit, result)
+                    written = isinstance(result, Written)
+                    report.checksums[unit.output.name] = result.checksum if written else write_output(unit, result)
                     report.done.append(unit.index)
                     finished_items += unit.size
                 except (ray.exceptions.RayError, OSError) as e:
                     report.failed[unit.index] = str(e).strip().splitlines()[-1][:300]
+                result = None  # the driver keeps no finished result: its memory follows the units in flight
             in_flight = 0
             if progress is not None:
                 try:
@@ -217,6 +269,20 @@ def run_stage(
         if progress is not None:
             ray.kill(progress)
     return report
+
+
+def workers_reach(path: Location, workers_write: bool | str = "auto") -> bool:
+    """Whether Ray workers write their outputs to ``path`` themselves. ``auto``: where they share the driver's
+    disk (a local path on a one-node cluster). ``true`` also trusts an object store or a filesystem every node
+    mounts (workers then need the store's credentials and endpoint); ``false``: the driver writes everything."""
+    from symzoo.zoo.location import ObjectPath
+
+    if workers_write != "auto":
+        return bool(workers_write)
+    if isinstance(path, ObjectPath):
+        return False
+    alive = {node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")}
+    return len(alive) == 1 and ray.util.get_node_ip_address() in alive
 
 
 def analysis_resources(cpus_per_task: float, gpus_per_task: float | str, gpu_share: float) -> dict[str, Any]:

@@ -111,3 +111,61 @@ def test_an_address_without_a_cluster_is_one_line_with_the_fix(monkeypatch):
     monkeypatch.setattr(stage.ray, "init", no_cluster)
     with pytest.raises(ZooError, match="no Ray cluster at --address auto .Could not find.*; start one .ray start"):
         stage.connect("auto")
+
+
+@ray.remote
+def sleepy_unit(payload: dict, progress, unit: int):
+    """A unit that takes a moment; with ``payload["receipt"]`` it wrote its output itself and says so."""
+    from symzoo.pipelines.stage import Written
+
+    time.sleep(0.05)
+    return Written(f"receipt-{unit}") if payload.get("receipt") else f"result-{unit}"
+
+
+class CountingTask:
+    """``sleepy_unit`` as ``run_pending`` sees it, recording at every submission how many submitted units the
+    driver has not yet written (``taken`` is counted by the test's ``write_output``)."""
+
+    def __init__(self) -> None:
+        self.submitted = self.taken = self.most_outstanding = 0
+
+    def options(self, **resources):
+        self.inner = sleepy_unit.options(**resources)
+        return self
+
+    def remote(self, *args):
+        self.submitted += 1
+        self.most_outstanding = max(self.most_outstanding, self.submitted - self.taken)
+        return self.inner.remote(*args)
+
+
+def test_in_flight_tasks_are_bounded(ray_cluster, tmp_path):
+    from symzoo.pipelines.stage import IN_FLIGHT_PER_SLOT, StageReport, run_pending, slots
+
+    task = CountingTask()
+    units = [WorkUnit(i, tmp_path / f"u{i}", {}, 1) for i in range(30)]
+
+    def write(unit, result):
+        task.taken += 1
+        return f"sha-{unit.index}"
+
+    resources = {"num_cpus": 1, "num_gpus": 0, "max_retries": 0}
+    report = run_pending(units, units, StageReport(), task, (), write, resources, "t", False)
+    assert task.submitted == 30 and sorted(report.done) == list(range(30))
+    assert task.most_outstanding <= IN_FLIGHT_PER_SLOT * slots(resources) == 4  # 2 CPUs, 1 per task
+
+
+def test_a_unit_that_wrote_its_own_output_is_recorded_by_its_receipt(ray_cluster, tmp_path):
+    from symzoo.pipelines.stage import StageReport, run_pending
+
+    units = [WorkUnit(i, tmp_path / f"u{i}", {"receipt": i % 2 == 1}, 1) for i in range(6)]
+    written = []
+
+    def write(unit, result):
+        written.append(result)
+        return f"sha-{unit.index}"
+
+    resources = {"num_cpus": 1, "num_gpus": 0, "max_retries": 0}
+    report = run_pending(units, units, StageReport(), sleepy_unit, (), write, resources, "t", False)
+    assert sorted(written) == ["result-0", "result-2", "result-4"]  # the driver wrote only what came back
+    assert report.checksums == {f"u{i}": f"receipt-{i}" if i % 2 else f"sha-{i}" for i in range(6)}

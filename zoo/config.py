@@ -57,12 +57,13 @@ DEFAULTS: dict[str, Any] = {
         "cpus_per_task": 1,
         "gpus_per_task": 0,
         "max_retries": 3,
+        "workers_write": "auto",  # auto: workers write their own shards where they share the driver's disk
     },
     **ANALYSIS_DEFAULTS,
 }
 REQUIRED = ("data.name", "networks")
 # Fields that change where and how fast networks train, not what they are: left out of the config hash.
-RESOURCE_FIELDS = ("cpus_per_task", "gpus_per_task", "max_retries")
+RESOURCE_FIELDS = ("cpus_per_task", "gpus_per_task", "max_retries", "workers_write")
 
 
 def _check_hyperparameters(hp: Any) -> dict:
@@ -164,6 +165,8 @@ def validate(raw: Any) -> dict:
     check_number("execution.cpus_per_task", e["cpus_per_task"], 0.01, 1024)
     check_number("execution.gpus_per_task", e["gpus_per_task"], 0, 64)
     check_int("execution.max_retries", e["max_retries"], 0, 100)
+    if e["workers_write"] not in ("auto", True, False):
+        fail("execution.workers_write", f"{e['workers_write']!r} is not allowed; auto, true or false")
     for section in ANALYSIS_SECTIONS:
         cfg[section] = validate_section(section, cfg[section])
     return cfg
