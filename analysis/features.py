@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,14 +144,30 @@ def check_split_sizes(vw: VariantWeights, idx: dict[str, np.ndarray]) -> None:
         )
 
 
+def sample_per_variant(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """At most ``n`` rows of each variant, drawn without replacement by ``seed`` (each variant from its own stream,
+    seeded by its name, so adding a variant leaves the others' draws alone) and kept in their original order; all
+    rows when ``n`` is None. How the paper's MLI analyses 300 networks per family of a larger zoo."""
+    if n is None:
+        return frame
+    keep = []
+    for variant, g in frame.groupby("variant", sort=True):
+        rng = np.random.default_rng([seed, zlib.crc32(str(variant).encode())])
+        keep.extend(g.index[np.sort(rng.choice(len(g), min(n, len(g)), replace=False))])
+    return frame.loc[sorted(keep)]
+
+
 def usable_networks(
-    zoo: Zoo, kinds: tuple[str, ...]
+    zoo: Zoo, kinds: tuple[str, ...], model_ids: np.ndarray | None = None
 ) -> tuple[pd.DataFrame, dict[str, dict[str, int]], dict[str, np.ndarray]]:
-    """Finished networks with finite stored weights of every kind in ``kinds``, per variant what was skipped and
-    why (a diverged or failed network is reported, never fatal), and those networks' weights of each kind, row
-    for row: the weights are read once, here, and the caller slices them."""
+    """Finished networks with finite stored weights of every kind in ``kinds`` (among ``model_ids`` when given),
+    per variant what was skipped and why (a diverged or failed network is reported, never fatal), and those
+    networks' weights of each kind, row for row: the weights are read once, here, and the caller slices them."""
     frame = zoo.frame
-    weights = {kind: zoo.weights(kind) for kind in kinds}
+    if model_ids is not None:  # only these networks' rows are read (zoo.weights prunes row groups by id)
+        frame = frame[frame["model_id"].isin(model_ids)].reset_index(drop=True)
+    ids = None if model_ids is None else frame["model_id"].tolist()
+    weights = {kind: zoo.weights(kind, model_ids=ids) for kind in kinds}
     finite = np.ones(len(frame), bool)
     for w in weights.values():
         finite &= rows_finite(w)

@@ -34,6 +34,8 @@ ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
         "loss": "both",
         "batch_size": 512,
         "networks_per_unit": 16,
+        "sample": None,  # networks per variant, drawn by sample_seed (the paper analyses 300); null: all
+        "sample_seed": 0,
         "cpus_per_task": 1,
         "gpus_per_task": "auto",
     },
@@ -42,6 +44,8 @@ ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
         "rebasin": True,
         "batch_size": 512,
         "pairs_per_unit": 4,
+        "sample": None,  # replicate pairs per variant, drawn by sample_seed; null: all
+        "sample_seed": 0,
         "cpus_per_task": 1,
         "gpus_per_task": "auto",
     },
@@ -88,6 +92,8 @@ def _check_mli(o: dict) -> None:
     check_choice("mli.loss", o["loss"], (*LOSS_MEASUREMENTS, "both"))
     check_int("mli.batch_size", o["batch_size"], 1)
     check_int("mli.networks_per_unit", o["networks_per_unit"], 1)
+    check_int("mli.sample", o["sample"], 1, allow_none=True)
+    check_int("mli.sample_seed", o["sample_seed"], 0, 2**32 - 1)
     _check_resources("mli", o)
 
 
@@ -101,6 +107,8 @@ def _check_lmc(o: dict) -> None:
     check_bool("lmc.rebasin", o["rebasin"])
     check_int("lmc.batch_size", o["batch_size"], 1)
     check_int("lmc.pairs_per_unit", o["pairs_per_unit"], 1)
+    check_int("lmc.sample", o["sample"], 1, allow_none=True)
+    check_int("lmc.sample_seed", o["sample_seed"], 0, 2**32 - 1)
     _check_resources("lmc", o)
 
 

@@ -23,6 +23,16 @@ def skipped_note(skipped: dict[str, dict[str, int]]) -> str:
     return "skipped: " + "; ".join(per_variant)
 
 
+def sample_note(opts: dict, zoo, what: str) -> str:
+    """Where a stage analysed a seeded sample (``sample`` option), how large and from how many; else nothing."""
+    if opts.get("sample") is None:
+        return ""
+    return (
+        f"a seeded sample (sample_seed {opts['sample_seed']}) of at most {opts['sample']} {what} per variant, "
+        f"drawn from the zoo's {len(zoo.frame)} networks"
+    )
+
+
 def metanet_summary(final_runs: pd.DataFrame) -> pd.DataFrame:
     """Per (metanet, variant): chosen hyperparameter, test R^2 and tau mean +- std over seeds, and seeds counted."""
     rows = []

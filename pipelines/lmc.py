@@ -15,10 +15,10 @@ import pandas as pd
 import ray
 import torch
 
-from symzoo.analysis.features import usable_networks
+from symzoo.analysis.features import sample_per_variant, usable_networks
 from symzoo.analysis.lmc import METHODS, barriers, lmc_table, paper_setting, replicate_pairs
 from symzoo.analysis.plots import plot_lmc_curves
-from symzoo.analysis.tables import skipped_note
+from symzoo.analysis.tables import sample_note, skipped_note
 from symzoo.errors import ZooError
 from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
 from symzoo.pipelines.outputs import write_parquet
@@ -78,7 +78,7 @@ def lmc_stage(
     address: str | None = None,
     show_progress: bool = True,
 ) -> StageResult:
-    identity_options = ("alphas", "rebasin", "pairs_per_unit")
+    identity_options = ("alphas", "rebasin", "pairs_per_unit", "sample", "sample_seed")
     stage = AnalysisStage.open("lmc", zoo_dir, out, config_section, overrides, identity_options)
     zoo, opts = stage.zoo, stage.opts
     stage.require_weights("final")
@@ -89,7 +89,11 @@ def lmc_stage(
         )
     if done := stage.finished():
         return done
-    networks, skipped, weights = usable_networks(zoo, ("final",))
+    ids = None
+    if opts["sample"] is not None:  # only the drawn pairs' networks are read
+        drawn = sample_per_variant(replicate_pairs(zoo.frame), opts["sample"], opts["sample_seed"])
+        ids = np.union1d(drawn["model_a"], drawn["model_b"])
+    networks, skipped, weights = usable_networks(zoo, ("final",), ids)
     pairs = replicate_pairs(zoo.frame[zoo.frame["model_id"].isin(networks["model_id"])])
     if pairs.empty:
         raise ZooError(f"{zoo.path} has no pair of finished replicates to interpolate between")
@@ -118,10 +122,11 @@ def write_lmc_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
         "Git Re-Basin: weight matching (coordinate descent over the permutations in random order, linear "
         "assignment each, at most 100 sweeps), B permuted onto A; standard networks only",
         describe_fixed_structure(zoo.config),
+        sample_note(opts, zoo, "replicate pairs"),
         skipped_note(skipped),
     ]
     table = "# Linear mode connectivity (paper Table 1)\n\n" + lmc_table(table_barriers, zoo.config)
-    table += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    table += "\n" + "\n".join(f"- {n}" for n in notes if n) + "\n"
     (out / "table.md").write_text(table)
     figures = out / "figures"
     figures.mkdir(exist_ok=True)

@@ -15,11 +15,11 @@ import pandas as pd
 import ray
 import torch
 
-from symzoo.analysis.features import usable_networks
+from symzoo.analysis.features import sample_per_variant, usable_networks
 from symzoo.analysis.mli import evaluate_payload, mli_payloads, mli_table, per_network_stats
 from symzoo.analysis.paper import is_paper_resnet8_zoo
 from symzoo.analysis.plots import plot_delta_histogram, plot_mli_curves
-from symzoo.analysis.tables import skipped_note
+from symzoo.analysis.tables import sample_note, skipped_note
 from symzoo.errors import ZooError
 from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
 from symzoo.pipelines.outputs import write_parquet
@@ -52,13 +52,16 @@ def mli_stage(
     address: str | None = None,
     show_progress: bool = True,
 ) -> StageResult:
-    stage = AnalysisStage.open("mli", zoo_dir, out, config_section, overrides, ("alphas", "networks_per_unit"))
+    identity_options = ("alphas", "networks_per_unit", "sample", "sample_seed")
+    stage = AnalysisStage.open("mli", zoo_dir, out, config_section, overrides, identity_options)
     zoo, opts = stage.zoo, stage.opts
     stage.require_weights("init")
     if done := stage.finished():
         return done
     data = zoo.dataset()
-    networks, skipped, weights = usable_networks(zoo, ("init", "final"))
+    chosen = sample_per_variant(zoo.frame, opts["sample"], opts["sample_seed"])  # a failed draw is reported
+    ids = None if opts["sample"] is None else chosen["model_id"].to_numpy()
+    networks, skipped, weights = usable_networks(zoo, ("init", "final"), ids)
     if networks.empty:
         raise ZooError(f"{zoo.path} has no finished network with finite weights to interpolate")
     with stage.running(address):
@@ -92,6 +95,7 @@ def write_mli_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
         "points on or below the chord from L(0) to L(1); as in the authors' code = below the line through L(0) and "
         "L(alpha_1), which every non-increasing curve passes with 1.0",
         describe_fixed_structure(zoo.config),
+        sample_note(opts, zoo, "networks"),
         skipped_note(skipped),
         "paper: 300 CIFAR-10 ResNet8s per family, paper Table 8 hyperparameters, measured augmented; its global "
         "convexity column is the authors' code's"
@@ -99,7 +103,7 @@ def write_mli_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
         else "the paper's Table 4 is on CIFAR-10 ResNet8s trained with the paper's recipe; this zoo is not, so "
         "no paper values are printed beside it (SPEC section 4: briefly trained networks are nearly all monotonic)",
     ]
-    table = "\n".join(parts) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    table = "\n".join(parts) + "\n" + "\n".join(f"- {n}" for n in notes if n) + "\n"
     (out / "table.md").write_text(table)
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
