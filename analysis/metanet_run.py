@@ -107,18 +107,22 @@ def train_neural(
 def train_baseline(spec: RunSpec, inputs: np.ndarray, targets: np.ndarray, idx: dict[str, np.ndarray]) -> dict:
     """Ridge (flat weights) or gradient-boosted trees (StatNN statistics): one fit, curves of length one."""
     from sklearn.ensemble import GradientBoostingRegressor
-    from sklearn.linear_model import Ridge
 
-    if spec.metanet == "ridge":
-        model = Ridge(alpha=spec.hparam)
+    from symzoo.analysis.ridge import BlockRidge
+
+    if spec.metanet == "ridge":  # the flat weights stay where they are (a memory map): no float64 copy
+        ridge = BlockRidge(spec.hparam).fit(inputs, targets, idx["train"])
+
+        def pred(split: str) -> np.ndarray:
+            return ridge.predict(inputs, idx[split])
     else:
         model = GradientBoostingRegressor(
             learning_rate=spec.hparam, n_estimators=300, max_depth=3, subsample=0.8, random_state=spec.seed
         )
-    model.fit(np.asarray(inputs[idx["train"]], np.float64), targets[idx["train"]])
+        model.fit(np.asarray(inputs[idx["train"]], np.float64), targets[idx["train"]])
 
-    def pred(split: str) -> np.ndarray:
-        return model.predict(np.asarray(inputs[idx[split]], np.float64)).astype(np.float32)
+        def pred(split: str) -> np.ndarray:
+            return model.predict(np.asarray(inputs[idx[split]], np.float64)).astype(np.float32)
 
     train_pred = pred("train")
     val_r2, val_tau = scores(targets[idx["val"]], pred("val"))
