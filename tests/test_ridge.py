@@ -13,6 +13,7 @@ from symzoo.analysis.ridge import BlockRidge
 @pytest.mark.parametrize("n, width", [(150, 400), (400, 30)])  # dual (n < width) and primal forms
 def test_block_ridge_is_sklearns_ridge(tmp_path, monkeypatch, n, width):
     monkeypatch.setattr(ridge_module, "BLOCK_BYTES", 4 * width * 17)  # 17-row blocks: many, uneven
+    monkeypatch.setattr(ridge_module, "_GRAMS", {})
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((n, width)) + 2).astype(np.float32)
     y = x[:, :4].sum(1) * 0.1 + rng.standard_normal(n) * 0.05
@@ -24,3 +25,4 @@ def test_block_ridge_is_sklearns_ridge(tmp_path, monkeypatch, n, width):
         ours = BlockRidge(alpha).fit(mapped, y, train)
         np.testing.assert_allclose(ours.coef_, reference.coef_, atol=1e-5, rtol=1e-4)
         np.testing.assert_allclose(ours.predict(mapped, test), reference.predict(x[test]), atol=1e-5)
+    assert len(ridge_module._GRAMS) == 1  # the second alpha reused the first one's Gram matrix
