@@ -237,7 +237,8 @@ def test_diverged_and_non_finite_networks_are_skipped_and_counted():
             }
         )
 
-        def weights(self, kind):
+        def weights(self, kind, model_ids=None):
+            assert model_ids is None  # the whole zoo: no sample was asked for
             w = np.ones((4, 3), np.float32)
             w[1] = np.nan  # the diverged one
             if kind == "final":
