@@ -92,6 +92,50 @@ def timings_section(timings: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+SEED_OPTIONS = {"metanet": ("split_seed", "seeds"), "mli": ("sample", "sample_seed"), "lmc": ("sample", "sample_seed")}
+
+
+def _environment_line(env: dict | None) -> str:
+    if not env:
+        return "not recorded (the zoo predates symzoo recording it)"
+    gpus = ", ".join(env.get("gpus") or []) or "no GPU"
+    packages = ", ".join(f"{k} {env.get(k)}" for k in ("torch", "numpy", "pyarrow", "ray", "scikit-learn"))
+    return (
+        f"symzoo {env.get('symzoo')} at commit `{env.get('git_commit') or 'unknown (no git checkout)'}`, Python "
+        f"{env.get('python')}, {packages}; {env.get('cpu')} ({env.get('cpus')} CPUs), {gpus}; {env.get('platform')}"
+    )
+
+
+def reproducibility_section(zoo: Zoo, stages: list[str], timings: dict[str, dict]) -> str:
+    """Where and with what the zoo was trained and the report built, every seed, and what rerunning gives."""
+    from symzoo.zoo.environment import describe_environment
+
+    cfg = zoo.config
+    lines = [
+        "## Reproducing this study",
+        "",
+        f"- zoo generated with: {_environment_line(zoo.manifest.get('environment'))}",
+        f"- report built with: {_environment_line(describe_environment())}",
+        f"- seeds: zoo seed {cfg['seed']} (hyperparameter draws, init seeds and data order, W-Asym masks, "
+        f"sigma-Asym F), data subset seed {cfg['data']['subset_seed']}",
+    ]
+    for stage in stages:
+        options = timings.get(stage, {}).get("options", {})
+        if options:
+            named = ", ".join(f"{k} {options.get(k)}" for k in SEED_OPTIONS[stage])
+            lines.append(f"- {stage}: {named}")
+    lines += [
+        f"- config hash `{zoo.manifest['config_hash']}` (the config is printed above); rerun with `symzoo run "
+        "<that config> --out <new dir>`",
+        "- what is bit-identical: the same config and seed give the same zoo, bit for bit, on the same CPU model, "
+        "torch build and `cpus_per_task` (thread counts change float rounding, which a few chaotic networks "
+        "amplify); another CPU model or a GPU gives another draw of the same distribution, so compare tables, not "
+        "networks. Analysis stages are deterministic given the zoo and their options on the same machine.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def build_report(out: Path, zoo: Zoo, stages: list[str], timings: dict[str, dict]) -> tuple[Path, Path]:
     """Write ``report.md`` and the self-contained ``report.html`` into ``out``; returns both paths."""
     figures = out / "figures"
@@ -104,6 +148,7 @@ def build_report(out: Path, zoo: Zoo, stages: list[str], timings: dict[str, dict
         else:
             parts.append(f"## {STAGE_TITLES[stage]}\n\nNot run yet: rerun `symzoo run` to finish it.\n")
     parts.append(timings_section(timings))
+    parts.append(reproducibility_section(zoo, stages, timings))
     md = "\n".join(parts)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(md)

@@ -63,6 +63,9 @@ def test_the_study_writes_every_stage_and_a_report_with_the_three_tables(study):
     assert "| StatNN |" in report and "| Ridge (flat weights) |" in report
     assert "global convexity, as in the authors' code" in report and "#### clean" in report
     assert "standard + Git Re-Basin" in report and "config hash" in report
+    reproduce = report.split("## Reproducing this study")[1]
+    assert "zoo generated with: symzoo 0.1.0 at commit" in reproduce and "torch 2." in reproduce
+    assert "metanet: split_seed 0, seeds" in reproduce and "mli: sample None, sample_seed 0" in reproduce
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(re.findall(r"!\[", report)) >= 8
     assert 'src="figures/' not in html, "the HTML must not depend on files beside it"

@@ -281,9 +281,12 @@ def new_manifest(
     num_classes: int,
     n_shards: int,
 ) -> dict:
+    from symzoo.zoo.environment import describe_environment
+
     return {
         "schema_version": SCHEMA_VERSION,
         "symzoo_version": __version__,
+        "environment": describe_environment(),  # where generation started (the driver's machine)
         "config_hash": cfg_hash,
         "config": cfg,
         "asym_seed": cfg["seed"],
