@@ -193,7 +193,11 @@ def main() -> None:
                 print(done.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"{command} at {n} failed")
             r = results[command, n] = json.loads(line[7:])
-            print(f"  {command} {n}: {r['seconds']:.1f} s, driver {r['driver_mib']:.0f} MiB", file=sys.stderr)
+            with (args.dir / "results.jsonl").open("a") as log:  # kept when a later size is stopped
+                log.write(line[7:] + "\n")
+            print(
+                f"  {command} {n}: {r['seconds']:.1f} s, driver {r['driver_mib']:.0f} MiB", file=sys.stderr, flush=True
+            )
     print("SYNTHETIC weights through the real commands (bench/scale.py); ResNet8 on digits, 622 kB per network")
     print(f"{'command':9} {'N':>6} {'seconds':>8} {'nets/s':>8} {'driver MiB':>10} {'worker MiB':>10} {'exponent':>8}")
     for command in args.commands:
