@@ -15,8 +15,8 @@ zoo is N ResNet8s on digits: N/4 samples x 2 replicates x standard / W-Asym. Eve
   lmc       LMC of a seeded sample of 25 replicate pairs per variant (5 alphas, Re-Basin for standard)
 mli and lmc evaluate the same number of networks at every size, so their times should stay flat: what grows with
 N there is the metadata and the data path. (The paper's 300 per variant take ~5 CPU-minutes per 100 here.)
-Peak RSS: the driver's (getrusage) and the largest Ray worker's (VmHWM of every ray:: process, read before Ray
-stops). Growth exponent between sizes a < b: log(t_b / t_a) / log(b / a); 1.0 is linear.
+Peak RSS: the driver's (getrusage) and the largest Ray worker's (VmHWM of every ray:: process under this driver,
+read before Ray stops). Growth exponent between sizes a < b: log(t_b / t_a) / log(b / a); 1.0 is linear.
 Targets (issue 21): every exponent <= 1.1 from 2,000 to 20,000; driver peak <= 1.5 GiB at 20,000 for generate,
 mli and lmc; a metanet run <= 1.5x its input; rerun <= 30 s at 20,000; one variant <= 0.6x the time of all;
 Zoo.weights >= 1 GiB/s and within 2x of np.load.
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -85,18 +86,24 @@ def synthetic_train_shard_task():
 
 
 def ray_worker_peak_mib() -> float:
-    """The largest peak RSS (VmHWM) among this machine's Ray worker processes, read while they live."""
-    peak = 0.0
+    """The largest peak RSS (VmHWM) among this process's Ray workers (descendants of this driver, which started the
+    local cluster: another Ray cluster on the machine is not counted), read while they live."""
+    parents, names, peaks = {}, {}, {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            text = status.read_text()
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
         except OSError:
             continue
-        name = text.split("\n", 1)[0]
-        if "ray::" in name or "default_worker" in (status.parent / "cmdline").read_bytes().decode(errors="replace"):
-            for line in text.splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]) / 1024)
+        pid = int(status.parent.name)
+        parents[pid], names[pid] = int(fields["PPid"]), fields["Name"].strip()
+        peaks[pid] = int(fields.get("VmHWM", "0 kB").split()[0]) / 1024
+    me, peak = os.getpid(), 0.0
+    for pid in parents:
+        ancestor = parents[pid]
+        while ancestor not in (0, 1, me) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == me and names[pid].startswith("ray::"):
+            peak = max(peak, peaks[pid])
     return peak
 
 
