@@ -254,20 +254,18 @@ def run_pending(
                     report.failed[unit.index] = str(e).strip().splitlines()[-1][:300]
                 result = None  # the driver keeps no finished result: its memory follows the units in flight
             in_flight = 0
-            if progress is not None:
-                try:
-                    in_flight = ray.get(progress.total.remote())
-                except ray.exceptions.RayActorError:  # progress is cosmetic: lose the live count, keep training
-                    progress = None
-                    print("symzoo: warning: the progress actor died; counting finished units only", file=sys.stderr)
+            try:
+                in_flight = ray.get(progress.total.remote())
+            except ray.exceptions.RayActorError:  # its node left: tasks submitted from now on get a new one
+                progress = Progress.remote()
+                print("symzoo: warning: the progress actor died; counting on a new one", file=sys.stderr)
             bar.n = already + max(finished_items, in_flight)
             bar.refresh()
     finally:
         bar.close()
         for ref in running:
             ray.cancel(ref, force=True)
-        if progress is not None:
-            ray.kill(progress)
+        ray.kill(progress)
     return report
 
 

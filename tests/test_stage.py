@@ -86,7 +86,9 @@ def kill_progress_then_work(payload: dict, progress, unit: int) -> str:
 
 
 def test_a_dead_progress_actor_loses_the_bar_not_the_run(ray_cluster, tmp_path, capsys):
-    units = [WorkUnit(i, tmp_path / f"out-{i}", {}, 1) for i in range(2)]
+    # more units than are in flight at once: those submitted after a death get a live actor (a two-node run whose
+    # progress actor died with its node once handed later tasks none, and they failed)
+    units = [WorkUnit(i, tmp_path / f"out-{i}", {}, 1) for i in range(6)]
     written = {}
 
     def write(unit, result):
@@ -97,7 +99,7 @@ def test_a_dead_progress_actor_loses_the_bar_not_the_run(ray_cluster, tmp_path, 
     report = run_stage(
         units, kill_progress_then_work, (), lambda u: None, write, None, {"num_cpus": 1}, "test", show_progress=False
     )
-    assert report.ok and written == {0: "result 0", 1: "result 1"}
+    assert report.ok and written == {i: f"result {i}" for i in range(6)}
     assert "the progress actor died" in capsys.readouterr().err
 
 
