@@ -8,8 +8,9 @@ Schema version 2 (version 1 shards still open): rows are grouped by variant and 
 so loading one variant reads only its row groups; a weight vector is one ``fixed_size_binary[4P]`` value holding
 P little-endian float32s, stored uncompressed. Version 1 stored ``fixed_size_list<float32>[P]`` under zstd:
 trained weights compress by 8%, and Parquet decodes a list with a repetition and definition level per float,
-which read 4x slower than the same bytes as one binary value (bench/RESULTS.md). ``np.frombuffer(value, "<f4")``
-turns a stored value into its vector where pandas, Polars or DuckDB hand out bytes.
+which read 3.2-3.7x slower than the same bytes as one binary value (bench/weight_encoding.py, bench/RESULTS.md).
+``np.frombuffer(value, "<f4")`` turns a stored value into its vector where pandas, Polars or DuckDB hand out
+bytes.
 """
 
 from __future__ import annotations
@@ -427,7 +428,7 @@ class Zoo:
                 table, shard_ids = table.filter(pa.array(keep)), shard_ids[keep]
             rows = np.searchsorted(sorted_ids, shard_ids)
             values = fixed_size_to_numpy(table[column], self.n_params, entries)
-            if rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
+            if (np.diff(rows) == 1).all():
                 out[rows[0] : rows[-1] + 1] = values  # a run of rows: one block copy
             else:
                 out[rows] = values
