@@ -157,26 +157,50 @@ def sample_per_variant(frame: pd.DataFrame, n: int | None, seed: int) -> pd.Data
     return frame.loc[sorted(keep)]
 
 
-def usable_networks(
-    zoo: Zoo, kinds: tuple[str, ...], model_ids: np.ndarray | None = None
-) -> tuple[pd.DataFrame, dict[str, dict[str, int]], dict[str, np.ndarray]]:
-    """Finished networks with finite stored weights of every kind in ``kinds`` (among ``model_ids`` when given),
-    per variant what was skipped and why (a diverged or failed network is reported, never fatal), and those
-    networks' weights of each kind, row for row: the weights are read once, here, and the caller slices them."""
-    frame = zoo.frame
-    if model_ids is not None:  # only these networks' rows are read (zoo.weights prunes row groups by id)
-        frame = frame[frame["model_id"].isin(model_ids)].reset_index(drop=True)
-    ids = None if model_ids is None else frame["model_id"].tolist()
-    weights = {kind: zoo.weights(kind, model_ids=ids) for kind in kinds}
-    finite = np.ones(len(frame), bool)
-    for w in weights.values():
-        finite &= rows_finite(w)
-    ok = (frame["status"] == "ok").to_numpy() & finite
-    skipped: dict[str, dict[str, int]] = {}
-    for v, g in frame.groupby("variant"):
-        reasons = {str(s): int(n) for s, n in g.loc[g["status"] != "ok", "status"].value_counts().items()}
-        bad = int(((g["status"] == "ok").to_numpy() & ~finite[g.index]).sum())
-        if bad:
-            reasons["non-finite weights"] = bad
-        skipped[str(v)] = reasons
-    return frame[ok].reset_index(drop=True), skipped, {kind: w[ok] for kind, w in weights.items()}
+def finished_networks(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
+    """The networks whose status is ok, and per variant how many were not and why (a diverged or failed network
+    is reported, never fatal). Metadata only: whether the weights are finite is found where they are read."""
+    skipped = {
+        str(v): {str(s): int(n) for s, n in g.loc[g["status"] != "ok", "status"].value_counts().items()}
+        for v, g in frame.groupby("variant")
+    }
+    return frame[frame["status"] == "ok"].reset_index(drop=True), skipped
+
+
+def with_weights(payload: dict, kinds: tuple[str, ...]) -> dict:
+    """The payload with its rows' weights read (``weights``: kind -> array, rows in ``model_ids`` order) in place of
+    where they lie."""
+    rows = payload["rows"]
+    read = {"weights": {k: rows.read(k) for k in kinds}, "model_ids": rows.model_ids}
+    return {k: v for k, v in payload.items() if k != "rows"} | read
+
+
+def unit_weights(payload: dict, kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A unit's weights of each kind (rows in model_id order): as sent with it, or read here from the zoo."""
+    if "weights" in payload:
+        return payload["weights"]
+    return {k: payload["rows"].read(k) for k in kinds}
+
+
+NOT_EVALUATED = "non-finite weights"
+
+
+def finite_rows(weights: dict[str, np.ndarray]) -> np.ndarray:
+    """Rows finite in every kind of weights."""
+    masks = [rows_finite(w) for w in weights.values()]
+    return np.logical_and.reduce(masks) if masks else np.zeros(0, bool)
+
+
+def unevaluated_rows(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """A unit's record of the items it could not evaluate (non-finite stored weights): one row each, its ``alpha``
+    and measures NaN. The stage drops them from the curves and counts them (``take_unevaluated``)."""
+    marks = pd.DataFrame({c: frame[c].to_numpy() if c in frame else np.nan for c in columns})
+    return marks.astype({c: "float64" for c in columns if c not in frame})
+
+
+def take_unevaluated(curves: pd.DataFrame, key: str, skipped: dict[str, dict[str, int]], what: str) -> pd.DataFrame:
+    """The curves without the units' not-evaluated rows, each counted (distinct ``key``) into ``skipped``."""
+    marked = curves["alpha"].isna()
+    for variant, g in curves[marked].groupby("variant"):
+        skipped.setdefault(str(variant), {})[f"{what} with {NOT_EVALUATED}"] = int(g[key].nunique())
+    return curves[~marked].reset_index(drop=True)

@@ -39,6 +39,9 @@ def replicate_pairs(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["sample", "variant", "model_a", "model_b"])
 
 
+CURVE_COLUMNS = ["sample", "variant", "method", "model_a", "model_b", "alpha", "test_loss", "test_acc"]
+
+
 def lmc_curves(
     pairs: pd.DataFrame,
     final_a: np.ndarray,
@@ -77,8 +80,7 @@ def lmc_curves(
                     (int(pair.sample), variant, method, int(pair.model_a), int(pair.model_b), float(alphas[a]))
                     + (float(loss[a]), float(acc[a]))
                 )
-    columns = ["sample", "variant", "method", "model_a", "model_b", "alpha", "test_loss", "test_acc"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
 def barriers(curves: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from symzoo.analysis.features import finite_rows, unevaluated_rows, unit_weights
 from symzoo.analysis.landscape import evaluate_flat, interpolate, mli_stats
 from symzoo.analysis.paper import TABLE4
 from symzoo.analysis.stats import ci, fisher_exact, mean_ci, mean_std, pm, welch_t, wilson_ci
@@ -94,7 +95,7 @@ def mli_curves(
                 for a in range(n_alphas):
                     k = j * n_alphas + a
                     rows.append((int(model_id), variant, measurement, float(alphas[a]), float(loss[k]), float(acc[k])))
-    return pd.DataFrame(rows, columns=["model_id", "variant", "measurement", "alpha", "loss", "accuracy"])
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
 def measurements_for(loss: str) -> list[str]:
@@ -102,44 +103,51 @@ def measurements_for(loss: str) -> list[str]:
     return list(MEASUREMENTS) if loss == "both" else [loss]
 
 
-def mli_payloads(networks: pd.DataFrame, weights: dict, opts: dict) -> list[dict]:
+def mli_payloads(networks: pd.DataFrame, zoo, opts: dict) -> list[dict]:
     """The stage's work units as plain data: groups of ``networks_per_unit`` networks of one variant, for each
-    measurement, with their weights (``weights``: init and final, row for row with ``networks``) and a key that
-    names the unit's file. The same keys wherever they are evaluated (Ray tasks, or a machine without Ray)."""
+    measurement, with where their weights lie in ``zoo`` (``rows``: read by whoever evaluates the unit) and a key
+    that names the unit's file. The same keys wherever they are evaluated (Ray tasks, or a machine without Ray)."""
     payloads = []
     per = opts["networks_per_unit"]
     for variant, g in networks.groupby("variant", sort=False):
-        init, final = weights["init"][g.index], weights["final"][g.index]
+        g = g.sort_values("model_id")
         for start in range(0, len(g), per):
             part = g.iloc[start : start + per][["model_id", "variant", "sample", "seed", "label_smoothing"]]
+            rows = zoo.stored_rows(model_ids=part["model_id"].to_numpy())
             for m in measurements_for(opts["loss"]):
                 key = f"{m}-{variant}-{part['model_id'].iloc[0]}-{part['model_id'].iloc[-1]}-{len(part)}"
-                payloads.append(
-                    {
-                        "key": key,
-                        "measurement": m,
-                        "networks": part.reset_index(drop=True),
-                        "init": init[start : start + per],
-                        "final": final[start : start + per],
-                    }
-                )
+                payloads.append({"key": key, "measurement": m, "networks": part.reset_index(drop=True), "rows": rows})
     return payloads
 
 
+CURVE_COLUMNS = ["model_id", "variant", "measurement", "alpha", "loss", "accuracy"]
+
+
 def evaluate_payload(payload: dict, cfg: dict, data: Dataset, opts: dict) -> pd.DataFrame:
-    """One unit's curves on ``data``'s device: 8 networks' lines per packed computation on a GPU, one on a CPU."""
-    per_pack = 8 if data.x_train.device.type == "cuda" else 1
-    return mli_curves(
-        payload["networks"],
-        payload["init"],
-        payload["final"],
-        cfg,
-        data,
-        opts["alphas"],
-        [payload["measurement"]],
-        opts["batch_size"],
-        per_pack,
-    )
+    """One unit's curves on ``data``'s device: 8 networks' lines per packed computation on a GPU, one on a CPU.
+    A network whose stored weights are not finite is not evaluated; the unit records it (``unevaluated_rows``)."""
+    weights = unit_weights(payload, ("init", "final"))
+    finite = finite_rows(weights)
+    networks = payload["networks"]
+    parts = []
+    if finite.any():
+        parts.append(
+            mli_curves(
+                networks[finite].reset_index(drop=True),
+                weights["init"][finite],
+                weights["final"][finite],
+                cfg,
+                data,
+                opts["alphas"],
+                [payload["measurement"]],
+                opts["batch_size"],
+                8 if data.x_train.device.type == "cuda" else 1,
+            )
+        )
+    if not finite.all():
+        marks = networks[~finite].assign(measurement=payload["measurement"])
+        parts.append(unevaluated_rows(marks, CURVE_COLUMNS))
+    return pd.concat(parts, ignore_index=True)
 
 
 def per_network_stats(curves: pd.DataFrame) -> pd.DataFrame:

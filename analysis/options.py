@@ -28,6 +28,7 @@ ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
         "variants": None,  # all the zoo holds
         "cpus_per_task": 1,
         "gpus_per_task": "auto",  # a quarter GPU per run where the cluster has GPUs, else none
+        "workers_read": "auto",  # tasks read the zoo themselves where they reach it (see pipelines.stage)
     },
     "mli": {
         "alphas": 25,
@@ -38,6 +39,7 @@ ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
         "sample_seed": 0,
         "cpus_per_task": 1,
         "gpus_per_task": "auto",
+        "workers_read": "auto",
     },
     "lmc": {
         "alphas": 25,
@@ -48,6 +50,7 @@ ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
         "sample_seed": 0,
         "cpus_per_task": 1,
         "gpus_per_task": "auto",
+        "workers_read": "auto",
     },
 }
 ANALYSIS_DEFAULTS["study"] = {"stages": "auto"}  # symzoo run: auto = metanet, mli, and lmc when replicates >= 2
@@ -59,6 +62,8 @@ def _check_resources(section: str, opts: dict) -> None:
     check_number(f"{section}.cpus_per_task", opts["cpus_per_task"], 0.01)
     if opts["gpus_per_task"] != "auto":
         check_number(f"{section}.gpus_per_task", opts["gpus_per_task"], 0)
+    if opts["workers_read"] not in ("auto", True, False):
+        fail(f"{section}.workers_read", f"{opts['workers_read']!r} is not allowed; auto, true or false")
 
 
 def _check_metanet(o: dict) -> None:

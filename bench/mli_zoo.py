@@ -25,7 +25,7 @@ import torch
 from accuracy import PAPER  # bench/accuracy.py: the paper's train / test accuracies per variant
 from zoo_shard import config_for  # bench/zoo_shard.py
 
-from symzoo.analysis.features import usable_networks
+from symzoo.analysis.features import finished_networks, take_unevaluated
 from symzoo.analysis.mli import evaluate_payload, mli_payloads, mli_table, per_network_stats
 from symzoo.analysis.options import resolve
 from symzoo.analysis.paper import is_paper_resnet8_zoo
@@ -80,10 +80,10 @@ def evaluate_units(zoo_dir: Path, mli_dir: Path, device: str, deadline: float) -
     zoo = open_zoo(zoo_dir)
     opts = resolve("mli", zoo.config.get("mli"))
     claim_stage_dir(mli_dir, "mli", stage_identity(zoo, opts, ("alphas", "networks_per_unit")))
-    networks, skipped, weights = usable_networks(zoo, ("init", "final"))
-    say(f"mli: {len(networks)} networks with finite weights; skipped {skipped}")
+    networks, skipped = finished_networks(zoo.frame)
+    say(f"mli: {len(networks)} finished networks; skipped {skipped}")
     data = zoo.dataset().to(device)
-    payloads = round_robin(mli_payloads(networks, weights, opts))
+    payloads = round_robin(mli_payloads(networks, zoo, opts))
     longest: dict[tuple[str, str], float] = {}
     frames = []
     for i, payload in enumerate(payloads):
@@ -102,7 +102,11 @@ def evaluate_units(zoo_dir: Path, mli_dir: Path, device: str, deadline: float) -
         longest[kind] = max(longest.get(kind, 0.0), time.perf_counter() - begin)
         frames.append(curves)
         say(f"mli unit {i + 1}/{len(payloads)} {payload['key']}: {time.perf_counter() - begin:.1f} s")
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    curves = take_unevaluated(pd.concat(frames, ignore_index=True), "model_id", skipped, "networks")
+    say(f"mli: skipped {skipped}")
+    return curves
 
 
 def accuracy_lines(zoo_dir: Path) -> list[str]:

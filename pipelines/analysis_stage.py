@@ -13,6 +13,7 @@ from typing import Any
 
 import ray
 
+from symzoo.analysis.features import with_weights
 from symzoo.analysis.options import resolve
 from symzoo.errors import ZooError
 from symzoo.pipelines.outputs import (
@@ -25,12 +26,20 @@ from symzoo.pipelines.outputs import (
     remove_stale_temporaries,
     stage_identity,
 )
-from symzoo.pipelines.stage import StageReport, WorkUnit, analysis_resources, connect, describe_cluster, run_unit_files
+from symzoo.pipelines.stage import (
+    StageReport,
+    WorkUnit,
+    analysis_resources,
+    connect,
+    describe_cluster,
+    run_unit_files,
+    workers_reach,
+)
 from symzoo.zoo.location import Location, is_within, location
 from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.store import MODELS, Zoo, open_zoo
 
-RESOURCE_OPTIONS = ("cpus_per_task", "gpus_per_task")  # where units run, not what they compute
+RESOURCE_OPTIONS = ("cpus_per_task", "gpus_per_task", "workers_read")  # where units run, not what they compute
 ITEMS = {"metanet": "run", "mli": "curve", "lmc": "pair"}  # what a stage's progress bar counts (WorkUnit.size)
 
 
@@ -126,20 +135,28 @@ class AnalysisStage:
         gpu_share: float,
         desc: str,
         show_progress: bool,
+        prepare: Callable[[WorkUnit], Any] | None = None,
     ):
         """Run the units without a finished file; returns every unit's stored frame (``key`` column dropped)."""
         resources = analysis_resources(self.opts["cpus_per_task"], self.opts["gpus_per_task"], gpu_share)
         item = ITEMS[self.name]
         self.reports.append(
-            run_unit_files(units, task, task_args, self.out, key_of, resources, desc, show_progress, item)
+            run_unit_files(units, task, task_args, self.out, key_of, resources, desc, show_progress, item, prepare)
         )
         return read_unit_files([u.output for u in units]).drop(columns="key")
 
-    def run_on_data(self, units: list[WorkUnit], task: Any, data: Any, show_progress: bool):
-        """``run`` for the stages whose units carry their ``key`` in the payload and whose tasks take the zoo's
-        config, its data set (put in Ray's object store once) and the options: mli and lmc."""
+    def workers_read(self) -> bool:
+        """Whether tasks read their networks' weights from the zoo themselves (the ``workers_read`` option); else
+        the driver reads each unit's rows as it sends the unit. Needs Ray connected."""
+        return workers_reach(self.zoo.path, self.opts["workers_read"])
+
+    def run_on_data(self, units: list[WorkUnit], task: Any, data: Any, kinds: tuple[str, ...], show_progress: bool):
+        """``run`` for the stages whose units carry their ``key`` and ``rows`` (``StoredRows``) in the payload and
+        whose tasks take the zoo's config, its data set (put in Ray's object store once) and the options: mli and
+        lmc. Workers that cannot reach the zoo get the ``kinds`` of weights read by the driver instead."""
         task_args = (self.zoo.config, ray.put(data), self.opts)
-        return self.run(units, task, task_args, lambda u: u.payload["key"], 0.5, self.name, show_progress)
+        prepare = None if self.workers_read() else lambda u: with_weights(u.payload, kinds)
+        return self.run(units, task, task_args, lambda u: u.payload["key"], 0.5, self.name, show_progress, prepare)
 
     def finish(self, table: str) -> StageResult:
         """Record completion (options, seconds, where) and say what this call did."""

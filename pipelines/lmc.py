@@ -2,7 +2,8 @@
 
 Work units are groups of replicate pairs of one variant; each Ray task evaluates its pairs' lines (and, for
 standard networks, the lines after Git Re-Basin weight matching) on the test set, and its curves land in
-``units/<key>.parquet``; a rerun evaluates only the missing units.
+``units/<key>.parquet``; a rerun evaluates only the missing units. A unit carries where its networks' rows lie;
+its task reads them (the driver does, as it sends the unit, where workers cannot reach the zoo).
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ import pandas as pd
 import ray
 import torch
 
-from symzoo.analysis.features import sample_per_variant, usable_networks
-from symzoo.analysis.lmc import METHODS, barriers, lmc_table, paper_setting, replicate_pairs
+from symzoo.analysis.features import (
+    finished_networks,
+    finite_rows,
+    sample_per_variant,
+    take_unevaluated,
+    unevaluated_rows,
+    unit_weights,
+)
+from symzoo.analysis.lmc import CURVE_COLUMNS, METHODS, barriers, lmc_curves, lmc_table, paper_setting, replicate_pairs
 from symzoo.analysis.plots import plot_lmc_curves
 from symzoo.analysis.tables import sample_note, skipped_note
 from symzoo.errors import ZooError
@@ -31,41 +39,46 @@ from symzoo.zoo.store import Zoo
 @ray.remote
 def lmc_task(payload: dict, cfg: dict, data: Dataset, opts: dict, progress, unit: int) -> pd.DataFrame:
     """Ray task: one unit's pairs on this worker's device."""
-    from symzoo.analysis.lmc import lmc_curves
 
     torch.set_num_threads(max(1, int(opts["cpus_per_task"])))
-    device = device_for_task()
-    curves = lmc_curves(
-        payload["pairs"],
-        payload["final_a"],
-        payload["final_b"],
-        cfg,
-        data.to(device),
-        opts["alphas"],
-        opts["batch_size"],
-        opts["rebasin"],
-    )
+    curves = evaluate_pairs(payload, cfg, data.to(device_for_task()), opts)
     progress.set.remote(unit, len(payload["pairs"]))
     return curves
 
 
-def plan_lmc_units(
-    pairs: pd.DataFrame, networks: pd.DataFrame, final: np.ndarray, opts: dict, units_dir: Path
-) -> list[WorkUnit]:
-    """Groups of ``pairs_per_unit`` pairs of one variant; both ends' final weights (``final``, row for row with
-    ``networks``) go with them."""
-    row_of = pd.Series(networks.index, index=networks["model_id"])
+def evaluate_pairs(payload: dict, cfg: dict, data: Dataset, opts: dict) -> pd.DataFrame:
+    """One unit's pairs on ``data``'s device; a pair with an end whose stored weights are not finite is not
+    evaluated, and the unit records it (``unevaluated_rows``). No Ray: any machine can call it."""
+    pairs = payload["pairs"]
+    final = unit_weights(payload, ("final",))["final"]
+    ids = payload["rows"].model_ids if "rows" in payload else payload["model_ids"]
+    final_a = final[np.searchsorted(ids, pairs["model_a"].to_numpy())]
+    final_b = final[np.searchsorted(ids, pairs["model_b"].to_numpy())]
+    finite = finite_rows({"a": final_a, "b": final_b})
+    parts = []
+    if finite.any():
+        kept = pairs[finite].reset_index(drop=True)
+        parts.append(
+            lmc_curves(
+                kept, final_a[finite], final_b[finite], cfg, data, opts["alphas"], opts["batch_size"], opts["rebasin"]
+            )
+        )
+    if not finite.all():
+        parts.append(unevaluated_rows(pairs[~finite].assign(method=pairs["variant"]), CURVE_COLUMNS))
+    return pd.concat(parts, ignore_index=True)
+
+
+def plan_lmc_units(pairs: pd.DataFrame, zoo: Zoo, opts: dict, units_dir: Path) -> list[WorkUnit]:
+    """Groups of ``pairs_per_unit`` pairs of one variant, with where both ends' final weights lie in ``zoo``."""
     units = []
     per = opts["pairs_per_unit"]
     for variant, g in pairs.groupby("variant", sort=False):
         g = g.reset_index(drop=True)
-        final_a = final[row_of[g["model_a"]].to_numpy()]
-        final_b = final[row_of[g["model_b"]].to_numpy()]
         for start in range(0, len(g), per):
             part = g.iloc[start : start + per].reset_index(drop=True)
             key = f"{variant}-{part['sample'].iloc[0]}-{part['sample'].iloc[-1]}-{len(part)}"
-            payload = {"key": key, "pairs": part, "final_a": final_a[start : start + per]}
-            payload["final_b"] = final_b[start : start + per]
+            rows = zoo.stored_rows(model_ids=np.union1d(part["model_a"], part["model_b"]))
+            payload = {"key": key, "pairs": part, "rows": rows}
             units.append(WorkUnit(len(units), units_dir / f"{key}.parquet", payload, len(part)))
     return units
 
@@ -89,23 +102,26 @@ def lmc_stage(
         )
     if done := stage.finished():
         return done
-    ids = None
+    frame = zoo.frame
     if opts["sample"] is not None:  # only the drawn pairs' networks are read
-        drawn = sample_per_variant(replicate_pairs(zoo.frame), opts["sample"], opts["sample_seed"])
-        ids = np.union1d(drawn["model_a"], drawn["model_b"])
-    networks, skipped, weights = usable_networks(zoo, ("final",), ids)
-    pairs = replicate_pairs(zoo.frame[zoo.frame["model_id"].isin(networks["model_id"])])
+        drawn = sample_per_variant(replicate_pairs(frame), opts["sample"], opts["sample_seed"])
+        frame = frame[frame["model_id"].isin(np.union1d(drawn["model_a"], drawn["model_b"]))]
+    networks, skipped = finished_networks(frame)
+    pairs = replicate_pairs(networks)
     if pairs.empty:
         raise ZooError(f"{zoo.path} has no pair of finished replicates to interpolate between")
     data = zoo.dataset()
     with stage.running(address):
-        units = plan_lmc_units(pairs, networks, weights["final"], opts, stage.units_dir)
+        units = plan_lmc_units(pairs, zoo, opts, stage.units_dir)
         print(
             f"symzoo: lmc of {len(pairs)} replicate pairs of {zoo.config['name']} ({opts['alphas']} alphas"
             f"{', Git Re-Basin for standard pairs' if opts['rebasin'] else ''}) in {len(units)} units -> {stage.out}",
             file=sys.stderr,
         )
-        curves = stage.run_on_data(units, lmc_task, data, show_progress)
+        curves = stage.run_on_data(units, lmc_task, data, ("final",), show_progress)
+        curves = take_unevaluated(curves, "sample", skipped, "pairs")
+        if curves.empty:
+            raise ZooError(f"{zoo.path} has no pair of replicates with finite weights to interpolate between")
         return stage.finish(write_lmc_outputs(stage.out, zoo, opts, curves, skipped))
 
 

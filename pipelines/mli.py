@@ -3,7 +3,8 @@
 Work units are groups of one variant's finished networks and one loss measurement; each Ray task evaluates its
 networks' lines from initial to final weights (``analysis.mli.mli_curves``, packed) and its curves land in
 ``units/<key>.parquet``; a rerun evaluates only the missing units. The driver reads the weights and sends them
-with the unit, so workers need no shared filesystem.
+with the unit only where workers cannot reach the zoo (``workers_read``); elsewhere a unit carries where its
+networks' rows lie and its task reads them, so the driver holds metadata only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 import ray
 import torch
 
-from symzoo.analysis.features import sample_per_variant, usable_networks
+from symzoo.analysis.features import finished_networks, sample_per_variant, take_unevaluated
 from symzoo.analysis.mli import evaluate_payload, mli_payloads, mli_table, per_network_stats
 from symzoo.analysis.paper import is_paper_resnet8_zoo
 from symzoo.analysis.plots import plot_delta_histogram, plot_mli_curves
@@ -38,9 +39,9 @@ def mli_task(payload: dict, cfg: dict, data: Dataset, opts: dict, progress, unit
     return curves
 
 
-def plan_mli_units(networks: pd.DataFrame, weights: dict, opts: dict, units_dir: Path) -> list[WorkUnit]:
+def plan_mli_units(networks: pd.DataFrame, zoo: Zoo, opts: dict, units_dir: Path) -> list[WorkUnit]:
     """The units of ``analysis.mli.mli_payloads``, each writing ``units/<key>.parquet``."""
-    payloads = mli_payloads(networks, weights, opts)
+    payloads = mli_payloads(networks, zoo, opts)
     return [WorkUnit(i, units_dir / f"{p['key']}.parquet", p, len(p["networks"])) for i, p in enumerate(payloads)]
 
 
@@ -60,18 +61,20 @@ def mli_stage(
         return done
     data = zoo.dataset()
     chosen = sample_per_variant(zoo.frame, opts["sample"], opts["sample_seed"])  # a failed draw is reported
-    ids = None if opts["sample"] is None else chosen["model_id"].to_numpy()
-    networks, skipped, weights = usable_networks(zoo, ("init", "final"), ids)
+    networks, skipped = finished_networks(chosen)
     if networks.empty:
-        raise ZooError(f"{zoo.path} has no finished network with finite weights to interpolate")
+        raise ZooError(f"{zoo.path} has no finished network to interpolate")
     with stage.running(address):
-        units = plan_mli_units(networks, weights, opts, stage.units_dir)
+        units = plan_mli_units(networks, zoo, opts, stage.units_dir)
         print(
             f"symzoo: mli of {len(networks)} networks of {zoo.config['name']} ({opts['alphas']} alphas, loss "
             f"{opts['loss']}) in {len(units)} units -> {stage.out}",
             file=sys.stderr,
         )
-        curves = stage.run_on_data(units, mli_task, data, show_progress)
+        curves = stage.run_on_data(units, mli_task, data, ("init", "final"), show_progress)
+        curves = take_unevaluated(curves, "model_id", skipped, "networks")
+        if curves.empty:
+            raise ZooError(f"{zoo.path} has no finished network with finite weights to interpolate")
         return stage.finish(write_mli_outputs(stage.out, zoo, opts, curves, skipped))
 
 

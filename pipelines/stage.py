@@ -197,10 +197,13 @@ def run_stage(
     desc: str,
     show_progress: bool = True,
     item: str = "net",
+    prepare: Callable[[WorkUnit], Any] | None = None,
 ) -> StageReport:
     """Run ``task.remote(unit.payload, *task_args, progress, unit.index)`` for every unit without a sound output."""
     report, pending = sort_units(units, check_output, quarantine_output)
-    return run_pending(units, pending, report, task, task_args, write_output, resources, desc, show_progress, item)
+    return run_pending(
+        units, pending, report, task, task_args, write_output, resources, desc, show_progress, item, prepare
+    )
 
 
 def slots(resources: dict[str, Any]) -> int:
@@ -222,9 +225,12 @@ def run_pending(
     desc: str,
     show_progress: bool = True,
     item: str = "net",
+    prepare: Callable[[WorkUnit], Any] | None = None,
 ) -> StageReport:
     """Run the ``pending`` units (``IN_FLIGHT_PER_SLOT`` per slot at a time) and record each result as it comes:
-    ``write_output`` stores a returned result and gives its checksum; a ``Written`` receipt is recorded as is."""
+    ``write_output`` stores a returned result and gives its checksum; a ``Written`` receipt is recorded as is.
+    ``prepare(unit)``, when given, makes the payload sent, just before it is sent (a driver that reads a unit's
+    weights for workers that cannot therefore holds only the units in flight)."""
     total = sum(u.size for u in units)
     already = sum(u.size for u in units if u.index in report.skipped)
     if not pending:
@@ -240,7 +246,9 @@ def run_pending(
             limit = IN_FLIGHT_PER_SLOT * slots(resources)
             while queue and len(running) < limit:
                 unit = queue.pop(0)
-                running[remote.remote(unit.payload, *task_args, progress, unit.index)] = unit
+                payload = prepare(unit) if prepare else unit.payload
+                running[remote.remote(payload, *task_args, progress, unit.index)] = unit
+                payload = None
             ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             for ref in ready:
                 unit = running.pop(ref)
@@ -270,9 +278,10 @@ def run_pending(
 
 
 def workers_reach(path: Location, workers_write: bool | str = "auto") -> bool:
-    """Whether Ray workers write their outputs to ``path`` themselves. ``auto``: where they share the driver's
-    disk (a local path on a one-node cluster). ``true`` also trusts an object store or a filesystem every node
-    mounts (workers then need the store's credentials and endpoint); ``false``: the driver writes everything."""
+    """Whether Ray workers read or write ``path`` themselves (generate's ``workers_write``, the analysis stages'
+    ``workers_read``). ``auto``: where they share the driver's disk (a local path on a one-node cluster). ``true``
+    also trusts an object store or a filesystem every node mounts (workers then need the store's credentials and
+    endpoint); ``false``: the driver reads and writes everything."""
     from symzoo.zoo.location import ObjectPath
 
     if workers_write != "auto":
@@ -302,6 +311,7 @@ def run_unit_files(
     desc: str,
     show_progress: bool,
     item: str,
+    prepare: Callable[[WorkUnit], Any] | None = None,
 ) -> StageReport:
     """An analysis stage's units: each task returns a DataFrame, stored as the unit's Parquet file with a ``key``
     column naming the unit (so a file is recognised as the unit's own). Failures end the stage with the fix."""
@@ -315,7 +325,17 @@ def run_unit_files(
         return write_parquet(unit.output, frame.assign(key=key_of(unit)))
 
     report = run_stage(
-        units, task, task_args, check, write, lambda u: quarantine(out, u.output), resources, desc, show_progress, item
+        units,
+        task,
+        task_args,
+        check,
+        write,
+        lambda u: quarantine(out, u.output),
+        resources,
+        desc,
+        show_progress,
+        item,
+        prepare,
     )
     if not report.ok:
         index, error = next(iter(report.failed.items()))

@@ -225,30 +225,51 @@ def test_lmc_needs_replicates_and_both_need_a_zoo(zoo_dir, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_diverged_and_non_finite_networks_are_skipped_and_counted():
-    from symzoo.analysis.features import usable_networks
+def _poisoned_copy(zoo_dir: Path, dest: Path, model_id: int) -> Path:
+    """A copy of the zoo in which one finished network's final weights hold an inf (its status still ok)."""
+    import shutil
 
-    class StoredZoo:  # the two things usable_networks reads from a zoo
-        frame = pd.DataFrame(
-            {
-                "model_id": range(4),
-                "variant": ["standard", "standard", "w_asym", "w_asym"],
-                "status": ["ok", "diverged", "ok", "ok"],
-            }
-        )
+    import pyarrow as pa
 
-        def weights(self, kind, model_ids=None):
-            assert model_ids is None  # the whole zoo: no sample was asked for
-            w = np.ones((4, 3), np.float32)
-            w[1] = np.nan  # the diverged one
-            if kind == "final":
-                w[3, 2] = np.inf  # finished, but a weight is not finite
-            return w
+    from symzoo.zoo.store import ROW_GROUP_SIZE, read_parquet, write_parquet_atomically
 
-    networks, skipped, weights = usable_networks(StoredZoo(), ("init", "final"))
-    assert networks["model_id"].tolist() == [0, 2]
-    assert {k: w.shape for k, w in weights.items()} == {"init": (2, 3), "final": (2, 3)}
-    assert skipped == {"standard": {"diverged": 1}, "w_asym": {"non-finite weights": 1}}
+    shutil.copytree(zoo_dir, dest)
+    for shard in sorted((dest / "models").glob("part-*.parquet")):
+        table = read_parquet(shard)
+        ids = table["model_id"].to_pylist()
+        if model_id in ids:
+            column = table["weights_final"].to_pylist()
+            values = np.frombuffer(column[ids.index(model_id)], "<f4").copy()
+            values[3] = np.inf
+            column[ids.index(model_id)] = values.tobytes()
+            at = table.schema.get_field_index("weights_final")
+            table = table.set_column(at, table.schema.field(at), pa.array(column, table.schema.field(at).type))
+            write_parquet_atomically(shard, table, ROW_GROUP_SIZE, "variant")
+            return dest
+    raise AssertionError(f"model {model_id} is in no shard")
+
+
+@pytest.mark.parametrize("workers_read", [True, False])
+def test_diverged_and_non_finite_networks_are_skipped_and_counted(zoo_dir, tmp_path, workers_read):
+    """Whether a task reads its rows itself or the driver sends them, a network whose stored weights are not
+    finite is left out of the curves and counted under the table."""
+    from symzoo.analysis.features import finished_networks
+
+    frame = pd.DataFrame({"model_id": range(3), "variant": ["s", "s", "w"], "status": ["ok", "diverged", "ok"]})
+    networks, skipped = finished_networks(frame)
+    assert networks["model_id"].tolist() == [0, 2] and skipped == {"s": {"diverged": 1}, "w": {}}
+
+    poisoned = _poisoned_copy(zoo_dir, tmp_path / "zoo", model_id=0)  # standard, sample 0, replicate 0
+    opts = {"alphas": 5, "workers_read": workers_read}
+    mli = mli_stage(poisoned, tmp_path / "mli", overrides=opts | {"loss": "clean"}, show_progress=False)
+    curves = pd.read_parquet(tmp_path / "mli" / "curves.parquet")
+    assert sorted(set(curves["model_id"])) == [1, 2, 3, 4, 5, 6, 7] and curves["alpha"].notna().all()
+    assert "skipped: standard: 1 networks with non-finite weights; w_asym: none" in mli.table
+    lmc = lmc_stage(poisoned, tmp_path / "lmc", overrides=opts, show_progress=False)
+    curves = pd.read_parquet(tmp_path / "lmc" / "curves.parquet")
+    assert 0 not in set(curves["model_a"])  # standard pair 0-2 is left out; pair 4-6 (with and without Re-Basin)
+    assert len(curves) == 4 * 5  # and the two W-Asym pairs remain
+    assert "standard: 1 pairs with non-finite weights" in lmc.table
 
 
 def test_tables_print_the_papers_rows_where_the_setting_is_the_papers():

@@ -334,6 +334,65 @@ def fixed_size_to_numpy(column: pa.ChunkedArray, size: int, entries: np.ndarray 
     return out
 
 
+@dataclass(frozen=True)
+class StoredRows:
+    """Some networks' weights as they lie in a zoo: per shard, the sorted model ids wanted from it. A work unit
+    carries this instead of the weights, and its task reads the rows where it runs (row groups picked from each
+    footer's statistics), so no driver holds the zoo's weights (``Zoo.stored_rows`` makes one)."""
+
+    n_params: int
+    parts: tuple[tuple[Location, np.ndarray], ...]  # (shard, sorted ids wanted from it), shards in order
+    variants: frozenset[str]
+    by_id: bool = True  # prune row groups by model_id too (False: whole variants are wanted)
+
+    @property
+    def model_ids(self) -> np.ndarray:
+        """The networks, sorted: the row order of ``read``."""
+        return np.sort(np.concatenate([ids for _, ids in self.parts])) if self.parts else np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return sum(len(ids) for _, ids in self.parts)
+
+    def read(self, which: str, entries: np.ndarray | None = None) -> np.ndarray:
+        """``(N, P)`` float32 (only ``entries`` columns when given) in model_id order; NaN rows where absent."""
+        out = np.empty((len(self), self.n_params if entries is None else len(entries)), np.float32)
+
+        def put(rows: np.ndarray, values: np.ndarray) -> None:
+            if (np.diff(rows) == 1).all():
+                out[rows[0] : rows[-1] + 1] = values  # a run of rows: one block copy
+            else:
+                out[rows] = values
+
+        self.read_into(which, put, entries)
+        return out
+
+    def read_into(
+        self, which: str, put: Callable[[np.ndarray, np.ndarray], None], entries: np.ndarray | None = None
+    ) -> None:
+        """Hand each row group's values to ``put(rows, values)`` (``rows``: their positions in model_id order)
+        as they are decoded, a few shards at once: memory stays at READ_THREADS shards' row groups."""
+        column, sorted_ids = f"weights_{which}", self.model_ids
+
+        def fill(part: tuple[Location, np.ndarray]) -> None:
+            path, wanted = part
+
+            def select(metadata: pq.FileMetaData) -> list[int]:
+                return row_groups_holding(metadata, set(self.variants), wanted if self.by_id else None)
+
+            table = read_row_groups(path, REGENERATE, ["model_id", column], select)
+            shard_ids = table["model_id"].to_numpy()
+            keep = np.isin(shard_ids, wanted)  # version 1 row groups mix variants
+            if not keep.any():
+                return
+            if not keep.all():
+                table, shard_ids = table.filter(pa.array(keep)), shard_ids[keep]
+            put(np.searchsorted(sorted_ids, shard_ids), fixed_size_to_numpy(table[column], self.n_params, entries))
+
+        # Arrow's reads and numpy's copies release the GIL
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            list(pool.map(fill, self.parts))
+
+
 @dataclass
 class Zoo:
     """A stored zoo: metadata as a DataFrame, weights as arrays, any row as a working module."""
@@ -373,20 +432,43 @@ class Zoo:
         return bool(m.get("complete")) and len(self.shards) == m["n_shards"] and len(self.frame) == planned
 
     @cached_property
-    def frame(self) -> pd.DataFrame:
-        """Scalars and history of every network, sorted by model_id; no weights are read."""
+    def _frame_and_shards(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """The frame, and for each of its rows the index (in ``shards``) of the shard that holds it."""
         if not self.shards:
-            return pd.DataFrame(columns=[n for n, _ in SCALAR_FIELDS])
+            return pd.DataFrame(columns=[n for n, _ in SCALAR_FIELDS]), np.zeros(0, np.int64)
         names = [n for n, _ in SCALAR_FIELDS] + list(HISTORY_FIELDS)
-        table = pa.concat_tables(read_parquet(p, REGENERATE, columns=names) for p in self.shards)
-        frame = table.to_pandas().sort_values("model_id", ignore_index=True)
+        tables = [read_parquet(p, REGENERATE, columns=names) for p in self.shards]
+        shard_of = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
+        frame = pa.concat_tables(tables).to_pandas()
+        order = np.argsort(frame["model_id"].to_numpy(), kind="stable")
+        frame = frame.iloc[order].reset_index(drop=True)
         duplicated = frame.loc[frame["model_id"].duplicated(), "model_id"]
         if len(duplicated):
             raise ZooError(
                 f"{self.path} holds model_id {int(duplicated.iloc[0])} more than once (a shard from another zoo?); "
                 "run `symzoo generate` with the zoo's config to quarantine the foreign shard"
             )
-        return frame
+        return frame, shard_of[order]
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Scalars and history of every network, sorted by model_id; no weights are read."""
+        return self._frame_and_shards[0]
+
+    def stored_rows(self, variant: str | None = None, model_ids: list[int] | np.ndarray | None = None) -> StoredRows:
+        """Where the weights of these networks (a variant's, or those ids, or both; all when neither) lie: small
+        enough to travel with a work unit, so a task that reaches the zoo reads its own rows."""
+        frame, shard_of = self._frame_and_shards
+        wanted = np.ones(len(frame), bool)
+        if variant is not None:
+            self.layout(variant)
+            wanted &= (frame["variant"] == variant).to_numpy()
+        if model_ids is not None:
+            wanted &= frame["model_id"].isin(list(model_ids)).to_numpy()
+        ids, shards = frame["model_id"].to_numpy()[wanted], shard_of[wanted]
+        parts = tuple((self.shards[s], ids[shards == s]) for s in np.unique(shards))
+        variants = frozenset(frame.loc[wanted, "variant"])
+        return StoredRows(self.n_params, parts, variants, model_ids is not None)
 
     def weights(
         self,
@@ -396,48 +478,15 @@ class Zoo:
         trainable_only: bool = False,
     ) -> np.ndarray:
         """``(N, P)`` float32 weights (``which``: init, final or epoch_E) in model_id order; NaN rows where absent."""
-        if which not in self.weight_kinds():
-            raise ZooError(f"no weights {which!r}; this zoo stores {', '.join(self.weight_kinds())}")
+        self.check_weight_kind(which)
         if trainable_only and variant is None:
             raise ZooError("trainable_only needs a variant= (variants differ in which entries are trainable)")
-        column = f"weights_{which}"
-        frame = self.frame
-        wanted = np.ones(len(frame), bool)
-        if variant is not None:
-            wanted &= (frame["variant"] == variant).to_numpy()
-        if model_ids is not None:
-            wanted &= frame["model_id"].isin(list(model_ids)).to_numpy()
-        sorted_ids = frame["model_id"].to_numpy()[wanted]  # the frame is in model_id order
         entries = self.layout(variant).trainable_index if trainable_only else None
-        out = np.empty((len(sorted_ids), self.n_params if entries is None else len(entries)), np.float32)
-        if not len(sorted_ids):
-            return out
-        ids_filter = sorted_ids if model_ids is not None else None
-        variants = set(frame.loc[wanted, "variant"])
+        return self.stored_rows(variant, model_ids).read(which, entries)
 
-        def select(metadata: pq.FileMetaData) -> list[int]:
-            return row_groups_holding(metadata, variants, ids_filter)
-
-        def fill(path: Location) -> None:
-            table = read_row_groups(path, REGENERATE, ["model_id", column], select)
-            shard_ids = table["model_id"].to_numpy()
-            keep = np.isin(shard_ids, sorted_ids)  # version 1 row groups mix variants
-            if not keep.any():
-                return
-            if not keep.all():
-                table, shard_ids = table.filter(pa.array(keep)), shard_ids[keep]
-            rows = np.searchsorted(sorted_ids, shard_ids)
-            values = fixed_size_to_numpy(table[column], self.n_params, entries)
-            if (np.diff(rows) == 1).all():
-                out[rows[0] : rows[-1] + 1] = values  # a run of rows: one block copy
-            else:
-                out[rows] = values
-
-        # a few shards at a time (Arrow and numpy copies release the GIL), each straight into its rows, so memory
-        # peaks at the result plus READ_THREADS shards' row groups
-        with ThreadPoolExecutor(READ_THREADS) as pool:
-            list(pool.map(fill, self.shards))
-        return out
+    def check_weight_kind(self, which: str) -> None:
+        if which not in self.weight_kinds():
+            raise ZooError(f"no weights {which!r}; this zoo stores {', '.join(self.weight_kinds())}")
 
     def weight_kinds(self) -> list[str]:
         return [c.removeprefix("weights_") for c in weight_columns(self.config["training"]["checkpoint_epochs"])]
