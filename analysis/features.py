@@ -20,7 +20,7 @@ import pandas as pd
 
 from symzoo.errors import ZooError
 from symzoo.zoo.layout import ParamLayout
-from symzoo.zoo.store import Zoo
+from symzoo.zoo.store import StoredRows, Zoo, open_zoo
 
 STAT_NAMES = ("mean", "var", "min", "max", "q25", "q50", "q75")
 SPLITS = ("train", "val", "test")
@@ -61,28 +61,100 @@ def save_atomically(path: Path, array: np.ndarray) -> None:
 
 
 def load_variant(zoo: Zoo, variant: str, which: str, cache_dir: Path | None) -> VariantWeights:
-    """The variant's flat weights in layout order (trainable entries only), from the cache when it has them."""
-    layout = zoo.layout(variant)
+    """The variant's flat weights in layout order (trainable entries only): memory-mapped from ``cache_dir`` (built
+    there first if absent, a shard at a time), or read into memory when ``cache_dir`` is None."""
     frame = zoo.frame[zoo.frame["variant"] == variant].reset_index(drop=True)
-    path = cache_dir / f"{variant}-{which}-{zoo_fingerprint(zoo)}.npy" if cache_dir else None
-    finite_path = path.with_suffix(".finite.npy") if path else None
-    if path is not None and path.exists() and finite_path.exists():
-        weights, finite = np.load(path, mmap_mode="r"), np.load(finite_path)
-    else:
+    if cache_dir is None:
         weights = zoo.weights(which, variant=variant, trainable_only=True)
         finite = rows_finite(weights)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_atomically(path, weights)
-            save_atomically(finite_path, finite)  # second: a cache file without it is rebuilt
-            weights = np.load(path, mmap_mode="r")
-    if weights.shape != (len(frame), layout.n_trainable) or finite.shape != (len(frame),):
+    else:
+        cache = VariantCache.of(zoo, variant, which, cache_dir)
+        finite = cache.ensure(("flat",), zoo)
+        weights = cache.matrix("flat")
+    n_trainable = zoo.layout(variant).n_trainable
+    if weights.shape != (len(frame), n_trainable) or finite.shape != (len(frame),):
         raise ZooError(
             f"{zoo.path}: {variant} weights have shape {weights.shape}, metadata says {len(frame)} networks of "
-            f"{layout.n_trainable} trainable entries; check the zoo with `symzoo info --verify`"
+            f"{n_trainable} trainable entries; check the zoo with `symzoo info --verify`"
         )
-    usable = (frame["status"] == "ok").to_numpy() & finite & frame["test_acc"].notna().to_numpy()
-    return VariantWeights(variant, frame, weights, usable)
+    return VariantWeights(variant, frame, weights, usable_rows(frame, finite))
+
+
+def usable_rows(frame: pd.DataFrame, finite: np.ndarray) -> np.ndarray:
+    """Finished, with finite weights and a test accuracy: what a metanet can learn from."""
+    return (frame["status"] == "ok").to_numpy() & finite & frame["test_acc"].notna().to_numpy()
+
+
+@dataclass(frozen=True)
+class VariantCache:
+    """One variant's metanet inputs as ``.npy`` files on a local disk: the flat weights (trainable entries), which
+    rows are finite, and the StatNN statistics. Named by the zoo's fingerprint, so any process on any node can
+    build them from the zoo (``ensure``) and find them again; small enough to send with every task."""
+
+    zoo: str  # the zoo's location
+    variant: str
+    which: str
+    fingerprint: str
+    cache_dir: str
+
+    @classmethod
+    def of(cls, zoo: Zoo, variant: str, which: str, cache_dir: Path) -> VariantCache:
+        return cls(str(zoo.path), variant, which, zoo_fingerprint(zoo), str(cache_dir))
+
+    def path(self, kind: str) -> Path:
+        suffix = {"flat": ".npy", "finite": ".finite.npy", "stats": "-statnn.npy"}[kind]
+        return Path(self.cache_dir) / f"{self.variant}-{self.which}-{self.fingerprint}{suffix}"
+
+    def matrix(self, kind: str) -> np.ndarray:
+        """The ``flat`` or ``stats`` matrix, memory-mapped (``ensure`` it first)."""
+        return np.load(self.path(kind), mmap_mode="r")
+
+    def ensure(self, kinds: tuple[str, ...], zoo: Zoo | None = None) -> np.ndarray:
+        """Build whichever of ``kinds`` is missing here (one process at a time; others wait, then find it), reading
+        the zoo (``zoo``, or opened from its location) a shard at a time; returns which rows are finite."""
+        import fcntl
+
+        Path(self.cache_dir).mkdir(parents=True, exist_ok=True)
+        needed = ("flat", "finite", *(("stats",) if "stats" in kinds else ()))
+        if not all(self.path(k).exists() for k in needed):
+            with open(Path(self.cache_dir) / f".{self.variant}-{self.which}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when its process dies
+                if not (self.path("flat").exists() and self.path("finite").exists()):
+                    zoo = zoo or open_zoo(self.zoo, verify=False)
+                    rows = zoo.stored_rows(variant=self.variant)
+                    entries = zoo.layout(self.variant).trainable_index
+                    save_atomically(self.path("finite"), write_rows_npy(self.path("flat"), rows, self.which, entries))
+                if "stats" in kinds and not self.path("stats").exists():
+                    zoo = zoo or open_zoo(self.zoo, verify=False)
+                    flat, layout = self.matrix("flat"), zoo.layout(self.variant)
+                    blocks = [statnn_features(flat[i : i + 1024], layout) for i in range(0, len(flat), 1024)]
+                    empty = np.zeros((0, 7 * len(layout.slots)), np.float32)
+                    save_atomically(self.path("stats"), np.concatenate(blocks) if blocks else empty)
+        return np.load(self.path("finite"))
+
+
+def write_rows_npy(path: Path, rows: StoredRows, which: str, entries: np.ndarray) -> np.ndarray:
+    """Stream ``rows`` into a ``.npy`` at ``path`` (positional writes of each decoded row group, to a temporary
+    renamed when complete): the process never holds the matrix. Returns which rows are finite."""
+    shape = (len(rows), len(entries))
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    finite = np.zeros(shape[0], bool)
+    with open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        start, row_bytes = f.tell(), shape[1] * 4
+        f.truncate(start + shape[0] * row_bytes)
+        fd = f.fileno()
+
+        def put(at: np.ndarray, values: np.ndarray) -> None:
+            finite[at] = rows_finite(values)
+            values = np.ascontiguousarray(values, "<f4")
+            runs = np.flatnonzero(np.diff(at) != 1) + 1  # consecutive rows go out in one write
+            for lo, hi in zip(np.r_[0, runs], np.r_[runs, len(at)], strict=True):
+                os.pwrite(fd, values[lo:hi].tobytes(), start + int(at[lo]) * row_bytes)
+
+        rows.read_into(which, put, entries)
+    os.replace(tmp, path)
+    return finite
 
 
 def rows_finite(weights: np.ndarray, block: int = 256) -> np.ndarray:

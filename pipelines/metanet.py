@@ -3,7 +3,9 @@
 Work units are single runs, one per (variant, metanet, hyperparameter, seed): first the sweep (seed 0, every
 grid value), then ``seeds`` fresh runs at the value with the best validation R^2. Each run is a Ray task whose
 row lands in ``runs/<key>.parquet``; a rerun trains only the missing ones. The weight matrices are decoded once
-per variant into ``cache/`` (memory-mapped) and handed to tasks through Ray's object store.
+per variant and node into a local ``cache/`` (``VariantCache``, a shard at a time) that runs memory-map, so the
+driver holds metadata only; where workers cannot reach the zoo (``workers_read``), the driver builds the cache
+and hands the matrices to tasks through Ray's object store.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ import ray
 import torch
 
 from symzoo.analysis.features import (
+    VariantCache,
     VariantWeights,
     check_split_sizes,
-    load_variant,
     paired_split,
-    save_atomically,
     split_indices,
-    statnn_features,
-    zoo_fingerprint,
+    usable_rows,
 )
 from symzoo.analysis.metanet_run import RunSpec, grid_for, run_metanet
 from symzoo.analysis.metanets import DMC, FLAT_INPUT
@@ -49,10 +49,16 @@ def input_kind(metanet: str) -> str:
 
 @ray.remote
 def metanet_task(spec: RunSpec, inputs: dict, progress, unit: int) -> pd.DataFrame:
-    """Ray task: one run on this worker's device (a GPU when Ray assigned one)."""
+    """Ray task: one run on this worker's device (a GPU when Ray assigned one). Its matrix is memory-mapped from
+    this node's cache (built here from the zoo if this node has none yet) or, where workers cannot reach the zoo,
+    taken from Ray's object store."""
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-    data = inputs[spec.variant]
-    matrix = ray.get(data[input_kind(spec.metanet)])
+    data, kind = inputs[spec.variant], input_kind(spec.metanet)
+    if "cache" in data:
+        data["cache"].ensure((kind,))
+        matrix = data["cache"].matrix(kind)
+    else:
+        matrix = ray.get(data[kind])
     row = run_metanet(spec, matrix, data["targets"], data["model_ids"], data["idx"], device_for_task())
     progress.set.remote(unit, 1)
     return pd.DataFrame([row])
@@ -85,27 +91,40 @@ def check_inputs(zoo: Zoo, opts: dict) -> list[str]:
     return variants
 
 
-def prepare_inputs(zoo: Zoo, variants: list[str], opts: dict, cache: Path) -> tuple[dict, dict]:
-    """Per variant: object-store refs of the flat weights and StatNN features, targets, ids, split indices."""
+@ray.remote
+def cache_task(cache: VariantCache, kinds: tuple[str, ...]) -> np.ndarray:
+    """Ray task: build a variant's cache on this node (reading the zoo a shard at a time); which rows are finite."""
+    return cache.ensure(kinds)
+
+
+def prepare_inputs(zoo: Zoo, variants: list[str], opts: dict, cache: Path, workers_read: bool) -> tuple[dict, dict]:
+    """Per variant: where tasks find the flat weights and StatNN features, targets, ids, split indices.
+
+    Where workers reach the zoo, a task per variant builds its cache on a worker's node and the driver learns only
+    which rows are finite: runs memory-map the cache (a node without one builds its own). Elsewhere the driver
+    builds the caches, a shard at a time, and puts the matrices into Ray's object store."""
     split = paired_split(zoo.frame["sample"].to_numpy(), opts["split_seed"])
-    kinds = {input_kind(m) for m in opts["metanets"]}
+    kinds = tuple(sorted({input_kind(m) for m in opts["metanets"]}))
+    caches = {v: VariantCache.of(zoo, v, opts["weights"], cache) for v in variants}
+    if workers_read:
+        finite = dict(zip(variants, ray.get([cache_task.remote(caches[v], kinds) for v in variants]), strict=True))
+    else:
+        finite = {v: caches[v].ensure(kinds, zoo) for v in variants}
     inputs, counts = {}, {}
     for v in variants:
-        vw = load_variant(zoo, v, opts["weights"], cache)
+        frame = zoo.frame[zoo.frame["variant"] == v].reset_index(drop=True)
+        vw = VariantWeights(v, frame, np.zeros((len(frame), 0), np.float32), usable_rows(frame, finite[v]))
         idx = split_indices(vw, split)
         check_split_sizes(vw, idx)
         entry = {
-            "targets": vw.frame["test_acc"].to_numpy(np.float32),
-            "model_ids": vw.frame["model_id"].to_numpy(),
+            "targets": frame["test_acc"].to_numpy(np.float32),
+            "model_ids": frame["model_id"].to_numpy(),
             "idx": idx,
         }
-        if "flat" in kinds:
-            entry["flat"] = ray.put(np.ascontiguousarray(vw.weights))
-        if "stats" in kinds:
-            stats_path = cache / f"{v}-{opts['weights']}-{zoo_fingerprint(zoo)}-statnn.npy"
-            if not stats_path.exists():
-                save_atomically(stats_path, statnn_features(vw.weights, zoo.layout(v)))
-            entry["stats"] = ray.put(np.load(stats_path))
+        if workers_read:
+            entry["cache"] = caches[v]
+        else:
+            entry |= {kind: ray.put(np.ascontiguousarray(caches[v].matrix(kind))) for kind in kinds}
         inputs[v] = entry
         counts[v] = {"used": int(vw.usable.sum()), "dropped": vw.drop_reasons()}
         counts[v] |= {name: len(idx[name]) for name in ("train", "val", "test")}
@@ -153,7 +172,7 @@ def metanet_stage(
         cache = local_scratch(stage.out) / "cache"  # memory-mapped: on a local disk even for s3:// outputs
         cache.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(cache)
-        inputs, counts = prepare_inputs(zoo, variants, opts, cache)
+        inputs, counts = prepare_inputs(zoo, variants, opts, cache, stage.workers_read())
         sweep_units = _units(sweep_specs(variants, opts), stage.units_dir)
         print(
             f"symzoo: metanet {', '.join(opts['metanets'])} on {', '.join(variants)} of {zoo.config['name']}: "

@@ -187,6 +187,18 @@ def test_a_rerun_trains_nothing(stage_out, zoo_dir, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in (stage_out / "runs").iterdir()} == before
 
 
+def test_a_driver_that_reads_for_its_workers_gives_the_same_runs(stage_out, zoo_dir, tmp_path):
+    """``workers_read: false`` (workers that cannot reach the zoo): the driver builds the cache and sends the
+    matrices; every run's predictions are those of the runs that read the cache themselves."""
+    overrides = _overrides() | {"metanets": ["statnn", "ridge"], "workers_read": False}
+    metanet_stage(zoo_dir, tmp_path / "metanet", overrides=overrides, show_progress=False)
+    sent = pd.read_parquet(tmp_path / "metanet" / "runs").set_index("key")
+    read = pd.read_parquet(stage_out / "runs").set_index("key").loc[sent.index]
+    assert len(sent) == 2 * (2 + 9) + 2 * 2 * 2
+    for key in sent.index:
+        np.testing.assert_array_equal(sent.loc[key, "test_pred"], read.loc[key, "test_pred"])
+
+
 def _overrides() -> dict:
     return {"metanets": ["mlp", "statnn", "ridge", "gbt"], "lrs": [1e-3, 1e-2], "seeds": 2, "epochs": 2}
 

@@ -171,3 +171,33 @@ def test_a_rerun_with_nothing_to_do_starts_no_ray(zoo_dir, tmp_path):
     report = generate(config, zoo_dir, show_progress=False)
     assert report.ok and report.done == [] and len(report.skipped) == 2
     assert not ray.is_initialized()  # every shard was checked against the plan and its checksum, without Ray
+
+
+def test_stored_rows_name_only_the_shards_that_hold_them_and_read_as_zoo_weights(zoo_dir):
+    zoo = open_zoo(zoo_dir)
+    ids = [0, 5, 20, 35]  # three shards of 18
+    rows = zoo.stored_rows(model_ids=ids)
+    assert [p.name for p, _ in rows.parts] == ["part-00000.parquet", "part-00001.parquet"]
+    assert rows.model_ids.tolist() == ids and len(rows) == 4
+    np.testing.assert_array_equal(rows.read("final"), zoo.weights("final", model_ids=ids))
+    whole = zoo.stored_rows(variant="sigma_asym")
+    assert len(whole) == 12 and not whole.by_id and whole.variants == {"sigma_asym"}
+
+
+def test_a_variant_cache_streams_to_disk_and_equals_the_in_memory_read(zoo_dir, tmp_path):
+    """The metanet stage's cache, built a row group at a time by positional writes, is the matrix and finiteness
+    of ``Zoo.weights(trainable_only=True)``, and its StatNN statistics equal a direct computation."""
+    from symzoo.analysis.features import VariantCache, load_variant, rows_finite, statnn_features
+
+    zoo = open_zoo(zoo_dir)
+    expected = zoo.weights("final", variant="w_asym", trainable_only=True)
+    cache = VariantCache.of(zoo, "w_asym", "final", tmp_path)
+    finite = cache.ensure(("flat", "stats"))  # opens the zoo from its location, as a worker does
+    np.testing.assert_array_equal(np.load(cache.path("flat")), expected)
+    np.testing.assert_array_equal(finite, rows_finite(expected))
+    np.testing.assert_allclose(cache.matrix("stats"), statnn_features(expected, zoo.layout("w_asym")), rtol=1e-6)
+    vw = load_variant(zoo, "w_asym", "final", tmp_path)  # found, not rebuilt
+    assert isinstance(vw.weights, np.memmap) and vw.usable.sum() == int((vw.frame["status"] == "ok").sum())
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == sorted(
+        cache.path(k).name for k in ("flat", "finite", "stats")
+    )
