@@ -183,23 +183,9 @@ def statnn_features(weights: np.ndarray, layout: ParamLayout) -> np.ndarray:
     return out
 
 
-def paired_split(samples: np.ndarray, seed: int, fractions: tuple[float, float] = (0.5, 0.25)) -> dict[int, str]:
-    """Hyperparameter sample -> train / val / test, by a seeded permutation of the distinct samples.
-
-    Every variant (and every replicate) of a sample lands in the same split: the variants are compared on the
-    same draws, and no replicate of a test sample is seen in training.
-    """
-    distinct = np.unique(samples)
-    order = np.random.default_rng(seed).permutation(distinct)
-    n_train = int(round(fractions[0] * len(order)))
-    n_val = int(round(fractions[1] * len(order)))
-    names = ["train"] * n_train + ["val"] * n_val + ["test"] * (len(order) - n_train - n_val)
-    return {int(s): name for s, name in zip(order, names, strict=True)}
-
-
-def split_indices(vw: VariantWeights, split: dict[int, str]) -> dict[str, np.ndarray]:
-    """Row indices of the usable networks in each split."""
-    where = vw.frame["sample"].map(split).to_numpy()
+def split_indices(vw: VariantWeights, splits: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Row indices of the usable networks in each split (``splits``: model_id -> split, as ``Zoo.splits``)."""
+    where = vw.frame["model_id"].map(splits.set_index("model_id")["split"]).to_numpy()
     return {name: np.flatnonzero(vw.usable & (where == name)) for name in SPLITS}
 
 

@@ -16,6 +16,7 @@ from symzoo.zoo.data import Dataset
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.location import Location
 from symzoo.zoo.lock import holds_anything
+from symzoo.zoo.splits import seeded_splits, stored_source, write_splits
 from symzoo.zoo.store import (
     MANIFEST,
     MODELS,
@@ -96,3 +97,5 @@ def finalize_manifest(out: Location, manifest: dict, checksums: dict[str, str], 
         for v, g in frame.groupby("variant")
     }
     write_manifest(out, manifest)
+    if manifest["complete"] and stored_source(out) is None:  # the default paired split, written once
+        write_splits(out, seeded_splits(frame, 0), "seed 0")

@@ -23,7 +23,6 @@ from symzoo.analysis.features import (
     VariantCache,
     VariantWeights,
     check_split_sizes,
-    paired_split,
     split_indices,
     usable_rows,
 )
@@ -76,11 +75,11 @@ def check_inputs(zoo: Zoo, opts: dict) -> list[str]:
         zoo.layout(v)  # names the variants the zoo holds
     if opts["weights"] not in zoo.weight_kinds():
         raise ZooError(f"no weights {opts['weights']!r} in {zoo.path}; it stores {', '.join(zoo.weight_kinds())}")
-    split = paired_split(zoo.frame["sample"].to_numpy(), opts["split_seed"])
+    splits = zoo.splits(opts["split_seed"])
     for v in variants:
         frame = zoo.frame[zoo.frame["variant"] == v].reset_index(drop=True)
         vw = VariantWeights(v, frame, np.zeros((len(frame), 0), np.float32), _usable_by_metadata(frame))
-        check_split_sizes(vw, split_indices(vw, split))
+        check_split_sizes(vw, split_indices(vw, splits))
     if "dmc" in opts["metanets"]:
         short = [v for v in variants if zoo.layout(v).n_trainable < DMC.min_length()]
         if short:
@@ -103,7 +102,7 @@ def prepare_inputs(zoo: Zoo, variants: list[str], opts: dict, cache: Path, worke
     Where workers reach the zoo, a task per variant builds its cache on a worker's node and the driver learns only
     which rows are finite: runs memory-map the cache (a node without one builds its own). Elsewhere the driver
     builds the caches, a shard at a time, and puts the matrices into Ray's object store."""
-    split = paired_split(zoo.frame["sample"].to_numpy(), opts["split_seed"])
+    splits = zoo.splits(opts["split_seed"])
     kinds = tuple(sorted({input_kind(m) for m in opts["metanets"]}))
     caches = {v: VariantCache.of(zoo, v, opts["weights"], cache) for v in variants}
     if workers_read:
@@ -114,7 +113,7 @@ def prepare_inputs(zoo: Zoo, variants: list[str], opts: dict, cache: Path, worke
     for v in variants:
         frame = zoo.frame[zoo.frame["variant"] == v].reset_index(drop=True)
         vw = VariantWeights(v, frame, np.zeros((len(frame), 0), np.float32), usable_rows(frame, finite[v]))
-        idx = split_indices(vw, split)
+        idx = split_indices(vw, splits)
         check_split_sizes(vw, idx)
         entry = {
             "targets": frame["test_acc"].to_numpy(np.float32),
@@ -192,6 +191,16 @@ def metanet_stage(
         return stage.finish(write_metanet_outputs(stage.out, zoo, opts, variants, sweep, final, counts))
 
 
+def split_description(zoo: Zoo, split_seed: int | str) -> str:
+    """Which assignment the runs used, for the table's notes."""
+    from symzoo.zoo.splits import stored_source
+
+    source = stored_source(zoo.path)
+    if split_seed == "stored" and source is not None:
+        return f"the zoo's splits.parquet ({source})"
+    return f"50/25/25 of hyperparameter samples (split seed {0 if split_seed == 'stored' else split_seed})"
+
+
 def _key(unit: WorkUnit) -> str:
     return unit.payload.key
 
@@ -227,8 +236,8 @@ def write_metanet_outputs(
     notes = [
         f"zoo {zoo.config['name']} ({zoo.config['model']['arch']} on {zoo.config['data']['name']}), "
         f"weights '{opts['weights']}' (W-Asym: trainable entries only; sigma-Asym: F is not a parameter)",
-        f"split 50/25/25 of hyperparameter samples (split seed {opts['split_seed']}, the same samples in every "
-        "variant); test R^2 (sklearn) and Kendall tau-b at the best-validation epoch, mean +- std over "
+        f"split: {split_description(zoo, opts['split_seed'])}, every variant's networks of a sample in one part; "
+        "test R^2 (sklearn) and Kendall tau-b at the best-validation epoch, mean +- std over "
         f"{opts['seeds']} seeds at the hyperparameter picked on validation R^2 (one sweep run per value)",
         f"neural metanets: AdamW (weight decay {opts['weight_decay']:g}), MSE, batch {opts['batch_size']}, "
         f"{opts['epochs']} epochs, no schedule; ridge: alpha picked on validation; GBT: 300 trees of depth 3, "

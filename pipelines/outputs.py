@@ -31,8 +31,14 @@ def check_out_dir(out: Location) -> None:
 
 
 def stage_identity(zoo: Zoo, opts: dict, identity_options: tuple[str, ...]) -> dict:
-    """What makes a stage's results what they are: the zoo's state and the options that change every result."""
-    return {"zoo_fingerprint": zoo_fingerprint(zoo)} | {k: opts[k] for k in identity_options}
+    """What makes a stage's results what they are: the zoo's state and the options that change every result (for
+    the zoo's stored split, its content: the file can be rewritten)."""
+    identity = {"zoo_fingerprint": zoo_fingerprint(zoo)} | {k: opts[k] for k in identity_options}
+    if identity.get("split_seed") == "stored":
+        from symzoo.zoo.splits import digest
+
+        identity["split_digest"] = digest(zoo.splits("stored"))
+    return identity
 
 
 def check_stage_dir(out: Location, stage: str, identity: dict) -> None:

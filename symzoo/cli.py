@@ -76,6 +76,16 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(f"plot written to {plot_accuracy(zoo.frame, args.plot, zoo.config['name'])}")
 
 
+def cmd_splits(args: argparse.Namespace) -> None:
+    from symzoo.zoo.splits import store_splits
+    from symzoo.zoo.store import open_zoo
+
+    splits = store_splits(args.zoo, args.seed, args.from_file, args.replace)
+    frame = open_zoo(args.zoo, verify=False).frame.merge(splits, on="model_id")
+    counts = frame.groupby(["variant", "split"]).size().unstack(fill_value=0)
+    print(f"{args.zoo}/splits.parquet: networks per variant and split\n{counts.to_string()}")
+
+
 def _csv(text: str | None, kind=str, flag: str = "") -> list | None:
     """A comma list from the command line; an entry that is not a ``kind`` is one line naming the flag."""
     if text is None:
@@ -84,6 +94,15 @@ def _csv(text: str | None, kind=str, flag: str = "") -> list | None:
         return [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise SymzooError(f"{flag} {text!r} is not a comma list of numbers; pass e.g. {flag} 1e-4,1e-3") from None
+
+
+def split_seed(text: str) -> int | str:
+    if text == "stored":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed (an integer) or 'stored'") from None
 
 
 def positive_int(text: str) -> int:
@@ -246,7 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("--epochs", type=int, default=None, help="epochs per run (default 50)")
     mn.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
     mn.add_argument("--weights", default=None, help="final (default), init or epoch_E")
-    mn.add_argument("--split-seed", type=int, default=None, help="seed of the 50/25/25 split (default 0)")
+    mn.add_argument(
+        "--split-seed",
+        type=split_seed,
+        default=None,
+        help="seed of the paired 50/25/25 split (default 0), or 'stored': the zoo's splits.parquet",
+    )
 
     ml = sub.add_parser("mli", help="monotonic linear interpolation from init to trained weights (paper Table 4)")
     _analysis_arguments(ml, "mli")
@@ -259,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--alphas", type=int, default=None, help="points along each line, odd (default 25)")
     lm.add_argument("--rebasin", action=argparse.BooleanOptionalAction, default=None, help="Git Re-Basin baseline")
     lm.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default 512)")
+
+    sp = sub.add_parser("splits", help="store the zoo's train/val/test assignment (splits.parquet), paired by sample")
+    sp.add_argument("zoo", help="zoo directory")
+    how = sp.add_mutually_exclusive_group()
+    how.add_argument("--seed", type=int, default=None, help="seed of the paired 50/25/25 split (default 0)")
+    how.add_argument("--from", dest="from_file", default=None, metavar="FILE", help="CSV/Parquet: model_id, split")
+    sp.add_argument("--replace", action="store_true", help="overwrite a different stored split")
+    sp.set_defaults(func=cmd_splits)
 
     info = sub.add_parser("info", help="counts, accuracies and sizes of a stored zoo")
     info.add_argument("zoo", help="zoo directory")

@@ -92,3 +92,22 @@ def bucket(s3) -> str:
 def keys(s3, url: str) -> list[str]:
     name = url.removeprefix("s3://").split("/")[0]
     return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=name).get("Contents", []))
+
+
+def write_zoo(out: Path, cfg: dict) -> None:
+    """A zoo without Ray: every shard trained in this process, then the manifest, as generate's driver records them
+    (``bench/mli_zoo.py`` does the same)."""
+    from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
+    from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table
+    from symzoo.zoo.store import shard_path, write_shard
+
+    data = dataset_from(cfg)
+    layouts = layouts_for(cfg, data)
+    shards = shard_specs(cfg)
+    manifest = prepare_manifest(cfg, out, data, layouts, len(shards))
+    layouts_json = {v: layout.to_json() for v, layout in layouts.items()}
+    checksums = {}
+    for index, specs in enumerate(shards):
+        table = train_shard_table(specs, cfg, data, layouts_json)
+        checksums[shard_path(out, index).name] = write_shard(out, index, table)
+    finalize_manifest(out, manifest, checksums, True, len(shards))

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from symzoo.analysis.features import VariantWeights, check_split_sizes, paired_split, split_indices, statnn_features
+from symzoo.analysis.features import VariantWeights, check_split_sizes, split_indices, statnn_features
 from symzoo.analysis.metanet_run import RunSpec, run_metanet
 from symzoo.analysis.metanets import DMC, build_metanet, count_parameters
 from symzoo.analysis.options import validate_section
@@ -26,6 +26,7 @@ from symzoo.pipelines.metanet import chosen_values, metanet_stage
 from symzoo.zoo.config import config_hash, load_config
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import build
+from symzoo.zoo.splits import paired_split, seeded_splits
 
 ZOO = {
     "name": "mn",
@@ -80,21 +81,23 @@ def test_split_is_disjoint_seeded_and_paired_across_variants():
     assert paired_split(samples, seed=7) == split and paired_split(samples, seed=8) != split
     names = [split[s] for s in range(40)]
     assert names.count("train") == 20 and names.count("val") == 10 and names.count("test") == 10
-    frame = pd.DataFrame({"sample": samples, "variant": ["a", "b", "c"] * 40})
+    frame = pd.DataFrame({"model_id": range(120), "sample": samples, "variant": ["a", "b", "c"] * 40})
+    splits = seeded_splits(frame, 7)
+    assert (splits["split"] == frame["sample"].map(split)).all()
     per_variant = {}
     for v, g in frame.groupby("variant"):
         vw = VariantWeights(v, g.reset_index(drop=True), np.zeros((40, 1)), np.ones(40, bool))
-        idx = split_indices(vw, split)
+        idx = split_indices(vw, splits)
         assert sum(len(i) for i in idx.values()) == 40 and len(np.intersect1d(idx["train"], idx["test"])) == 0
         per_variant[v] = {k: set(g["sample"].to_numpy()[i]) for k, i in idx.items()}
     assert per_variant["a"] == per_variant["b"] == per_variant["c"]
 
 
 def test_too_few_usable_networks_say_how_many_are_needed():
-    frame = pd.DataFrame({"sample": range(6), "status": ["ok"] * 5 + ["diverged"]})
+    frame = pd.DataFrame({"model_id": range(6), "sample": range(6), "status": ["ok"] * 5 + ["diverged"]})
     vw = VariantWeights("standard", frame, np.zeros((6, 1)), np.array([True] * 5 + [False]))
     with pytest.raises(ZooError, match="has 5 usable networks .1 dropped.*needs at least 2 in each"):
-        check_split_sizes(vw, split_indices(vw, paired_split(frame["sample"].to_numpy(), 0)))
+        check_split_sizes(vw, split_indices(vw, seeded_splits(frame, 0)))
     assert vw.drop_reasons() == {"diverged": 1}
 
 
@@ -197,6 +200,14 @@ def test_a_driver_that_reads_for_its_workers_gives_the_same_runs(stage_out, zoo_
     assert len(sent) == 2 * (2 + 9) + 2 * 2 * 2
     for key in sent.index:
         np.testing.assert_array_equal(sent.loc[key, "test_pred"], read.loc[key, "test_pred"])
+
+
+def test_the_driver_reads_no_weight_where_workers_reach_the_zoo(zoo_dir, tmp_path, monkeypatch):
+    from symzoo.zoo.store import StoredRows
+
+    monkeypatch.setattr(StoredRows, "read_into", lambda *a, **k: pytest.fail("the driver read weights"))
+    overrides = _overrides() | {"metanets": ["ridge"]}
+    assert metanet_stage(zoo_dir, tmp_path / "metanet", overrides=overrides, show_progress=False).ran == 22
 
 
 def _overrides() -> dict:

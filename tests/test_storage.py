@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import write_zoo
 
-from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
-from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table
 from symzoo.zoo.config import validate
-from symzoo.zoo.store import MODELS, file_sha256, open_zoo, read_manifest, shard_path, write_manifest, write_shard
+from symzoo.zoo.store import MODELS, file_sha256, open_zoo, read_manifest, write_manifest
 
 CONFIG = {
     "name": "storage",
@@ -24,20 +23,6 @@ CONFIG = {
     "training": {"batch_size": 50, "warmup_epochs": 0.5, "augment": {"flip": False, "cutout": 0}, "amp": False},
     "execution": {"networks_per_shard": 18},
 }
-
-
-def write_zoo(out: Path, cfg: dict) -> None:
-    """Every shard and the manifest, as generate's driver records them (``bench/mli_zoo.py`` does the same)."""
-    data = dataset_from(cfg)
-    layouts = layouts_for(cfg, data)
-    shards = shard_specs(cfg)
-    manifest = prepare_manifest(cfg, out, data, layouts, len(shards))
-    layouts_json = {v: layout.to_json() for v, layout in layouts.items()}
-    checksums = {}
-    for index, specs in enumerate(shards):
-        table = train_shard_table(specs, cfg, data, layouts_json)
-        checksums[shard_path(out, index).name] = write_shard(out, index, table)
-    finalize_manifest(out, manifest, checksums, True, len(shards))
 
 
 @pytest.fixture(scope="module")

@@ -488,6 +488,24 @@ class Zoo:
         if which not in self.weight_kinds():
             raise ZooError(f"no weights {which!r}; this zoo stores {', '.join(self.weight_kinds())}")
 
+    def splits(self, seed: int | str = "stored") -> pd.DataFrame:
+        """model_id -> split (train / val / test), every variant and replicate of a hyperparameter sample in one.
+
+        ``"stored"``: the zoo's ``splits.parquet`` (``symzoo splits`` writes it; generate writes seed 0's), or seed
+        0's where the zoo stores none; a seed: that seed's assignment (read from the file when it holds that
+        seed's, which is the same thing)."""
+        from symzoo.zoo.splits import SPLITS_FILE, check_splits, seeded_splits, stored_source
+
+        source = stored_source(self.path)
+        if source is not None and (seed == "stored" or source == f"seed {seed}"):
+            path = self.path / SPLITS_FILE
+            return check_splits(
+                self.frame, read_parquet(path, "rewrite it with `symzoo splits`").to_pandas(), str(path)
+            )
+        return seeded_splits(self.frame, 0 if seed == "stored" else int(seed)).sort_values(
+            "model_id", ignore_index=True
+        )
+
     def weight_kinds(self) -> list[str]:
         return [c.removeprefix("weights_") for c in weight_columns(self.config["training"]["checkpoint_epochs"])]
 

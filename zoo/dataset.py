@@ -1,0 +1,161 @@
+"""A zoo as a ``torch.utils.data.Dataset``: networks as inputs, any metadata columns as targets, the zoo's split.
+
+Weights come from the metanet stage's own cache (``analysis.features.VariantCache``): each variant's trainable
+entries decoded once, a shard at a time, into a local ``.npy`` that every item reads through a memory map. A
+``DataLoader`` with worker processes therefore shares one copy in the page cache: no worker loads the zoo, and a
+process holds only the rows it touches. Three views of a network:
+
+- ``flat``: the trainable entries (all of them for standard and sigma-Asym; W-Asym's fixed entries left out);
+- ``layers``: every parameter tensor in its shape, ``{name: tensor}`` in layout order (W-Asym's fixed entries
+  filled in: they are the same for every network of a variant);
+- ``nfn``: NFN's convention (Zhou et al. 2023), ``(weights, biases)`` tuples with a channel dimension, for each
+  layer with a matrix or convolution weight; norm parameters have no place there and are listed in ``left_out``;
+- ``stats``: the StatNN statistics (Unterthiner et al. 2020), 7 per tensor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from symzoo.errors import ZooError
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.store import Zoo, open_zoo
+
+VIEWS = ("flat", "layers", "nfn", "stats")
+
+
+def default_cache_dir() -> Path:
+    from symzoo.zoo.data import default_data_dir
+
+    return default_data_dir() / "weights"
+
+
+class WeightDataset(torch.utils.data.Dataset):
+    """Item ``i``: ``(x, y)``, ``x`` the network in ``view``, ``y`` a float32 tensor of its ``targets`` columns.
+
+    ``networks`` is the metadata of the items in order (model_id, variant, sample, split, targets): finished
+    networks with every target known, of ``variants`` (default all) and ``split`` (train / val / test, from
+    ``Zoo.splits(split_seed)``; default all)."""
+
+    def __init__(
+        self,
+        zoo: Zoo | str | Path,
+        which: str = "final",
+        view: str = "flat",
+        targets: tuple[str, ...] | list[str] = ("test_acc",),
+        split: str | None = None,
+        variants: list[str] | None = None,
+        split_seed: int | str = "stored",
+        cache_dir: str | Path | None = None,
+        transform=None,
+    ) -> None:
+        from symzoo.analysis.features import VariantCache
+
+        zoo = zoo if isinstance(zoo, Zoo) else open_zoo(zoo)
+        zoo.check_weight_kind(which)
+        if view not in VIEWS:
+            raise ZooError(f"view {view!r} is not one of {', '.join(VIEWS)}")
+        targets = list(targets)
+        numeric = [c for c in zoo.frame.columns if pd.api.types.is_numeric_dtype(zoo.frame[c])]
+        unknown = [t for t in targets if t not in numeric]
+        if unknown:
+            raise ZooError(f"target {unknown[0]!r} is not a numeric metadata column; choose from {', '.join(numeric)}")
+        variants = variants or list(zoo.layouts)
+        for v in variants:
+            zoo.layout(v)
+        frame = zoo.frame.merge(zoo.splits(split_seed), on="model_id")
+        frame["row"] = frame.groupby("variant").cumcount()  # position in its variant's cache (model_id order)
+        keep = frame["variant"].isin(variants) & (frame["status"] == "ok") & frame[targets].notna().all(axis=1)
+        if split is not None:
+            if split not in ("train", "val", "test"):
+                raise ZooError(f"split {split!r} is not one of train, val, test")
+            keep &= frame["split"] == split
+        self.networks = frame.loc[keep, ["model_id", "variant", "sample", "split", "row", *targets]]
+        self.networks = self.networks.reset_index(drop=True)
+        self.view, self.targets, self.transform = view, targets, transform
+        cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        kinds = ("flat", "stats") if view == "stats" else ("flat",)
+        self.caches = {v: VariantCache.of(zoo, v, which, cache_dir) for v in variants}
+        self.layouts = {v: zoo.layout(v) for v in variants}
+        self.fixed = {}  # per variant: a full vector holding the entries that are not trained (W-Asym's fixed ones)
+        for v in variants:
+            finite = self.caches[v].ensure(kinds, zoo)
+            mine = self.networks["variant"] == v
+            bad = mine & ~pd.Series(finite[self.networks["row"].where(mine, 0)], index=self.networks.index)
+            self.networks = self.networks[~bad].reset_index(drop=True)  # a non-finite network is left out
+            if not self.layouts[v].trainable.all():
+                first = zoo.frame.loc[zoo.frame["variant"] == v, "model_id"].iloc[0]
+                self.fixed[v] = zoo.weights(which, model_ids=[int(first)])[0]
+        self.left_out = nfn_left_out(next(iter(self.layouts.values()))) if view == "nfn" else []
+        if view == "nfn" and len({len(layout.slots) for layout in self.layouts.values()}) > 1:
+            raise ZooError("the nfn view needs variants of one architecture")
+        self._maps: dict[str, np.ndarray] = {}  # opened lazily in each process (DataLoader workers included)
+        self._y = torch.from_numpy(np.array(self.networks[targets].to_numpy(np.float32)))
+
+    def __len__(self) -> int:
+        return len(self.networks)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": {}}  # a worker maps the files itself: nothing large is pickled
+
+    def _matrix(self, variant: str, kind: str) -> np.ndarray:
+        key = f"{variant}/{kind}"
+        if key not in self._maps:
+            self._maps[key] = self.caches[variant].matrix(kind)
+        return self._maps[key]
+
+    def __getitem__(self, i: int):
+        variant, row = self.networks.at[i, "variant"], int(self.networks.at[i, "row"])
+        if self.view == "stats":
+            x = torch.from_numpy(np.array(self._matrix(variant, "stats")[row]))
+        else:
+            flat = np.array(self._matrix(variant, "flat")[row])
+            x = torch.from_numpy(flat) if self.view == "flat" else self.full_tensors(variant, flat)
+            if self.view == "nfn":
+                x = nfn_view(x)
+        if self.transform is not None:
+            x = self.transform(x, variant)
+        return x, self._y[i]
+
+    def full_vector(self, variant: str, flat: np.ndarray) -> np.ndarray:
+        """A network's full parameter vector from its trainable entries (fixed entries from the variant)."""
+        layout = self.layouts[variant]
+        if variant not in self.fixed:
+            return flat
+        full = self.fixed[variant].copy()
+        full[layout.trainable_index] = flat
+        return full
+
+    def full_tensors(self, variant: str, flat: np.ndarray) -> dict[str, torch.Tensor]:
+        """``{name: tensor}`` of every parameter, in layout order and shape."""
+        return self.layouts[variant].unflatten(self.full_vector(variant, flat))
+
+
+def is_layer_weight(name: str, shape: tuple[int, ...]) -> bool:
+    """A matrix or convolution kernel: what NFN's weight space holds (norm scales are 1-D)."""
+    return (name == "weight" or name.endswith(".weight")) and len(shape) >= 2
+
+
+def nfn_left_out(layout: ParamLayout) -> list[str]:
+    """The parameters the nfn view does not carry (norm scales and shifts)."""
+    kept = set()
+    for s in layout.slots:
+        if is_layer_weight(s.name, s.shape):
+            kept |= {s.name, s.name[: -len("weight")] + "bias"}
+    return [s.name for s in layout.slots if s.name not in kept]
+
+
+def nfn_view(tensors: dict[str, torch.Tensor]) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """NFN's ``(weights, biases)``: weights ``(1, out, in[, kh, kw])``, biases ``(1, out)`` (zeros where a layer
+    has none), one channel per network as NFN's ``WeightSpaceFeatures`` expects before batching."""
+    weights, biases = [], []
+    for name, w in tensors.items():
+        if is_layer_weight(name, tuple(w.shape)):
+            b = tensors.get(name[: -len("weight")] + "bias", torch.zeros(w.shape[0], dtype=w.dtype))
+            weights.append(w.unsqueeze(0))
+            biases.append(b.unsqueeze(0))
+    return tuple(weights), tuple(biases)

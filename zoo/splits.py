@@ -1,0 +1,138 @@
+"""The zoo's train / val / test assignment, stored once as ``splits.parquet`` beside ``models/``.
+
+Metanetworks are compared on the same split, and a split must not leak: every network of one hyperparameter sample
+(all variants, all replicates) lands in the same part, so W-Asym and standard are tested on the same draws and no
+replicate of a test network is seen in training. The metanet stage and ``WeightDataset`` read the assignment from
+here; ``symzoo splits`` writes it (seeded, or brought by the user from a CSV/Parquet of model_id -> split).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from symzoo.errors import ZooError
+from symzoo.zoo.location import Location, location
+
+SPLITS_FILE = "splits.parquet"
+SPLIT_NAMES = ("train", "val", "test")
+FRACTIONS = (0.5, 0.25)  # train, val; test takes the rest (the paper's metanet protocol)
+
+
+def paired_split(samples: np.ndarray, seed: int, fractions: tuple[float, float] = FRACTIONS) -> dict[int, str]:
+    """Hyperparameter sample -> train / val / test, by a seeded permutation of the distinct samples."""
+    distinct = np.unique(samples)
+    order = np.random.default_rng(seed).permutation(distinct)
+    n_train = int(round(fractions[0] * len(order)))
+    n_val = int(round(fractions[1] * len(order)))
+    names = ["train"] * n_train + ["val"] * n_val + ["test"] * (len(order) - n_train - n_val)
+    return {int(s): name for s, name in zip(order, names, strict=True)}
+
+
+def seeded_splits(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """model_id -> split for every network of ``frame``, paired by sample (``paired_split``)."""
+    by_sample = paired_split(frame["sample"].to_numpy(), seed)
+    return pd.DataFrame(
+        {"model_id": frame["model_id"].to_numpy(np.int64), "split": frame["sample"].map(by_sample).to_numpy()}
+    )
+
+
+def check_splits(frame: pd.DataFrame, splits: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``splits`` (model_id, split) as a complete, paired assignment of ``frame``'s networks, in model_id order;
+    anything else is one ``ZooError`` that names the first offending network or sample."""
+    missing = {"model_id", "split"} - set(splits.columns)
+    if missing:
+        raise ZooError(f"{source} has no column {', '.join(sorted(missing))}; it needs model_id and split")
+    splits = splits[["model_id", "split"]].copy()
+    bad = splits.loc[~splits["split"].isin(SPLIT_NAMES), "split"]
+    if len(bad):
+        raise ZooError(f"{source}: split {bad.iloc[0]!r} is not one of {', '.join(SPLIT_NAMES)}")
+    if splits["model_id"].duplicated().any():
+        raise ZooError(
+            f"{source} assigns model_id {int(splits.loc[splits['model_id'].duplicated(), 'model_id'].iloc[0])} twice"
+        )
+    merged = frame[["model_id", "sample"]].merge(splits, on="model_id", how="left")
+    if merged["split"].isna().any():
+        first = int(merged.loc[merged["split"].isna(), "model_id"].iloc[0])
+        raise ZooError(f"{source} assigns no split to model_id {first} (every network of the zoo needs one)")
+    extra = set(splits["model_id"]) - set(frame["model_id"])
+    if extra:
+        raise ZooError(f"{source} names model_id {min(extra)}, which is not in this zoo")
+    mixed = merged.groupby("sample")["split"].nunique()
+    if (mixed > 1).any():
+        raise ZooError(
+            f"{source} puts the networks of sample {int(mixed[mixed > 1].index[0])} in different splits; every "
+            "variant and replicate of a hyperparameter sample must share one (else the test set leaks)"
+        )
+    return merged[["model_id", "split"]].sort_values("model_id", ignore_index=True)
+
+
+def digest(splits: pd.DataFrame) -> str:
+    """A short hash of the assignment: a stage's results record which split they used."""
+    text = json.dumps([splits["model_id"].tolist(), splits["split"].tolist()])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_splits(zoo_dir: Location, splits: pd.DataFrame, source: str) -> Location:
+    """``splits.parquet`` (model_id, split; ``source`` in its metadata), atomically."""
+    from symzoo.zoo.store import write_parquet_atomically
+
+    table = pa.Table.from_pandas(splits, preserve_index=False)
+    meta = {b"symzoo.splits_source": source.encode(), b"symzoo.splits_digest": digest(splits).encode()}
+    path = location(zoo_dir) / SPLITS_FILE
+    write_parquet_atomically(path, table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}))
+    return path
+
+
+def stored_source(zoo_dir: Location) -> str | None:
+    """How the stored splits were made (``seed 0``, ``file my.csv``), or None when the zoo has none."""
+    from symzoo.zoo.store import read_parquet
+
+    path = location(zoo_dir) / SPLITS_FILE
+    if not path.exists():
+        return None
+    meta = read_parquet(path, "rewrite it with `symzoo splits`").schema.metadata or {}
+    return meta.get(b"symzoo.splits_source", b"unknown").decode()
+
+
+def read_split_file(path: str) -> pd.DataFrame:
+    """A user's assignment: CSV or Parquet with columns model_id and split."""
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise ZooError(f"split file {path} does not exist; give a CSV or Parquet file with columns model_id, split")
+    try:
+        return pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        why = type(e).__name__
+        raise ZooError(f"cannot read split file {path} ({why}); give a CSV or Parquet with model_id, split") from None
+
+
+def store_splits(zoo_dir: str | Location, seed: int | None, from_file: str | None, replace: bool) -> pd.DataFrame:
+    """``symzoo splits``: write the zoo's assignment (seed ``seed``, or ``from_file``) unless another is stored and
+    ``replace`` is not given; returns it, checked complete and paired."""
+    from symzoo.zoo.lock import directory_lock
+    from symzoo.zoo.store import open_zoo
+
+    zoo = open_zoo(zoo_dir, verify=False)
+    if not zoo.complete:
+        raise ZooError(f"{zoo.path} is an incomplete zoo; finish it with `symzoo generate` before splitting it")
+    if from_file is not None:
+        splits, source = check_splits(zoo.frame, read_split_file(from_file), from_file), f"file {from_file}"
+    else:
+        splits, source = seeded_splits(zoo.frame, seed or 0), f"seed {seed or 0}"
+    splits = splits.sort_values("model_id", ignore_index=True)
+    with directory_lock(zoo.path, "symzoo splits"):
+        stored = stored_source(zoo.path)
+        if stored is not None and not replace and digest(zoo.splits("stored")) != digest(splits):
+            raise ZooError(
+                f"{zoo.path} already stores another split ({stored}); pass --replace to overwrite it (metanet "
+                "results made with split_seed: stored then no longer match it and are refused, not mixed)"
+            )
+        write_splits(zoo.path, splits, source)
+    return splits
