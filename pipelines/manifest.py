@@ -28,6 +28,7 @@ from symzoo.zoo.store import (
     read_manifest,
     write_manifest,
 )
+from symzoo.zoo.symmetry import variant_symmetries
 
 
 def prepare_manifest(cfg: dict, out: Location, data: Dataset, layouts: dict[str, ParamLayout], n_shards: int) -> dict:
@@ -59,6 +60,7 @@ def create_manifest(cfg: dict, out: Location, data: Dataset, layouts: dict[str, 
     manifest = new_manifest(
         cfg, config_hash(cfg), layouts, data.fingerprint(), data.in_shape, data.num_classes, n_shards
     )
+    manifest["symmetries"] = variant_symmetries(cfg, data.in_shape, data.num_classes)
     write_manifest(out, manifest | extra)
     return manifest | extra
 

@@ -144,3 +144,33 @@ def test_bad_requests_are_named(zoo_dir, cache):
         WeightDataset(zoo_dir, variants=["relu"], cache_dir=cache)
     with pytest.raises(ZooError, match="no weights 'epoch_3'"):
         WeightDataset(zoo_dir, which="epoch_3", cache_dir=cache)
+
+
+def test_a_symmetry_transform_keeps_trained_networks_functions_and_the_control_changes_them(zoo_dir, cache):
+    """On the zoo's trained networks: a random neuron permutation of a standard MLP moves its weights but not its
+    logits; on W-Asym it is refused unless asked for, and then changes the function."""
+    from symzoo.zoo.symmetry import NeuronPermutation
+
+    zoo = open_zoo(zoo_dir)
+    data = zoo.dataset()
+    x = data.normalize(data.x_test[:256]).double()
+
+    def logits(model_id: int, tensors: dict) -> torch.Tensor:
+        """In float64: these briefly trained MLPs reach logits of ~100, where float32 rounding alone is ~1e-5."""
+        model = zoo.model(model_id).double()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(tensors[name])
+            return model(x)
+
+    for variant, allow in (("standard", False), ("w_asym", True)):
+        permute = NeuronPermutation(zoo.symmetries, allow, torch.Generator().manual_seed(0))
+        moved = WeightDataset(zoo, view="layers", variants=[variant], transform=permute, cache_dir=cache)
+        plain = WeightDataset(zoo, view="layers", variants=[variant], cache_dir=cache)
+        model_id = int(plain.networks.at[0, "model_id"])
+        before, after = plain[0][0], moved[0][0]
+        assert not torch.equal(before["layers.3.weight"], after["layers.3.weight"])
+        change = float((logits(model_id, after) - logits(model_id, before)).abs().max())
+        assert change < 1e-5 if variant == "standard" else change > 0.1
+    with pytest.raises(ZooError, match="a permutation is not a symmetry of w_asym networks"):
+        WeightDataset(zoo, variants=["w_asym"], transform=NeuronPermutation(zoo.symmetries), cache_dir=cache)[0]

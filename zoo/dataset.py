@@ -6,15 +6,19 @@ entries decoded once, a shard at a time, into a local ``.npy`` that every item r
 process holds only the rows it touches. Three views of a network:
 
 - ``flat``: the trainable entries (all of them for standard and sigma-Asym; W-Asym's fixed entries left out);
-- ``layers``: every parameter tensor in its shape, ``{name: tensor}`` in layout order (W-Asym's fixed entries
-  filled in: they are the same for every network of a variant);
+- ``layers``: every parameter tensor in its shape, ``{name: tensor}`` in layout order (a W-Asym parameter holds
+  zeros where its layer's fixed values are added: those live in the variant's buffers, the same in every network);
 - ``nfn``: NFN's convention (Zhou et al. 2023), ``(weights, biases)`` tuples with a channel dimension, for each
   layer with a matrix or convolution weight; norm parameters have no place there and are listed in ``left_out``;
 - ``stats``: the StatNN statistics (Unterthiner et al. 2020), 7 per tensor.
+
+``transform`` (``zoo.symmetry``: ``NeuronPermutation``, ``PositiveScaling``) maps each item's parameter tensors
+before the view is taken: augmentation by the zoo's symmetries, or, on asymmetric variants, the control.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +55,7 @@ class WeightDataset(torch.utils.data.Dataset):
         variants: list[str] | None = None,
         split_seed: int | str = "stored",
         cache_dir: str | Path | None = None,
-        transform=None,
+        transform: Callable[[dict[str, torch.Tensor], str], dict[str, torch.Tensor]] | None = None,
     ) -> None:
         from symzoo.analysis.features import VariantCache
 
@@ -81,7 +85,7 @@ class WeightDataset(torch.utils.data.Dataset):
         kinds = ("flat", "stats") if view == "stats" else ("flat",)
         self.caches = {v: VariantCache.of(zoo, v, which, cache_dir) for v in variants}
         self.layouts = {v: zoo.layout(v) for v in variants}
-        self.fixed = {}  # per variant: a full vector holding the entries that are not trained (W-Asym's fixed ones)
+        self.fixed = {}  # per variant: a full vector holding the entries that are not trained (W-Asym's: zeros)
         for v in variants:
             finite = self.caches[v].ensure(kinds, zoo)
             mine = self.networks["variant"] == v
@@ -110,19 +114,29 @@ class WeightDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         variant, row = self.networks.at[i, "variant"], int(self.networks.at[i, "row"])
-        if self.view == "stats":
-            x = torch.from_numpy(np.array(self._matrix(variant, "stats")[row]))
-        else:
-            flat = np.array(self._matrix(variant, "flat")[row])
-            x = torch.from_numpy(flat) if self.view == "flat" else self.full_tensors(variant, flat)
-            if self.view == "nfn":
-                x = nfn_view(x)
+        if self.transform is None and self.view in ("flat", "stats"):  # straight from the cache
+            return torch.from_numpy(np.array(self._matrix(variant, self.view)[row])), self._y[i]
+        tensors = self.full_tensors(variant, np.array(self._matrix(variant, "flat")[row]))
         if self.transform is not None:
-            x = self.transform(x, variant)
-        return x, self._y[i]
+            tensors = self.transform(tensors, variant)
+        return self.view_of(tensors, variant), self._y[i]
+
+    def view_of(self, tensors: dict[str, torch.Tensor], variant: str):
+        """A network's parameter tensors in this dataset's view."""
+        if self.view == "layers":
+            return tensors
+        if self.view == "nfn":
+            return nfn_view(tensors)
+        layout = self.layouts[variant]
+        flat = layout.flatten(tensors)[torch.from_numpy(layout.trainable_index)]
+        if self.view == "flat":
+            return flat
+        from symzoo.analysis.features import statnn_features
+
+        return torch.from_numpy(statnn_features(flat[None].numpy(), layout)[0])
 
     def full_vector(self, variant: str, flat: np.ndarray) -> np.ndarray:
-        """A network's full parameter vector from its trainable entries (fixed entries from the variant)."""
+        """A network's full parameter vector from its trainable entries (untrained entries from the variant)."""
         layout = self.layouts[variant]
         if variant not in self.fixed:
             return flat

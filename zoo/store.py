@@ -488,6 +488,17 @@ class Zoo:
         if which not in self.weight_kinds():
             raise ZooError(f"no weights {which!r}; this zoo stores {', '.join(self.weight_kinds())}")
 
+    @cached_property
+    def symmetries(self) -> dict[str, dict]:
+        """Per variant: its permutation spec and scale groups, and whether each is a symmetry (``zoo.symmetry``);
+        recorded in the manifest, derived from the config for zoos written before it was."""
+        from symzoo.zoo.symmetry import variant_symmetries
+
+        stored = self.manifest.get("symmetries")
+        if stored is not None:
+            return stored
+        return variant_symmetries(self.config, tuple(self.manifest["in_shape"]), self.manifest["num_classes"])
+
     def splits(self, seed: int | str = "stored") -> pd.DataFrame:
         """model_id -> split (train / val / test), every variant and replicate of a hyperparameter sample in one.
 
