@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -45,7 +44,7 @@ MANIFEST = "manifest.json"
 MODELS = "models"
 QUARANTINE = "quarantine"
 ROW_GROUP_SIZE = 32
-READ_THREADS = min(4, os.cpu_count() or 1)  # shards Zoo.weights reads at once
+READ_THREADS = 4  # shards read at once: reading, CRC checks and copies release the GIL and overlap even on 2 cores
 
 SCALAR_FIELDS: list[tuple[str, pa.DataType]] = [
     ("model_id", pa.int64()),
@@ -229,15 +228,17 @@ def row_groups_holding(metadata: pq.FileMetaData, variants: set[str], sorted_ids
     return groups
 
 
-def read_row_groups(
+def row_group_tables(
     path: Location, fix: str, columns: list[str], select: Callable[[pq.FileMetaData], list[int]]
-) -> pa.Table:
-    """``columns`` of the row groups ``select`` picks from the file's footer; only those groups' pages are read.
+) -> Iterator[pa.Table]:
+    """``columns`` of each row group ``select`` picks from the file's footer, one table at a time: only those
+    groups' pages are read, and Arrow reuses one group's buffers for the next (fresh memory is slow to fault in).
     Damage is one ``ZooError`` naming the file and ``fix``, as in ``read_parquet``."""
     source, fs = arrow_path(path)
     try:
         parquet = pq.ParquetFile(source, filesystem=fs, page_checksum_verification=True)
-        return parquet.read_row_groups(select(parquet.metadata), columns=columns)
+        for group in select(parquet.metadata):
+            yield parquet.read_row_groups([group], columns=columns, use_threads=False)
     except (OSError, pa.ArrowException) as e:
         require_reachable(path)
         why = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
@@ -370,7 +371,7 @@ class StoredRows:
         self, which: str, put: Callable[[np.ndarray, np.ndarray], None], entries: np.ndarray | None = None
     ) -> None:
         """Hand each row group's values to ``put(rows, values)`` (``rows``: their positions in model_id order)
-        as they are decoded, a few shards at once: memory stays at READ_THREADS shards' row groups."""
+        as they are decoded, a few shards at once: memory stays at READ_THREADS row groups."""
         column, sorted_ids = f"weights_{which}", self.model_ids
 
         def fill(part: tuple[Location, np.ndarray]) -> None:
@@ -379,14 +380,15 @@ class StoredRows:
             def select(metadata: pq.FileMetaData) -> list[int]:
                 return row_groups_holding(metadata, set(self.variants), wanted if self.by_id else None)
 
-            table = read_row_groups(path, REGENERATE, ["model_id", column], select)
-            shard_ids = table["model_id"].to_numpy()
-            keep = np.isin(shard_ids, wanted)  # version 1 row groups mix variants
-            if not keep.any():
-                return
-            if not keep.all():
-                table, shard_ids = table.filter(pa.array(keep)), shard_ids[keep]
-            put(np.searchsorted(sorted_ids, shard_ids), fixed_size_to_numpy(table[column], self.n_params, entries))
+            for table in row_group_tables(path, REGENERATE, ["model_id", column], select):
+                shard_ids = table["model_id"].to_numpy()
+                keep = np.isin(shard_ids, wanted)  # version 1 row groups mix variants
+                if not keep.any():
+                    continue
+                if not keep.all():
+                    table, shard_ids = table.filter(pa.array(keep)), shard_ids[keep]
+                values = fixed_size_to_numpy(table[column], self.n_params, entries)
+                put(np.searchsorted(sorted_ids, shard_ids), values)
 
         # Arrow's reads and numpy's copies release the GIL
         with ThreadPoolExecutor(READ_THREADS) as pool:
