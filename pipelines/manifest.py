@@ -99,5 +99,10 @@ def finalize_manifest(out: Location, manifest: dict, checksums: dict[str, str], 
         for v, g in frame.groupby("variant")
     }
     write_manifest(out, manifest)
-    if manifest["complete"] and stored_source(out) is None:  # the default paired split, written once
-        write_splits(out, seeded_splits(frame, 0), "seed 0")
+    if manifest["complete"]:
+        if stored_source(out) is None:  # the default paired split, written once
+            write_splits(out, seeded_splits(frame, 0), "seed 0")
+        from symzoo.zoo.card import write_card
+
+        zoo.manifest = manifest  # the frame is read already
+        write_card(zoo)

@@ -86,6 +86,12 @@ def cmd_splits(args: argparse.Namespace) -> None:
     print(f"{args.zoo}/splits.parquet: networks per variant and split\n{counts.to_string()}")
 
 
+def cmd_card(args: argparse.Namespace) -> None:
+    from symzoo.zoo.card import write_card
+
+    print(f"dataset card written to {write_card(args.zoo)}")
+
+
 def _csv(text: str | None, kind=str, flag: str = "") -> list | None:
     """A comma list from the command line; an entry that is not a ``kind`` is one line naming the flag."""
     if text is None:
@@ -291,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--from", dest="from_file", default=None, metavar="FILE", help="CSV/Parquet: model_id, split")
     sp.add_argument("--replace", action="store_true", help="overwrite a different stored split")
     sp.set_defaults(func=cmd_splits)
+
+    cd = sub.add_parser("card", help="write the zoo's README.md: a Hugging Face dataset card (config, columns, ...)")
+    cd.add_argument("zoo", help="zoo directory")
+    cd.set_defaults(func=cmd_card)
 
     info = sub.add_parser("info", help="counts, accuracies and sizes of a stored zoo")
     info.add_argument("zoo", help="zoo directory")

@@ -174,3 +174,25 @@ def test_a_symmetry_transform_keeps_trained_networks_functions_and_the_control_c
         assert change < 1e-5 if variant == "standard" else change > 0.1
     with pytest.raises(ZooError, match="a permutation is not a symmetry of w_asym networks"):
         WeightDataset(zoo, variants=["w_asym"], transform=NeuronPermutation(zoo.symmetries), cache_dir=cache)[0]
+
+
+def test_the_zoo_card_parses_and_hugging_face_datasets_reads_the_zoo_and_its_splits(zoo_dir, tmp_path, monkeypatch):
+    import yaml
+
+    text = (zoo_dir / "README.md").read_text()  # written by generate (finalize_manifest) when the zoo completed
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert [c["config_name"] for c in front["configs"]] == ["models", "splits"] and front["size_categories"] == ["n<1K"]
+    zoo = open_zoo(zoo_dir)
+    assert f"config hash `{zoo.manifest['config_hash']}`" in text and zoo.manifest["dataset_fingerprint"] in text
+    assert "| w_asym | 8 | " in text and "| weights_init, weights_final, weights_epoch_E |" in text
+    assert "- sigma_asym: hidden-unit permutations are not symmetries;" in text
+    assert yaml.safe_load(text.split("```yaml\n")[1].split("```")[0]) == zoo.config  # the generator config
+
+    datasets = pytest.importorskip("datasets", reason="Hugging Face datasets is the [hf] extra")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    models = datasets.load_dataset(str(zoo_dir), "models", split="zoo")
+    splits = datasets.load_dataset(str(zoo_dir), "splits", split="zoo")
+    row = models[int(np.argmax(np.array(models["model_id"]) == 5))]
+    np.testing.assert_array_equal(np.frombuffer(row["weights_final"], "<f4"), zoo.weights("final", model_ids=[5])[0])
+    assert splits.to_pandas().equals(zoo.splits("stored"))

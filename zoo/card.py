@@ -1,0 +1,165 @@
+"""A zoo's README.md: a Hugging Face dataset card that says what the zoo is, how it was made and how to load it.
+
+Shared zoos are only as useful as what travels with them: users of published zoos keep asking for the exact data,
+configs and splits. The card carries them: YAML front matter that ``datasets.load_dataset(ZOO, "models")`` and
+``(ZOO, "splits")`` read (no Hub needed), a column dictionary, the generator config and its hash, the data
+fingerprint, the code version and the hardware the zoo was trained on, per-variant symmetries, counts. It is
+derived from the manifest and the shards alone, so ``symzoo card`` rewrites the same card for the same zoo.
+"""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from symzoo.zoo.environment import PACKAGES
+from symzoo.zoo.location import Location, atomic_write_bytes
+from symzoo.zoo.splits import SPLITS_FILE, stored_source
+from symzoo.zoo.store import MODELS, Zoo, open_zoo
+
+CARD = "README.md"
+COLUMNS = {
+    "model_id": "the network's id, 0..N-1, unique in the zoo",
+    "sample": "its hyperparameter sample (variants and replicates of one sample share lr, weight decay, ...)",
+    "replicate": "which replicate of the sample (another init seed and data order)",
+    "variant": "standard, w_asym (W-Asymmetric) or sigma_asym (sigma-Asymmetric)",
+    "seed": "the seed of its initialisation and data order",
+    "arch, dataset": "architecture and training data",
+    "lr, weight_decay, label_smoothing, epochs": "its training hyperparameters (paper Table 8 distributions)",
+    "status": "ok, diverged (a non-finite loss; recorded, weights kept as they were) or failed",
+    "reason": "why, where not ok",
+    "epochs_done": "epochs trained",
+    "train_loss, train_acc, test_loss, test_acc": "plain cross-entropy and accuracy, un-augmented",
+    "seconds": "training time",
+    "history_train_loss, history_train_acc": "running (augmented, label-smoothed) training loss and accuracy per epoch",
+    "weights_init, weights_final, weights_epoch_E": "the flat parameter vector: fixed_size_binary of P little-endian "
+    "float32 in the layout's order (np.frombuffer(value, '<f4')); W-Asym fixed entries hold 0 and are rebuilt from "
+    "the zoo's seed",
+}
+
+
+def size_category(n: int) -> str:
+    """Hugging Face's size_categories bucket."""
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
+        if n < limit:
+            return name
+    return "100K<n<1M"
+
+
+def front_matter(zoo: Zoo) -> dict:
+    cfg = zoo.config
+    configs = [{"config_name": "models", "data_files": [{"split": "zoo", "path": f"{MODELS}/part-*.parquet"}]}]
+    configs[0]["default"] = True
+    if stored_source(zoo.path) is not None:
+        configs.append({"config_name": "splits", "data_files": [{"split": "zoo", "path": SPLITS_FILE}]})
+    return {
+        "pretty_name": f"symzoo model zoo {cfg['name']}",
+        "license": "other",
+        "license_name": "same-as-training-data",
+        "tags": ["model-zoo", "weight-space-learning", "parameter-symmetries", "symzoo", cfg["model"]["arch"]],
+        "task_categories": ["tabular-regression"],
+        "size_categories": [size_category(len(zoo.frame))],
+        "configs": configs,
+    }
+
+
+def card_text(zoo: Zoo) -> str:
+    """The card's Markdown, front matter first."""
+    cfg, manifest, frame = zoo.config, zoo.manifest, zoo.frame
+    env = manifest.get("environment") or {}
+    lines = ["---", yaml.safe_dump(front_matter(zoo), sort_keys=False).rstrip(), "---", ""]
+    lines += [
+        f"# {cfg['name']}: {len(frame)} trained {cfg['model']['arch']} networks on {cfg['data']['name']}",
+        "",
+        f"A model zoo made by symzoo {manifest.get('symzoo_version', '?')} for studying parameter symmetries "
+        '(Lim et al., "The Empirical Impact of Neural Parameter Symmetries, or Lack Thereof"): '
+        f"{cfg['networks']} hyperparameter samples x {cfg['replicates']} replicates x variants "
+        f"{', '.join(cfg['variants'])}. One Parquet row per network in `{MODELS}/`, its metadata and its flat "
+        f"weights; `{SPLITS_FILE}` assigns each network to train / val / test, every variant and replicate of a "
+        "sample in one part. The training data's own terms apply to the weights.",
+        "",
+        "## Load it",
+        "",
+        "```python",
+        "import pandas as pd",
+        f'frame = pd.read_parquet("ZOO/{MODELS}", columns=["model_id", "variant", "lr", "test_acc"])',
+        "",
+        "from symzoo.zoo import open_zoo  # pip install symzoo",
+        'zoo = open_zoo("ZOO")',
+        'weights = zoo.weights("final", variant="w_asym", trainable_only=True)  # (N, trainable) float32',
+        "",
+        "from symzoo.zoo.dataset import WeightDataset  # a torch Dataset: flat, layers, nfn or stats views",
+        'train = WeightDataset(zoo, view="flat", split="train")',
+        "",
+        "import datasets  # Hugging Face, no Hub needed",
+        'models = datasets.load_dataset("ZOO", "models", split="zoo")',
+        'splits = datasets.load_dataset("ZOO", "splits", split="zoo")',
+        "```",
+        "",
+        "## Contents",
+        "",
+        "| variant | networks | ok | diverged | failed | mean test accuracy | parameters | trainable |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for variant, layout in zoo.layouts.items():
+        g = frame[frame["variant"] == variant]
+        counts = g["status"].value_counts()
+        acc = g.loc[g["status"] == "ok", "test_acc"].mean()
+        lines.append(
+            f"| {variant} | {len(g)} | {counts.get('ok', 0)} | {counts.get('diverged', 0)} | {counts.get('failed', 0)} "
+            f"| {acc:.4f} | {layout.size:,} | {layout.n_trainable:,} |"
+        )
+    split_counts = zoo.splits("stored")["split"].value_counts()
+    lines += [
+        "",
+        f"Split ({stored_source(zoo.path) or 'seed 0, not stored'}): "
+        + ", ".join(f"{split_counts.get(s, 0)} {s}" for s in ("train", "val", "test"))
+        + " networks.",
+        "",
+        "## Columns",
+        "",
+        "| column | meaning |",
+        "|---|---|",
+        *(f"| {name} | {meaning} |" for name, meaning in COLUMNS.items()),
+        "",
+        "Each variant's parameter layout (tensor names, shapes, offsets, which entries are trainable) is in "
+        "`manifest.json` (`layouts`), and so is each variant's symmetries (`symmetries`):",
+        "",
+    ]
+    for variant, sym in zoo.symmetries.items():
+        lines.append(
+            f"- {variant}: hidden-unit permutations {'are' if sym['permutation_is_symmetry'] else 'are not'} "
+            f"symmetries; {len(sym['scale_groups'])} layers whose positive scaling a norm undoes "
+            f"{'are' if sym['scaling_is_symmetry'] else 'are not'} (W-Asym's fixed entries cannot scale)"
+        )
+    versions = {name: env[name] for name in ("python", *PACKAGES) if env.get(name)}
+    lines += [
+        "",
+        "## How it was made",
+        "",
+        f"- config hash `{manifest['config_hash']}`; data fingerprint `{manifest['dataset_fingerprint']}` "
+        f"({cfg['data']['name']}, inputs {tuple(manifest['in_shape'])}, {manifest['num_classes']} classes)",
+        f"- code: symzoo {manifest.get('symzoo_version', '?')}, git commit {env.get('git_commit') or 'unknown'}; "
+        + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        f"- hardware where generation started: {env.get('cpu', 'unknown')} ({env.get('cpus', '?')} CPUs)"
+        + (f", GPUs {', '.join(env['gpus'])}" if env.get("gpus") else ", no GPU"),
+        "- the same config and seed give the same zoo bit for bit on the same CPU model, torch build and "
+        "`cpus_per_task`; another CPU gives another (equally valid) zoo",
+        "",
+        "The generator config (`symzoo generate config.yaml --out ZOO` with this file rebuilds the zoo):",
+        "",
+        "```yaml",
+        yaml.safe_dump(json.loads(json.dumps(cfg)), sort_keys=False).rstrip(),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(zoo: Zoo | str | Location) -> Location:
+    """``ZOO/README.md`` from the zoo's manifest and shards."""
+    zoo = zoo if isinstance(zoo, Zoo) else open_zoo(zoo, verify=False)
+    path = zoo.path / CARD
+    atomic_write_bytes(path, card_text(zoo).encode())
+    return path
