@@ -102,7 +102,7 @@ class VariantCache:
         return cls(str(zoo.path), variant, which, zoo_fingerprint(zoo), str(cache_dir))
 
     def path(self, kind: str) -> Path:
-        suffix = {"flat": ".npy", "finite": ".finite.npy", "stats": "-statnn.npy"}[kind]
+        suffix = {"flat": ".npy", "finite": ".finite.npy", "stats": "-statnn.npy", "aligned": "-rebasin.npy"}[kind]
         return Path(self.cache_dir) / f"{self.variant}-{self.which}-{self.fingerprint}{suffix}"
 
     def matrix(self, kind: str) -> np.ndarray:
@@ -115,7 +115,7 @@ class VariantCache:
         import fcntl
 
         Path(self.cache_dir).mkdir(parents=True, exist_ok=True)
-        needed = ("flat", "finite", *(("stats",) if "stats" in kinds else ()))
+        needed = ("flat", "finite", *(k for k in ("stats", "aligned") if k in kinds))
         if not all(self.path(k).exists() for k in needed):
             with open(Path(self.cache_dir) / f".{self.variant}-{self.which}.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when its process dies
@@ -130,7 +130,43 @@ class VariantCache:
                     blocks = [statnn_features(flat[i : i + 1024], layout) for i in range(0, len(flat), 1024)]
                     empty = np.zeros((0, 7 * len(layout.slots)), np.float32)
                     save_atomically(self.path("stats"), np.concatenate(blocks) if blocks else empty)
+                if "aligned" in kinds and not self.path("aligned").exists():
+                    zoo = zoo or open_zoo(self.zoo, verify=False)
+                    finite = np.load(self.path("finite"))
+                    align_to_reference(self.matrix("flat"), finite, zoo, self.variant, self.path("aligned"))
         return np.load(self.path("finite"))
+
+
+def align_to_reference(flat: np.ndarray, finite: np.ndarray, zoo: Zoo, variant: str, path: Path) -> None:
+    """Every network of a permutation-symmetric variant permuted onto one reference by Git Re-Basin's weight
+    matching (SANE canonicalises a zoo this way), written row by row to the ``.npy`` at ``path``: the reference is
+    the first network with finite weights, chosen without looking at any target. Rows with non-finite weights are
+    copied as they are (the metanet leaves them out anyway)."""
+    import torch
+
+    from symzoo.analysis.rebasin import weight_matching
+    from symzoo.zoo.symmetry import PermutationSpec, permute
+
+    symmetries = zoo.symmetries[variant]
+    if not symmetries["permutation_is_symmetry"]:
+        raise ZooError(
+            f"{variant} networks have no permutation symmetry to align: metanet.align applies to standard ones"
+        )
+    layout = zoo.layout(variant)
+    spec = PermutationSpec({n: tuple(a) for n, a in symmetries["permutations"].items()})
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.npy"
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=flat.shape)
+    reference = layout.unflatten(torch.from_numpy(np.array(flat[int(np.argmax(finite))]))) if finite.any() else None
+    for i in range(len(flat)):
+        row = np.array(flat[i])
+        if finite[i]:
+            params = layout.unflatten(torch.from_numpy(row))
+            perms = weight_matching(spec, reference, params, seed=0)
+            row = layout.flatten(permute(spec, perms, params)).numpy()
+        out[i] = row
+    out.flush()
+    del out
+    os.replace(tmp, path)
 
 
 def write_rows_npy(path: Path, rows: StoredRows, which: str, entries: np.ndarray) -> np.ndarray:

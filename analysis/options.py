@@ -25,6 +25,7 @@ ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-2,
         "weights": "final",
         "split_seed": 0,  # or "stored": the zoo's splits.parquet, whatever made it (symzoo splits)
+        "align": "none",  # rebasin: permute every standard network onto one reference before the flat metanets
         "variants": None,  # all the zoo holds
         "cpus_per_task": 1,
         "gpus_per_task": "auto",  # a quarter GPU per run where the cluster has GPUs, else none
@@ -87,6 +88,7 @@ def _check_metanet(o: dict) -> None:
         fail("metanet.weights", f"{w!r} is not allowed; final, init or epoch_E (a checkpoint epoch of the zoo)")
     if o["split_seed"] != "stored":
         check_int("metanet.split_seed", o["split_seed"], 0, 2**32 - 1)
+    check_choice("metanet.align", o["align"], ("none", "rebasin"))
     v = o["variants"]
     if v is not None and (not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v)):
         fail("metanet.variants", f"{v!r} is not allowed; a list of the zoo's variants, or null for all")

@@ -38,7 +38,8 @@ from symzoo.pipelines.stage import WorkUnit, device_for_task
 from symzoo.zoo.location import local_scratch
 from symzoo.zoo.store import Zoo
 
-IDENTITY_OPTIONS = ("epochs", "batch_size", "weight_decay", "weights", "split_seed")  # change every run's result
+# what changes every run's result
+IDENTITY_OPTIONS = ("epochs", "batch_size", "weight_decay", "weights", "split_seed", "align")
 
 
 def input_kind(metanet: str) -> str:
@@ -52,7 +53,8 @@ def metanet_task(spec: RunSpec, inputs: dict, progress, unit: int) -> pd.DataFra
     this node's cache (built here from the zoo if this node has none yet) or, where workers cannot reach the zoo,
     taken from Ray's object store."""
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-    data, kind = inputs[spec.variant], input_kind(spec.metanet)
+    data = inputs[spec.variant]
+    kind = data["sources"][input_kind(spec.metanet)]
     if "cache" in data:
         data["cache"].ensure((kind,))
         matrix = data["cache"].matrix(kind)
@@ -103,12 +105,14 @@ def prepare_inputs(zoo: Zoo, variants: list[str], opts: dict, cache: Path, worke
     which rows are finite: runs memory-map the cache (a node without one builds its own). Elsewhere the driver
     builds the caches, a shard at a time, and puts the matrices into Ray's object store."""
     splits = zoo.splits(opts["split_seed"])
-    kinds = tuple(sorted({input_kind(m) for m in opts["metanets"]}))
+    sources = {v: input_sources(zoo, v, opts) for v in variants}
+    kinds = {v: tuple(sorted({sources[v][input_kind(m)] for m in opts["metanets"]})) for v in variants}
     caches = {v: VariantCache.of(zoo, v, opts["weights"], cache) for v in variants}
     if workers_read:
-        finite = dict(zip(variants, ray.get([cache_task.remote(caches[v], kinds) for v in variants]), strict=True))
+        built = [cache_task.remote(caches[v], kinds[v]) for v in variants]
+        finite = dict(zip(variants, ray.get(built), strict=True))
     else:
-        finite = {v: caches[v].ensure(kinds, zoo) for v in variants}
+        finite = {v: caches[v].ensure(kinds[v], zoo) for v in variants}
     inputs, counts = {}, {}
     for v in variants:
         frame = zoo.frame[zoo.frame["variant"] == v].reset_index(drop=True)
@@ -119,15 +123,24 @@ def prepare_inputs(zoo: Zoo, variants: list[str], opts: dict, cache: Path, worke
             "targets": frame["test_acc"].to_numpy(np.float32),
             "model_ids": frame["model_id"].to_numpy(),
             "idx": idx,
+            "sources": sources[v],
         }
         if workers_read:
             entry["cache"] = caches[v]
         else:
-            entry |= {kind: ray.put(np.ascontiguousarray(caches[v].matrix(kind))) for kind in kinds}
+            entry |= {kind: ray.put(np.ascontiguousarray(caches[v].matrix(kind))) for kind in kinds[v]}
         inputs[v] = entry
         counts[v] = {"used": int(vw.usable.sum()), "dropped": vw.drop_reasons()}
         counts[v] |= {name: len(idx[name]) for name in ("train", "val", "test")}
     return inputs, counts
+
+
+def input_sources(zoo: Zoo, variant: str, opts: dict) -> dict[str, str]:
+    """Which cached matrix each input kind reads: with ``align: rebasin`` a permutation-symmetric variant's flat
+    weights are its networks aligned to one reference (``analysis.features.align_to_reference``); the others have
+    no permutation to undo and read theirs as stored."""
+    aligned = opts["align"] == "rebasin" and zoo.symmetries[variant]["permutation_is_symmetry"]
+    return {"flat": "aligned" if aligned else "flat", "stats": "stats"}
 
 
 def _units(specs: list[RunSpec], runs_dir: Path, start: int = 0) -> list[WorkUnit]:
@@ -235,7 +248,13 @@ def write_metanet_outputs(
     with_paper = is_paper_resnet8_zoo(zoo.config)
     notes = [
         f"zoo {zoo.config['name']} ({zoo.config['model']['arch']} on {zoo.config['data']['name']}), "
-        f"weights '{opts['weights']}' (W-Asym: trainable entries only; sigma-Asym: F is not a parameter)",
+        f"weights '{opts['weights']}' (W-Asym: trainable entries only; sigma-Asym: F is not a parameter)"
+        + (
+            "; flat inputs of standard networks aligned by Git Re-Basin weight matching to one reference network "
+            "(align: rebasin; the asymmetric variants have no permutation to undo)"
+            if opts["align"] == "rebasin"
+            else ""
+        ),
         f"split: {split_description(zoo, opts['split_seed'])}, every variant's networks of a sample in one part; "
         "test R^2 (sklearn) and Kendall tau-b at the best-validation epoch, mean +- std over "
         f"{opts['seeds']} seeds at the hyperparameter picked on validation R^2 (one sweep run per value)",

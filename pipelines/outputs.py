@@ -30,10 +30,14 @@ def check_out_dir(out: Location) -> None:
         raise ZooError(f"--out {out} is a file; pass a new or existing output directory")
 
 
+NEUTRAL_OPTIONS = {"align": "none"}  # added after outputs existed: recorded only when used, so those stay valid
+
+
 def stage_identity(zoo: Zoo, opts: dict, identity_options: tuple[str, ...]) -> dict:
     """What makes a stage's results what they are: the zoo's state and the options that change every result (for
     the zoo's stored split, its content: the file can be rewritten)."""
-    identity = {"zoo_fingerprint": zoo_fingerprint(zoo)} | {k: opts[k] for k in identity_options}
+    recorded = (k for k in identity_options if NEUTRAL_OPTIONS.get(k, ...) != opts[k])
+    identity = {"zoo_fingerprint": zoo_fingerprint(zoo)} | {k: opts[k] for k in recorded}
     if identity.get("split_seed") == "stored":
         from symzoo.zoo.splits import digest
 

@@ -150,6 +150,7 @@ def stage_overrides(stage: str, args: argparse.Namespace) -> dict:
             "batch_size": args.batch_size,
             "weights": args.weights,
             "split_seed": args.split_seed,
+            "align": args.align,
         }
     if stage == "mli":
         return {"alphas": args.alphas, "loss": args.loss, "batch_size": args.batch_size}
@@ -271,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("--epochs", type=int, default=None, help="epochs per run (default 50)")
     mn.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
     mn.add_argument("--weights", default=None, help="final (default), init or epoch_E")
+    mn.add_argument(
+        "--align",
+        choices=["none", "rebasin"],
+        default=None,
+        help="rebasin: permute every standard network onto one reference before the flat metanets (default none)",
+    )
     mn.add_argument(
         "--split-seed",
         type=split_seed,

@@ -186,3 +186,31 @@ def test_a_variant_cache_streams_to_disk_and_equals_the_in_memory_read(zoo_dir, 
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == sorted(
         cache.path(k).name for k in ("flat", "finite", "stats")
     )
+
+
+def test_rebasin_alignment_permutes_each_standard_network_onto_one_reference(zoo_dir, tmp_path):
+    """``metanet.align: rebasin``'s input: every network is the same function as stored, and closer to the
+    reference than before; the reference is unchanged; a variant without permutation symmetry is refused."""
+    import torch
+
+    from symzoo.analysis.features import VariantCache
+    from symzoo.errors import ZooError
+
+    zoo = open_zoo(zoo_dir)
+    cache = VariantCache.of(zoo, "standard", "final", tmp_path)
+    cache.ensure(("flat", "aligned"))
+    flat, aligned = np.load(cache.path("flat")), np.load(cache.path("aligned"))
+    np.testing.assert_array_equal(aligned[0], flat[0])  # the reference: the first finite network
+    assert (flat[1:] @ flat[0]).sum() < (aligned[1:] @ flat[0]).sum()
+    data = zoo.dataset()
+    x = data.normalize(data.x_test[:128]).double()
+    ids = zoo.frame.loc[zoo.frame["variant"] == "standard", "model_id"].to_numpy()
+    for row in (1, 5):
+        model = zoo.model(int(ids[row])).double()
+        with torch.no_grad():
+            before = model(x)
+            zoo.layout("standard").load_into(model, torch.from_numpy(aligned[row]).double())
+            assert not np.array_equal(aligned[row], flat[row])
+            assert float((model(x) - before).abs().max()) < 1e-9
+    with pytest.raises(ZooError, match="w_asym networks have no permutation symmetry to align"):
+        VariantCache.of(zoo, "w_asym", "final", tmp_path).ensure(("aligned",))
