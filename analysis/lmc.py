@@ -4,24 +4,22 @@ Re-Basin weight matching as the baseline for standard networks. Pure functions; 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import torch
 
 from symzoo.analysis.landscape import evaluate_flat, interpolate, midpoint_barrier
+from symzoo.analysis.naming import METHOD_LABELS
 from symzoo.analysis.paper import TABLE1
 from symzoo.analysis.rebasin import rebasin
-from symzoo.analysis.stats import ci, mean_ci, mean_std, pm
+from symzoo.analysis.stats import ci, mean_ci, mean_std, pm, welch_t
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import build_configured, gates_per_sample
 
-METHODS = {
-    "standard": "standard",
-    "standard+rebasin": "standard + Git Re-Basin",
-    "sigma_asym": "sigma-Asym",
-    "w_asym": "W-Asym",
-}
+METHODS = METHOD_LABELS  # the methods in Table 1's column order, with their printed names
 
 
 def replicate_pairs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -84,14 +82,22 @@ def lmc_curves(
 
 
 def barriers(curves: pd.DataFrame) -> pd.DataFrame:
-    """Midpoint test-loss and accuracy barriers per pair and method."""
+    """Per pair and method: midpoint test-loss barrier and accuracy drop, and the endpoints' mean test loss and
+    accuracy (a small barrier between two weak networks is not the paper's finding)."""
     rows = []
     for (method, sample), g in curves.groupby(["method", "sample"], sort=False):
         g = g.sort_values("alpha")
-        a = g["alpha"].to_numpy()
-        loss_barrier = midpoint_barrier(a, g["test_loss"].to_numpy())
-        acc_drop = -midpoint_barrier(a, g["test_acc"].to_numpy())
-        rows.append({"method": method, "sample": sample, "loss_barrier": loss_barrier, "acc_drop": acc_drop})
+        a, loss, acc = g["alpha"].to_numpy(), g["test_loss"].to_numpy(), g["test_acc"].to_numpy()
+        rows.append(
+            {
+                "method": method,
+                "sample": sample,
+                "loss_barrier": midpoint_barrier(a, loss),
+                "acc_drop": -midpoint_barrier(a, acc),
+                "endpoint_loss": float((loss[0] + loss[-1]) / 2),
+                "endpoint_acc": float((acc[0] + acc[-1]) / 2),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -105,25 +111,77 @@ def paper_setting(cfg: dict) -> tuple[str | None, str]:
     return None, f"{arch} x{width} on {data}"
 
 
+def nearest_paper_row(cfg: dict) -> tuple[str, str]:
+    """The paper's row to print beside a setting it did not run: its MLP row for MLPs, ResNet20 x1 for ResNets."""
+    if cfg["model"]["arch"] == "mlp":
+        return "mlp_mnist", "paper: MLP on MNIST (another setting)"
+    return "resnet20_cifar10", "paper: ResNet20 x1 on CIFAR-10 (another setting)"
+
+
+WEAK_ENDPOINTS = 1.5  # a method whose endpoints' test loss is this many times the best method's is flagged
+
+
 def lmc_table(table_barriers: pd.DataFrame, cfg: dict) -> str:
-    """Table 1's layout: one row for this zoo's setting (mean +- std of the midpoint test-loss barrier over
-    pairs, then its 95% Student-t interval), a column per method, the paper's row beside it where the setting
-    matches."""
-    key, label = paper_setting(cfg)
+    """Table 1's layout: one row for this zoo's setting (mean ± std of the midpoint test-loss barrier over
+    pairs, then its 95% Student-t interval), a column per method, the paper's row (or its nearest, marked as
+    another setting); then the accuracy drop, the endpoints' loss and accuracy, flags and verdicts."""
+    key, setting = paper_setting(cfg)
     methods = [m for m in METHODS if m in set(table_barriers["method"])]
     rule = "|" + "---|" * (1 + len(methods))
     lines = ["| setting | " + " | ".join(f"{METHODS[m]} (n)" for m in methods) + " |", rule]
-    cells = [label]
+    by_method = {m: table_barriers[table_barriers["method"] == m] for m in methods}
+    cells = [setting]
     for m in methods:
-        values = table_barriers.loc[table_barriers["method"] == m, "loss_barrier"]
+        values = by_method[m]["loss_barrier"]
         mean, std, n = mean_std(values)
-        cells.append(f"{pm(mean, std)}{ci(*mean_ci(values))} ({n})")
+        cells.append(f"{pm(mean, std, n=n)}{ci(*mean_ci(values))} ({n})")
     lines.append("| " + " | ".join(cells) + " |")
-    if key:
-        paper = dict(zip(METHODS, TABLE1[key], strict=True))
-        lines.append("| paper | " + " | ".join(f"{paper[m]:.3f}" for m in methods) + " |")
-    lines += ["", "Midpoint test-accuracy drop (mean of the endpoints' accuracy minus the midpoint's):", ""]
-    lines += ["| setting | " + " | ".join(METHODS[m] for m in methods) + " |", rule]
-    drops = [pm(*mean_std(table_barriers.loc[table_barriers["method"] == m, "acc_drop"])[:2]) for m in methods]
-    lines.append("| " + " | ".join([label, *drops]) + " |")
+    row_key, row_label = (key, "paper") if key else nearest_paper_row(cfg)
+    paper = dict(zip(METHODS, TABLE1[row_key], strict=True))
+    lines.append(f"| {row_label} | " + " | ".join(f"{paper[m]:.3f}" for m in methods) + " |")
+    lines += ["", "Midpoint test-accuracy drop, and the endpoints' own test loss and accuracy (mean over pairs):", ""]
+    lines += ["| | " + " | ".join(METHODS[m] for m in methods) + " |", rule]
+    for column, name in (
+        ("acc_drop", "accuracy drop"),
+        ("endpoint_loss", "endpoint test loss"),
+        ("endpoint_acc", "endpoint test accuracy"),
+    ):
+        row = [pm(*mean_std(by_method[m][column])[:2], n=mean_std(by_method[m][column])[2]) for m in methods]
+        lines.append("| " + " | ".join([name, *row]) + " |")
+    flags = lmc_flags(by_method)
+    verdicts = lmc_verdicts(by_method, paper)
+    lines += [""] + [f"- ⚠ {f}" for f in flags] + [f"- verdict: {v}" for v in verdicts]
     return "\n".join(lines) + "\n"
+
+
+def lmc_flags(by_method: dict[str, pd.DataFrame]) -> list[str]:
+    """Methods whose endpoints are much worse than the best method's: their small barrier says little."""
+    losses = {m: float(g["endpoint_loss"].mean()) for m, g in by_method.items()}
+    best = min(losses.values())
+    return [
+        f"{METHODS[m]}'s endpoints are weak (test loss {loss:.3f} against {best:.3f} for the best method): a small "
+        "barrier between weak networks is not the paper's finding of connected good solutions"
+        for m, loss in losses.items()
+        if best > 0 and loss > WEAK_ENDPOINTS * best
+    ]
+
+
+def lmc_verdicts(by_method: dict[str, pd.DataFrame], paper: dict[str, float]) -> list[str]:
+    """Each method against standard, as the paper compares them: a lower barrier than standard's (Welch's t-test
+    over pairs)."""
+    if "standard" not in by_method:
+        return []
+    base = by_method["standard"]["loss_barrier"]
+    out = []
+    for m in (m for m in by_method if m != "standard"):
+        ours, theirs = float(by_method[m]["loss_barrier"].mean()), float(base.mean())
+        _, p = welch_t(by_method[m]["loss_barrier"], base)
+        same = (ours - theirs) * (paper[m] - paper["standard"]) > 0
+        outcome = "direction reproduced" if same else "direction NOT reproduced"
+        if same and not (math.isfinite(p) and p < 0.05):
+            outcome = "same direction, not significant"
+        out.append(
+            f"{METHODS[m]} barrier {ours:.3f} vs standard {theirs:.3f} (Welch p = {p:.2g}); paper "
+            f"{paper[m]:.3f} vs {paper['standard']:.3f}: {outcome}"
+        )
+    return out

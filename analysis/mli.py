@@ -13,6 +13,7 @@ import torch
 
 from symzoo.analysis.features import finite_rows, unevaluated_rows, unit_weights
 from symzoo.analysis.landscape import evaluate_flat, interpolate, mli_stats
+from symzoo.analysis.naming import in_paper_order, label
 from symzoo.analysis.paper import TABLE4
 from symzoo.analysis.stats import ci, fisher_exact, mean_ci, mean_std, pm, welch_t, wilson_ci
 from symzoo.zoo.augment import AugmentConfig
@@ -161,48 +162,88 @@ def per_network_stats(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def mli_table(stats: pd.DataFrame, variants: list[str], measurement: str, with_paper: bool) -> str:
-    """Table 4's layout for one measurement (95% intervals: Student t for means, Wilson for the monotonic
-    share), then the tests between every pair of variants: Fisher's exact test for "monotonic" (a yes/no outcome
-    per network), Welch's t-test for the others. A metric with one value for every network tests nothing on this
-    zoo: it is named once instead of filling a row with n/a."""
+    """Table 4's layout for one measurement: a row per variant (the paper's order), a column per metric (95%
+    intervals: Student t for means, Wilson for the monotonic share), the paper's rows below (marked as another
+    setting unless the zoo is the paper's), then the tests between every pair of variants (Fisher's exact test for
+    "monotonic", a yes/no outcome per network; Welch's t-test for the others) and a verdict per paper direction.
+    A metric with one value for every network tests nothing on this zoo: it is named once instead."""
     s = stats[stats["measurement"] == measurement]
-    header = ["metric", *[f"{v} (n={int((s['variant'] == v).sum())})" for v in variants]]
-    if with_paper:
-        header += [f"paper {v}" for v in variants if v in TABLE4["delta"]]
-    lines = [f"### {MEASUREMENTS[measurement]}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    variants = in_paper_order(variants)
     constant = [m for m in METRICS if s[m].astype(float).nunique() == 1]
-    for metric in METRICS:
-        cells = [METRIC_LABELS[metric]]
-        for v in variants:
+    header = ["variant", "networks", *[METRIC_LABELS[m] for m in METRICS]]
+    lines = [f"### {MEASUREMENTS[measurement]}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for v in variants:
+        cells = [label(v), str(int((s["variant"] == v).sum()))]
+        for metric in METRICS:
             x = s.loc[s["variant"] == v, metric].astype(float)
             if metric == "monotonic":
                 k, n = int(x.sum()), len(x)
                 cells.append(f"{100 * k / n:.1f}%{ci(*wilson_ci(k, n), percent=True)}" if n else "n/a")
             else:
-                mean, std, _ = mean_std(x)
-                cells.append(pm(mean, std) + ("" if metric in constant else ci(*mean_ci(x))))
-        if with_paper:
-            paper_key = "global_convexity" if metric == "global_convexity_authors" else metric
-            for v in variants:
-                if v in TABLE4["delta"]:
-                    mean, std = TABLE4[paper_key][v]
-                    cells.append(f"{100 * mean:.1f}%" if metric == "monotonic" else pm(mean, std))
+                mean, std, n = mean_std(x)
+                cells.append(pm(mean, std, n=n) + ("" if metric in constant else ci(*mean_ci(x))))
+        lines.append("| " + " | ".join(cells) + " |")
+    setting = "" if with_paper else ", another setting"
+    for v in (v for v in variants if v in TABLE4["delta"]):
+        cells = [f"paper: {label(v)} (CIFAR-10 ResNet8{setting})", "300"]
+        for metric in METRICS:
+            mean, std = TABLE4["global_convexity" if metric == "global_convexity_authors" else metric][v]
+            cells.append(f"{100 * mean:.1f}%" if metric == "monotonic" else pm(mean, std))
         lines.append("| " + " | ".join(cells) + " |")
     pairs = list(itertools.combinations(variants, 2))
     lines += ["", "Two-sided tests between variants (monotonic: Fisher's exact test; the rest: Welch's t-test):", ""]
-    lines += ["| metric | " + " | ".join(f"{a} vs {b}" for a, b in pairs) + " |", "|" + "---|" * (1 + len(pairs))]
+    lines += ["| metric | " + " | ".join(f"{label(a)} vs {label(b)}" for a, b in pairs) + " |"]
+    lines.append("|" + "---|" * (1 + len(pairs)))
     for metric in (m for m in METRICS if m not in constant):
         cells = [METRIC_LABELS[metric]]
         for a, b in pairs:
-            xa, xb = (s.loc[s["variant"] == v, metric].astype(float) for v in (a, b))
-            if metric == "monotonic":
-                p = fisher_exact(int(xa.sum()), len(xa), int(xb.sum()), len(xb))
-                cells.append("n/a" if not np.isfinite(p) else f"Fisher p = {p:.2g}")
-            else:
-                t, p = welch_t(xa, xb)
-                cells.append("n/a" if not np.isfinite(t) else f"t = {t:.2f}, p = {p:.2g}")
+            p, stat = pair_test(s, metric, a, b)
+            cells.append("n/a" if not np.isfinite(p) else (f"{stat}, p = {p:.2g}" if stat else f"Fisher p = {p:.2g}"))
         lines.append("| " + " | ".join(cells) + " |")
     if constant:
         values = ", ".join(f"{METRIC_LABELS[m]} ({float(s[m].iloc[0]):.3f})" for m in constant)
         lines += ["", f"Uninformative on this zoo, so not tested: every network of every variant has {values}."]
+    verdicts = mli_verdicts(s, variants, constant)
+    if verdicts:
+        lines += ["", *[f"- verdict ({measurement}): {v}" for v in verdicts]]
     return "\n".join(lines) + "\n"
+
+
+def pair_test(s: pd.DataFrame, metric: str, a: str, b: str) -> tuple[float, str]:
+    """p-value of the two-sided test of ``metric`` between variants a and b, and Welch's statistic ("" for
+    Fisher's exact test of the monotonic share)."""
+    xa, xb = (s.loc[s["variant"] == v, metric].astype(float) for v in (a, b))
+    if metric == "monotonic":
+        return fisher_exact(int(xa.sum()), len(xa), int(xb.sum()), len(xb)), ""
+    t, p = welch_t(xa, xb)
+    return p, f"t = {t:.2f}"
+
+
+def mli_verdicts(s: pd.DataFrame, variants: list[str], constant: list[str]) -> list[str]:
+    """The paper's directions (more monotonic, smaller Delta, more locally convex as symmetries go: standard, then
+    σ-Asym, then W-Asym), each pair of variants present checked: reproduced where ours point the same way at
+    p < 0.05."""
+    out = []
+    for metric in ("monotonic", "delta", "local_convexity"):
+        if metric in constant:
+            continue
+        for a, b in itertools.combinations([v for v in variants if v in TABLE4[metric]], 2):
+            ours = {v: float(s.loc[s["variant"] == v, metric].astype(float).mean()) for v in (a, b)}
+            paper = {v: TABLE4[metric][v][0] for v in (a, b)}
+            if paper[a] == paper[b] or not all(np.isfinite(list(ours.values()))):
+                continue
+            same = (ours[b] - ours[a]) * (paper[b] - paper[a]) > 0
+            p, _ = pair_test(s, metric, a, b)
+            outcome = "direction reproduced" if same else "direction NOT reproduced"
+            if same and not (np.isfinite(p) and p < 0.05):
+                outcome = "same direction, not significant"
+
+            def fmt(x: float, metric: str = metric) -> str:
+                return f"{100 * x:.1f}%" if metric == "monotonic" else f"{x:.3f}"
+
+            word = "higher" if paper[b] > paper[a] else "lower"
+            out.append(
+                f"{METRIC_LABELS[metric]}: {label(b)} {fmt(ours[b])} vs {label(a)} {fmt(ours[a])} (p = {p:.2g}); "
+                f"paper: {label(b)} {word} ({fmt(paper[b])} vs {fmt(paper[a])}): {outcome}"
+            )
+    return out

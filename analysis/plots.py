@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from symzoo.analysis.naming import color, in_paper_order, label
 from symzoo.zoo.location import Location, location
 
 
@@ -20,9 +21,10 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Location, dpi: int = 110) -> Location:
+def _save(fig, path: str | Location, dpi: int = 110, tight: bool = True) -> Location:
     plt = _pyplot()
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     path = location(path)
     if isinstance(path, Path):
         fig.savefig(path, dpi=dpi)
@@ -40,10 +42,11 @@ def plot_accuracy(frame: pd.DataFrame, path: str | Path, title: str = "") -> Pat
     ok = frame[frame["status"] == "ok"]
     fig, (hist, scatter) = plt.subplots(1, 2, figsize=(11, 4))
     bins = np.linspace(0, 1, 41)
-    for variant, group in ok.groupby("variant"):
-        label = f"{variant} (n={len(group)}, mean {group['test_acc'].mean():.3f})"
-        hist.hist(group["test_acc"], bins=bins, alpha=0.55, label=label)
-        scatter.scatter(group["lr"], group["test_acc"], s=12, alpha=0.7, label=variant)
+    for variant in in_paper_order(ok["variant"]):
+        group = ok[ok["variant"] == variant]
+        text = f"{label(variant)} (n={len(group)}, mean {group['test_acc'].mean():.3f})"
+        hist.hist(group["test_acc"], bins=bins, alpha=0.55, label=text, color=color(variant))
+        scatter.scatter(group["lr"], group["test_acc"], s=12, alpha=0.7, label=label(variant), color=color(variant))
     hist.set(xlabel="test accuracy", ylabel="networks", title="test accuracy by variant")
     hist.legend(fontsize=8)
     scatter.set(xscale="log", xlabel="peak learning rate", ylabel="test accuracy", title="accuracy vs learning rate")
@@ -53,11 +56,17 @@ def plot_accuracy(frame: pd.DataFrame, path: str | Path, title: str = "") -> Pat
     return _save(fig, path, dpi=120)
 
 
+PREDICTION_CLIP = (-0.5, 1.5)
+
+
 def plot_metanet_predictions(predictions: pd.DataFrame, path: str | Path, labels: dict[str, str]) -> Path:
-    """Predicted against true test accuracy: a panel per (metanet, variant), every seed's test predictions."""
+    """Predicted against true test accuracy: a panel per (metanet, variant), every seed's test predictions, the
+    panel's R² (mean over seeds, computed on the unclipped predictions) in its title."""
+    from sklearn.metrics import r2_score
+
     plt = _pyplot()
     metanets = list(dict.fromkeys(predictions["metanet"]))
-    variants = list(dict.fromkeys(predictions["variant"]))
+    variants = in_paper_order(predictions["variant"])
     fig, axes = plt.subplots(
         len(metanets), len(variants), figsize=(3.2 * len(variants), 3.0 * len(metanets)), squeeze=False
     )
@@ -66,57 +75,67 @@ def plot_metanet_predictions(predictions: pd.DataFrame, path: str | Path, labels
         for j, v in enumerate(variants):
             ax = axes[i][j]
             g = predictions[(predictions["metanet"] == m) & (predictions["variant"] == v)]
-            ax.scatter(g["true_acc"], g["pred_acc"].clip(-0.5, 1.5), s=6, alpha=0.35)
+            ax.scatter(g["true_acc"], g["pred_acc"].clip(*PREDICTION_CLIP), s=6, alpha=0.35, color=color(v))
             ax.plot([lo, 1], [lo, 1], color="grey", lw=0.8)
-            ax.set(xlim=(lo, 1.02), ylim=(lo - 0.05, 1.1))
-            ax.set_title(f"{labels.get(m, m)} / {v}", fontsize=9)
+            ax.set(xlim=(lo, 1.02), ylim=(max(lo - 0.05, PREDICTION_CLIP[0]), 1.1))
+            finite = g[np.isfinite(g["pred_acc"])]
+            r2 = [r2_score(s["true_acc"], s["pred_acc"]) for _, s in finite.groupby("seed") if len(s) > 1]
+            ax.set_title(f"{labels.get(m, m)} / {label(v)}: R² {np.mean(r2):.3f}" if r2 else label(v), fontsize=9)
             if i == len(metanets) - 1:
                 ax.set_xlabel("true test accuracy")
             if j == 0:
                 ax.set_ylabel("predicted")
-    fig.suptitle("metanet predictions on the test split (all seeds; predictions clipped to [-0.5, 1.5])")
+    fig.suptitle(f"metanet predictions on the test split (all seeds; points clipped to {list(PREDICTION_CLIP)})")
     return _save(fig, path)
 
 
 def plot_lr_sweep(sweep: pd.DataFrame, path: str | Path, labels: dict[str, str]) -> Path:
-    """Validation R^2 (at the best epoch) against the swept hyperparameter, a panel per metanet, a line per variant."""
+    """Validation R² (at the best epoch) against the swept hyperparameter, a panel per metanet, a line per variant."""
     plt = _pyplot()
     metanets = list(dict.fromkeys(sweep["metanet"]))
     fig, axes = plt.subplots(1, len(metanets), figsize=(3.4 * len(metanets), 3.2), squeeze=False)
     for ax, m in zip(axes[0], metanets, strict=True):
         g = sweep[sweep["metanet"] == m]
-        for v, gv in g.groupby("variant", sort=False):
-            gv = gv.sort_values("hparam")
-            ax.plot(gv["hparam"], gv["val_r2"].clip(lower=-1), marker="o", label=v)
+        for v in in_paper_order(g["variant"]):
+            gv = g[g["variant"] == v].sort_values("hparam")
+            ax.plot(gv["hparam"], gv["val_r2"].clip(lower=-1), marker="o", label=label(v), color=color(v))
         ax.set(xscale="log", xlabel=g["hparam_name"].iloc[0], title=labels.get(m, m), ylim=(-1.05, 1.0))
         ax.axhline(0, color="grey", lw=0.6)
-    axes[0][0].set_ylabel("validation R^2 (clipped at -1)")
+    axes[0][0].set_ylabel("validation R² (clipped at -1)")
     axes[0][-1].legend(fontsize=8)
     return _save(fig, path)
 
 
 def plot_mli_curves(curves: pd.DataFrame, path: str | Path, title: str, per_variant: int = 60) -> Path:
-    """Paper Figure 5 style: training loss along init -> final, normalised to 1 at alpha 0 and 0 at alpha 1, a
-    panel per variant (up to ``per_variant`` networks drawn, the median curve on top); bumps above the start or
-    below the end are barriers and overshoots."""
+    """Two rows, a column per variant. Top, paper Figure 5 style: training loss along init -> final normalised to
+    1 at alpha 0 and 0 at alpha 1 (up to ``per_variant`` networks, the median on top). Bottom: each curve's rise
+    above its running minimum, L(alpha) - min over alpha' <= alpha of L(alpha'), which is 0 everywhere exactly
+    when the curve is monotonic: the small bumps that make a curve non-monotonic, invisible at the top's scale."""
     plt = _pyplot()
-    variants = list(dict.fromkeys(curves["variant"]))
-    fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 3.3), squeeze=False, sharey=True)
-    for ax, v in zip(axes[0], variants, strict=True):
+    variants = in_paper_order(curves["variant"])
+    fig, axes = plt.subplots(2, len(variants), figsize=(3.6 * len(variants), 6.2), squeeze=False, sharey="row")
+    for j, v in enumerate(variants):
         g = curves[curves["variant"] == v]
         wide = g.pivot_table(index="model_id", columns="alpha", values="loss")
         start, end = wide.iloc[:, 0], wide.iloc[:, -1]
         norm = wide.sub(end, axis=0).div((start - end).where((start - end).abs() > 1e-12), axis=0)
+        rise = wide - np.minimum.accumulate(wide.to_numpy(), axis=1)
         alphas = wide.columns.to_numpy()
-        for _, row in norm.head(per_variant).iterrows():
-            ax.plot(alphas, row.to_numpy(), color="C0", alpha=0.25, lw=0.8)
-        ax.plot(alphas, norm.median().to_numpy(), color="black", lw=1.6, label="median")
-        ax.set(title=f"{v} (n={len(norm)})", xlabel="alpha (0 = init, 1 = trained)", ylim=(-0.3, 1.5))
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.axhline(1, color="grey", lw=0.5)
+        top, bottom = axes[0][j], axes[1][j]
+        for (_, row), (_, up) in zip(norm.head(per_variant).iterrows(), rise.head(per_variant).iterrows(), strict=True):
+            top.plot(alphas, row.to_numpy(), color=color(v), alpha=0.25, lw=0.8)
+            bottom.plot(alphas, up.to_numpy(), color=color(v), alpha=0.3, lw=0.8)
+        top.plot(alphas, norm.median().to_numpy(), color="black", lw=1.6, label="median")
+        monotonic = float((rise.max(axis=1) <= 0).mean())
+        top.set(title=f"{label(v)} (n={len(norm)}, {100 * monotonic:.0f}% monotonic)", ylim=(-0.3, 1.5))
+        top.axhline(0, color="grey", lw=0.5)
+        top.axhline(1, color="grey", lw=0.5)
+        bottom.set(xlabel="alpha (0 = init, 1 = trained)")
+        bottom.axhline(0, color="grey", lw=0.5)
     axes[0][0].set_ylabel("(L(alpha) - L(1)) / (L(0) - L(1))")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"MLI, normalised training loss ({title})", fontsize=10)
+    axes[1][0].set_ylabel("rise above running minimum")
+    axes[0][0].legend(fontsize=8, loc="upper right")
+    fig.suptitle(f"MLI, training loss ({title}); bottom: 0 everywhere iff monotonic", fontsize=10)
     return _save(fig, path)
 
 
@@ -126,8 +145,10 @@ def plot_delta_histogram(stats: pd.DataFrame, path: str | Path, measurement: str
     fig, ax = plt.subplots(figsize=(6, 3.6))
     lo, hi = float(stats["delta"].min()), float(stats["delta"].max())
     bins = np.linspace(min(lo, -1e-3), max(hi, 1e-3), 41)
-    for v, g in stats.groupby("variant", sort=False):
-        ax.hist(g["delta"], bins=bins, alpha=0.5, label=f"{v} ({100 * g['monotonic'].mean():.0f}% monotonic)")
+    for v in in_paper_order(stats["variant"]):
+        g = stats[stats["variant"] == v]
+        text = f"{label(v)} ({100 * g['monotonic'].mean():.0f}% monotonic)"
+        ax.hist(g["delta"], bins=bins, alpha=0.5, label=text, color=color(v))
     ax.axvline(0, color="black", lw=0.8)
     ax.set(xlabel="Delta = max rise of the training loss between neighbouring alphas", ylabel="networks")
     ax.set_title(f"MLI Delta by variant ({measurement} loss)", fontsize=10)
@@ -136,18 +157,23 @@ def plot_delta_histogram(stats: pd.DataFrame, path: str | Path, measurement: str
 
 
 def plot_lmc_curves(curves: pd.DataFrame, path: str | Path, labels: dict[str, str], title: str) -> Path:
-    """Paper Figure 3 style: test loss and accuracy along the line between two replicates, mean +- std over pairs
-    per method."""
+    """Paper Figure 3 style: test loss and accuracy along the line between two replicates, the mean over pairs
+    per method and a band of ± one standard deviation; the legend sits below the panels, off the curves."""
     plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for method, g in curves.groupby("method", sort=False):
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for method in [m for m in labels if m in set(curves["method"])]:
+        g = curves[curves["method"] == method]
         for ax, col in ((ax_loss, "test_loss"), (ax_acc, "test_acc")):
             stats = g.groupby("alpha")[col].agg(["mean", "std"]).fillna(0.0)
             n = g["sample"].nunique()
-            ax.plot(stats.index, stats["mean"], marker=".", label=f"{labels.get(method, method)} (n={n})")
-            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.15)
+            text = f"{labels.get(method, method)} (n={n}; band: mean ± std)"
+            ax.plot(stats.index, stats["mean"], marker=".", label=text, color=color(method))
+            lo, hi = stats["mean"] - stats["std"], stats["mean"] + stats["std"]
+            ax.fill_between(stats.index, lo, hi, alpha=0.15, color=color(method))
     ax_loss.set(xlabel="alpha (0: network A, 1: network B)", ylabel="test loss (cross-entropy)")
     ax_acc.set(xlabel="alpha (0: network A, 1: network B)", ylabel="test accuracy")
-    ax_loss.legend(fontsize=8)
+    handles, texts = ax_loss.get_legend_handles_labels()
+    fig.legend(handles, texts, loc="lower center", ncol=min(len(texts), 2), fontsize=8)
     fig.suptitle(f"linear interpolation between replicates: {title}", fontsize=10)
-    return _save(fig, path)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    return _save(fig, path, tight=False)

@@ -15,11 +15,16 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 import yaml
 
+from symzoo.analysis.naming import label
 from symzoo.analysis.plots import plot_accuracy
 from symzoo.zoo.info import summarise_test_accuracy
 from symzoo.zoo.location import Location, is_within
 from symzoo.zoo.store import Zoo
 
+CITATION = (
+    'Reproducing Lim, Putterman, Walters, Maron and Jegelka, "The Empirical Impact of Neural Parameter Symmetries, '
+    "or Lack Thereof\" (NeurIPS 2024): its Tables 3, 4 and 1 on this zoo, with the paper's numbers beside ours."
+)
 STAGE_TITLES = {
     "metanet": "Metanetworks: predicting test accuracy from weights (paper Table 3)",
     "mli": "Monotonic linear interpolation (paper Table 4)",
@@ -32,6 +37,7 @@ def zoo_section(zoo: Zoo, figure: Path) -> str:
     frame, m = zoo.frame, zoo.manifest
     counts = frame.pivot_table(index="variant", columns="status", values="model_id", aggfunc="count", fill_value=0)
     acc = summarise_test_accuracy(frame, zoo.config["hyperparameters"])
+    counts, acc = (t.rename(index=label).rename_axis("variant") for t in (counts, acc))
     plot_accuracy(frame, figure, zoo.config["name"])
     dropped = frame[frame["status"] != "ok"]
     reasons = dropped.groupby(["variant", "status", "reason"]).size().reset_index(name="networks")
@@ -79,6 +85,29 @@ def stage_section(stage: str, stage_dir: Path, report_dir: Path) -> str:
     figures = sorted((stage_dir / "figures").glob("*.png"))
     lines = [f"## {STAGE_TITLES[stage]}", "", table.strip(), ""]
     lines += [f"![{f.stem}]({f.relative_to(report_dir).as_posix()})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def headlines(out: Path, stages: list[str]) -> list[str]:
+    """Each stage's computed verdicts and warnings, from its table.md: the study's findings in a few lines."""
+    lines = []
+    for stage in stages:
+        table = out / stage / "table.md"
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines():
+            if line.startswith(("- verdict", "- ⚠ ")):
+                lines.append(f"{stage}: {line[2:]}")
+    return lines
+
+
+def summary_section(out: Path, stages: list[str]) -> str:
+    found = headlines(out, stages)
+    if not found:
+        return ""
+    lines = ["## Summary: the paper's directions, checked", ""]
+    lines += [f"- {h}" for h in found]
+    lines += ["", "Each verdict is computed from the stage's numbers (tests named; p < 0.05 counts as reproduced)."]
     return "\n".join(lines) + "\n"
 
 
@@ -140,7 +169,10 @@ def build_report(out: Path, zoo: Zoo, stages: list[str], timings: dict[str, dict
     """Write ``report.md`` and the self-contained ``report.html`` into ``out``; returns both paths."""
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    parts = [f"# symzoo study: {zoo.config['name']}", "", zoo_section(zoo, figures / "zoo_accuracy.png")]
+    parts = [f"# symzoo study: {zoo.config['name']}", "", CITATION, ""]
+    if summary := summary_section(out, stages):
+        parts.append(summary)
+    parts.append(zoo_section(zoo, figures / "zoo_accuracy.png"))
     parts[-1] = parts[-1].replace("](zoo_accuracy.png)", "](figures/zoo_accuracy.png)")
     for stage in stages:
         if (out / stage / "table.md").exists():

@@ -1,4 +1,4 @@
-"""Summaries and tests shared by every analysis table: mean +- std over seeds or networks, 95% intervals (Student t
+"""Summaries and tests shared by every analysis table: mean ± std over seeds or networks, 95% intervals (Student t
 for means, Wilson for proportions), Welch's t-test for measurements and Fisher's exact test for yes/no outcomes."""
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
     return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0, len(x)
 
 
-def pm(mean: float, std: float | None, digits: int = 3) -> str:
-    """``0.950 +- 0.010`` (or ``n/a``), as the tables print them."""
+def pm(mean: float, std: float | None, digits: int = 3, n: int | None = None) -> str:
+    """``0.950 ± 0.010`` (or ``n/a``), as the tables print them; the mean alone where there is no spread to show
+    (``n`` = 1: one seed or network, whose "± 0.000" would read as a measured spread)."""
     if mean is None or not math.isfinite(mean):
         return "n/a"
-    if std is None or not math.isfinite(std):
+    if std is None or not math.isfinite(std) or n == 1:
         return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} +- {std:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def welch_t(a: Iterable[float], b: Iterable[float]) -> tuple[float, float]:

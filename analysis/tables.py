@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
+from symzoo.analysis.naming import in_paper_order, label
 from symzoo.analysis.paper import TABLE3, TABLE3_LRS
-from symzoo.analysis.stats import mean_std, pm
+from symzoo.analysis.stats import mean_std, pm, welch_t
 
 METANET_LABELS = {
     "mlp": "MLP",
@@ -56,6 +59,9 @@ def metanet_summary(final_runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+TINY_TEST_SPLIT = 20  # fewer test networks than this: R^2 and Kendall tau swing with a handful of networks
+
+
 def metanet_table(
     summary: pd.DataFrame,
     metanets: list[str],
@@ -63,12 +69,18 @@ def metanet_table(
     with_paper: bool,
     counts: dict[str, dict[str, int]],
     notes: list[str],
+    grids: dict[str, list[float]] | None = None,
+    final: pd.DataFrame | None = None,
 ) -> str:
-    """Table 3's layout in Markdown: a row per metanet, R^2 / tau / chosen LR per variant."""
+    """Table 3's layout in Markdown: a row per metanet, R² / τ / chosen value per variant, the paper's rows below
+    (marked as another setting unless the zoo is the paper's), flags, then a verdict per metanet computed from the
+    runs (``final``) against the paper's direction."""
+    variants = in_paper_order(variants)
     header = ["metanet"]
     for v in variants:
-        header += [f"{v} R^2", f"{v} tau", f"{v} LR"]
+        header += [f"{label(v)} R²", f"{label(v)} τ", f"{label(v)} chosen"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    edges = []
     for m in metanets:
         cells = [METANET_LABELS[m]]
         for v in variants:
@@ -77,26 +89,78 @@ def metanet_table(
                 cells += ["not run", "", ""]
                 continue
             s = hit.iloc[0]
-            r2, tau = pm(s["r2"], s["r2_std"]), pm(s["tau"], s["tau_std"])
+            r2, tau = pm(s["r2"], s["r2_std"], n=s["seeds"]), pm(s["tau"], s["tau_std"], n=s["seeds"])
             if s["seeds"] < s["runs"]:
                 r2 += f" ({s['runs'] - s['seeds']} of {s['runs']} seeds diverged)"
-            paper = TABLE3.get(m, {}).get(v) if with_paper else None
-            if paper:
-                r2 += f" (paper {pm(paper[0], paper[1])})"
-                tau += f" (paper {pm(paper[2], paper[3])})"
-            lr = f"{s['hparam_name']} {s['hparam']:g}"
-            paper_lr = TABLE3_LRS.get(m, {}).get(v) if with_paper else None
-            if paper_lr:
-                lr += f" (paper {paper_lr:g})"
-            cells += [r2, tau, lr]
+            chosen = f"{s['hparam_name']} {s['hparam']:g}"
+            grid = (grids or {}).get(m)
+            if grid and len(grid) > 1 and s["hparam"] in (min(grid), max(grid)):
+                chosen += " ⚠ edge of grid"
+                edges.append(f"{METANET_LABELS[m]} on {label(v)}")
+            cells += [r2, tau, chosen]
+        lines.append("| " + " | ".join(cells) + " |")
+    setting = "" if with_paper else ", another setting"
+    for m in (m for m in metanets if m in TABLE3):
+        cells = [f"paper: {METANET_LABELS[m]} (CIFAR-10 ResNet8{setting})"]
+        for v in variants:
+            paper = TABLE3[m].get(v)
+            lr = TABLE3_LRS.get(m, {}).get(v)
+            cells += [pm(paper[0], paper[1]), pm(paper[2], paper[3]), f"lr {lr:g}"] if paper else ["", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for v in variants:
         c = counts[v]
         dropped = ", ".join(f"{n} {why}" for why, n in c["dropped"].items()) or "none"
         lines.append(
-            f"- {v}: {c['used']} networks used ({c['train']} train / {c['val']} val / {c['test']} test), "
+            f"- {label(v)}: {c['used']} networks used ({c['train']} train / {c['val']} val / {c['test']} test), "
             f"dropped: {dropped}"
         )
+    lines += [f"- ⚠ {w}" for w in metanet_warnings(counts, edges)]
+    if final is not None:
+        lines += [f"- verdict: {v}" for v in metanet_verdicts(final, metanets, variants)]
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def metanet_warnings(counts: dict[str, dict[str, int]], edges: list[str]) -> list[str]:
+    """What makes a cell of the table unreliable: a tiny test split, a value chosen at the edge of its grid."""
+    out = []
+    tiny = {v: c["test"] for v, c in counts.items() if c["test"] < TINY_TEST_SPLIT}
+    if tiny:
+        sizes = ", ".join(f"{n} for {label(v)}" for v, n in tiny.items())
+        out.append(
+            f"test split of {sizes} networks: R² and Kendall τ on so few networks swing from run to run (with 2 "
+            "networks τ is always ±1); train a zoo of at least 80 samples for numbers to compare"
+        )
+    if edges:
+        out.append(
+            f"chosen at the edge of its grid: {', '.join(edges)} (a ridge alpha at the top predicts nearly a "
+            "constant, an lr at the bottom barely trains): widen the grid (metanet.lrs) before reading that cell"
+        )
+    return out
+
+
+def metanet_verdicts(final: pd.DataFrame, metanets: list[str], variants: list[str]) -> list[str]:
+    """Per metanet with paper values: does W-Asym's R² exceed standard's, as in the paper? Welch's t-test over
+    seeds where there are at least two per side; the direction alone otherwise."""
+    out = []
+    if not {"standard", "w_asym"} <= set(variants):
+        return out
+    for m in (m for m in metanets if m in TABLE3):
+        runs = final[final["metanet"] == m]
+        r2 = {v: runs.loc[runs["variant"] == v, "test_r2"] for v in ("standard", "w_asym")}
+        (a, _, na), (b, _, nb) = mean_std(r2["standard"]), mean_std(r2["w_asym"])
+        if not (na and nb):
+            continue
+        paper_gap = TABLE3[m]["w_asym"][0] - TABLE3[m]["standard"][0]
+        _, p = welch_t(r2["w_asym"], r2["standard"])
+        same = (b - a) * paper_gap > 0
+        test = f"Welch p = {p:.2g}" if math.isfinite(p) else f"no test: {min(na, nb)} seed(s)"
+        outcome = "direction reproduced" if same else "direction NOT reproduced"
+        if same and math.isfinite(p) and p >= 0.05:
+            outcome = "same direction, not significant"
+        out.append(
+            f"{METANET_LABELS[m]}: W-Asym R² {b:.3f} vs standard {a:.3f} ({b - a:+.3f}; {test}); paper "
+            f"{paper_gap:+.3f}: {outcome}"
+        )
+    return out

@@ -134,7 +134,7 @@ def write_lmc_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
     notes = [
         f"zoo {zoo.config['name']}: pairs are replicates of one hyperparameter sample (same hyperparameters, masks and "
         "F; different init seed and data order); barrier = L(midpoint) - (L(A) + L(B)) / 2, plain cross-entropy on "
-        f"the test set; mean +- std over pairs [95% interval of the mean]; {opts['alphas']} alphas",
+        f"the test set; mean ± std over pairs [95% interval of the mean]; {opts['alphas']} alphas",
         "Git Re-Basin: weight matching (coordinate descent over the permutations in random order, linear "
         "assignment each, at most 100 sweeps), B permuted onto A; standard networks only",
         describe_fixed_structure(zoo.config),

@@ -256,17 +256,19 @@ def write_metanet_outputs(
             else ""
         ),
         f"split: {split_description(zoo, opts['split_seed'])}, every variant's networks of a sample in one part; "
-        "test R^2 (sklearn) and Kendall tau-b at the best-validation epoch, mean +- std over "
-        f"{opts['seeds']} seeds at the hyperparameter picked on validation R^2 (one sweep run per value)",
+        "test R² (sklearn) and Kendall τ-b at the best-validation epoch, mean ± std over "
+        f"{opts['seeds']} seeds at the hyperparameter picked on validation R² (one sweep run per value; a single "
+        "seed prints no ±)",
         f"neural metanets: AdamW (weight decay {opts['weight_decay']:g}), MSE, batch {opts['batch_size']}, "
         f"{opts['epochs']} epochs, no schedule; ridge: alpha picked on validation; GBT: 300 trees of depth 3, "
         "subsample 0.8, learning rate picked on validation",
-        "paper values: CIFAR-10 ResNet8 zoos of 10,000 networks per variant"
-        if with_paper
-        else "the paper's Table 3 is on CIFAR-10 ResNet8 zoos of 10,000 networks; this zoo is not, so no paper "
-        "values are printed beside it",
+        "paper rows: CIFAR-10 ResNet8 zoos of 10,000 networks per variant (Lim et al. 2024, Table 3)"
+        + ("" if with_paper else "; this zoo is another setting, so compare directions, not values"),
     ]
-    table = metanet_table(summary, opts["metanets"], variants, with_paper, counts, notes)
+    grids = {m: grid_for(m, opts["lrs"])[1] for m in opts["metanets"]}
+    table = metanet_table(summary, opts["metanets"], variants, with_paper, counts, notes, grids, final)
+    for warning in (line for line in table.splitlines() if line.startswith("- ⚠")):
+        print(f"symzoo: warning: {warning[4:]}", file=sys.stderr)
     table = "# Metanetworks: predicting test accuracy from weights (paper Table 3)\n\n" + table
     (out / "table.md").write_text(table)
     predictions = predictions_frame(final)

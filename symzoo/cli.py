@@ -177,10 +177,23 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     out = args.out or f"runs/{load_config(args.config)['name']}"
     report = run_study(args.config, out, args.address, not args.no_progress)
+    print_headlines(out)
     print(f"study complete; open {report} (or read {report.with_suffix('.md')})")
     if "://" in str(report):
         copy = "aws s3 cp" if str(report).startswith("s3://") else "gcloud storage cp"
         print(f"the report is self-contained: `{copy} {report} .` and open the copy")
+
+
+def print_headlines(out) -> None:
+    """The study's verdicts and warnings, as its report's summary lists them."""
+    from symzoo.analysis.report import headlines
+    from symzoo.zoo.location import location
+
+    out = location(out)
+    stages = json.loads((out / "study.json").read_text())["stages"]
+    found = headlines(out, stages)
+    if found:
+        print("headlines:\n" + "\n".join(f"  {h}" for h in found))
 
 
 def cmd_report(args: argparse.Namespace) -> None:

@@ -276,7 +276,7 @@ def test_diverged_and_non_finite_networks_are_skipped_and_counted(zoo_dir, tmp_p
     assert "standard: 1 pairs with non-finite weights" in lmc.table
 
 
-def test_tables_print_the_papers_rows_where_the_setting_is_the_papers():
+def test_tables_print_the_papers_rows_flags_and_computed_verdicts():
     from symzoo.analysis.lmc import lmc_table
     from symzoo.analysis.mli import mli_table
 
@@ -286,15 +286,23 @@ def test_tables_print_the_papers_rows_where_the_setting_is_the_papers():
             "sample": [0] * 4 + [1] * 4,
             "loss_barrier": [0.4, 0.1, 0.7, 0.0, 0.5, 0.1, 0.6, 0.0],
             "acc_drop": [0.1] * 8,
+            "endpoint_loss": [0.3, 0.3, 0.3, 1.1] * 2,  # W-Asym's endpoints are weak
+            "endpoint_acc": [0.9, 0.9, 0.9, 0.6] * 2,
         }
     )
     mlp = {"model": {"arch": "mlp", "width": 1}, "data": {"name": "fashion_mnist", "size": None}}
     table = lmc_table(table_barriers, mlp)
     assert "| MLP on Fashion-MNIST (the paper's row: MLP on MNIST" in table
-    assert "| 0.450 +- 0.071 [-0.185, 1.085] (2) | 0.100 +- 0.000 [0.100, 0.100] (2) |" in table  # t with 1 dof
+    assert "| 0.450 ± 0.071 [-0.185, 1.085] (2) | 0.100 ± 0.000 [0.100, 0.100] (2) |" in table  # t with 1 dof
     assert "| paper | 0.188 | -0.006 | 0.117 | -0.012 |" in table
+    assert "| endpoint test loss | 0.300 ± 0.000 | 0.300 ± 0.000 | 0.300 ± 0.000 | 1.100 ± 0.000 |" in table
+    assert "- ⚠ W-Asym's endpoints are weak (test loss 1.100 against 0.300" in table
+    verdict = "- verdict: σ-Asym barrier 0.650 vs standard 0.450 (Welch p = 0.11); paper 0.117 vs 0.188: direction NOT"
+    assert verdict in table
+    assert "- verdict: W-Asym barrier 0.000 vs standard 0.450 (Welch p = 0.07); paper -0.012 vs 0.188: same " in table
     digits = {"model": {"arch": "resnet8", "width": 1}, "data": {"name": "digits", "size": None}}
-    assert "| paper |" not in lmc_table(table_barriers, digits)
+    other = lmc_table(table_barriers, digits)
+    assert "| paper |" not in other and "| paper: ResNet20 x1 on CIFAR-10 (another setting) | 3.287 |" in other
     stats = pd.DataFrame(
         {
             "variant": ["standard", "standard", "w_asym", "w_asym"],
@@ -306,9 +314,18 @@ def test_tables_print_the_papers_rows_where_the_setting_is_the_papers():
             "global_convexity_authors": [1.0, 1.0, 1.0, 1.0],
         }
     )
-    table = mli_table(stats, ["standard", "w_asym"], "augmented", with_paper=True)
-    assert "| monotonic | 50.0% [9.5, 90.5] | 100.0% [34.2, 100.0] | 26.3% | 100.0% |" in table
-    assert "| Delta (max rise) | 0.000 +- 0.141 [-1.271, 1.271] | -0.025 +- 0.007 [-0.089, 0.039] | 0.079 +-" in table
+    for with_paper in (True, False):  # variants as rows, as the paper's Table 4; the paper's rows either way
+        table = mli_table(stats, ["w_asym", "standard"], "augmented", with_paper=with_paper)
+        rows = [line for line in table.splitlines() if line.startswith("| ")]
+        assert rows[1].startswith("| standard | 2 | 0.000 ± 0.141 [-1.271, 1.271] | 50.0% [9.5, 90.5] |")
+        assert rows[2].startswith("| W-Asym | 2 | -0.025 ± 0.007 [-0.089, 0.039] | 100.0% [34.2, 100.0] |")
+        setting = "" if with_paper else ", another setting"
+        assert rows[3].startswith(f"| paper: standard (CIFAR-10 ResNet8{setting}) | 300 | 0.079 ± 0.109 | 26.3% |")
+    assert (
+        "- verdict: monotonic: W-Asym 100.0% vs standard 50.0% (p = 1); paper: W-Asym higher (100.0% vs 26.3%): "
+        "same direction, not significant" in table
+    )
+    assert "every network of every variant has global convexity, as in the authors' code (1.000)" in table
 
 
 def test_a_zoo_missing_a_shard_is_refused_though_its_manifest_says_complete(zoo_dir, tmp_path, capsys):

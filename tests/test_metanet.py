@@ -164,7 +164,8 @@ def test_cli_writes_table_runs_predictions_and_figures(stage_out):
     table = (stage_out / "table.md").read_text()
     for label in ("| MLP |", "| StatNN |", "| Ridge (flat weights) |", "| GBT (StatNN features) |"):
         assert label in table
-    assert "standard R^2" in table and "w_asym tau" in table and "5 train / 2 val / 3 test" in table
+    assert "standard R²" in table and "W-Asym τ" in table and "5 train / 2 val / 3 test" in table
+    assert "- ⚠ test split of 3 for standard, 3 for W-Asym networks" in table
     runs = pd.read_parquet(stage_out / "runs")
     sweep, final = runs[runs["seed"] == 0], runs[runs["seed"] > 0]
     assert len(sweep) == 2 * (2 + 2 + 9 + 4) and len(final) == 2 * 4 * 2
@@ -267,29 +268,43 @@ def test_a_killed_run_resumes_to_the_same_table(zoo_dir, stage_out, tmp_path):
     assert (out / "table.md").read_text() == (stage_out / "table.md").read_text()
 
 
-def test_the_table_puts_the_papers_numbers_beside_ours_only_for_the_papers_zoo():
+def test_the_table_puts_the_papers_rows_below_ours_with_flags_and_a_verdict():
     from symzoo.analysis.paper import is_paper_resnet8_zoo
     from symzoo.analysis.tables import metanet_summary, metanet_table
 
     runs = pd.DataFrame(
         {
-            "metanet": ["statnn"] * 4,
-            "variant": ["standard", "standard", "w_asym", "w_asym"],
-            "hparam_name": ["lr"] * 4,
-            "hparam": [1e-3, 1e-3, 1e-2, 1e-2],
-            "test_r2": [0.9, 0.8, 0.95, np.nan],
-            "test_tau": [0.7, 0.6, 0.9, np.nan],
+            "metanet": ["statnn"] * 4 + ["mlp"] * 2,
+            "variant": ["standard", "standard", "w_asym", "w_asym", "standard", "w_asym"],
+            "hparam_name": ["lr"] * 6,
+            "hparam": [1e-3, 1e-3, 1e-2, 1e-2, 1e-5, 1e-3],
+            "test_r2": [0.9, 0.8, 0.95, np.nan, 0.2, 0.6],
+            "test_tau": [0.7, 0.6, 0.9, np.nan, 0.3, 0.5],
         }
     )
     summary = metanet_summary(runs)
     counts = {
         v: {"used": 8, "train": 4, "val": 2, "test": 2, "dropped": {"diverged": 1}} for v in ("standard", "w_asym")
     }
-    table = metanet_table(summary, ["statnn"], ["standard", "w_asym"], True, counts, ["note"])
-    row = next(line for line in table.splitlines() if line.startswith("| StatNN |"))
-    assert "0.850 +- 0.071 (paper 0.976 +- 0.000)" in row and "lr 0.001 (paper 0.001)" in row
-    assert "0.950 +- 0.000 (1 of 2 seeds diverged) (paper 0.978 +- 0.000)" in row
+    grids = {"statnn": [1e-5, 1e-3, 1e-2], "mlp": [1e-5, 1e-3, 1e-2]}
+    table = metanet_table(summary, ["statnn", "mlp"], ["w_asym", "standard"], False, counts, ["note"], grids, runs)
+    lines = table.splitlines()
+    assert lines[0] == "| metanet | standard R² | standard τ | standard chosen | W-Asym R² | W-Asym τ | W-Asym chosen |"
+    statnn = next(line for line in lines if line.startswith("| StatNN |"))
+    assert "| 0.850 ± 0.071 | 0.650 ± 0.071 | lr 0.001 |" in statnn
+    assert "| 0.950 (1 of 2 seeds diverged) | 0.900 | lr 0.01 ⚠ edge of grid |" in statnn  # one seed: no "± 0.000"
+    mlp = next(line for line in lines if line.startswith("| MLP |"))
+    assert "| 0.200 | 0.300 | lr 1e-05 ⚠ edge of grid |" in mlp
+    paper = next(line for line in lines if line.startswith("| paper: StatNN"))
+    assert paper.startswith("| paper: StatNN (CIFAR-10 ResNet8, another setting) | 0.976 ± 0.000 | 0.866 ± 0.000 |")
+    assert "- ⚠ test split of 2 for standard, 2 for W-Asym networks: R² and Kendall τ" in table
+    assert "- ⚠ chosen at the edge of its grid: StatNN on W-Asym, MLP on standard" in table
+    assert (
+        "- verdict: StatNN: W-Asym R² 0.950 vs standard 0.850 (+0.100; no test: 1 seed(s)); paper +0.002: "
+        "direction reproduced" in table
+    )
     assert "dropped: 1 diverged" in table
-    assert "paper" not in metanet_table(summary, ["statnn"], ["standard", "w_asym"], False, counts, []).split("\n")[2]
+    with_paper = metanet_table(summary, ["statnn"], ["standard", "w_asym"], True, counts, [])
+    assert "| paper: StatNN (CIFAR-10 ResNet8) |" in with_paper
     paper = {"model": {"arch": "resnet8"}, "data": {"name": "cifar10", "size": None}}
     assert is_paper_resnet8_zoo(paper) and not is_paper_resnet8_zoo(paper | {"data": {"name": "cifar10", "size": 16}})

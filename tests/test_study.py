@@ -50,6 +50,10 @@ def study(tmp_path_factory) -> tuple[Path, Path]:
     done = run_cli("run", str(config), "--out", str(tmp / "out"))
     assert done.returncode == 0, done.stderr
     assert "open " in done.stdout and "report.html" in done.stdout
+    headlines = done.stdout.split("headlines:")[1]  # each stage's computed verdicts and warnings, last
+    assert "metanet: ⚠ test split of 4 for standard, 4 for W-Asym networks" in headlines
+    assert "mli: verdict (clean): " in headlines and "mli: verdict (augmented): " in headlines
+    assert "lmc: verdict: W-Asym barrier" in headlines
     return config, tmp / "out"
 
 
@@ -63,6 +67,12 @@ def test_the_study_writes_every_stage_and_a_report_with_the_three_tables(study):
     assert "| StatNN |" in report and "| Ridge (flat weights) |" in report
     assert "global convexity, as in the authors' code" in report and "#### clean" in report
     assert "standard + Git Re-Basin" in report and "config hash" in report
+    summary = report.split("## Summary: the paper's directions, checked")[1].split("## The zoo")[0]
+    assert "- metanet: ⚠ test split of 4" in summary and "- lmc: verdict: " in summary
+    assert "| paper: StatNN (CIFAR-10 ResNet8, another setting) |" in report  # the paper beside every table
+    assert "| paper: standard (CIFAR-10 ResNet8, another setting) | 300 |" in report
+    assert "| paper: ResNet20 x1 on CIFAR-10 (another setting) |" in report
+    assert "Lim, Putterman, Walters, Maron and Jegelka" in report and "SPEC" not in report
     reproduce = report.split("## Reproducing this study")[1]
     assert "zoo generated with: symzoo 0.1.0 at commit" in reproduce and "torch 2." in reproduce
     assert "metanet: split_seed 0, seeds" in reproduce and "mli: sample None, sample_seed 0" in reproduce
@@ -120,13 +130,13 @@ def test_the_html_report_opens_in_a_real_browser(study, tmp_path):
     assert found, dom.stderr[-2000:]
     probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert probe["errors"] == [] and probe["images"] == probe["shown"] >= 8
-    assert probe["h2"][0] == "The zoo" and any("Table 3" in h for h in probe["h2"])
+    assert probe["h2"][:2] == ["Summary: the paper's directions, checked", "The zoo"]
+    assert any("Table 3" in h for h in probe["h2"])
     first_cells = [rows[1:] for rows in probe["tables"]]
-    assert ["StatNN", "Ridge (flat weights)"] in first_cells
-    assert ["Delta (max rise)", "monotonic", "local convexity", "global convexity, as defined"] + [
-        "global convexity, as in the authors' code"
-    ] in first_cells
-    assert ["resnet8 x1 on digits"] in first_cells
+    assert ["StatNN", "Ridge (flat weights)", "paper: StatNN (CIFAR-10 ResNet8, another setting)"] in first_cells
+    paper_rows = [f"paper: {v} (CIFAR-10 ResNet8, another setting)" for v in ("standard", "W-Asym")]
+    assert ["standard", "W-Asym", *paper_rows] in first_cells  # Table 4 in the paper's orientation
+    assert ["resnet8 x1 on digits", "paper: ResNet20 x1 on CIFAR-10 (another setting)"] in first_cells
     shot = tmp_path / "report.png"
     flags += ["--window-size=1300,3000", f"--screenshot={shot}"]
     subprocess.run([browser, *flags, (out / "report.html").as_uri()], capture_output=True, timeout=120)
