@@ -63,6 +63,13 @@ def test_a_zoo_on_s3_equals_the_local_one_and_pandas_reads_it(ray_cluster, s3, b
     frame = pd.read_parquet(f"{url}/models", columns=["model_id", "variant", "test_acc"])
     assert sorted(frame["model_id"]) == list(range(6))
     assert cli_main(["info", url, "--verify"]) == 0
+    prefix = url.split("/", 3)[3]
+    assert {f"{prefix}/splits.parquet", f"{prefix}/README.md"} <= set(stored)  # the split and the card travel
+    from symzoo.zoo.dataset import WeightDataset
+
+    dataset = WeightDataset(url, view="flat", variants=["w_asym"], cache_dir=tmp_path / "cache")
+    items = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
+    np.testing.assert_array_equal(items, local.weights("final", variant="w_asym", trainable_only=True))
 
 
 def test_a_damaged_zoo_on_s3_is_quarantined_and_resumed(ray_cluster, s3, bucket, tmp_path, capsys):
