@@ -185,7 +185,8 @@ def test_the_zoo_card_parses_and_hugging_face_datasets_reads_the_zoo_and_its_spl
     zoo = open_zoo(zoo_dir)
     assert f"config hash `{zoo.manifest['config_hash']}`" in text and zoo.manifest["dataset_fingerprint"] in text
     assert "| w_asym | 8 | " in text and "| weights_init, weights_final, weights_epoch_E |" in text
-    assert "- sigma_asym: hidden-unit permutations are not symmetries;" in text
+    assert "- sigma_asym: hidden-unit permutations are not symmetries; positive scaling of each of its 3 " in text
+    assert "- w_asym: hidden-unit permutations are not symmetries;" in text and "is not (its fixed entries" in text
     assert yaml.safe_load(text.split("```yaml\n")[1].split("```")[0]) == zoo.config  # the generator config
 
     datasets = pytest.importorskip("datasets", reason="Hugging Face datasets is the [hf] extra")

@@ -74,7 +74,7 @@ def card_text(zoo: Zoo) -> str:
         "",
         f"A model zoo made by symzoo {manifest.get('symzoo_version', '?')} for studying parameter symmetries "
         '(Lim et al., "The Empirical Impact of Neural Parameter Symmetries, or Lack Thereof"): '
-        f"{cfg['networks']} hyperparameter samples x {cfg['replicates']} replicates x variants "
+        f"{cfg['networks']} hyperparameter samples x {cfg['replicates']} replicate(s) x variants "
         f"{', '.join(cfg['variants'])}. One Parquet row per network in `{MODELS}/`, its metadata and its flat "
         f"weights; `{SPLITS_FILE}` assigns each network to train / val / test, every variant and replicate of a "
         "sample in one part. The training data's own terms apply to the weights.",
@@ -128,10 +128,11 @@ def card_text(zoo: Zoo) -> str:
         "",
     ]
     for variant, sym in zoo.symmetries.items():
+        scaling = "is one" if sym["scaling_is_symmetry"] else "is not (its fixed entries cannot scale)"
         lines.append(
             f"- {variant}: hidden-unit permutations {'are' if sym['permutation_is_symmetry'] else 'are not'} "
-            f"symmetries; {len(sym['scale_groups'])} layers whose positive scaling a norm undoes "
-            f"{'are' if sym['scaling_is_symmetry'] else 'are not'} (W-Asym's fixed entries cannot scale)"
+            f"symmetries; positive scaling of each of its {len(sym['scale_groups'])} layers that a norm follows "
+            f"{scaling}"
         )
     versions = {name: env[name] for name in ("python", *PACKAGES) if env.get(name)}
     lines += [

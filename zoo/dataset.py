@@ -98,6 +98,8 @@ class WeightDataset(torch.utils.data.Dataset):
         if view == "nfn" and len({len(layout.slots) for layout in self.layouts.values()}) > 1:
             raise ZooError("the nfn view needs variants of one architecture")
         self._maps: dict[str, np.ndarray] = {}  # opened lazily in each process (DataLoader workers included)
+        self._variant_of = self.networks["variant"].to_numpy(object)  # plain arrays: an item costs no pandas lookup
+        self._row_of = self.networks["row"].to_numpy(np.int64)
         self._y = torch.from_numpy(np.array(self.networks[targets].to_numpy(np.float32)))
 
     def __len__(self) -> int:
@@ -113,7 +115,7 @@ class WeightDataset(torch.utils.data.Dataset):
         return self._maps[key]
 
     def __getitem__(self, i: int):
-        variant, row = self.networks.at[i, "variant"], int(self.networks.at[i, "row"])
+        variant, row = self._variant_of[i], int(self._row_of[i])
         if self.transform is None and self.view in ("flat", "stats"):  # straight from the cache
             return torch.from_numpy(np.array(self._matrix(variant, self.view)[row])), self._y[i]
         tensors = self.full_tensors(variant, np.array(self._matrix(variant, "flat")[row]))

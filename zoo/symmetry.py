@@ -17,6 +17,7 @@ norm's output). The transforms say so, and apply such a map only when asked: the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ Axes = tuple[str | None, ...]
 class PermutationSpec:
     axes: dict[str, Axes]  # parameter name -> the permutation acting on each axis (None: not permuted)
 
-    @property
+    @cached_property
     def perm_to_axes(self) -> dict[str, list[tuple[str, int]]]:
         out: dict[str, list[tuple[str, int]]] = {}
         for name, axes in self.axes.items():
@@ -167,6 +168,12 @@ def variant_symmetries(cfg: dict, in_shape, num_classes: int) -> dict[str, dict]
     return {v: describe_symmetries(build_configured(cfg, v, in_shape, num_classes, sample=0)) for v in cfg["variants"]}
 
 
+@lru_cache(maxsize=16)
+def spec_of(axes: tuple[tuple[str, tuple], ...]) -> PermutationSpec:
+    """A recorded spec as a ``PermutationSpec`` (built once per variant and process)."""
+    return PermutationSpec(dict(axes))
+
+
 @dataclass
 class Transform:
     """A random map of a network's parameters (``{name: tensor}``, as ``WeightDataset``'s layers view holds
@@ -195,9 +202,12 @@ class NeuronPermutation(Transform):
 
     kind: str = field(default="permutation", init=False)
 
+    def spec(self, variant: str) -> PermutationSpec:
+        return spec_of(tuple((n, tuple(a)) for n, a in self.symmetries[variant]["permutations"].items()))
+
     def __call__(self, tensors: dict[str, torch.Tensor], variant: str) -> dict[str, torch.Tensor]:
         self.check(variant)
-        spec = PermutationSpec({n: tuple(a) for n, a in self.symmetries[variant]["permutations"].items()})
+        spec = self.spec(variant)
         sizes = {p: tensors[name].shape[axis] for p, [(name, axis), *_] in spec.perm_to_axes.items()}
         perms = {p: torch.randperm(n, generator=self.generator).numpy() for p, n in sizes.items()}
         return permute(spec, perms, tensors)
