@@ -88,6 +88,9 @@ def test_the_stats_view_is_statnn(zoo_dir, cache):
 def test_generate_stores_a_paired_seed_0_split_that_the_dataset_reads(zoo_dir, cache):
     zoo = open_zoo(zoo_dir)
     assert (zoo_dir / SPLITS_FILE).exists()
+    written = (zoo_dir / SPLITS_FILE).read_bytes()
+    store_splits(zoo_dir, 0, None, replace=False)  # the same split again: accepted, the file unchanged
+    assert (zoo_dir / SPLITS_FILE).read_bytes() == written
     stored = pd.read_parquet(zoo_dir / SPLITS_FILE)
     assert stored.equals(zoo.splits(0)) and stored.equals(zoo.splits("stored"))
     parts = {s: WeightDataset(zoo, split=s, cache_dir=cache).networks for s in ("train", "val", "test")}

@@ -308,6 +308,7 @@ def test_a_whole_study_runs_on_s3_and_its_report_embeds_the_figures(s3, bucket, 
     cmd = [sys.executable, "-m", "symzoo.cli", "run", str(config), "--out", out, "--no-progress"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "headlines:" in done.stdout and "lmc: verdict: W-Asym barrier" in done.stdout  # read from the store
     stored = set(keys(s3, out))
     for stage in ("metanet", "mli", "lmc"):
         assert f"study/{stage}/table.md" in stored and f"study/{stage}/done.json" in stored
