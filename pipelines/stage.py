@@ -54,6 +54,7 @@ class Written:
     checksum: str
 
 
+ZOO_ERROR = "ZooError: "  # a failure's text that is our own one-line error, as the task raised it
 IN_FLIGHT_PER_SLOT = 2  # tasks queued per slot the cluster has: one running, one ready to start
 
 
@@ -259,7 +260,11 @@ def run_pending(
                     report.done.append(unit.index)
                     finished_items += unit.size
                 except (ray.exceptions.RayError, OSError) as e:
-                    report.failed[unit.index] = str(e).strip().splitlines()[-1][:300]
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, ZooError):  # bad input the task found (a damaged shard): named as such
+                        report.failed[unit.index] = f"{ZOO_ERROR}{cause}"
+                    else:
+                        report.failed[unit.index] = str(e).strip().splitlines()[-1][:300]
                 result = None  # the driver keeps no finished result: its memory follows the units in flight
             in_flight = 0
             try:
@@ -338,6 +343,9 @@ def run_unit_files(
         prepare,
     )
     if not report.ok:
+        ours = [e for e in report.failed.values() if e.startswith(ZOO_ERROR)]
+        if ours:  # a damaged shard or the like: retrying will not help, its own message says what will
+            raise ZooError(ours[0].removeprefix(ZOO_ERROR))
         index, error = next(iter(report.failed.items()))
         first = next(u for u in units if u.index == index)
         raise ZooError(

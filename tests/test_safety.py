@@ -109,8 +109,12 @@ def test_a_shard_damaged_inside_with_its_footer_intact_is_one_line(zoos, tmp_pat
     shard.write_bytes(bytes(data))
     with pytest.raises(ZooError, match=r"corrupt file .*part-00001.parquet .*symzoo generate"):
         open_zoo(zoo).weights()
-    err = one_line_exit_2(["mli", str(zoo), "--out", str(tmp_path / "mli"), "--no-progress"], capsys)
-    assert "part-00001.parquet" in err
+    # the stage announces its units, then a worker meets the damage: the error is one line naming shard and fix
+    assert cli_main(["mli", str(zoo), "--out", str(tmp_path / "mli"), "--no-progress"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("symzoo: mli of 4 networks") and len(lines) == 2 and "Traceback" not in lines[1]
+    assert lines[1].startswith("symzoo: error: corrupt file ") and "part-00001.parquet" in lines[1]
+    assert lines[1].endswith("rerun `symzoo generate` with the zoo's config to quarantine and retrain it")
 
 
 def test_stage_output_inside_the_zoos_models_folder_is_refused(zoos, tmp_path, capsys):
