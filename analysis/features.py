@@ -145,7 +145,7 @@ def align_to_reference(flat: np.ndarray, finite: np.ndarray, zoo: Zoo, variant: 
     import torch
 
     from symzoo.analysis.rebasin import weight_matching
-    from symzoo.zoo.symmetry import PermutationSpec, permute
+    from symzoo.zoo.symmetry import permute, recorded_spec
 
     symmetries = zoo.symmetries[variant]
     if not symmetries["permutation_is_symmetry"]:
@@ -153,7 +153,7 @@ def align_to_reference(flat: np.ndarray, finite: np.ndarray, zoo: Zoo, variant: 
             f"{variant} networks have no permutation symmetry to align: metanet.align applies to standard ones"
         )
     layout = zoo.layout(variant)
-    spec = PermutationSpec({n: tuple(a) for n, a in symmetries["permutations"].items()})
+    spec = recorded_spec(symmetries)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.npy"
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=flat.shape)
     reference = layout.unflatten(torch.from_numpy(np.array(flat[int(np.argmax(finite))]))) if finite.any() else None

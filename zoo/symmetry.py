@@ -168,10 +168,14 @@ def variant_symmetries(cfg: dict, in_shape, num_classes: int) -> dict[str, dict]
     return {v: describe_symmetries(build_configured(cfg, v, in_shape, num_classes, sample=0)) for v in cfg["variants"]}
 
 
+def recorded_spec(symmetries: dict) -> PermutationSpec:
+    """A variant's permutation spec as the manifest records it (``describe_symmetries``), as a ``PermutationSpec``."""
+    return _spec_of(tuple((n, tuple(a)) for n, a in symmetries["permutations"].items()))
+
+
 @lru_cache(maxsize=16)
-def spec_of(axes: tuple[tuple[str, tuple], ...]) -> PermutationSpec:
-    """A recorded spec as a ``PermutationSpec`` (built once per variant and process)."""
-    return PermutationSpec(dict(axes))
+def _spec_of(axes: tuple[tuple[str, tuple], ...]) -> PermutationSpec:
+    return PermutationSpec(dict(axes))  # built once per variant and process
 
 
 @dataclass
@@ -203,7 +207,7 @@ class NeuronPermutation(Transform):
     kind: str = field(default="permutation", init=False)
 
     def spec(self, variant: str) -> PermutationSpec:
-        return spec_of(tuple((n, tuple(a)) for n, a in self.symmetries[variant]["permutations"].items()))
+        return recorded_spec(self.symmetries[variant])
 
     def __call__(self, tensors: dict[str, torch.Tensor], variant: str) -> dict[str, torch.Tensor]:
         self.check(variant)
