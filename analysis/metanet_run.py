@@ -64,11 +64,16 @@ def _predict(model: torch.nn.Module, x: np.ndarray, batch_size: int, device: tor
 
 
 def train_neural(
-    spec: RunSpec, inputs: np.ndarray, targets: np.ndarray, idx: dict[str, np.ndarray], device: torch.device
+    spec: RunSpec,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    idx: dict[str, np.ndarray],
+    device: torch.device,
+    space=None,
 ) -> dict:
     """AdamW (weight decay 1e-2), MSE, no schedule; per-epoch train loss and val/test R^2 and tau."""
     torch.manual_seed(stable_seed("symzoo-metanet-init", spec.metanet, spec.seed))
-    model = build_metanet(spec.metanet, inputs.shape[1]).to(device)
+    model = build_metanet(spec.metanet, inputs.shape[1], space).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.hparam, weight_decay=spec.weight_decay)
     x_train = torch.as_tensor(np.asarray(inputs[idx["train"]]), device=device)
     y_train = torch.as_tensor(targets[idx["train"]], dtype=torch.float32, device=device)
@@ -141,15 +146,17 @@ def run_metanet(
     model_ids: np.ndarray,
     idx: dict[str, np.ndarray],
     device: torch.device | str = "cpu",
+    space=None,
 ) -> dict:
-    """One run -> one row: the spec, per-epoch curves, the best-validation epoch, its test metrics and predictions."""
+    """One run -> one row: the spec, per-epoch curves, the best-validation epoch, its test metrics and predictions.
+    ``space``: the variant's ``analysis.weight_space.WeightSpace``, which the equivariant metanets read."""
     start = time.perf_counter()
     device = torch.device(device)
     if spec.metanet in ("ridge", "gbt"):
         out = train_baseline(spec, inputs, targets, idx)
         device = torch.device("cpu")
     else:
-        out = train_neural(spec, inputs, targets, idx, device)
+        out = train_neural(spec, inputs, targets, idx, device, space)
     curves, best = out["curves"], out["best_epoch"]
     at_best = {k: (curves[k][best - 1] if best else math.nan) for k in ("val_r2", "val_tau", "test_r2", "test_tau")}
     return {

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-FLAT_INPUT = ("mlp", "dmc", "deepsets")  # read weights; statnn reads statistics
+EQUIVARIANT = ("nfn_np", "nfn_hnp", "gmn")  # analysis.equivariant: read weights through the variant's WeightSpace
+FLAT_INPUT = ("mlp", "dmc", "deepsets", *EQUIVARIANT)  # read weights; statnn reads statistics
 NEURAL = (*FLAT_INPUT, "statnn")
 
 
@@ -110,8 +111,15 @@ class StatNN(nn.Module):
         return self.net(x).squeeze(-1)
 
 
-def build_metanet(name: str, input_dim: int) -> nn.Module:
-    """``input_dim``: the flat vector's length (mlp, dmc, deepsets) or the number of statistics (statnn)."""
+def build_metanet(name: str, input_dim: int, space=None) -> nn.Module:
+    """``input_dim``: the flat vector's length (mlp, dmc, deepsets) or the number of statistics (statnn);
+    ``space`` (``analysis.weight_space.WeightSpace``): the variant's weight space, for the equivariant ones."""
+    if name in EQUIVARIANT:
+        from symzoo.analysis.equivariant import build_equivariant
+
+        if space is None:
+            raise ValueError(f"{name} needs the variant's WeightSpace")
+        return build_equivariant(name, space)
     if name == "mlp":
         return MLPMetanet(input_dim)
     if name == "dmc":

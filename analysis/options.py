@@ -11,13 +11,15 @@ from typing import Any
 
 from symzoo.zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
 
-METANETS = ("mlp", "dmc", "deepsets", "statnn", "ridge", "gbt")
+PAPER_METANETS = ("mlp", "dmc", "deepsets", "statnn", "ridge", "gbt")  # paper Table 3 and the CPU baselines
+EQUIVARIANT_METANETS = ("nfn_np", "nfn_hnp", "gmn")  # the control the paper lacks (analysis.equivariant)
+METANETS = (*PAPER_METANETS, *EQUIVARIANT_METANETS)
 PAPER_LRS = [1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]  # SPEC section 3: one run per LR, picked on validation R^2
 LOSS_MEASUREMENTS = ("clean", "augmented")
 
 ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
     "metanet": {
-        "metanets": list(METANETS),
+        "metanets": list(PAPER_METANETS),
         "lrs": PAPER_LRS,
         "seeds": 5,
         "epochs": 50,

@@ -17,6 +17,9 @@ METANET_LABELS = {
     "statnn": "StatNN",
     "ridge": "Ridge (flat weights)",
     "gbt": "GBT (StatNN features)",
+    "nfn_np": "NFN (NP)",
+    "nfn_hnp": "NFN (HNP)",
+    "gmn": "GMN",
 }
 
 

@@ -27,7 +27,7 @@ from symzoo.analysis.features import (
     usable_rows,
 )
 from symzoo.analysis.metanet_run import RunSpec, grid_for, run_metanet
-from symzoo.analysis.metanets import DMC, FLAT_INPUT
+from symzoo.analysis.metanets import DMC, EQUIVARIANT, FLAT_INPUT
 from symzoo.analysis.paper import is_paper_resnet8_zoo
 from symzoo.analysis.plots import plot_lr_sweep, plot_metanet_predictions
 from symzoo.analysis.tables import METANET_LABELS, metanet_summary, metanet_table
@@ -60,7 +60,8 @@ def metanet_task(spec: RunSpec, inputs: dict, progress, unit: int) -> pd.DataFra
         matrix = data["cache"].matrix(kind)
     else:
         matrix = ray.get(data[kind])
-    row = run_metanet(spec, matrix, data["targets"], data["model_ids"], data["idx"], device_for_task())
+    space = data.get("space")
+    row = run_metanet(spec, matrix, data["targets"], data["model_ids"], data["idx"], device_for_task(), space)
     progress.set.remote(unit, 1)
     return pd.DataFrame([row])
 
@@ -69,12 +70,14 @@ def _usable_by_metadata(frame: pd.DataFrame) -> np.ndarray:
     return ((frame["status"] == "ok") & frame["test_acc"].notna()).to_numpy()
 
 
-def check_inputs(zoo: Zoo, opts: dict) -> list[str]:
-    """Everything that can be checked from metadata, before anything is written; returns the variants."""
+def check_inputs(zoo: Zoo, opts: dict) -> tuple[list[str], pd.DataFrame]:
+    """Everything that can be checked from metadata, before anything is written; returns the variants and the
+    split (model_id -> train / val / test) the runs use."""
     held = list(zoo.layouts)
     variants = opts["variants"] or held
     for v in variants:
         zoo.layout(v)  # names the variants the zoo holds
+    check_equivariant(zoo, variants, opts["metanets"])
     if opts["weights"] not in zoo.weight_kinds():
         raise ZooError(f"no weights {opts['weights']!r} in {zoo.path}; it stores {', '.join(zoo.weight_kinds())}")
     splits = zoo.splits(opts["split_seed"])
@@ -89,7 +92,40 @@ def check_inputs(zoo: Zoo, opts: dict) -> list[str]:
                 f"DMC needs at least {DMC.min_length()} weights per network; {', '.join(short)} have fewer: "
                 "leave dmc out of metanet.metanets"
             )
-    return variants
+    return variants, splits
+
+
+def check_equivariant(zoo: Zoo, variants: list[str], metanets: list[str]) -> None:
+    """The equivariant metanetworks read what they can represent: NFN an MLP's weight space (no place for F), the
+    graph metanetwork any symzoo architecture, with F as gate edges where the zoo shares one F."""
+    from symzoo.zoo.models import gates_per_sample
+
+    nfn = [m for m in metanets if m in ("nfn_np", "nfn_hnp")]
+    if nfn and zoo.config["model"]["arch"] != "mlp":
+        raise ZooError(
+            f"{nfn[0]} reads MLP zoos and {zoo.config['name']} holds {zoo.config['model']['arch']}s; use gmn, the "
+            "graph metanetwork, for ResNets"
+        )
+    if nfn and "sigma_asym" in variants:
+        raise ZooError(
+            f"{nfn[0]} has no place for sigma-Asym's gate matrix F in NFN's weight space; run it with --variants "
+            "standard,w_asym (gmn reads F where the zoo shares one)"
+        )
+    if "gmn" in metanets and any(gates_per_sample(zoo.config, v) for v in variants):
+        raise ZooError(
+            "gmn reads sigma-Asym's F as graph edges only where the zoo shares one F (model.gates: zoo); this zoo "
+            "draws F per network: run gmn with --variants standard,w_asym"
+        )
+
+
+def variant_space(zoo: Zoo, variant: str):
+    """The variant's weight space (``analysis.weight_space.WeightSpace``): one network's module tree, its fixed
+    entries and gates; every network of the variant shares them (checked by ``check_equivariant``)."""
+    from symzoo.analysis.weight_space import WeightSpace
+    from symzoo.zoo.models import build_configured
+
+    shape, classes = tuple(zoo.manifest["in_shape"]), zoo.manifest["num_classes"]
+    return WeightSpace(build_configured(zoo.config, variant, shape, classes, sample=0))
 
 
 @ray.remote
@@ -98,13 +134,14 @@ def cache_task(cache: VariantCache, kinds: tuple[str, ...]) -> np.ndarray:
     return cache.ensure(kinds)
 
 
-def prepare_inputs(zoo: Zoo, variants: list[str], opts: dict, cache: Path, workers_read: bool) -> tuple[dict, dict]:
+def prepare_inputs(
+    zoo: Zoo, variants: list[str], splits: pd.DataFrame, opts: dict, cache: Path, workers_read: bool
+) -> tuple[dict, dict]:
     """Per variant: where tasks find the flat weights and StatNN features, targets, ids, split indices.
 
     Where workers reach the zoo, a task per variant builds its cache on a worker's node and the driver learns only
     which rows are finite: runs memory-map the cache (a node without one builds its own). Elsewhere the driver
     builds the caches, a shard at a time, and puts the matrices into Ray's object store."""
-    splits = zoo.splits(opts["split_seed"])
     sources = {v: input_sources(zoo, v, opts) for v in variants}
     kinds = {v: tuple(sorted({sources[v][input_kind(m)] for m in opts["metanets"]})) for v in variants}
     caches = {v: VariantCache.of(zoo, v, opts["weights"], cache) for v in variants}
@@ -125,6 +162,8 @@ def prepare_inputs(zoo: Zoo, variants: list[str], opts: dict, cache: Path, worke
             "idx": idx,
             "sources": sources[v],
         }
+        if any(m in EQUIVARIANT for m in opts["metanets"]):
+            entry["space"] = variant_space(zoo, v)
         if workers_read:
             entry["cache"] = caches[v]
         else:
@@ -177,14 +216,14 @@ def metanet_stage(
 ) -> StageResult:
     stage = AnalysisStage.open("metanet", zoo_dir, out, config_section, overrides, IDENTITY_OPTIONS, "runs")
     zoo, opts = stage.zoo, stage.opts
-    variants = check_inputs(zoo, opts)
+    variants, splits = check_inputs(zoo, opts)
     if done := stage.finished():
         return done
     with stage.running(address):
         cache = local_scratch(stage.out) / "cache"  # memory-mapped: on a local disk even for s3:// outputs
         cache.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(cache)
-        inputs, counts = prepare_inputs(zoo, variants, opts, cache, stage.workers_read())
+        inputs, counts = prepare_inputs(zoo, variants, splits, opts, cache, stage.workers_read())
         sweep_units = _units(sweep_specs(variants, opts), stage.units_dir)
         print(
             f"symzoo: metanet {', '.join(opts['metanets'])} on {', '.join(variants)} of {zoo.config['name']}: "

@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
         "download": False,
         "root": None,
     },
-    "model": {"arch": "resnet8", "width": 1, "gates": "network"},
+    "model": {"arch": "resnet8", "width": 1, "gates": "network", "hidden": None},  # hidden: MLP units per layer
     "variants": ["standard", "w_asym"],
     "networks": None,
     "replicates": 1,
@@ -122,6 +122,9 @@ def validate(raw: Any) -> dict:
     check_choice("model.arch", cfg["model"]["arch"], ARCHS)
     check_int("model.width", cfg["model"]["width"], 1, 64)
     check_choice("model.gates", cfg["model"]["gates"], GATES)
+    check_int("model.hidden", cfg["model"]["hidden"], 8, 8192, allow_none=True)
+    if cfg["model"]["hidden"] is not None and cfg["model"]["arch"] != "mlp":
+        fail("model.hidden", "sets an MLP's hidden units; ResNets take model.width (a multiple of 16/32/64 channels)")
     v = cfg["variants"]
     if not isinstance(v, list) or not v or len(set(v)) != len(v):
         fail("variants", f"must be a non-empty list of distinct names from {', '.join(VARIANTS)}")
@@ -235,4 +238,6 @@ def config_hash(cfg: dict) -> str:
         content["execution"].pop(key, None)
     for section in ANALYSIS_SECTIONS:  # how a zoo is analysed is not what it holds
         content.pop(section, None)
+    if content["model"].get("hidden") is None:  # zoos from before the field existed keep their hash
+        content["model"].pop("hidden", None)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]

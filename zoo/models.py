@@ -149,7 +149,8 @@ def resnet_fixes(arch: str, width: int) -> dict[str, object]:
 
 
 def mlp_fixes(width: int, depth: int) -> list[FixSpec]:
-    """Paper Table 5 at width 512: 64/64/64/256 fixed per row with kappa 1/1/0.5/0.25."""
+    """Paper Table 5 at width 512: 64/64/64/256 fixed per row with kappa 1/1/0.5/0.25; other widths keep the
+    ratios (width/8 per row of the hidden layers, width/2 in the head)."""
     kappas = [1.0] * (depth - 2) + [0.5, 0.25]
     counts = [width // 8] * (depth - 1) + [width // 2]
     return [FixSpec(n, k) for n, k in zip(counts, kappas, strict=True)]
@@ -164,12 +165,14 @@ def build(
     init_seed: int = 0,
     width: int = 1,
     gate_sample: int | None = None,
+    hidden: int | None = None,
 ) -> nn.Module:
     """Build and initialise one network.
 
     ``asym_seed`` is the zoo's: it fixes masks, fixed values and FiGLU gates, shared by every network of the zoo.
     ``gate_sample`` (a hyperparameter sample) gives FiGLU gates of that sample's own instead of the zoo's.
     ``init_seed`` is the network's own and draws its trainable initial weights.
+    ``hidden`` (MLP only): units per hidden layer; default the paper's 512 x ``width``.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -180,14 +183,9 @@ def build(
         in_features = 1
         for d in in_shape:
             in_features *= d
-        depth = 4
+        depth, units = 4, hidden or 512 * width
         model: nn.Module = MLP(
-            in_features,
-            num_classes,
-            variant,
-            width=512 * width,
-            depth=depth,
-            fixes=mlp_fixes(512 * width, depth) if asym else None,
+            in_features, num_classes, variant, width=units, depth=depth, fixes=mlp_fixes(units, depth) if asym else None
         )
     else:
         blocks = {"resnet8": 1, "resnet20": 3}[arch]
@@ -241,4 +239,14 @@ def build_configured(
         if sample is None:
             raise ValueError("this zoo draws F per hyperparameter sample (model.gates: network); pass sample=")
         gate_sample = int(sample)
-    return build(model["arch"], variant, in_shape, num_classes, cfg["seed"], init_seed, model["width"], gate_sample)
+    return build(
+        model["arch"],
+        variant,
+        in_shape,
+        num_classes,
+        cfg["seed"],
+        init_seed,
+        model["width"],
+        gate_sample,
+        model.get("hidden"),
+    )

@@ -260,7 +260,11 @@ MANIFEST_KEYS = ("schema_version", "config_hash", "config", "layouts", "n_shards
 def read_manifest(zoo_dir: Location) -> dict[str, Any]:
     path = zoo_dir / MANIFEST
     rebuild = f"rebuild it from the shards with `symzoo generate <the zoo's config> --out {zoo_dir}`"
-    if not path.is_file():
+    if not path.is_file():  # only then is it worth asking what the path is (each question is a request on a store)
+        if zoo_dir.is_file():
+            raise ZooError(f"{zoo_dir} is a file, not a zoo directory; pass the --out directory of `symzoo generate`")
+        if not zoo_dir.is_dir():
+            raise ZooError(f"zoo directory {zoo_dir} does not exist; pass the --out directory of `symzoo generate`")
         if (zoo_dir / MODELS).is_dir():
             raise ManifestDamaged(f"{zoo_dir} has shards but no {MANIFEST}; {rebuild}")
         raise ZooError(f"{zoo_dir} is not a zoo (no {MANIFEST}); pass the --out directory of `symzoo generate`")
@@ -592,11 +596,7 @@ def open_zoo(path: str | Location, verify: bool = True) -> Zoo:
     """Open a zoo directory (or ``s3://`` / ``gs://`` prefix); ``verify`` checks every shard's footer so a truncated
     shard is named, not read."""
     zoo_dir = location(path)
-    if zoo_dir.is_file():
-        raise ZooError(f"{zoo_dir} is a file, not a zoo directory; pass the --out directory of `symzoo generate`")
-    if not zoo_dir.is_dir():
-        raise ZooError(f"zoo directory {zoo_dir} does not exist; pass the --out directory of `symzoo generate`")
-    manifest = read_manifest(zoo_dir)
+    manifest = read_manifest(zoo_dir)  # a missing manifest is diagnosed there: a file, no directory, no zoo
     check_stored_config(zoo_dir, manifest["config"])
     zoo = Zoo(zoo_dir, manifest)
     if verify:

@@ -1,0 +1,188 @@
+"""Equivariant metanetworks: the control the paper lacks (does building symmetries in match removing them?).
+
+- ``nfn_np`` / ``nfn_hnp``: invariant neural functionals of Zhou et al. 2023, "Permutation Equivariant Neural
+  Functionals" (NeurIPS), from the ``nfn`` package: three equivariant layers (NP, with learned input/output
+  embeddings as in that paper, or HNP), ReLU between, the invariant pooling of the same kind, then an MLP head.
+  MLP zoos only. Each linear layer is one weight-space entry with three channels: the weight's channels are the
+  effective weight, a 0/1 "fixed entry" flag (W-Asym) and zeros; the bias's are the bias and the following
+  LayerNorm's scale and shift (they act per neuron and permute with it; zeros for the head).
+- ``gmn``: a graph metanetwork (Lim et al. 2023, "Graph Metanetworks for Processing Diverse Neural
+  Architectures") on ``analysis.weight_space.parameter_graph``: edge features are the edge's (padded) weight
+  values, their fixed flags, a constant value (1 for residual edges, F for sigma-Asym gates), the layer's
+  position and the edge type; node features the node type, layer position and input/output order. Three rounds
+  of edge-aware message passing (messages from both endpoints and the edge, which is updated too; both edge
+  directions) on torch-geometric, mean and max pooling over nodes, an MLP head.
+
+CPU-sized defaults (16 channels for NFN NP and the GMN, 8 for NFN HNP) keep a 30-epoch run on a few hundred
+networks to minutes on a core; the papers used wider ones on GPUs.
+
+Both take the stage's flat input, a network's trainable entries, and rebuild what they need through the
+variant's ``WeightSpace`` (fixed entries and gates are the variant's, shared by every network: features, never
+inputs a metanetwork could move).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from symzoo.analysis.weight_space import ParameterGraph, WeightSpace
+
+EXTRA = "pip install 'symzoo[equivariant]' (the nfn and torch-geometric packages)"
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"the equivariant metanetworks need {module}: {EXTRA}") from None
+
+
+class NFNMetanet(nn.Module):
+    """An invariant NFN (NP or HNP) predicting one scalar per network."""
+
+    CHANNELS = 3
+
+    def __init__(self, space: WeightSpace, kind: str = "np", hidden: int = 16, layers: int = 3, head: int = 64):
+        super().__init__()
+        nfn = _require("nfn")
+        from nfn.common import ArraySpec, NetworkSpec
+
+        self.space = space
+        self.tensors = space.linear_layers()
+        slots = {s.name: s for s in space.layout.slots}
+        shapes = [slots[w].shape for w, _, _ in self.tensors]
+        spec = NetworkSpec([ArraySpec(tuple(s)) for s in shapes], [ArraySpec((s[0],)) for s in shapes])
+        blocks: list[nn.Module] = []
+        c_in = self.CHANNELS
+        for _ in range(layers):
+            if kind == "np":
+                blocks.append(nfn.layers.NPLinear(spec, c_in, hidden, io_embed=True))
+            else:
+                blocks.append(nfn.layers.HNPLinear(spec, c_in, hidden))
+            blocks.append(nfn.layers.TupleOp(nn.ReLU()))
+            c_in = hidden
+        pool = nfn.layers.NPPool(spec) if kind == "np" else nfn.layers.HNPPool(spec)
+        n_pooled = (nfn.layers.NPPool if kind == "np" else nfn.layers.HNPPool).get_num_outs(spec)
+        self.equivariant = nn.Sequential(*blocks, pool, nn.Flatten(1))
+        self.readout = nn.Sequential(nn.Linear(hidden * n_pooled, head), nn.ReLU(), nn.Linear(head, 1))
+        self._offsets = {s.name: (s.offset, s.size, s.shape) for s in space.layout.slots}
+
+    def weight_space(self, flat: torch.Tensor):
+        """(B, n_trainable) -> NFN's ``WeightSpaceFeatures`` with this module's three channels."""
+        from nfn.common import WeightSpaceFeatures
+
+        full = self.space.effective(flat)
+        fixed = self.space.fixed.to(flat.device, flat.dtype)
+
+        def take(name: str, source: torch.Tensor) -> torch.Tensor:
+            offset, size, shape = self._offsets[name]
+            return source[..., offset : offset + size].reshape(*source.shape[:-1], *shape)
+
+        weights, biases = [], []
+        for w, b, norm in self.tensors:
+            value = take(w, full)
+            flag = take(w, fixed).expand_as(value)
+            weights.append(torch.stack([value, flag, torch.zeros_like(value)], 1))
+            bias = take(b, full)
+            scale = take(f"{norm}.weight", full) if norm else torch.zeros_like(bias)
+            shift = take(f"{norm}.bias", full) if norm else torch.zeros_like(bias)
+            biases.append(torch.stack([bias, scale, shift], 1))
+        return WeightSpaceFeatures(weights, biases)
+
+    def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.equivariant(self.weight_space(flat))).squeeze(-1)
+
+
+def _mlp(d_in: int, d_out: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out), nn.LayerNorm(d_out))
+
+
+def edge_aware_layer(hidden: int) -> nn.Module:
+    """One round of message passing on torch-geometric: m_ij = phi(h_i, h_j, e_ij), e_ij += m_ij,
+    h_i += psi(h_i, mean_j m_ij). phi's first layer, a linear map of the concatenation, is applied as the sum of
+    one map per part, the node parts on nodes before gathering: the same function at a third of the edge work."""
+    pyg = _require("torch_geometric.nn")
+
+    class EdgeAwareLayer(pyg.MessagePassing):
+        def __init__(self) -> None:
+            super().__init__(aggr="mean")
+            self.from_target = nn.Linear(hidden, hidden)
+            self.from_source = nn.Linear(hidden, hidden, bias=False)
+            self.from_edge = nn.Linear(hidden, hidden, bias=False)
+            self.message_out = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden))
+            self.update_mlp = _mlp(2 * hidden, hidden, hidden)
+
+        def forward(self, h: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor):
+            src, dst = edge_index
+            m = self.message_out(self.from_target(h)[dst] + self.from_source(h)[src] + self.from_edge(e))
+            agg = self.propagate(edge_index, m=m, size=(h.shape[0], h.shape[0]))
+            return h + self.update_mlp(torch.cat([h, agg], -1)), e + m
+
+        def message(self, m: torch.Tensor) -> torch.Tensor:  # the message is computed once, above
+            return m
+
+    return EdgeAwareLayer()
+
+
+class GMNMetanet(nn.Module):
+    """A graph metanetwork: edge-aware message passing over the parameter graph, pooled to one scalar."""
+
+    def __init__(self, space: WeightSpace, hidden: int = 16, layers: int = 3):
+        super().__init__()
+        pool = _require("torch_geometric.nn")
+        self.space = space
+        graph: ParameterGraph = space.graph()
+        both = torch.cat([graph.edge_index, graph.edge_index.flip(0)], 1)  # messages flow both ways
+        direction = torch.cat([torch.zeros(graph.n_edges), torch.ones(graph.n_edges)])[:, None]
+        self.register_buffer("edge_index", both, persistent=False)
+        self.register_buffer("slots", graph.slots, persistent=False)
+        const = torch.cat([torch.cat([graph.edge_const, graph.edge_const]), direction], 1)
+        self.register_buffer("edge_const", const, persistent=False)
+        self.register_buffer("node_feat", graph.node_feat, persistent=False)
+        self.n_nodes = graph.n_nodes
+        n_edge_feat = 2 * self.slots.shape[1] + const.shape[1]
+        self.node_encoder = _mlp(graph.node_feat.shape[1], hidden, hidden)
+        self.edge_encoder = nn.Sequential(nn.Linear(n_edge_feat, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        self.layers = nn.ModuleList(edge_aware_layer(hidden) for _ in range(layers))
+        self.readout = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.mean_pool, self.max_pool = pool.global_mean_pool, pool.global_max_pool
+
+    def edge_features(self, flat: torch.Tensor) -> torch.Tensor:
+        """(B, n_trainable) -> (B * 2E, features): values and fixed flags per slot, then the constants (both
+        directions of an edge carry the same values: they are read once)."""
+        full = self.space.effective(flat)
+        fixed = self.space.fixed.to(flat.device, flat.dtype)
+        present = self.slots >= 0
+        index = self.slots.clamp(min=0)
+        values = full[:, index] * present  # (B, E, K)
+        flags = (fixed[index] * present).expand_as(values)
+        per_edge = torch.cat([values, flags], -1).repeat(1, 2, 1)  # (B, 2E, 2K)
+        const = self.edge_const.expand(flat.shape[0], -1, -1)
+        return torch.cat([per_edge, const], -1).reshape(-1, per_edge.shape[-1] + const.shape[-1])
+
+    def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        b, n = flat.shape[0], self.n_nodes
+        offsets = (torch.arange(b, device=flat.device) * n).repeat_interleave(self.edge_index.shape[1])
+        edge_index = self.edge_index.repeat(1, b) + offsets
+        batch = torch.arange(b, device=flat.device).repeat_interleave(n)
+        h = self.node_encoder(self.node_feat).repeat(b, 1)
+        e = self.edge_encoder(self.edge_features(flat))
+        for layer in self.layers:
+            h, e = layer(h, edge_index, e)
+        pooled = torch.cat([self.mean_pool(h, batch, b), self.max_pool(h, batch, b)], -1)
+        return self.readout(pooled).squeeze(-1)
+
+
+def build_equivariant(name: str, space: WeightSpace) -> nn.Module:
+    if name in ("nfn_np", "nfn_hnp"):
+        if space.arch != "mlp":
+            raise ValueError(f"{name} reads MLP zoos (NFN's weight space); for ResNets use gmn")
+        # HNP keeps input and output neurons apart, so its first and last layers grow with n_in^2 and n_out^2
+        # (50M parameters at 16 channels for 196 inputs): half the channels keep it to a CPU's minutes
+        return NFNMetanet(space, "np", hidden=16) if name == "nfn_np" else NFNMetanet(space, "hnp", hidden=8)
+    if name == "gmn":
+        return GMNMetanet(space)
+    raise ValueError(f"unknown equivariant metanet {name!r}; nfn_np, nfn_hnp or gmn")

@@ -1,0 +1,222 @@
+"""Equivariant metanetworks (NFN NP/HNP, the graph metanetwork): the parameter graph, invariance where the
+networks have the symmetry and its absence where they do not, parameter counts, and the stage end to end."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+pytest.importorskip("nfn", reason="the equivariant metanetworks need the [equivariant] extra (nfn)")
+pytest.importorskip("torch_geometric", reason="the equivariant metanetworks need the [equivariant] extra")
+
+from symzoo.analysis.equivariant import build_equivariant  # noqa: E402
+from symzoo.analysis.metanets import count_parameters  # noqa: E402
+from symzoo.analysis.weight_space import EDGE_TYPES, WeightSpace, parameter_graph  # noqa: E402
+from symzoo.cli import main as cli_main  # noqa: E402
+from symzoo.zoo.layout import ParamLayout  # noqa: E402
+from symzoo.zoo.models import build  # noqa: E402
+from symzoo.zoo.symmetry import permute, structural_spec  # noqa: E402
+
+MLP_SHAPE = (1, 14, 14)
+
+
+def _network(arch: str, variant: str, seed: int = 3) -> torch.nn.Module:
+    shape = MLP_SHAPE if arch == "mlp" else (1, 8, 8)
+    return build(arch, variant, shape, 10, asym_seed=0, init_seed=seed, hidden=32 if arch == "mlp" else None)
+
+
+def _random_hidden_permutation(model: torch.nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
+    """The model's parameters with every hidden unit permuted (the map is a symmetry of standard networks only)."""
+    spec = structural_spec(model)
+    params = {k: p.detach() for k, p in model.named_parameters()}
+    sizes = {p: params[name].shape[axis] for name, axes in spec.axes.items() for axis, p in enumerate(axes) if p}
+    g = torch.Generator().manual_seed(seed)
+    return permute(spec, {p: torch.randperm(n, generator=g).numpy() for p, n in sizes.items()}, params)
+
+
+def _trainable(space: WeightSpace, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    return space.layout.flatten(params)[space.trainable_index]
+
+
+def _loaded(model: torch.nn.Module, params: dict[str, torch.Tensor]) -> torch.nn.Module:
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in other.named_parameters():
+            p.copy_(params[name])
+    return other.eval()
+
+
+def test_the_resnet8_graph_has_a_node_per_channel_and_every_parameter_on_one_edge():
+    model = _network("resnet8", "standard")
+    layout = ParamLayout.from_model(model)
+    graph = parameter_graph(model, layout)
+    # 1 input channel, the stem's 16, each block's inner and output channels, 10 outputs
+    assert graph.n_nodes == 1 + 16 + (16 + 16) + (32 + 32) + (64 + 64) + 10
+    shapes = {s.name: s.shape for s in layout.slots}
+    pairs = sum(s[0] * s[1] for s in shapes.values() if len(s) >= 2)  # one edge per (out, in) of a weight
+    per_node = sum(s[0] for s in shapes.values() if len(s) == 1)  # biases and norm affines: self-loops
+    residual = 16  # the first block's identity shortcut: one edge per channel
+    assert graph.n_edges == pairs + per_node + residual
+    used = graph.slots[graph.slots >= 0]
+    assert sorted(used.tolist()) == list(range(layout.size)), "every parameter on exactly one edge"
+    kinds = graph.edge_const[:, 2:].argmax(1)
+    assert int((kinds == EDGE_TYPES.index("residual")).sum()) == residual
+    assert torch.all(graph.edge_const[kinds == EDGE_TYPES.index("residual"), 0] == 1.0)
+
+
+def test_sigma_asym_gates_are_constant_edges_within_a_layer():
+    model = _network("resnet8", "sigma_asym")
+    graph = parameter_graph(model)
+    gates = graph.edge_const[:, 2 + EDGE_TYPES.index("gate")] == 1
+    assert int(gates.sum()) == sum(c * c for c in (16, 16, 16, 32, 32, 64, 64))  # stem, two per block
+    stem_gate = next(m for n, m in model.named_modules() if n == "stem_act").gate
+    assert torch.allclose(graph.edge_const[gates, 0][: 16 * 16], stem_gate.reshape(-1))
+    assert torch.all(graph.slots[gates] == -1), "F is a feature of the variant, not a trainable input"
+
+
+def test_w_asym_fixed_values_enter_as_effective_weights_and_are_flagged():
+    model = _network("mlp", "w_asym")
+    space = WeightSpace(model)
+    flat = _trainable(space, dict(model.named_parameters()))[None]
+    full = space.effective(flat)[0]
+    first = model.layers[0]
+    slot = next(s for s in space.layout.slots if s.name == "layers.0.weight")
+    assert torch.allclose(full[slot.offset : slot.offset + slot.size], first.effective_weight().reshape(-1))
+    assert int(space.fixed.sum()) == space.layout.size - space.layout.n_trainable > 0
+
+
+@pytest.mark.parametrize("arch, metanet", [("mlp", "nfn_np"), ("mlp", "nfn_hnp"), ("mlp", "gmn"), ("resnet8", "gmn")])
+def test_a_standard_networks_hidden_permutation_leaves_the_prediction_unchanged(arch, metanet):
+    model = _network(arch, "standard")
+    permuted = _random_hidden_permutation(model)
+    x = torch.randn(4, *(MLP_SHAPE if arch == "mlp" else (1, 8, 8)))
+    assert torch.allclose(model.eval()(x), _loaded(model, permuted)(x), atol=1e-5), "the same function"
+    space = WeightSpace(model)
+    inputs = torch.stack([_trainable(space, dict(model.named_parameters())), _trainable(space, permuted)])
+    assert not torch.equal(inputs[0], inputs[1])
+    torch.manual_seed(0)
+    net = build_equivariant(metanet, space).eval()
+    with torch.no_grad():
+        pred = net(inputs)
+    assert abs(float(pred[0] - pred[1])) < 1e-5
+
+
+@pytest.mark.parametrize("arch, metanet", [("mlp", "nfn_np"), ("mlp", "gmn"), ("resnet8", "gmn")])
+def test_on_w_asym_networks_the_same_permutation_changes_the_network_and_the_prediction(arch, metanet):
+    """The fixed entries stay where they are, so the permuted parameters are another network: its outputs
+    change, and so does an invariant metanetwork's prediction (in float64, where a symmetry moves it by < 1e-12)."""
+    model = _network(arch, "w_asym").double()
+    permuted = _random_hidden_permutation(model)
+    x = torch.randn(4, *(MLP_SHAPE if arch == "mlp" else (1, 8, 8)), dtype=torch.float64)
+    assert (model.eval()(x) - _loaded(model, permuted)(x)).abs().max() > 1e-3, "another function"
+    space = WeightSpace(model)
+    space.base = space.base.double()
+    inputs = torch.stack([_trainable(space, dict(model.named_parameters())), _trainable(space, permuted)]).double()
+    torch.manual_seed(0)
+    net = build_equivariant(metanet, space).double().eval()
+    with torch.no_grad():
+        pred = net(inputs)
+    assert abs(float(pred[0] - pred[1])) > 1e-9
+    standard = _network(arch, "standard").double()
+    same = _random_hidden_permutation(standard)
+    s_space = WeightSpace(standard)
+    s_inputs = torch.stack([_trainable(s_space, dict(standard.named_parameters())), _trainable(s_space, same)])
+    torch.manual_seed(0)
+    s_net = build_equivariant(metanet, s_space).double().eval()
+    with torch.no_grad():
+        s_pred = s_net(s_inputs.double())
+    assert abs(float(s_pred[0] - s_pred[1])) < 1e-12
+
+
+@pytest.mark.parametrize(
+    "arch, metanet, expected",
+    [("mlp", "nfn_np", 73_033), ("mlp", "nfn_hnp", 13_629_857), ("mlp", "gmn", 7_137), ("resnet8", "gmn", 7_393)],
+)
+def test_parameter_counts(arch, metanet, expected):
+    """On the 196-32-32-32-10 MLPs of configs/fashion_mlp_metanet.yaml, HNP's input and output layers keep their
+    neurons' identities, so its parameters grow with 196 inputs squared: 13.6M at 8 channels against NP's 73k at
+    16. A GMN's size depends only on its edge features: a ResNet's edges carry 3x3 kernels (9 values and 9 fixed
+    flags) where an MLP's carry one, 16 x 16 more weights in its edge encoder."""
+    assert count_parameters(build_equivariant(metanet, WeightSpace(_network(arch, "standard")))) == expected
+
+
+def test_nfn_refuses_a_resnet():
+    with pytest.raises(ValueError, match="MLP zoos"):
+        build_equivariant("nfn_np", WeightSpace(_network("resnet8", "standard")))
+
+
+ZOO = {
+    "name": "eq",
+    "seed": 2,
+    "data": {"name": "digits"},
+    "model": {"arch": "mlp", "hidden": 16},
+    "variants": ["standard", "w_asym"],
+    "networks": 10,
+    "hyperparameters": {"lr": 0.003, "epochs": {"randint": [1, 3]}},
+    "training": {"batch_size": 100, "warmup_epochs": 0, "augment": {"flip": False, "translate": 0, "cutout": 0}},
+    "execution": {"networks_per_shard": 10},
+}
+
+
+@pytest.fixture(scope="module")
+def mlp_zoo(tmp_path_factory):
+    from conftest import write_zoo
+
+    from symzoo.zoo.config import validate
+
+    out = tmp_path_factory.mktemp("eqzoo") / "zoo"
+    write_zoo(out, validate(ZOO))
+    return out
+
+
+def test_the_stage_trains_equivariant_metanets_beside_the_others(mlp_zoo, ray_cluster, tmp_path):
+    out = tmp_path / "metanet"
+    args = ["metanet", str(mlp_zoo), "--out", str(out), "--no-progress", "--metanets", "mlp,nfn_np,nfn_hnp,gmn"]
+    assert cli_main([*args, "--lrs", "1e-3", "--seeds", "1", "--epochs", "2"]) == 0
+    table = (out / "table.md").read_text()
+    for label in ("| MLP |", "| NFN (NP) |", "| NFN (HNP) |", "| GMN |"):
+        assert label in table
+    runs = pd.read_parquet(out / "runs")
+    assert set(runs["metanet"]) == {"mlp", "nfn_np", "nfn_hnp", "gmn"}
+    assert np.isfinite(runs["test_r2"]).all()
+
+
+@pytest.mark.parametrize(
+    "zoo_patch, metanets, message",
+    [
+        ({"model": {"arch": "resnet8"}}, "nfn_np", "nfn_np reads MLP zoos"),
+        ({"variants": ["standard", "sigma_asym"]}, "nfn_hnp", "no place for sigma-Asym's gate matrix"),
+        ({"variants": ["standard", "sigma_asym"]}, "gmn", "draws F per network"),
+    ],
+)
+def test_what_an_equivariant_metanet_cannot_read_is_one_line_and_exit_2(tmp_path, capsys, zoo_patch, metanets, message):
+    from conftest import write_zoo
+
+    from symzoo.zoo.config import validate
+
+    cfg = {**ZOO, **zoo_patch, "networks": 4, "hyperparameters": {"lr": 0.003, "epochs": 1}}
+    if cfg["model"]["arch"] != "mlp":
+        cfg["model"] = {"arch": "resnet8"}
+    write_zoo(tmp_path / "zoo", validate(cfg))
+    code = cli_main(["metanet", str(tmp_path / "zoo"), "--out", str(tmp_path / "o"), "--metanets", metanets])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_hidden_sizes_an_mlp_and_leaves_older_zoos_hashes_alone():
+    from symzoo.errors import ConfigError
+    from symzoo.zoo.config import config_hash, validate
+
+    cfg = validate({"data": {"name": "digits"}, "networks": 2, "model": {"arch": "mlp"}})
+    older = {**cfg, "model": {k: v for k, v in cfg["model"].items() if k != "hidden"}}  # a manifest from before
+    assert config_hash(cfg) == config_hash(older)
+    small = validate({"data": {"name": "digits"}, "networks": 2, "model": {"arch": "mlp", "hidden": 16}})
+    assert config_hash(small) != config_hash(cfg)
+    assert [m.out_features for m in _network("mlp", "w_asym").layers if hasattr(m, "out_features")] == [32] * 3 + [10]
+    with pytest.raises(ConfigError, match="model.hidden"):
+        validate({"data": {"name": "digits"}, "networks": 2, "model": {"arch": "resnet8", "hidden": 16}})
