@@ -10,9 +10,11 @@ slot are in flight, so the driver's memory follows the work unit, not the number
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -120,8 +122,41 @@ def stderr_held() -> Iterator[HeldStderr]:
                 os.write(2, held.text().encode())
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: a stage stops as on Ctrl-C (finished units stay written, nothing half
+    written is kept) and its ``finally`` blocks run, so a rerun resumes."""
+
+
+_received: list[int] = []  # SIGTERM seen: Ray's get() re-raises a plain KeyboardInterrupt in its place
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    _received.append(signum)
+    raise Terminated()
+
+
+def was_terminated(error: BaseException) -> bool:
+    """Whether an interruption came from SIGTERM (whatever Ray made of the exception on its way up)."""
+    return isinstance(error, Terminated) or bool(_received)
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM raise ``Terminated``. Ray replaces the handler while a local cluster starts (its own ends the
+    process within seconds) and, once up, leaves one that aborts with a C++ stack dump: ours goes back after."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at ``address`` (or ``$RAY_ADDRESS``), else start a local one (token auth stays on)."""
+    stop_on_sigterm()
+    try:
+        _connect(address, num_cpus)
+    finally:
+        stop_on_sigterm()
+
+
+def _connect(address: str | None, num_cpus: int | None) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         print(

@@ -340,9 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (e.g. `| head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        print("symzoo: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        from symzoo.pipelines.stage import was_terminated
+
+        terminated = was_terminated(e)
+        what = "terminated" if terminated else "interrupted"
+        print(f"symzoo: {what}; rerun the same command to resume", file=sys.stderr)
+        return 143 if terminated else 130
     return 0
 
 
