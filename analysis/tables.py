@@ -24,8 +24,10 @@ METANET_LABELS = {
 
 
 def skipped_note(skipped: dict[str, dict[str, int]]) -> str:
-    """ "skipped: standard: 2 diverged; w_asym: none": what a stage left out, per variant and why."""
-    per_variant = (f"{v}: " + (", ".join(f"{n} {why}" for why, n in r.items()) or "none") for v, r in skipped.items())
+    """ "skipped: standard: 2 diverged; W-Asym: none": what a stage left out, per variant and why."""
+    per_variant = (
+        f"{label(v)}: " + (", ".join(f"{n} {why}" for why, n in r.items()) or "none") for v, r in skipped.items()
+    )
     return "skipped: " + "; ".join(per_variant)
 
 

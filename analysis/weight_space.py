@@ -240,6 +240,15 @@ class WeightSpace:
         self.fixed = torch.from_numpy(~self.layout.trainable).float()
         self.trainable_index = torch.from_numpy(self.layout.trainable_index)
 
+    @classmethod
+    def of_zoo(cls, zoo, variant: str) -> WeightSpace:
+        """A zoo variant's weight space, from the zoo's config: every network of the variant shares it (F too,
+        where the zoo draws one F for all; with F per sample, sample 0's)."""
+        from symzoo.zoo.models import build_configured
+
+        shape, classes = tuple(zoo.manifest["in_shape"]), zoo.manifest["num_classes"]
+        return cls(build_configured(zoo.config, variant, shape, classes, sample=0))
+
     @property
     def arch(self) -> str:
         return "mlp" if isinstance(self.template, MLP) else "resnet"

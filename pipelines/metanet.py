@@ -31,6 +31,7 @@ from symzoo.analysis.metanets import DMC, EQUIVARIANT, FLAT_INPUT
 from symzoo.analysis.paper import is_paper_resnet8_zoo
 from symzoo.analysis.plots import plot_lr_sweep, plot_metanet_predictions
 from symzoo.analysis.tables import METANET_LABELS, metanet_summary, metanet_table
+from symzoo.analysis.weight_space import WeightSpace
 from symzoo.errors import ZooError
 from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
 from symzoo.pipelines.outputs import remove_stale_temporaries, write_parquet
@@ -118,16 +119,6 @@ def check_equivariant(zoo: Zoo, variants: list[str], metanets: list[str]) -> Non
         )
 
 
-def variant_space(zoo: Zoo, variant: str):
-    """The variant's weight space (``analysis.weight_space.WeightSpace``): one network's module tree, its fixed
-    entries and gates; every network of the variant shares them (checked by ``check_equivariant``)."""
-    from symzoo.analysis.weight_space import WeightSpace
-    from symzoo.zoo.models import build_configured
-
-    shape, classes = tuple(zoo.manifest["in_shape"]), zoo.manifest["num_classes"]
-    return WeightSpace(build_configured(zoo.config, variant, shape, classes, sample=0))
-
-
 @ray.remote
 def cache_task(cache: VariantCache, kinds: tuple[str, ...]) -> np.ndarray:
     """Ray task: build a variant's cache on this node (reading the zoo a shard at a time); which rows are finite."""
@@ -163,7 +154,7 @@ def prepare_inputs(
             "sources": sources[v],
         }
         if any(m in EQUIVARIANT for m in opts["metanets"]):
-            entry["space"] = variant_space(zoo, v)
+            entry["space"] = WeightSpace.of_zoo(zoo, v)  # shared by the variant's networks (check_equivariant)
         if workers_read:
             entry["cache"] = caches[v]
         else:

@@ -268,7 +268,7 @@ def test_diverged_and_non_finite_networks_are_skipped_and_counted(zoo_dir, tmp_p
     mli = mli_stage(poisoned, tmp_path / "mli", overrides=opts | {"loss": "clean"}, show_progress=False)
     curves = pd.read_parquet(tmp_path / "mli" / "curves.parquet")
     assert sorted(set(curves["model_id"])) == [1, 2, 3, 4, 5, 6, 7] and curves["alpha"].notna().all()
-    assert "skipped: standard: 1 networks with non-finite weights; w_asym: none" in mli.table
+    assert "skipped: standard: 1 networks with non-finite weights; W-Asym: none" in mli.table
     lmc = lmc_stage(poisoned, tmp_path / "lmc", overrides=opts, show_progress=False)
     curves = pd.read_parquet(tmp_path / "lmc" / "curves.parquet")
     assert 0 not in set(curves["model_a"])  # standard pair 0-2 is left out; pair 4-6 (with and without Re-Basin)
