@@ -278,7 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     mn = sub.add_parser("metanet", help="predict test accuracy from stored weights (paper Table 3); resumes")
     _analysis_arguments(mn, "metanet")
-    mn.add_argument("--metanets", default=None, help="comma list of mlp,dmc,deepsets,statnn,ridge,gbt")
+    mn.add_argument(
+        "--metanets",
+        default=None,
+        help="comma list of mlp,dmc,deepsets,statnn,ridge,gbt (the paper's and two baselines) and the equivariant "
+        "nfn_np,nfn_hnp,gmn ([equivariant] extra)",
+    )
     mn.add_argument("--lrs", default=None, help="comma list of learning rates to sweep")
     mn.add_argument("--variants", default=None, help="comma list of variants (default: all in the zoo)")
     mn.add_argument("--seeds", type=int, default=None, help="fresh runs at the chosen LR (default 5)")
