@@ -10,6 +10,7 @@ and hands the matrices to tasks through Ray's object store.
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 from pathlib import Path
@@ -102,6 +103,15 @@ def check_equivariant(zoo: Zoo, variants: list[str], metanets: list[str]) -> Non
     from symzoo.zoo.models import gates_per_sample
 
     nfn = [m for m in metanets if m in ("nfn_np", "nfn_hnp")]
+    needed = (["nfn"] if nfn else []) + (["torch_geometric"] if "gmn" in metanets else [])
+    for package in needed:  # here, not in a task on a worker
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            raise ZooError(
+                f"{(nfn + ['gmn'])[0] if package == 'nfn' else 'gmn'} needs the {package} package: "
+                "pip install 'symzoo[equivariant]'"
+            ) from None
     if nfn and zoo.config["model"]["arch"] != "mlp":
         raise ZooError(
             f"{nfn[0]} reads MLP zoos and {zoo.config['name']} holds {zoo.config['model']['arch']}s; use gmn, the "

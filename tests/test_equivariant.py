@@ -220,3 +220,15 @@ def test_model_hidden_sizes_an_mlp_and_leaves_older_zoos_hashes_alone():
     assert [m.out_features for m in _network("mlp", "w_asym").layers if hasattr(m, "out_features")] == [32] * 3 + [10]
     with pytest.raises(ConfigError, match="model.hidden"):
         validate({"data": {"name": "digits"}, "networks": 2, "model": {"arch": "resnet8", "hidden": 16}})
+
+
+def test_a_missing_extra_is_one_line_before_anything_runs(mlp_zoo, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch_geometric", None)  # as if the [equivariant] extra were not installed
+    code = cli_main(["metanet", str(mlp_zoo), "--out", str(tmp_path / "o"), "--metanets", "mlp,gmn"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [
+        "symzoo: error: gmn needs the torch_geometric package: pip install 'symzoo[equivariant]'"
+    ]
+    assert not (tmp_path / "o").exists()
