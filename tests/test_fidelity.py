@@ -183,3 +183,24 @@ def test_constant_schedule_keeps_the_peak_learning_rate():
     assert validate({"data": {"name": "digits"}, "networks": 1, "training": {"schedule": "constant"}})
     with pytest.raises(ConfigError, match="training.schedule"):
         validate({"data": {"name": "digits"}, "networks": 1, "training": {"schedule": "cosine"}})
+
+
+@pytest.mark.parametrize("arch, shape, default", [("mlp", (1, 8, 8), 1.0), ("resnet8", (1, 8, 8), None)])
+def test_gate_std_sets_fs_scale_and_leaves_older_zoos_alone(arch, shape, default):
+    """model.gate_std draws F ~ N(0, std^2) in every FiGLU; unset, each architecture keeps its authors' scale
+    (1 in their MLPs, 1/sqrt(C) in their ResNets) and the config hash of a zoo made before the field existed."""
+    from symzoo.zoo.config import config_hash
+
+    base = {"data": {"name": "digits"}, "networks": 2, "variants": ["sigma_asym"], "model": {"arch": arch}}
+    plain = validate(base)
+    scaled = validate({**base, "model": {"arch": arch, "gate_std": 0.01}})
+    for cfg, want in ((plain, default), (scaled, 0.01)):
+        for gate in (
+            m for m in build_configured(cfg, "sigma_asym", shape, 10, sample=0).modules() if isinstance(m, FiGLU)
+        ):
+            expected = want if want is not None else 1 / math.sqrt(gate.channels)
+            assert gate.gate.std().item() == pytest.approx(expected, rel=0.25)
+    older = {**plain, "model": {k: v for k, v in plain["model"].items() if k != "gate_std"}}
+    assert config_hash(plain) == config_hash(older) != config_hash(scaled)
+    with pytest.raises(ConfigError, match="model.gate_std"):
+        validate({**base, "model": {"arch": arch, "gate_std": -1}})

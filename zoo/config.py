@@ -35,7 +35,8 @@ DEFAULTS: dict[str, Any] = {
         "download": False,
         "root": None,
     },
-    "model": {"arch": "resnet8", "width": 1, "gates": "network", "hidden": None},  # hidden: MLP units per layer
+    # hidden: an MLP's units per layer (null: 512 x width); gate_std: sigma-Asym's F std (null: the authors' default)
+    "model": {"arch": "resnet8", "width": 1, "gates": "network", "hidden": None, "gate_std": None},
     "variants": ["standard", "w_asym"],
     "networks": None,
     "replicates": 1,
@@ -123,6 +124,8 @@ def validate(raw: Any) -> dict:
     check_int("model.width", cfg["model"]["width"], 1, 64)
     check_choice("model.gates", cfg["model"]["gates"], GATES)
     check_int("model.hidden", cfg["model"]["hidden"], 8, 8192, allow_none=True)
+    if cfg["model"]["gate_std"] is not None:
+        check_number("model.gate_std", cfg["model"]["gate_std"], 1e-8, 100)
     if cfg["model"]["hidden"] is not None and cfg["model"]["arch"] != "mlp":
         fail("model.hidden", "sets an MLP's hidden units; ResNets take model.width (a multiple of 16/32/64 channels)")
     v = cfg["variants"]
@@ -238,6 +241,7 @@ def config_hash(cfg: dict) -> str:
         content["execution"].pop(key, None)
     for section in ANALYSIS_SECTIONS:  # how a zoo is analysed is not what it holds
         content.pop(section, None)
-    if content["model"].get("hidden") is None:  # zoos from before the field existed keep their hash
-        content["model"].pop("hidden", None)
+    for key in ("hidden", "gate_std"):  # zoos from before these fields existed keep their hash
+        if content["model"].get(key) is None:
+            content["model"].pop(key, None)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]

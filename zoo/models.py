@@ -36,8 +36,8 @@ WEIGHT_INIT: dict[str, WeightInit] = {"resnet8": "kaiming_normal", "resnet20": "
 RESNET20_FIXED = {"stem": 12, "conv": (36, 54, 72), "skip": (4, 6, 8), "linear": 8}
 
 
-def _activation(variant: str, channels: int, figlu_std: float | None = None) -> nn.Module:
-    return FiGLU(channels, std=figlu_std) if variant == "sigma_asym" else nn.ReLU()
+def _activation(variant: str, channels: int) -> nn.Module:
+    return FiGLU(channels) if variant == "sigma_asym" else nn.ReLU()
 
 
 class BasicBlock(nn.Module):
@@ -166,6 +166,7 @@ def build(
     width: int = 1,
     gate_sample: int | None = None,
     hidden: int | None = None,
+    gate_std: float | None = None,
 ) -> nn.Module:
     """Build and initialise one network.
 
@@ -173,6 +174,8 @@ def build(
     ``gate_sample`` (a hyperparameter sample) gives FiGLU gates of that sample's own instead of the zoo's.
     ``init_seed`` is the network's own and draws its trainable initial weights.
     ``hidden`` (MLP only): units per hidden layer; default the paper's 512 x ``width``.
+    ``gate_std``: the standard deviation of sigma-Asym's F; default the authors' per architecture (SPEC section 1:
+    1/sqrt(C) in their ResNets, 1 in their MLPs).
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -190,6 +193,10 @@ def build(
     else:
         blocks = {"resnet8": 1, "resnet20": 3}[arch]
         model = ResNet(blocks, in_shape[0], num_classes, variant, width, resnet_fixes(arch, width) if asym else None)
+    if gate_std is not None:
+        for module in model.modules():
+            if isinstance(module, FiGLU):
+                module.std = gate_std
     init_fixed_structure(model, asym_seed, gate_sample)
     init_trainable(model, init_seed, WEIGHT_INIT[arch])
     return model
@@ -208,6 +215,8 @@ def describe_fixed_structure(cfg: dict) -> str:
     if "w_asym" in cfg["variants"]:
         parts.append("W-Asym masks and fixed values: one set per zoo")
     if "sigma_asym" in cfg["variants"]:
+        if cfg["model"].get("gate_std") is not None:
+            parts.append(f"sigma-Asym F ~ N(0, {cfg['model']['gate_std']:g}^2) (model.gate_std)")
         if gates_of(cfg) == "network":
             parts.append("sigma-Asym F: one per hyperparameter sample, shared by its replicates (model.gates: network)")
         else:
@@ -249,4 +258,5 @@ def build_configured(
         model["width"],
         gate_sample,
         model.get("hidden"),
+        model.get("gate_std"),
     )
