@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-EQUIVARIANT = ("nfn_np", "nfn_hnp", "gmn")  # analysis.equivariant: read weights through the variant's WeightSpace
+from symzoo.analysis.options import EQUIVARIANT_METANETS as EQUIVARIANT  # read weights through a WeightSpace
+
 FLAT_INPUT = ("mlp", "dmc", "deepsets", *EQUIVARIANT)  # read weights; statnn reads statistics
 NEURAL = (*FLAT_INPUT, "statnn")
 

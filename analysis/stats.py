@@ -1,5 +1,6 @@
 """Summaries and tests shared by every analysis table: mean ± std over seeds or networks, 95% intervals (Student t
-for means, Wilson for proportions), Welch's t-test for measurements and Fisher's exact test for yes/no outcomes."""
+for means, Wilson for proportions), Welch's t-test for measurements, Fisher's exact test for yes/no outcomes and
+Wilcoxon's signed-rank test for paired ones."""
 
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ def welch_t(a: Iterable[float], b: Iterable[float]) -> tuple[float, float]:
         warnings.simplefilter("ignore", RuntimeWarning)
         res = stats.ttest_ind(a, b, equal_var=False)
     return float(res.statistic), float(res.pvalue)
+
+
+def wilcoxon_paired(a: Iterable[float], b: Iterable[float]) -> float:
+    """Two-sided p-value of Wilcoxon's signed-rank test on paired measurements (NaN with fewer than 6 pairs or
+    no difference at all)."""
+    d = np.asarray(list(a), np.float64) - np.asarray(list(b), np.float64)
+    d = d[np.isfinite(d)]
+    if len(d) < 6 or not np.any(d):
+        return math.nan
+    return float(stats.wilcoxon(d).pvalue)
 
 
 def mean_ci(values: Iterable[float], level: float = 0.95) -> tuple[float, float]:

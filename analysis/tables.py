@@ -7,8 +7,9 @@ import math
 import pandas as pd
 
 from symzoo.analysis.naming import in_paper_order, label
+from symzoo.analysis.options import EQUIVARIANT_METANETS
 from symzoo.analysis.paper import TABLE3, TABLE3_LRS
-from symzoo.analysis.stats import mean_std, pm, welch_t
+from symzoo.analysis.stats import mean_std, pm, welch_t, wilcoxon_paired
 
 METANET_LABELS = {
     "mlp": "MLP",
@@ -76,10 +77,11 @@ def metanet_table(
     notes: list[str],
     grids: dict[str, list[float]] | None = None,
     final: pd.DataFrame | None = None,
+    control: list[str] | None = None,
 ) -> str:
     """Table 3's layout in Markdown: a row per metanet, R² / τ / chosen value per variant, the paper's rows below
     (marked as another setting unless the zoo is the paper's), flags, then a verdict per metanet computed from the
-    runs (``final``) against the paper's direction."""
+    runs (``final``) against the paper's direction, and ``control`` (``equivariant_control``) where run."""
     variants = in_paper_order(variants)
     header = ["metanet"]
     for v in variants:
@@ -123,8 +125,52 @@ def metanet_table(
     lines += [f"- ⚠ {w}" for w in metanet_warnings(counts, edges)]
     if final is not None:
         lines += [f"- verdict: {v}" for v in metanet_verdicts(final, metanets, variants)]
+    lines += [f"- equivariant control: {c}" for c in control or []]
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def sample_errors(predictions: pd.DataFrame, samples: pd.DataFrame, metanet: str, variant: str) -> pd.Series:
+    """Per test hyperparameter sample: the squared error of the seed-averaged prediction, averaged over the
+    sample's networks (its replicates). Samples pair the variants: the split puts a sample on one side for all."""
+    p = predictions[(predictions["metanet"] == metanet) & (predictions["variant"] == variant)]
+    per_network = p.groupby("model_id").agg(true=("true_acc", "first"), pred=("pred_acc", "mean"))
+    per_network["sq"] = (per_network["pred"] - per_network["true"]) ** 2
+    return per_network.join(samples.set_index("model_id")["sample"]).groupby("sample")["sq"].mean()
+
+
+def equivariant_control(
+    predictions: pd.DataFrame, samples: pd.DataFrame, metanets: list[str], variants: list[str]
+) -> list[str]:
+    """The control the paper lacks: does an equivariant metanet on standard networks predict as well as the MLP
+    metanet on W-Asym ones? And does it gain from W-Asym networks itself? Paired by test sample, Wilcoxon."""
+    if not {"standard", "w_asym"} <= set(variants):
+        return []
+    out = []
+
+    def compare(a: tuple[str, str], b: tuple[str, str]) -> str:
+        ea, eb = sample_errors(predictions, samples, *a), sample_errors(predictions, samples, *b)
+        both = ea.index.intersection(eb.index)
+        ea, eb = ea.loc[both], eb.loc[both]
+        p = wilcoxon_paired(ea, eb)
+        name = {k: f"{METANET_LABELS[k[0]]} on {label(k[1])}" for k in (a, b)}
+        wins = int((ea < eb).sum())
+        test = f"Wilcoxon signed-rank p = {p:.2g}" if math.isfinite(p) else "too few samples to test"
+        if math.isfinite(p) and p < 0.05:
+            better = name[a] if ea.mean() < eb.mean() else name[b]
+            outcome = f"{better} predicts better"
+        else:
+            outcome = "no significant difference"
+        return (
+            f"{name[a]} vs {name[b]}: mean squared error {ea.mean():.4f} vs {eb.mean():.4f}, lower for the first "
+            f"on {wins} of {len(both)} test samples ({test}): {outcome}"
+        )
+
+    for e in (m for m in metanets if m in EQUIVARIANT_METANETS):
+        if "mlp" in metanets:
+            out.append(compare((e, "standard"), ("mlp", "w_asym")))
+        out.append(compare((e, "standard"), (e, "w_asym")))
+    return out
 
 
 def metanet_warnings(counts: dict[str, dict[str, int]], edges: list[str]) -> list[str]:

@@ -31,7 +31,7 @@ from symzoo.analysis.metanet_run import RunSpec, grid_for, run_metanet
 from symzoo.analysis.metanets import DMC, EQUIVARIANT, FLAT_INPUT
 from symzoo.analysis.paper import is_paper_resnet8_zoo
 from symzoo.analysis.plots import plot_lr_sweep, plot_metanet_predictions
-from symzoo.analysis.tables import METANET_LABELS, metanet_summary, metanet_table
+from symzoo.analysis.tables import METANET_LABELS, equivariant_control, metanet_summary, metanet_table
 from symzoo.analysis.weight_space import WeightSpace
 from symzoo.errors import ZooError
 from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
@@ -306,12 +306,13 @@ def write_metanet_outputs(
         + ("" if with_paper else "; this zoo is another setting, so compare directions, not values"),
     ]
     grids = {m: grid_for(m, opts["lrs"])[1] for m in opts["metanets"]}
-    table = metanet_table(summary, opts["metanets"], variants, with_paper, counts, notes, grids, final)
+    predictions = predictions_frame(final)
+    control = equivariant_control(predictions, zoo.frame[["model_id", "sample"]], opts["metanets"], variants)
+    table = metanet_table(summary, opts["metanets"], variants, with_paper, counts, notes, grids, final, control)
     for warning in (line for line in table.splitlines() if line.startswith("- ⚠")):
         print(f"symzoo: warning: {warning[4:]}", file=sys.stderr)
     table = "# Metanetworks: predicting test accuracy from weights (paper Table 3)\n\n" + table
     (out / "table.md").write_text(table)
-    predictions = predictions_frame(final)
     write_parquet(out / "predictions.parquet", predictions)
     figures = out / "figures"
     figures.mkdir(exist_ok=True)

@@ -180,6 +180,7 @@ def test_the_stage_trains_equivariant_metanets_beside_the_others(mlp_zoo, ray_cl
     table = (out / "table.md").read_text()
     for label in ("| MLP |", "| NFN (NP) |", "| NFN (HNP) |", "| GMN |"):
         assert label in table
+    assert "- equivariant control: GMN on standard vs MLP on W-Asym: mean squared error" in table
     runs = pd.read_parquet(out / "runs")
     assert set(runs["metanet"]) == {"mlp", "nfn_np", "nfn_hnp", "gmn"}
     assert np.isfinite(runs["test_r2"]).all()
@@ -232,3 +233,23 @@ def test_a_missing_extra_is_one_line_before_anything_runs(mlp_zoo, tmp_path, cap
         "symzoo: error: gmn needs the torch_geometric package: pip install 'symzoo[equivariant]'"
     ]
     assert not (tmp_path / "o").exists()
+
+
+def test_the_equivariant_control_pairs_test_samples_across_variants():
+    from symzoo.analysis.tables import equivariant_control
+
+    rng = np.random.default_rng(0)
+    rows, samples = [], []
+    for s in range(12):
+        true = float(rng.uniform(0.3, 0.9))
+        for variant, offset in (("standard", 0), ("w_asym", 100)):
+            samples.append({"model_id": s + offset, "sample": s})
+            for metanet, noise in (("gmn", 0.01), ("mlp", 0.2)):
+                for seed in (1, 2):
+                    pred = true + noise * (1 if s % 2 else -1)
+                    rows.append((s + offset, variant, metanet, seed, true, pred))
+    predictions = pd.DataFrame(rows, columns=["model_id", "variant", "metanet", "seed", "true_acc", "pred_acc"])
+    lines = equivariant_control(predictions, pd.DataFrame(samples), ["mlp", "gmn"], ["standard", "w_asym"])
+    assert lines[0].startswith("GMN on standard vs MLP on W-Asym: mean squared error 0.0001 vs 0.0400")
+    assert "lower for the first on 12 of 12 test samples" in lines[0] and "GMN on standard predicts better" in lines[0]
+    assert lines[1].startswith("GMN on standard vs GMN on W-Asym") and "no significant difference" in lines[1]
