@@ -109,7 +109,7 @@ def check_equivariant(zoo: Zoo, variants: list[str], metanets: list[str]) -> Non
             importlib.import_module(package)
         except ImportError:
             raise ZooError(
-                f"{(nfn + ['gmn'])[0] if package == 'nfn' else 'gmn'} needs the {package} package: "
+                f"{nfn[0] if package == 'nfn' else 'gmn'} needs the {package} package: "
                 "pip install 'symzoo[equivariant]'"
             ) from None
     if nfn and zoo.config["model"]["arch"] != "mlp":
