@@ -4,11 +4,12 @@
   Functionals" (NeurIPS), from the ``nfn`` package: three equivariant layers (NP, with learned input/output
   embeddings as in that paper, or HNP), ReLU between, the invariant pooling of the same kind, then an MLP head.
   MLP zoos only. Each linear layer is one weight-space entry with three channels: the weight's channels are the
-  effective weight, a 0/1 "fixed entry" flag (W-Asym) and zeros; the bias's are the bias and the following
-  LayerNorm's scale and shift (they act per neuron and permute with it; zeros for the head).
+  trained entries (0 where fixed), the fixed values (W-Asym; 0 elsewhere) and a 0/1 "fixed entry" flag, whose
+  first two sum to the weight the layer computes with; the bias's are the bias and the following LayerNorm's
+  scale and shift (they act per neuron and permute with it; zeros for the head).
 - ``gmn``: a graph metanetwork (Lim et al. 2023, "Graph Metanetworks for Processing Diverse Neural
-  Architectures") on ``analysis.weight_space.parameter_graph``: edge features are the edge's (padded) weight
-  values, their fixed flags, a constant value (1 for residual edges, F for sigma-Asym gates), the layer's
+  Architectures") on ``analysis.weight_space.parameter_graph``: edge features are the edge's (padded) trained
+  values, fixed values and fixed flags, a constant value (1 for residual edges, F for sigma-Asym gates), the layer's
   position and the edge type; node features the node type, layer position and input/output order. Three rounds
   of edge-aware message passing (messages from both endpoints and the edge, which is updated too; both edge
   directions) on torch-geometric, mean and max pooling over nodes, an MLP head.
@@ -18,7 +19,9 @@ networks to minutes on a core; the papers used wider ones on GPUs.
 
 Both take the stage's flat input, a network's trainable entries, and rebuild what they need through the
 variant's ``WeightSpace`` (fixed entries and gates are the variant's, shared by every network: features, never
-inputs a metanetwork could move).
+inputs a metanetwork could move). Trained and fixed values sit in separate features: a W-Asym ResNet8's fixed
+filters are drawn at scale 2 (kappa), ten times its trained weights, and summed into one feature they swamp them
+(a first version did that: one of two GMN seeds on W-Asym digits networks then predicted a near-constant).
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ class NFNMetanet(nn.Module):
         """(B, n_trainable) -> NFN's ``WeightSpaceFeatures`` with this module's three channels."""
         from nfn.common import WeightSpaceFeatures
 
-        full = self.space.effective(flat)
+        trained = self.space.trained(flat)
+        base = self.space.base.to(flat.device, flat.dtype)
         fixed = self.space.fixed.to(flat.device, flat.dtype)
 
         def take(name: str, source: torch.Tensor) -> torch.Tensor:
@@ -83,12 +87,11 @@ class NFNMetanet(nn.Module):
 
         weights, biases = [], []
         for w, b, norm in self.tensors:
-            value = take(w, full)
-            flag = take(w, fixed).expand_as(value)
-            weights.append(torch.stack([value, flag, torch.zeros_like(value)], 1))
-            bias = take(b, full)
-            scale = take(f"{norm}.weight", full) if norm else torch.zeros_like(bias)
-            shift = take(f"{norm}.bias", full) if norm else torch.zeros_like(bias)
+            value = take(w, trained)
+            weights.append(torch.stack([value, take(w, base).expand_as(value), take(w, fixed).expand_as(value)], 1))
+            bias = take(b, trained)
+            scale = take(f"{norm}.weight", trained) if norm else torch.zeros_like(bias)
+            shift = take(f"{norm}.bias", trained) if norm else torch.zeros_like(bias)
             biases.append(torch.stack([bias, scale, shift], 1))
         return WeightSpaceFeatures(weights, biases)
 
@@ -143,7 +146,7 @@ class GMNMetanet(nn.Module):
         self.register_buffer("edge_const", const, persistent=False)
         self.register_buffer("node_feat", graph.node_feat, persistent=False)
         self.n_nodes = graph.n_nodes
-        n_edge_feat = 2 * self.slots.shape[1] + const.shape[1]
+        n_edge_feat = 3 * self.slots.shape[1] + const.shape[1]
         self.node_encoder = _mlp(graph.node_feat.shape[1], hidden, hidden)
         self.edge_encoder = nn.Sequential(nn.Linear(n_edge_feat, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
         self.layers = nn.ModuleList(edge_aware_layer(hidden) for _ in range(layers))
@@ -151,15 +154,16 @@ class GMNMetanet(nn.Module):
         self.mean_pool, self.max_pool = pool.global_mean_pool, pool.global_max_pool
 
     def edge_features(self, flat: torch.Tensor) -> torch.Tensor:
-        """(B, n_trainable) -> (B * 2E, features): values and fixed flags per slot, then the constants (both
-        directions of an edge carry the same values: they are read once)."""
-        full = self.space.effective(flat)
+        """(B, n_trainable) -> (B * 2E, features): trained values, fixed values and fixed flags per slot, then the
+        constants (both directions of an edge carry the same values: they are read once)."""
+        trained = self.space.trained(flat)
+        base = self.space.base.to(flat.device, flat.dtype)
         fixed = self.space.fixed.to(flat.device, flat.dtype)
         present = self.slots >= 0
         index = self.slots.clamp(min=0)
-        values = full[:, index] * present  # (B, E, K)
-        flags = (fixed[index] * present).expand_as(values)
-        per_edge = torch.cat([values, flags], -1).repeat(1, 2, 1)  # (B, 2E, 2K)
+        values = trained[:, index] * present  # (B, E, K)
+        constant = ((base[index] * present)[None], (fixed[index] * present)[None])
+        per_edge = torch.cat([values, *(c.expand_as(values) for c in constant)], -1).repeat(1, 2, 1)  # (B, 2E, 3K)
         const = self.edge_const.expand(flat.shape[0], -1, -1)
         return torch.cat([per_edge, const], -1).reshape(-1, per_edge.shape[-1] + const.shape[-1])
 

@@ -253,11 +253,15 @@ class WeightSpace:
     def arch(self) -> str:
         return "mlp" if isinstance(self.template, MLP) else "resnet"
 
-    def effective(self, flat: torch.Tensor) -> torch.Tensor:
-        """(B, n_trainable) trainable entries -> (B, P) the weights the networks compute with."""
-        full = self.base.to(flat.device, flat.dtype).expand(flat.shape[0], -1).clone()
+    def trained(self, flat: torch.Tensor) -> torch.Tensor:
+        """(B, n_trainable) trainable entries -> (B, P) in layout order, 0 at fixed entries (as stored)."""
+        full = flat.new_zeros(flat.shape[0], self.layout.size)
         full[:, self.trainable_index.to(flat.device)] = flat
         return full
+
+    def effective(self, flat: torch.Tensor) -> torch.Tensor:
+        """(B, n_trainable) trainable entries -> (B, P) the weights the networks compute with."""
+        return self.trained(flat) + self.base.to(flat.device, flat.dtype)
 
     def graph(self) -> ParameterGraph:
         return parameter_graph(self.template, self.layout)

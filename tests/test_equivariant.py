@@ -134,13 +134,13 @@ def test_on_w_asym_networks_the_same_permutation_changes_the_network_and_the_pre
 
 @pytest.mark.parametrize(
     "arch, metanet, expected",
-    [("mlp", "nfn_np", 73_033), ("mlp", "nfn_hnp", 13_629_857), ("mlp", "gmn", 7_137), ("resnet8", "gmn", 7_393)],
+    [("mlp", "nfn_np", 73_033), ("mlp", "nfn_hnp", 13_629_857), ("mlp", "gmn", 7_153), ("resnet8", "gmn", 7_537)],
 )
 def test_parameter_counts(arch, metanet, expected):
     """On the 196-32-32-32-10 MLPs of configs/fashion_mlp_metanet.yaml, HNP's input and output layers keep their
     neurons' identities, so its parameters grow with 196 inputs squared: 13.6M at 8 channels against NP's 73k at
-    16. A GMN's size depends only on its edge features: a ResNet's edges carry 3x3 kernels (9 values and 9 fixed
-    flags) where an MLP's carry one, 16 x 16 more weights in its edge encoder."""
+    16. A GMN's size depends only on its edge features: a ResNet's edges carry 3x3 kernels (9 trained values, 9
+    fixed values, 9 flags) where an MLP's carry one of each, 24 x 16 more weights in its edge encoder."""
     assert count_parameters(build_equivariant(metanet, WeightSpace(_network(arch, "standard")))) == expected
 
 
