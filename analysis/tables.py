@@ -131,12 +131,12 @@ def metanet_table(
 
 
 def sample_errors(predictions: pd.DataFrame, samples: pd.DataFrame, metanet: str, variant: str) -> pd.Series:
-    """Per test hyperparameter sample: the squared error of the seed-averaged prediction, averaged over the
-    sample's networks (its replicates). Samples pair the variants: the split puts a sample on one side for all."""
+    """Per test hyperparameter sample: the squared error of the predictions, averaged over seeds (as the table's
+    R² is; an average of the seeds' predictions would credit a metanet whose seeds err in opposite directions) and
+    the sample's networks (its replicates). Samples pair the variants: the split puts a sample on one side for all."""
     p = predictions[(predictions["metanet"] == metanet) & (predictions["variant"] == variant)]
-    per_network = p.groupby("model_id").agg(true=("true_acc", "first"), pred=("pred_acc", "mean"))
-    per_network["sq"] = (per_network["pred"] - per_network["true"]) ** 2
-    return per_network.join(samples.set_index("model_id")["sample"]).groupby("sample")["sq"].mean()
+    sq = ((p["pred_acc"] - p["true_acc"]) ** 2).groupby(p["model_id"]).mean().rename("sq")
+    return sq.to_frame().join(samples.set_index("model_id")["sample"]).groupby("sample")["sq"].mean()
 
 
 def equivariant_control(
