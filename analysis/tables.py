@@ -131,11 +131,14 @@ def metanet_table(
 
 
 def sample_errors(predictions: pd.DataFrame, samples: pd.DataFrame, metanet: str, variant: str) -> pd.Series:
-    """Per test hyperparameter sample: the squared error of the predictions, averaged over seeds (as the table's
-    R² is; an average of the seeds' predictions would credit a metanet whose seeds err in opposite directions) and
-    the sample's networks (its replicates). Samples pair the variants: the split puts a sample on one side for all."""
+    """Per test hyperparameter sample: the squared error of the predictions over the variance of the variant's
+    test accuracies (their mean is 1 - R²: variants whose accuracies spread more are not penalised for it),
+    averaged over seeds (as the table's R² is; an average of the seeds' predictions would credit a metanet whose
+    seeds err in opposite directions) and the sample's networks (its replicates). Samples pair the variants: the
+    split puts a sample on one side for all."""
     p = predictions[(predictions["metanet"] == metanet) & (predictions["variant"] == variant)]
-    sq = ((p["pred_acc"] - p["true_acc"]) ** 2).groupby(p["model_id"]).mean().rename("sq")
+    variance = p.groupby("model_id")["true_acc"].first().var(ddof=0)
+    sq = ((p["pred_acc"] - p["true_acc"]) ** 2 / variance).groupby(p["model_id"]).mean().rename("sq")
     return sq.to_frame().join(samples.set_index("model_id")["sample"]).groupby("sample")["sq"].mean()
 
 
@@ -162,8 +165,8 @@ def equivariant_control(
         else:
             outcome = "no significant difference"
         return (
-            f"{name[a]} vs {name[b]}: mean squared error {ea.mean():.4f} vs {eb.mean():.4f}, lower for the first "
-            f"on {wins} of {len(both)} test samples ({test}): {outcome}"
+            f"{name[a]} vs {name[b]}: squared error over the test accuracies' variance {ea.mean():.3f} vs "
+            f"{eb.mean():.3f} (1 - R²), lower for the first on {wins} of {len(both)} test samples ({test}): {outcome}"
         )
 
     for e in (m for m in metanets if m in EQUIVARIANT_METANETS):

@@ -180,7 +180,7 @@ def test_the_stage_trains_equivariant_metanets_beside_the_others(mlp_zoo, ray_cl
     table = (out / "table.md").read_text()
     for label in ("| MLP |", "| NFN (NP) |", "| NFN (HNP) |", "| GMN |"):
         assert label in table
-    assert "- equivariant control: GMN on standard vs MLP on W-Asym: mean squared error" in table
+    assert "- equivariant control: GMN on standard vs MLP on W-Asym: squared error over the test accuracies'" in table
     runs = pd.read_parquet(out / "runs")
     assert set(runs["metanet"]) == {"mlp", "nfn_np", "nfn_hnp", "gmn"}
     assert np.isfinite(runs["test_r2"]).all()
@@ -250,6 +250,8 @@ def test_the_equivariant_control_pairs_test_samples_across_variants():
                     rows.append((s + offset, variant, metanet, seed, true, pred))
     predictions = pd.DataFrame(rows, columns=["model_id", "variant", "metanet", "seed", "true_acc", "pred_acc"])
     lines = equivariant_control(predictions, pd.DataFrame(samples), ["mlp", "gmn"], ["standard", "w_asym"])
-    assert lines[0].startswith("GMN on standard vs MLP on W-Asym: mean squared error 0.0001 vs 0.0400")
+    variance = pd.Series([r[4] for r in rows if r[1] == "standard" and r[3] == 1 and r[2] == "gmn"]).var(ddof=0)
+    head = f"GMN on standard vs MLP on W-Asym: squared error over the test accuracies' variance {1e-4 / variance:.3f}"
+    assert lines[0].startswith(f"{head} vs {0.04 / variance:.3f} (1 - R²)")
     assert "lower for the first on 12 of 12 test samples" in lines[0] and "GMN on standard predicts better" in lines[0]
     assert lines[1].startswith("GMN on standard vs GMN on W-Asym") and "no significant difference" in lines[1]
