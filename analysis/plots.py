@@ -68,7 +68,11 @@ def plot_metanet_predictions(predictions: pd.DataFrame, path: str | Path, labels
     metanets = list(dict.fromkeys(predictions["metanet"]))
     variants = in_paper_order(predictions["variant"])
     fig, axes = plt.subplots(
-        len(metanets), len(variants), figsize=(3.2 * len(variants), 3.0 * len(metanets)), squeeze=False
+        len(metanets),
+        len(variants),
+        figsize=(3.2 * len(variants), 3.0 * len(metanets)),
+        squeeze=False,
+        layout="constrained",  # leaves room for the figure title, which tight_layout lets overlap the top panels
     )
     lo = min(predictions["true_acc"].min(), 0.0)
     for i, m in enumerate(metanets):
@@ -86,7 +90,7 @@ def plot_metanet_predictions(predictions: pd.DataFrame, path: str | Path, labels
             if j == 0:
                 ax.set_ylabel("predicted")
     fig.suptitle(f"metanet predictions on the test split (all seeds; points clipped to {list(PREDICTION_CLIP)})")
-    return _save(fig, path)
+    return _save(fig, path, tight=False)
 
 
 def plot_lr_sweep(sweep: pd.DataFrame, path: str | Path, labels: dict[str, str]) -> Path:
