@@ -255,3 +255,18 @@ def test_the_equivariant_control_pairs_test_samples_across_variants():
     assert lines[0].startswith(f"{head} vs {0.04 / variance:.3f} (1 - R²)")
     assert "lower for the first on 12 of 12 test samples" in lines[0] and "GMN on standard predicts better" in lines[0]
     assert lines[1].startswith("GMN on standard vs GMN on W-Asym") and "no significant difference" in lines[1]
+
+
+@pytest.mark.parametrize("variant", ["standard", "w_asym", "sigma_asym"])
+def test_the_resnet20_graph_holds_every_parameter_once(variant):
+    """ResNet20 (three blocks a stage, projection shortcuts where the width changes) at CIFAR-10's shape."""
+    model = build("resnet20", variant, (3, 32, 32), 10, asym_seed=0, init_seed=0)
+    layout = ParamLayout.from_model(model)
+    graph = parameter_graph(model, layout)
+    assert graph.n_nodes == 3 + 16 + 2 * (3 * 16 + 3 * 32 + 3 * 64) + 10  # inputs, stem, inner + out per block
+    assert sorted(graph.slots[graph.slots >= 0].tolist()) == list(range(layout.size))
+    kinds = graph.edge_const[:, 2:].argmax(1)
+    assert int((kinds == EDGE_TYPES.index("residual")).sum()) == 16 * 3 + 32 * 2 + 64 * 2  # identity shortcuts
+    assert int((kinds == EDGE_TYPES.index("gate")).sum()) == (
+        0 if variant != "sigma_asym" else sum(c * c for c in [16] + [16, 16] * 3 + [32, 32] * 3 + [64, 64] * 3)
+    )
