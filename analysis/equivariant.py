@@ -142,6 +142,10 @@ class GMNMetanet(nn.Module):
         direction = torch.cat([torch.zeros(graph.n_edges), torch.ones(graph.n_edges)])[:, None]
         self.register_buffer("edge_index", both, persistent=False)
         self.register_buffer("slots", graph.slots, persistent=False)
+        present = graph.slots >= 0
+        index = graph.slots.clamp(min=0)
+        variant_values = torch.cat([space.base[index] * present, space.fixed[index] * present], -1)  # (E, 2K)
+        self.register_buffer("variant_values", variant_values, persistent=False)  # the same for every network
         const = torch.cat([torch.cat([graph.edge_const, graph.edge_const]), direction], 1)
         self.register_buffer("edge_const", const, persistent=False)
         self.register_buffer("node_feat", graph.node_feat, persistent=False)
@@ -156,14 +160,9 @@ class GMNMetanet(nn.Module):
     def edge_features(self, flat: torch.Tensor) -> torch.Tensor:
         """(B, n_trainable) -> (B * 2E, features): trained values, fixed values and fixed flags per slot, then the
         constants (both directions of an edge carry the same values: they are read once)."""
-        trained = self.space.trained(flat)
-        base = self.space.base.to(flat.device, flat.dtype)
-        fixed = self.space.fixed.to(flat.device, flat.dtype)
-        present = self.slots >= 0
-        index = self.slots.clamp(min=0)
-        values = trained[:, index] * present  # (B, E, K)
-        constant = ((base[index] * present)[None], (fixed[index] * present)[None])
-        per_edge = torch.cat([values, *(c.expand_as(values) for c in constant)], -1).repeat(1, 2, 1)  # (B, 2E, 3K)
+        values = self.space.trained(flat)[:, self.slots.clamp(min=0)] * (self.slots >= 0)  # (B, E, K)
+        fixed = self.variant_values.to(values.dtype).expand(flat.shape[0], -1, -1)
+        per_edge = torch.cat([values, fixed], -1).repeat(1, 2, 1)  # (B, 2E, 3K)
         const = self.edge_const.expand(flat.shape[0], -1, -1)
         return torch.cat([per_edge, const], -1).reshape(-1, per_edge.shape[-1] + const.shape[-1])
 
