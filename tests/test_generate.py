@@ -70,10 +70,12 @@ def test_schema_scalars_first_weights_fixed_size(tiny_zoo):
     schema = pq.read_schema(next((tiny_zoo / "models").glob("*.parquet")))
     names = schema.names
     assert names[:4] == ["model_id", "sample", "replicate", "variant"]
-    assert names[-3:] == ["weights_init", "weights_final", "weights_epoch_1"]
+    weights = ["weights_init", "weights_final", "weights_epoch_1"]
+    assert names[-6:] == weights + [f"checksum_{w}" for w in weights]  # each weight column's row checksums
     assert schema.field("weights_final").type.byte_width == 4 * 77_754  # float32 little-endian, as it says
     assert schema.field("weights_final").metadata == {b"symzoo.values": b"<f4", b"symzoo.size": b"77754"}
-    assert schema.metadata[b"symzoo.schema_version"] == b"2"
+    assert schema.field("checksum_weights_final").type == pa.uint64()
+    assert schema.metadata[b"symzoo.schema_version"] == b"3"
     frame = open_zoo(tiny_zoo).frame
     assert "weights_final" not in frame.columns
     assert all(len(h) == e for h, e in zip(frame["history_train_loss"], frame["epochs"], strict=True))

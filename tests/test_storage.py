@@ -1,5 +1,6 @@
-"""Schema version 2 on disk: one variant per row group, uncompressed weights, reads that touch only what they need,
-and zoos written by version 1 still open and read the same. No Ray: shards come from ``pipelines.shard``."""
+"""Schema version 3 on disk: one variant per row group, uncompressed weights checked by row checksums, reads that
+touch only what they need, and zoos written by versions 1 and 2 still open and read the same. No Ray: shards come
+from ``pipelines.shard``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ import pytest
 from conftest import write_zoo
 
 from symzoo.zoo.config import validate
-from symzoo.zoo.store import MODELS, file_sha256, open_zoo, read_manifest, write_manifest
+from symzoo.zoo.store import (
+    MODELS,
+    ROW_GROUP_SIZE,
+    file_sha256,
+    open_zoo,
+    read_manifest,
+    write_manifest,
+    write_parquet_atomically,
+)
 
 CONFIG = {
     "name": "storage",
@@ -35,7 +44,7 @@ def zoo_dir(tmp_path_factory) -> Path:
 def test_no_row_group_holds_two_variants(zoo_dir):
     for path in sorted((zoo_dir / MODELS).glob("*.parquet")):
         shard = pq.ParquetFile(path)
-        assert shard.schema_arrow.metadata[b"symzoo.schema_version"] == b"2"
+        assert shard.schema_arrow.metadata[b"symzoo.schema_version"] == b"3"
         per_group = [
             set(shard.read_row_group(i, columns=["variant"])["variant"].to_pylist())
             for i in range(shard.num_row_groups)
@@ -51,17 +60,19 @@ def test_weights_are_stored_uncompressed_and_scalars_compressed(zoo_dir):
         group.column(j).path_in_schema.split(".")[0]: group.column(j).compression for j in range(group.num_columns)
     }
     assert codecs["weights_final"] == "UNCOMPRESSED" and codecs["weights_init"] == "UNCOMPRESSED"
+    assert codecs["checksum_weights_final"] == "UNCOMPRESSED" and codecs["checksum_weights_init"] == "UNCOMPRESSED"
     assert codecs["test_acc"] == "ZSTD" and codecs["variant"] == "ZSTD"
 
 
 def count_row_groups_read(monkeypatch) -> list[int]:
-    """Every row group ``ParquetFile.read_row_groups`` is asked for, across calls."""
+    """Every row group whose weights ``ParquetFile.read_row_groups`` is asked for, across calls."""
     read: list[int] = []
     original = pq.ParquetFile.read_row_groups
 
-    def counting(self, row_groups, *args, **kwargs):
-        read.extend(row_groups)
-        return original(self, row_groups, *args, **kwargs)
+    def counting(self, row_groups, columns=None, *args, **kwargs):
+        if columns is None or any(c.startswith("weights_") for c in columns):
+            read.extend(row_groups)
+        return original(self, row_groups, columns, *args, **kwargs)
 
     monkeypatch.setattr(pq.ParquetFile, "read_row_groups", counting)
     return read
@@ -101,6 +112,7 @@ def rewrite_as_version_1(zoo_dir: Path) -> None:
     manifest = read_manifest(zoo_dir)
     for path in sorted((zoo_dir / MODELS).glob("*.parquet")):
         table = pq.read_table(path).sort_by("model_id")
+        table = table.drop_columns([n for n in table.column_names if n.startswith("checksum_")])
         metadata = dict(table.schema.metadata) | {b"symzoo.schema_version": b"1"}
         table = table.replace_schema_metadata(metadata)
         pq.write_table(table, path, compression="zstd", row_group_size=4, write_page_checksum=True)
@@ -139,8 +151,8 @@ def test_a_future_schema_version_is_named(zoo_dir, tmp_path):
     shutil.copytree(zoo_dir, future)
     path = next((future / MODELS).glob("*.parquet"))
     table = pq.read_table(path)
-    pq.write_table(table.replace_schema_metadata(dict(table.schema.metadata) | {b"symzoo.schema_version": b"3"}), path)
-    with pytest.raises(ZooError, match="schema version b'3', this symzoo reads versions 1 and 2"):
+    pq.write_table(table.replace_schema_metadata(dict(table.schema.metadata) | {b"symzoo.schema_version": b"4"}), path)
+    with pytest.raises(ZooError, match="schema version b'4', this symzoo reads versions 1, 2 and 3"):
         open_zoo(future)
 
 
@@ -214,3 +226,83 @@ def test_rebasin_alignment_permutes_each_standard_network_onto_one_reference(zoo
             assert float((model(x) - before).abs().max()) < 1e-9
     with pytest.raises(ZooError, match="w_asym networks have no permutation symmetry to align"):
         VariantCache.of(zoo, "w_asym", "final", tmp_path).ensure(("aligned",))
+
+
+def rewrite_as_version_2(zoo_dir: Path) -> None:
+    """Each shard as schema version 2 wrote it: the same rows and row groups without the checksum columns."""
+    manifest = read_manifest(zoo_dir)
+    for path in sorted((zoo_dir / MODELS).glob("*.parquet")):
+        table = pq.read_table(path)
+        table = table.drop_columns([n for n in table.column_names if n.startswith("checksum_")])
+        table = table.replace_schema_metadata(dict(table.schema.metadata) | {b"symzoo.schema_version": b"2"})
+        write_parquet_atomically(path, table, ROW_GROUP_SIZE, split_by="variant")
+        manifest["shards"][path.name] = file_sha256(path)
+    manifest["schema_version"] = 2
+    write_manifest(zoo_dir, manifest)
+
+
+def test_a_version_2_zoo_opens_reads_the_same_and_its_damage_is_caught_by_page_crcs(zoo_dir, tmp_path):
+    import shutil
+
+    from symzoo.errors import ZooError
+
+    old = tmp_path / "v2"
+    shutil.copytree(zoo_dir, old)
+    rewrite_as_version_2(old)
+    legacy, new = open_zoo(old), open_zoo(zoo_dir)
+    legacy.verify(checksums=True)
+    for variant in ("standard", "w_asym", None):
+        np.testing.assert_array_equal(legacy.weights("final", variant=variant), new.weights("final", variant=variant))
+    path = sorted((old / MODELS).glob("*.parquet"))[0]
+    meta = pq.ParquetFile(path).metadata
+    column = meta.schema.to_arrow_schema().get_field_index("weights_final")
+    start = meta.row_group(0).column(column).data_page_offset + 64
+    data = bytearray(path.read_bytes())
+    data[start] ^= 0x01  # one bit of one stored float
+    path.write_bytes(bytes(data))
+    with pytest.raises(ZooError, match=r"corrupt file .*part-00000.parquet"):
+        open_zoo(old).weights("final")
+
+
+def test_row_checksums_catch_a_flipped_bit_anywhere_and_a_moved_block():
+    from symzoo.zoo.store import row_checksums
+
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((3, 5000)).astype(np.float32)  # 4 full 4 KiB blocks and a tail
+    base = row_checksums(rows)
+    assert base.dtype == np.uint64 and len(set(base.tolist())) == 3
+    words = rows.view(np.uint32)
+    for word in (0, 1023, 1024, 4095, 4999):
+        for bit in (0, 17, 31):
+            damaged = words.copy()
+            damaged[1, word] ^= np.uint32(1 << bit)
+            sums = row_checksums(damaged.view(np.float32))
+            assert sums[1] != base[1] and sums[0] == base[0] and sums[2] == base[2]
+    swapped = rows.copy()
+    swapped[0, :1024], swapped[0, 1024:2048] = rows[0, 1024:2048], rows[0, :1024]
+    assert row_checksums(swapped)[0] != base[0]
+    zeroed = rows.copy()
+    zeroed[2, 2048:3072] = 0
+    assert row_checksums(zeroed)[2] != base[2]
+    assert (row_checksums(rows[:, ::-1].copy()) != base).all()  # order matters within a row too
+
+
+def test_a_damaged_weight_fails_its_row_checksum_naming_the_network(zoo_dir, tmp_path):
+    import shutil
+
+    from symzoo.errors import ZooError
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(zoo_dir, damaged)
+    zoo = open_zoo(damaged)
+    path = zoo.shards[1]
+    meta = pq.ParquetFile(path).metadata
+    column = meta.schema.to_arrow_schema().get_field_index("weights_init")
+    start = meta.row_group(1).column(column).data_page_offset + 200
+    data = bytearray(path.read_bytes())
+    data[start] ^= 0x80
+    path.write_bytes(bytes(data))
+    first_id = int(pq.ParquetFile(path).read_row_group(1, columns=["model_id"])["model_id"][0].as_py())
+    with pytest.raises(ZooError, match=rf"corrupt file .*part-00001.parquet \(weights_init of model_id {first_id} "):
+        zoo.weights("init")
+    np.testing.assert_array_equal(zoo.weights("final"), open_zoo(zoo_dir).weights("final"))  # other columns read

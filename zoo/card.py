@@ -36,6 +36,8 @@ COLUMNS = {
     "weights_init, weights_final, weights_epoch_E": "the flat parameter vector: fixed_size_binary of P little-endian "
     "float32 in the layout's order (np.frombuffer(value, '<f4')); W-Asym fixed entries hold 0 and are rebuilt from "
     "the zoo's seed",
+    "checksum_weights_init, checksum_weights_final, ...": "each weight value's row checksum (uint64; "
+    "symzoo.zoo.store.row_checksums), checked on every read by symzoo; null where the weights are",
 }
 
 

@@ -1,14 +1,17 @@
 """Zoo storage: Parquet shards of one row per network, a manifest, and ``open_zoo`` to read them back.
 
-Scalars come first, then per-epoch history lists, then weights as ``fixed_size_list<float32>[P]``, so pandas reads
-the metadata without touching weights and a weight column becomes an ``(N, P)`` array without per-row copies.
+Scalars come first, then per-epoch history lists, then weights, then their row checksums, so pandas reads the
+metadata without touching weights and a weight column becomes an ``(N, P)`` array without per-row copies.
 Shards are written to a hidden temporary name and renamed atomically; a shard that exists is complete.
 
-Schema version 2 (version 1 shards still open): rows are grouped by variant and no row group holds two variants,
+Schema version 3 (versions 1 and 2 still open): rows are grouped by variant and no row group holds two variants,
 so loading one variant reads only its row groups; a weight vector is one ``fixed_size_binary[4P]`` value holding
-P little-endian float32s, stored uncompressed. Version 1 stored ``fixed_size_list<float32>[P]`` under zstd:
-trained weights compress by 8%, and Parquet decodes a list with a repetition and definition level per float,
-which read 3.2-3.7x slower than the same bytes as one binary value (bench/weight_encoding.py, bench/RESULTS.md).
+P little-endian float32s, stored uncompressed, and each weight column ``weights_X`` has a ``checksum_weights_X``
+column (``row_checksums``) against which every read checks every row. Version 2 had no such column: its weights
+were checked by Parquet's page CRCs alone, which halved read speed (a CRC32 runs at 2-3 GiB/s on a core here).
+Version 1 stored ``fixed_size_list<float32>[P]`` under zstd: trained weights compress by 8%, and Parquet decodes a
+list with a repetition and definition level per float, which read 3.2-3.7x slower than the same bytes as one
+binary value (bench/weight_encoding.py, bench/RESULTS.md).
 ``np.frombuffer(value, "<f4")`` turns a stored value into its vector where pandas, Polars or DuckDB hand out
 bytes.
 """
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
 from torch import nn
@@ -37,14 +41,16 @@ from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes, location, require_reachable
 from symzoo.zoo.plan import PLANNED_COLUMNS, NetSpec, plan_configured, plan_difference
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMA_VERSIONS = (1, 2)  # 1: variants mixed within row groups, weights zstd-compressed
+SCHEMA_VERSION = 3
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)  # 1: variants mixed within row groups, weights zstd; 2: no row checksums
 REGENERATE = "rerun `symzoo generate` with the zoo's config to quarantine and retrain it"
 MANIFEST = "manifest.json"
 MODELS = "models"
 QUARANTINE = "quarantine"
 ROW_GROUP_SIZE = 32
-READ_THREADS = 4  # shards read at once: reading, CRC checks and copies release the GIL and overlap even on 2 cores
+READ_THREADS = 4  # shards read at once: reading, checks and copies release the GIL and overlap even on 2 cores
+CHECKSUM_PREFIX = "checksum_"
+CHECKSUM_BLOCK = 1024  # uint32 words (4 KiB) summed per block of a row checksum
 
 SCALAR_FIELDS: list[tuple[str, pa.DataType]] = [
     ("model_id", pa.int64()),
@@ -84,12 +90,37 @@ def shard_schema(layouts_json: dict[str, dict], checkpoint_epochs: list[int]) ->
     fields += [pa.field(n, pa.list_(pa.float32())) for n in HISTORY_FIELDS]
     weight_meta = {"symzoo.values": WEIGHT_DTYPE, "symzoo.size": str(size)}
     fields += [pa.field(n, pa.binary(4 * size), metadata=weight_meta) for n in weight_columns(checkpoint_epochs)]
+    fields += [pa.field(checksum_column(n), pa.uint64()) for n in weight_columns(checkpoint_epochs)]
     meta = {"symzoo.schema_version": str(SCHEMA_VERSION), "symzoo.layouts": json.dumps(layouts_json)}
     return pa.schema(fields, metadata=meta)
 
 
 def is_weight_column(name: str) -> bool:
     return name.startswith("weights_")
+
+
+def checksum_column(weight_column: str) -> str:
+    """The column holding each row's ``row_checksums`` of ``weight_column`` (schema 3)."""
+    return CHECKSUM_PREFIX + weight_column
+
+
+def row_checksums(rows: np.ndarray) -> np.ndarray:
+    """One uint64 per row of ``(N, P)`` float32 weights: the row's bytes as little-endian uint32 words, summed in
+    blocks of 4 KiB, the block sums weighted by 1, 3, 5, ... and added, all mod 2^64 (Fletcher's idea, by blocks).
+
+    Why not Parquet's page CRC32: it runs at 2-3 GiB/s on a core here and halved ``Zoo.weights``; this runs at
+    10+ GiB/s in numpy. What it catches: every single-bit error and every burst of up to 32 bits (a block sum moves
+    by less than 2^52, times an odd weight: never 0 mod 2^64), a block moved or zeroed unless its sum is unchanged,
+    and any other damage but for a chance of about 2^-64. It guards against storage and transfer, not attackers.
+    """
+    words = np.ascontiguousarray(rows, dtype=WEIGHT_DTYPE).view("<u4")
+    n, p = words.shape
+    full = p // CHECKSUM_BLOCK
+    sums = np.empty((n, full + (p % CHECKSUM_BLOCK > 0)), np.uint64)
+    sums[:, :full] = words[:, : full * CHECKSUM_BLOCK].reshape(n, full, CHECKSUM_BLOCK).sum(2, dtype=np.uint64)
+    if p % CHECKSUM_BLOCK:
+        sums[:, full] = words[:, full * CHECKSUM_BLOCK :].sum(1, dtype=np.uint64)
+    return (sums * np.arange(1, 2 * sums.shape[1], 2, dtype=np.uint64)).sum(1, dtype=np.uint64)
 
 
 def rows_to_table(rows: list[dict[str, Any]], layouts_json: dict[str, dict], checkpoint_epochs: list[int]) -> pa.Table:
@@ -99,7 +130,7 @@ def rows_to_table(rows: list[dict[str, Any]], layouts_json: dict[str, dict], che
     order = list(layouts_json)
     rows = sorted(rows, key=lambda r: order.index(r["variant"]))  # stable
     size = next(iter(layouts_json.values()))["size"]
-    columns = []
+    columns, checksums = [], {}
     for f in schema:
         values = [r.get(f.name) for r in rows]
         if is_weight_column(f.name):
@@ -111,6 +142,9 @@ def rows_to_table(rows: list[dict[str, Any]], layouts_json: dict[str, dict], che
             bitmap = pa.array(valid).buffers()[1] if not valid.all() else None
             buffers = [bitmap, pa.py_buffer(flat.tobytes())]
             columns.append(pa.FixedSizeBinaryArray.from_buffers(f.type, len(rows), buffers))
+            checksums[checksum_column(f.name)] = pa.array(row_checksums(flat), pa.uint64(), mask=~valid)
+        elif f.name in checksums:
+            columns.append(checksums[f.name])
         else:
             columns.append(pa.array(values, type=f.type))
     return pa.Table.from_arrays(columns, schema=schema)
@@ -123,15 +157,17 @@ def shard_path(zoo_dir: Location, index: int) -> Location:
 def write_parquet_atomically(
     path: Location, table: pa.Table, row_group_size: int | None = None, split_by: str | None = None
 ) -> str:
-    """Parquet committed atomically (``atomic_write_bytes``); returns the file's sha256. Weight columns are stored
-    uncompressed without dictionaries, every other column zstd. With ``split_by``, no row group spans two values of
-    that column (the table must be grouped by it). Shards and every stage's outputs are written through here."""
+    """Parquet committed atomically (``atomic_write_bytes``); returns the file's sha256. Weight columns and their
+    checksums are stored uncompressed without dictionaries, every other column zstd; every page carries a CRC.
+    With ``split_by``, no row group spans two values of that column (the table must be grouped by it). Shards and
+    every stage's outputs are written through here."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sink = pa.BufferOutputStream()
     names = table.schema.names
-    compression = {n: ("none" if is_weight_column(n) else "zstd") for n in names}
-    dictionary = [n for n in names if not is_weight_column(n)]
-    # page CRCs: uncompressed weights carry no other check, and a flipped byte would decode silently
+    raw = {n for n in names if is_weight_column(n) or n.startswith(CHECKSUM_PREFIX)}
+    compression = {n: ("none" if n in raw else "zstd") for n in names}
+    dictionary = [n for n in names if n not in raw]
+    # page CRCs for every reader that checks them; symzoo checks weights by their row checksums (faster)
     with pq.ParquetWriter(
         sink, table.schema, compression=compression, use_dictionary=dictionary, write_page_checksum=True
     ) as writer:
@@ -167,7 +203,8 @@ def check_shard(path: Location, planned: list[NetSpec] | None = None, layouts_js
         require_reachable(path)
         raise ZooError(f"corrupt shard {path} ({type(e).__name__}: {str(e).splitlines()[0][:80]})") from None
     if version not in [str(v).encode() for v in READABLE_SCHEMA_VERSIONS]:
-        readable = " and ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        *first, last = map(str, READABLE_SCHEMA_VERSIONS)
+        readable = f"{', '.join(first)} and {last}" if first else last
         raise ZooError(f"shard {path} has schema version {version!r}, this symzoo reads versions {readable}")
     if planned is not None and (difference := plan_difference(rows, planned)):
         raise ZooError(f"shard {path} holds {difference}")
@@ -233,16 +270,45 @@ def row_group_tables(
 ) -> Iterator[pa.Table]:
     """``columns`` of each row group ``select`` picks from the file's footer, one table at a time: only those
     groups' pages are read, and Arrow reuses one group's buffers for the next (fresh memory is slow to fault in).
+
+    Weight columns with a checksum column (schema 3) are read without page CRCs, from a memory map where the file
+    is local, and every row is checked against its stored ``row_checksums``: twice the speed of the CRC path.
+    Everything else (scalars, the checksums themselves, weights of older shards) is checked by its page CRCs.
     Damage is one ``ZooError`` naming the file and ``fix``, as in ``read_parquet``."""
     source, fs = arrow_path(path)
     try:
-        parquet = pq.ParquetFile(source, filesystem=fs, page_checksum_verification=True)
-        for group in select(parquet.metadata):
-            yield parquet.read_row_groups([group], columns=columns, use_threads=False)
+        checked = pq.ParquetFile(source, filesystem=fs, page_checksum_verification=True)
+        names = set(checked.schema_arrow.names)
+        fast = [c for c in columns if is_weight_column(c) and checksum_column(c) in names]
+        slow = [c for c in columns if c not in fast] + [checksum_column(c) for c in fast]
+        if fast:
+            local = isinstance(fs, pafs.LocalFileSystem)
+            handle = pa.memory_map(source) if local else fs.open_input_file(source)
+            unchecked = pq.ParquetFile(handle, metadata=checked.metadata, page_checksum_verification=False)
+        for group in select(checked.metadata):
+            table = checked.read_row_groups([group], columns=slow, use_threads=False)
+            for c in fast:
+                weights = unchecked.read_row_groups([group], columns=[c], use_threads=False)[c]
+                _check_rows(path, fix, c, weights, table, checked.schema_arrow.field(c).type.byte_width // 4)
+                table = table.append_column(c, weights)
+            yield table.select(columns)
     except (OSError, pa.ArrowException) as e:
         require_reachable(path)
         why = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
         raise ZooError(f"corrupt file {path} ({why}); {fix}") from None
+
+
+def _check_rows(path: Location, fix: str, column: str, weights: pa.ChunkedArray, table: pa.Table, size: int) -> None:
+    """Raise ``ZooError`` unless every row of ``weights`` matches its stored checksum (nulls where it is null)."""
+    stored = table[checksum_column(column)]
+    values = weights.combine_chunks() if weights.num_chunks != 1 else weights.chunk(0)
+    sums = stored.combine_chunks() if stored.num_chunks != 1 else stored.chunk(0)
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    bad = valid != sums.is_valid().to_numpy(zero_copy_only=False)
+    bad |= valid & (row_checksums(weight_rows(values, size)) != sums.fill_null(0).to_numpy())  # null rows: zeros
+    if bad.any():
+        where = f" of model_id {table['model_id'][int(np.argmax(bad))]}" if "model_id" in table.column_names else ""
+        raise ZooError(f"corrupt file {path} ({column}{where} fails its row checksum); {fix}")
 
 
 def write_manifest(zoo_dir: Location, manifest: dict[str, Any]) -> None:
