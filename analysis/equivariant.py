@@ -34,6 +34,43 @@ from symzoo.analysis.weight_space import ParameterGraph, WeightSpace
 EXTRA = "pip install 'symzoo[equivariant]' (the nfn and torch-geometric packages)"
 
 
+class TensorScale(nn.Module):
+    """Each tensor's values in units of that tensor's root mean square over the training networks' trained entries
+    (fixed W-Asym values in the same units), and the head's output starting at the training targets' mean.
+
+    Why: an equivariant metanet sees every weight apart and learns from their distribution across neurons. Raw, a
+    Fashion MLP's first-layer weights (std 0.07 against O(1) constant edge features) and averaging over 196 inputs
+    and 302 nodes left the GMN's output moving by 1e-4 of its size from one network to the next at init; it fitted a
+    constant for 10 epochs and learned nothing in 20 (bench/RESULTS.md, "Why the GMN learned nothing"). RMS, not
+    std: zero stays zero and a norm's scale near 1 stays near 1. The scale is per tensor, so a permutation of
+    neurons leaves it unchanged: the metanets stay invariant.
+    """
+
+    def __init__(self, space: WeightSpace) -> None:
+        super().__init__()
+        self.space = space
+        self.register_buffer("inverse", torch.ones(space.layout.size))  # (P,) 1 / RMS of each entry's tensor
+
+    @torch.no_grad()
+    def fit(self, flat: torch.Tensor) -> None:
+        """``flat``: the training networks' trainable entries (N, n_trainable)."""
+        trained, fixed = self.space.trained(flat.float()), self.space.fixed.to(flat.device) > 0
+        for slot in self.space.layout.slots:
+            part = slice(slot.offset, slot.offset + slot.size)
+            values = trained[:, part][:, ~fixed[part]]
+            rms = float(values.pow(2).mean().sqrt()) if values.numel() else 0.0
+            self.inverse[part] = 1.0 / rms if rms > 0 else 1.0
+
+    def forward(self, full: torch.Tensor) -> torch.Tensor:
+        """(..., P) values in layout order -> the same in units of their tensor's RMS."""
+        return full * self.inverse.to(full.dtype)
+
+
+def start_at_mean(head: nn.Linear, targets: torch.Tensor) -> None:
+    with torch.no_grad():
+        head.bias.fill_(float(targets.float().mean()))
+
+
 def _require(module: str):
     import importlib
 
@@ -71,14 +108,15 @@ class NFNMetanet(nn.Module):
         n_pooled = (nfn.layers.NPPool if kind == "np" else nfn.layers.HNPPool).get_num_outs(spec)
         self.equivariant = nn.Sequential(*blocks, pool, nn.Flatten(1))
         self.readout = nn.Sequential(nn.Linear(hidden * n_pooled, head), nn.ReLU(), nn.Linear(head, 1))
+        self.scale = TensorScale(space)
         self._offsets = {s.name: (s.offset, s.size, s.shape) for s in space.layout.slots}
 
     def weight_space(self, flat: torch.Tensor):
         """(B, n_trainable) -> NFN's ``WeightSpaceFeatures`` with this module's three channels."""
         from nfn.common import WeightSpaceFeatures
 
-        trained = self.space.trained(flat)
-        base = self.space.base.to(flat.device, flat.dtype)
+        trained = self.scale(self.space.trained(flat))
+        base = self.scale(self.space.base.to(flat.device, flat.dtype))
         fixed = self.space.fixed.to(flat.device, flat.dtype)
 
         def take(name: str, source: torch.Tensor) -> torch.Tensor:
@@ -95,12 +133,19 @@ class NFNMetanet(nn.Module):
             biases.append(torch.stack([bias, scale, shift], 1))
         return WeightSpaceFeatures(weights, biases)
 
+    def fit_inputs(self, flat: torch.Tensor, targets: torch.Tensor) -> None:
+        """Before training (``TensorScale``): each tensor's scale, and the output starting at the targets' mean."""
+        self.scale.fit(flat)
+        start_at_mean(self.readout[-1], targets)
+
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
         return self.readout(self.equivariant(self.weight_space(flat))).squeeze(-1)
 
 
 def _mlp(d_in: int, d_out: int, hidden: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out), nn.LayerNorm(d_out))
+    """A node MLP. No LayerNorm at its end: with one, the GMN fitted a constant on the Fashion MLP zoo for 14
+    epochs where without it validation R^2 reached 0.5 by epoch 11 (inputs scaled alike; bench/RESULTS.md)."""
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
 
 
 def edge_aware_layer(hidden: int) -> nn.Module:
@@ -144,8 +189,8 @@ class GMNMetanet(nn.Module):
         self.register_buffer("slots", graph.slots, persistent=False)
         present = graph.slots >= 0
         index = graph.slots.clamp(min=0)
-        variant_values = torch.cat([space.base[index] * present, space.fixed[index] * present], -1)  # (E, 2K)
-        self.register_buffer("variant_values", variant_values, persistent=False)  # the same for every network
+        self.register_buffer("base_values", space.base[index] * present, persistent=False)  # (E, K) every network's
+        self.register_buffer("fixed_flags", space.fixed[index] * present, persistent=False)
         const = torch.cat([torch.cat([graph.edge_const, graph.edge_const]), direction], 1)
         self.register_buffer("edge_const", const, persistent=False)
         self.register_buffer("node_feat", graph.node_feat, persistent=False)
@@ -156,12 +201,21 @@ class GMNMetanet(nn.Module):
         self.layers = nn.ModuleList(edge_aware_layer(hidden) for _ in range(layers))
         self.readout = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.mean_pool, self.max_pool = pool.global_mean_pool, pool.global_max_pool
+        self.scale = TensorScale(space)
+
+    def fit_inputs(self, flat: torch.Tensor, targets: torch.Tensor) -> None:
+        """Before training (``TensorScale``): each tensor's scale, and the output starting at the targets' mean."""
+        self.scale.fit(flat)
+        start_at_mean(self.readout[-1], targets)
 
     def edge_features(self, flat: torch.Tensor) -> torch.Tensor:
         """(B, n_trainable) -> (B * 2E, features): trained values, fixed values and fixed flags per slot, then the
         constants (both directions of an edge carry the same values: they are read once)."""
-        values = self.space.trained(flat)[:, self.slots.clamp(min=0)] * (self.slots >= 0)  # (B, E, K)
-        fixed = self.variant_values.to(values.dtype).expand(flat.shape[0], -1, -1)
+        index, present = self.slots.clamp(min=0), self.slots >= 0
+        values = self.scale(self.space.trained(flat))[:, index] * present  # (B, E, K)
+        inverse = self.scale.inverse[index].to(values.dtype)
+        variant = torch.cat([self.base_values.to(values.dtype) * inverse, self.fixed_flags.to(values.dtype)], -1)
+        fixed = variant.expand(flat.shape[0], -1, -1)
         per_edge = torch.cat([values, fixed], -1).repeat(1, 2, 1)  # (B, 2E, 3K)
         const = self.edge_const.expand(flat.shape[0], -1, -1)
         return torch.cat([per_edge, const], -1).reshape(-1, per_edge.shape[-1] + const.shape[-1])

@@ -77,6 +77,8 @@ def train_neural(
     opt = torch.optim.AdamW(model.parameters(), lr=spec.hparam, weight_decay=spec.weight_decay)
     x_train = torch.as_tensor(np.asarray(inputs[idx["train"]]), device=device)
     y_train = torch.as_tensor(targets[idx["train"]], dtype=torch.float32, device=device)
+    if hasattr(model, "fit_inputs"):  # the equivariant metanets scale each tensor from the training split
+        model.fit_inputs(x_train, y_train)
     x_val, x_test = np.asarray(inputs[idx["val"]]), np.asarray(inputs[idx["test"]])
     y_val, y_test = targets[idx["val"]], targets[idx["test"]]
     order_gen = torch.Generator().manual_seed(stable_seed("symzoo-metanet-order", spec.metanet, spec.seed))

@@ -100,9 +100,33 @@ def test_a_standard_networks_hidden_permutation_leaves_the_prediction_unchanged(
     assert not torch.equal(inputs[0], inputs[1])
     torch.manual_seed(0)
     net = build_equivariant(metanet, space).eval()
+    others = [_network(arch, "standard", seed) for seed in (5, 6, 7)]  # a training split to fit the input scale on
+    net.fit_inputs(torch.stack([_trainable(space, dict(o.named_parameters())) for o in others]), torch.rand(3))
     with torch.no_grad():
         pred = net(inputs)
     assert abs(float(pred[0] - pred[1])) < 1e-5
+
+
+@pytest.mark.parametrize("metanet", ["nfn_np", "gmn"])
+def test_fitting_the_inputs_puts_each_tensor_at_unit_rms_and_the_output_at_the_targets_mean(metanet):
+    """``TensorScale``: every tensor's trained entries over the training networks have RMS 1 after scaling, the W-Asym
+    fixed values are in the same units as their tensor's trained ones, and the head starts at the targets' mean."""
+    models = [_network("mlp", "w_asym", seed) for seed in (1, 2, 3)]
+    space = WeightSpace(models[0])
+    flat = torch.stack([_trainable(space, dict(m.named_parameters())) for m in models])
+    net = build_equivariant(metanet, space)
+    net.fit_inputs(flat, torch.tensor([0.2, 0.4, 0.9]))
+    scaled, fixed = net.scale(space.trained(flat)), space.fixed > 0
+    for slot in space.layout.slots:
+        part = slice(slot.offset, slot.offset + slot.size)
+        trained = scaled[:, part][:, ~fixed[part]]
+        raw_rms = space.trained(flat)[:, part][:, ~fixed[part]].pow(2).mean().sqrt()
+        if raw_rms == 0:  # freshly built networks: zero biases stay zero (no division by 0)
+            assert not trained.any()
+            continue
+        assert torch.allclose(trained.pow(2).mean().sqrt(), torch.tensor(1.0), atol=1e-5), slot.name
+        assert torch.allclose(net.scale(space.base)[part], space.base[part] / raw_rms, atol=1e-6)
+    assert float(net.readout[-1].bias.detach()) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("arch, metanet", [("mlp", "nfn_np"), ("mlp", "gmn"), ("resnet8", "gmn")])
@@ -134,7 +158,7 @@ def test_on_w_asym_networks_the_same_permutation_changes_the_network_and_the_pre
 
 @pytest.mark.parametrize(
     "arch, metanet, expected",
-    [("mlp", "nfn_np", 73_033), ("mlp", "nfn_hnp", 13_629_857), ("mlp", "gmn", 7_153), ("resnet8", "gmn", 7_537)],
+    [("mlp", "nfn_np", 73_033), ("mlp", "nfn_hnp", 13_629_857), ("mlp", "gmn", 7_025), ("resnet8", "gmn", 7_409)],
 )
 def test_parameter_counts(arch, metanet, expected):
     """On the 196-32-32-32-10 MLPs of configs/fashion_mlp_metanet.yaml, HNP's input and output layers keep their
