@@ -106,18 +106,23 @@ def test_variant_and_id_reads_match_the_whole_matrix(zoo_dir):
     np.testing.assert_array_equal(zoo.weights("init", model_ids=[30, 2, 17]), everything[[2, 17, 30]])
 
 
-def rewrite_as_version_1(zoo_dir: Path) -> None:
-    """Each shard as schema version 1 wrote it: rows in plan order (variants mixed within row groups), every column
-    zstd, version "1" in the metadata; the manifest's checksums follow."""
+def rewrite_as_version(zoo_dir: Path, version: int) -> None:
+    """Each shard as an older schema wrote it, without the checksum columns; the manifest's checksums follow.
+    Version 1: rows in plan order (variants mixed within row groups), every column zstd. Version 2: the same rows
+    and row groups as now."""
     manifest = read_manifest(zoo_dir)
     for path in sorted((zoo_dir / MODELS).glob("*.parquet")):
-        table = pq.read_table(path).sort_by("model_id")
+        table = pq.read_table(path)
         table = table.drop_columns([n for n in table.column_names if n.startswith("checksum_")])
-        metadata = dict(table.schema.metadata) | {b"symzoo.schema_version": b"1"}
-        table = table.replace_schema_metadata(metadata)
-        pq.write_table(table, path, compression="zstd", row_group_size=4, write_page_checksum=True)
+        table = table.replace_schema_metadata(dict(table.schema.metadata) | {b"symzoo.schema_version": b"%d" % version})
+        if version == 1:
+            pq.write_table(
+                table.sort_by("model_id"), path, compression="zstd", row_group_size=4, write_page_checksum=True
+            )
+        else:
+            write_parquet_atomically(path, table, ROW_GROUP_SIZE, split_by="variant")
         manifest["shards"][path.name] = file_sha256(path)
-        manifest["schema_version"] = 1
+    manifest["schema_version"] = version
     write_manifest(zoo_dir, manifest)
 
 
@@ -126,7 +131,7 @@ def test_a_version_1_zoo_opens_and_reads_the_same(zoo_dir, tmp_path):
 
     old = tmp_path / "old"
     shutil.copytree(zoo_dir, old)
-    rewrite_as_version_1(old)
+    rewrite_as_version(old, 1)
     mixed = pq.ParquetFile(next((old / MODELS).glob("*.parquet"))).read_row_group(0, columns=["variant"])
     assert len(set(mixed["variant"].to_pylist())) > 1  # the old layout really mixes variants
     new, legacy = open_zoo(zoo_dir), open_zoo(old)
@@ -228,19 +233,6 @@ def test_rebasin_alignment_permutes_each_standard_network_onto_one_reference(zoo
         VariantCache.of(zoo, "w_asym", "final", tmp_path).ensure(("aligned",))
 
 
-def rewrite_as_version_2(zoo_dir: Path) -> None:
-    """Each shard as schema version 2 wrote it: the same rows and row groups without the checksum columns."""
-    manifest = read_manifest(zoo_dir)
-    for path in sorted((zoo_dir / MODELS).glob("*.parquet")):
-        table = pq.read_table(path)
-        table = table.drop_columns([n for n in table.column_names if n.startswith("checksum_")])
-        table = table.replace_schema_metadata(dict(table.schema.metadata) | {b"symzoo.schema_version": b"2"})
-        write_parquet_atomically(path, table, ROW_GROUP_SIZE, split_by="variant")
-        manifest["shards"][path.name] = file_sha256(path)
-    manifest["schema_version"] = 2
-    write_manifest(zoo_dir, manifest)
-
-
 def test_a_version_2_zoo_opens_reads_the_same_and_its_damage_is_caught_by_page_crcs(zoo_dir, tmp_path):
     import shutil
 
@@ -248,7 +240,7 @@ def test_a_version_2_zoo_opens_reads_the_same_and_its_damage_is_caught_by_page_c
 
     old = tmp_path / "v2"
     shutil.copytree(zoo_dir, old)
-    rewrite_as_version_2(old)
+    rewrite_as_version(old, 2)
     legacy, new = open_zoo(old), open_zoo(zoo_dir)
     legacy.verify(checksums=True)
     for variant in ("standard", "w_asym", None):
