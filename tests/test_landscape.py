@@ -226,12 +226,13 @@ def test_lmc_needs_replicates_and_both_need_a_zoo(zoo_dir, tmp_path, capsys):
 
 
 def _poisoned_copy(zoo_dir: Path, dest: Path, model_id: int) -> Path:
-    """A copy of the zoo in which one finished network's final weights hold an inf (its status still ok)."""
+    """A copy of the zoo in which one finished network's final weights hold an inf (its status still ok), stored
+    as training would store it: the row's checksum matches."""
     import shutil
 
     import pyarrow as pa
 
-    from symzoo.zoo.store import ROW_GROUP_SIZE, read_parquet, write_parquet_atomically
+    from symzoo.zoo.store import ROW_GROUP_SIZE, read_parquet, row_checksums, write_parquet_atomically
 
     shutil.copytree(zoo_dir, dest)
     for shard in sorted((dest / "models").glob("part-*.parquet")):
@@ -244,6 +245,10 @@ def _poisoned_copy(zoo_dir: Path, dest: Path, model_id: int) -> Path:
             column[ids.index(model_id)] = values.tobytes()
             at = table.schema.get_field_index("weights_final")
             table = table.set_column(at, table.schema.field(at), pa.array(column, table.schema.field(at).type))
+            sums = table["checksum_weights_final"].to_pylist()
+            sums[ids.index(model_id)] = int(row_checksums(values[None])[0])
+            at = table.schema.get_field_index("checksum_weights_final")
+            table = table.set_column(at, table.schema.field(at), pa.array(sums, pa.uint64()))
             write_parquet_atomically(shard, table, ROW_GROUP_SIZE, "variant")
             return dest
     raise AssertionError(f"model {model_id} is in no shard")
