@@ -70,7 +70,7 @@ def two_nodes(tmp_path):
             "home": home,
             "worker_port": worker_port,
         }
-    finally:
+    finally:  # `ray stop` has no way to name one cluster: it stops every Ray instance of the machine (README)
         subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
