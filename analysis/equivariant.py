@@ -14,6 +14,10 @@
   of edge-aware message passing (messages from both endpoints and the edge, which is updated too; both edge
   directions) on torch-geometric, mean and max pooling over nodes, an MLP head.
 
+Both see each tensor in units of its RMS over the training networks and start their output at the training
+targets' mean (``FitsInputs``): without that, and with a LayerNorm closing the GMN's node MLPs, the GMN fitted a
+constant on an MLP zoo (bench/RESULTS.md, "Why the GMN learned nothing").
+
 CPU-sized defaults (16 channels for NFN NP and the GMN, 8 for NFN HNP) keep a 30-epoch run on a few hundred
 networks to minutes on a core; the papers used wider ones on GPUs.
 
@@ -36,7 +40,7 @@ EXTRA = "pip install 'symzoo[equivariant]' (the nfn and torch-geometric packages
 
 class TensorScale(nn.Module):
     """Each tensor's values in units of that tensor's root mean square over the training networks' trained entries
-    (fixed W-Asym values in the same units), and the head's output starting at the training targets' mean.
+    (fixed W-Asym values in the same units).
 
     Why: an equivariant metanet sees every weight apart and learns from their distribution across neurons. Raw, a
     Fashion MLP's first-layer weights (std 0.07 against O(1) constant edge features) and averaging over 196 inputs
@@ -66,9 +70,18 @@ class TensorScale(nn.Module):
         return full * self.inverse.to(full.dtype)
 
 
-def start_at_mean(head: nn.Linear, targets: torch.Tensor) -> None:
-    with torch.no_grad():
-        head.bias.fill_(float(targets.float().mean()))
+class FitsInputs:
+    """What an equivariant metanet does with its training split before training (``train_neural`` calls it): each
+    tensor's scale (``TensorScale``), and its output starting at the targets' mean, so that the first epochs are not
+    spent moving one bias from 0 to ~0.8 while every other parameter follows the mean error."""
+
+    scale: TensorScale
+    readout: nn.Sequential
+
+    def fit_inputs(self, flat: torch.Tensor, targets: torch.Tensor) -> None:
+        self.scale.fit(flat)
+        with torch.no_grad():
+            self.readout[-1].bias.fill_(float(targets.float().mean()))
 
 
 def _require(module: str):
@@ -80,7 +93,7 @@ def _require(module: str):
         raise ImportError(f"the equivariant metanetworks need {module}: {EXTRA}") from None
 
 
-class NFNMetanet(nn.Module):
+class NFNMetanet(FitsInputs, nn.Module):
     """An invariant NFN (NP or HNP) predicting one scalar per network."""
 
     CHANNELS = 3
@@ -133,11 +146,6 @@ class NFNMetanet(nn.Module):
             biases.append(torch.stack([bias, scale, shift], 1))
         return WeightSpaceFeatures(weights, biases)
 
-    def fit_inputs(self, flat: torch.Tensor, targets: torch.Tensor) -> None:
-        """Before training (``TensorScale``): each tensor's scale, and the output starting at the targets' mean."""
-        self.scale.fit(flat)
-        start_at_mean(self.readout[-1], targets)
-
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
         return self.readout(self.equivariant(self.weight_space(flat))).squeeze(-1)
 
@@ -175,7 +183,7 @@ def edge_aware_layer(hidden: int) -> nn.Module:
     return EdgeAwareLayer()
 
 
-class GMNMetanet(nn.Module):
+class GMNMetanet(FitsInputs, nn.Module):
     """A graph metanetwork: edge-aware message passing over the parameter graph, pooled to one scalar."""
 
     def __init__(self, space: WeightSpace, hidden: int = 16, layers: int = 3):
@@ -202,11 +210,6 @@ class GMNMetanet(nn.Module):
         self.readout = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.mean_pool, self.max_pool = pool.global_mean_pool, pool.global_max_pool
         self.scale = TensorScale(space)
-
-    def fit_inputs(self, flat: torch.Tensor, targets: torch.Tensor) -> None:
-        """Before training (``TensorScale``): each tensor's scale, and the output starting at the targets' mean."""
-        self.scale.fit(flat)
-        start_at_mean(self.readout[-1], targets)
 
     def edge_features(self, flat: torch.Tensor) -> torch.Tensor:
         """(B, n_trainable) -> (B * 2E, features): trained values, fixed values and fixed flags per slot, then the
