@@ -10,7 +10,10 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from symzoo.analysis.options import EQUIVARIANT_METANETS as EQUIVARIANT  # read weights through a WeightSpace
+PAPER_METANETS = ("mlp", "dmc", "deepsets", "statnn", "ridge", "gbt")  # paper Table 3 and the CPU baselines
+EQUIVARIANT = ("nfn_np", "nfn_hnp", "gmn")  # the control the paper lacks (analysis.equivariant); read a WeightSpace
+METANETS = (*PAPER_METANETS, *EQUIVARIANT)
+PAPER_LRS = [1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]  # one run per LR, picked on validation R^2 (docs/paper.md, Table 3)
 
 FLAT_INPUT = ("mlp", "dmc", "deepsets", *EQUIVARIANT)  # read weights; statnn reads statistics
 NEURAL = (*FLAT_INPUT, "statnn")

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from symzoo.analysis.features import finite_rows, unevaluated_rows, unit_weights
 from symzoo.analysis.landscape import evaluate_flat, interpolate, mli_stats
 from symzoo.analysis.naming import in_paper_order, label
 from symzoo.analysis.paper import TABLE4
+from symzoo.analysis.payloads import finite_rows, unevaluated_rows, unit_weights
 from symzoo.analysis.stats import ci, fisher_exact, mean_ci, mean_std, pm, welch_t, wilson_ci
 from symzoo.zoo.augment import AugmentConfig
 from symzoo.zoo.data import Dataset

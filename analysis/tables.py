@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 
+from symzoo.analysis.metanets import EQUIVARIANT as EQUIVARIANT_METANETS
 from symzoo.analysis.naming import in_paper_order, label
-from symzoo.analysis.options import EQUIVARIANT_METANETS
 from symzoo.analysis.paper import TABLE3, TABLE3_LRS
 from symzoo.analysis.stats import mean_std, pm, welch_t, wilcoxon_paired
 

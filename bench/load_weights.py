@@ -60,8 +60,8 @@ def synthesise(zoo_dir: Path, n: int) -> None:
 
 
 def cache_path(zoo_dir: Path) -> Path:
-    from symzoo.analysis.features import zoo_fingerprint
     from symzoo.zoo.store import open_zoo
+    from symzoo.zoo.weight_cache import zoo_fingerprint
 
     return zoo_dir.parent / "cache" / f"standard-final-{zoo_fingerprint(open_zoo(zoo_dir, verify=False))}.npy"
 
@@ -80,8 +80,8 @@ def run_method(method: str, zoo_dir: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from symzoo.analysis.features import load_variant
     from symzoo.zoo.store import open_zoo
+    from symzoo.zoo.weight_cache import VariantCache
 
     zoo = open_zoo(zoo_dir, verify=False)
     _ = zoo.frame, zoo.layouts  # metadata is not what is timed
@@ -93,7 +93,9 @@ def run_method(method: str, zoo_dir: Path) -> dict:
     elif method == "zoo":
         matrix = zoo.weights("final")
     elif method == "cache":
-        matrix = np.array(load_variant(zoo, "standard", "final", zoo_dir.parent / "cache").weights)
+        cache = VariantCache.of(zoo, "standard", "final", zoo_dir.parent / "cache")
+        cache.ensure(("flat",), zoo)
+        matrix = np.array(cache.matrix("flat"))
     elif method == "npload":
         matrix = np.load(cache_path(zoo_dir))
     else:
@@ -116,10 +118,11 @@ def main() -> None:
     if not (zoo_dir / "manifest.json").exists():
         synthesise(zoo_dir, args.networks)
     if not cache_path(zoo_dir).exists():
-        from symzoo.analysis.features import load_variant
         from symzoo.zoo.store import open_zoo
+        from symzoo.zoo.weight_cache import VariantCache
 
-        load_variant(open_zoo(zoo_dir), "standard", "final", zoo_dir.parent / "cache")
+        zoo = open_zoo(zoo_dir)
+        VariantCache.of(zoo, "standard", "final", zoo_dir.parent / "cache").ensure(("flat",), zoo)
     methods = ("pyarrow", "zoo", "cache", "npload")
     runs: dict[str, list[dict]] = {m: [] for m in methods}
     for _ in range(3):  # round robin: no method always runs right after the one that warmed its files

@@ -17,10 +17,10 @@ import time
 import numpy as np
 import torch
 
-from symzoo.analysis.features import load_variant, statnn_features
 from symzoo.analysis.metanet_run import RunSpec, run_metanet
-from symzoo.analysis.options import PAPER_LRS
+from symzoo.analysis.metanets import PAPER_LRS
 from symzoo.zoo.store import open_zoo
+from symzoo.zoo.weight_cache import rows_finite, statnn_features
 
 EVAL_ROWS = 64
 
@@ -37,12 +37,11 @@ def main() -> None:
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(f"device: {name}; {args.networks} training vectors per run, 1 epoch, batch 128", flush=True)
     for variant in args.variants.split(","):
-        vw = load_variant(zoo, variant, "final", None)
-        rows = np.flatnonzero(vw.usable)
-        weights = np.ascontiguousarray(
-            np.resize(vw.weights[rows], (args.networks + 2 * EVAL_ROWS, vw.weights.shape[1]))
-        )
-        targets = np.resize(vw.frame["test_acc"].to_numpy(np.float32)[rows], len(weights))
+        frame = zoo.frame[zoo.frame["variant"] == variant].reset_index(drop=True)
+        stored = zoo.weights("final", variant=variant, trainable_only=True)
+        rows = np.flatnonzero(rows_finite(stored) & (frame["status"] == "ok").to_numpy() & frame["test_acc"].notna())
+        weights = np.ascontiguousarray(np.resize(stored[rows], (args.networks + 2 * EVAL_ROWS, stored.shape[1])))
+        targets = np.resize(frame["test_acc"].to_numpy(np.float32)[rows], len(weights))
         begin = time.perf_counter()
         stats = statnn_features(weights, zoo.layout(variant))
         print(f"{variant}: StatNN features of {len(weights)} vectors {time.perf_counter() - begin:.1f} s (CPU)")

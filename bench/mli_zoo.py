@@ -25,11 +25,12 @@ import torch
 from accuracy import PAPER  # bench/accuracy.py: the paper's train / test accuracies per variant
 from zoo_shard import config_for  # bench/zoo_shard.py
 
-from symzoo.analysis.features import finished_networks, take_unevaluated
 from symzoo.analysis.mli import evaluate_payload, mli_payloads, mli_table, per_network_stats
-from symzoo.analysis.options import resolve
 from symzoo.analysis.paper import is_paper_resnet8_zoo
+from symzoo.analysis.payloads import take_unevaluated
+from symzoo.analysis.selection import finished_networks
 from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
+from symzoo.pipelines.mli import SPEC as MLI
 from symzoo.pipelines.outputs import claim_stage_dir, stage_identity, write_parquet
 from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
 from symzoo.zoo.info import summarise_test_accuracy
@@ -78,7 +79,7 @@ def round_robin(payloads: list[dict]) -> list[dict]:
 def evaluate_units(zoo_dir: Path, mli_dir: Path, device: str, deadline: float) -> pd.DataFrame:
     """The stage's units in round-robin order until the deadline; returns the curves evaluated and found."""
     zoo = open_zoo(zoo_dir)
-    opts = resolve("mli", zoo.config.get("mli"))
+    opts = MLI.resolve(zoo.config.get("mli"))
     claim_stage_dir(mli_dir, "mli", stage_identity(zoo, opts, ("alphas", "networks_per_unit")))
     networks, skipped = finished_networks(zoo.frame)
     say(f"mli: {len(networks)} finished networks; skipped {skipped}")

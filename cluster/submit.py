@@ -9,54 +9,59 @@ travels as the job's working directory; token authentication is Ray's own (``RAY
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from symzoo.errors import SymzooError
+from symzoo.pipelines.registry import STAGES, load_stage_section, load_study_config, stage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("generate", "run", "metanet", "mli", "lmc")
+# the CLI's parser, handed down by the CLI: a stage's arguments are parsed exactly as `symzoo` would parse them
+Parse = Callable[[list[str]], argparse.Namespace]
+
+
+def stages() -> tuple[str, ...]:
+    """What can be submitted: generate and run, and every registered analysis stage."""
+    return ("generate", "run", *STAGES)
+
+
 UPLOAD_EXCLUDES = [".git", "zoos", "runs", "data", "*.parquet", "*.npy", "*.npz", "__pycache__", ".pytest_cache"]
 UPLOAD_EXCLUDES += [".ruff_cache", ".device_data"]
 
 
-def check_stage_args(stage_args: list[str]) -> None:
+def check_stage_args(stage_args: list[str], parse: Parse) -> None:
     """Everything about a stage's arguments that can be checked on the laptop: the flags parse, a config is a
     valid zoo config, a stage's options are valid. (A zoo path names a directory on the cluster: not checked.)"""
-    from symzoo.cli import build_parser
-    from symzoo.zoo.config import load_config
-
     try:
-        args = build_parser().parse_args(stage_args)
+        args = parse(stage_args)
     except SystemExit:
         raise SymzooError(
             f"submit: `symzoo {' '.join(stage_args)}` does not parse; see symzoo {stage_args[0]} -h"
         ) from None
     if stage_args[0] in ("generate", "run"):
-        load_config(args.config)
+        load_study_config(args.config)
         return
-    from symzoo.analysis.options import resolve
-    from symzoo.cli import stage_overrides, stage_section
-
-    stage = stage_args[0]
-    resolve(stage, stage_section(args.config, stage), stage_overrides(stage, args))
+    spec = stage(stage_args[0])
+    section = load_stage_section(args.config, spec.name) if args.config else None
+    spec.resolve(section, spec.overrides(args))
 
 
-def job_entrypoint(stage_args: list[str]) -> str:
+def job_entrypoint(stage_args: list[str], parse: Parse) -> str:
     """The command the job runs on the head node; the stage's arguments are validated before anything is sent."""
-    if not stage_args or stage_args[0] not in STAGES:
-        raise SymzooError(f"submit takes a stage and its arguments; stages: {', '.join(STAGES)}")
+    if not stage_args or stage_args[0] not in stages():
+        raise SymzooError(f"submit takes a stage and its arguments; stages: {', '.join(stages())}")
     if len(stage_args) < 2:
         what = "a config, e.g. configs/cifar10_paper.yaml" if stage_args[0] in ("generate", "run") else "a zoo"
         raise SymzooError(f"submit {stage_args[0]} needs {what}")
-    check_stage_args(stage_args)
+    check_stage_args(stage_args, parse)
     return "python -m symzoo.cli " + " ".join(shlex.quote(a) for a in [*stage_args, "--no-progress"])
 
 
@@ -123,20 +128,17 @@ def dashboard_tunnel(cluster_yaml: str, wait_s: float = TUNNEL_WAIT_S) -> Iterat
             tunnel.kill()
 
 
-def submission_id(stage_args: list[str]) -> str:
+def submission_id(stage_args: list[str], parse: Parse) -> str:
     """``symzoo-<stage>-<12 hex>``, a function of the stage, the content of its config (the resolved config, not
     the file's path) and its other arguments: the same work submitted twice gets the same id."""
     import hashlib
     import json
 
-    from symzoo.cli import build_parser
-    from symzoo.zoo.config import load_config
-
-    args = build_parser().parse_args(stage_args)
+    args = parse(stage_args)
     config_path = getattr(args, "config", None)
     key = {"stage": stage_args[0], "args": [a for a in stage_args[1:] if a not in (config_path, "--no-progress")]}
     if config_path:
-        key["config"] = load_config(config_path)
+        key["config"] = load_study_config(config_path)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"symzoo-{stage_args[0]}-{digest}"
 
@@ -197,12 +199,16 @@ def follow(client, job_id: str) -> str:
 
 
 def submit(
-    stage_args: list[str], address: str | None = None, cluster_yaml: str | None = None, wait: bool = False
+    stage_args: list[str],
+    parse: Parse,
+    address: str | None = None,
+    cluster_yaml: str | None = None,
+    wait: bool = False,
 ) -> tuple[Submission, str | None]:
     """Submit the stage as a Ray job (or find the same work's job); with ``wait``, stream its logs to the end and
     return its final status too."""
-    entrypoint = job_entrypoint(stage_args)
-    base_id = submission_id(stage_args)
+    entrypoint = job_entrypoint(stage_args, parse)
+    base_id = submission_id(stage_args, parse)
     if not (address or cluster_yaml):
         raise SymzooError("submit needs --address http://HEAD:8265 or --cluster CLUSTER.yaml")
     with dashboard_tunnel(cluster_yaml) if address is None else nullcontext(address) as where:

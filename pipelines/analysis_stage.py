@@ -13,8 +13,7 @@ from typing import Any
 
 import ray
 
-from symzoo.analysis.features import with_weights
-from symzoo.analysis.options import resolve
+from symzoo.analysis.payloads import with_weights
 from symzoo.errors import ZooError
 from symzoo.pipelines.outputs import (
     check_out_dir,
@@ -35,12 +34,10 @@ from symzoo.pipelines.stage import (
     run_unit_files,
     workers_reach,
 )
+from symzoo.pipelines.stage_spec import RESOURCE_OPTIONS, StageSpec
 from symzoo.zoo.location import Location, is_within, location
 from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.store import MODELS, Zoo, open_zoo
-
-RESOURCE_OPTIONS = ("cpus_per_task", "gpus_per_task", "workers_read")  # where units run, not what they compute
-ITEMS = {"metanet": "run", "mli": "curve", "lmc": "pair"}  # what a stage's progress bar counts (WorkUnit.size)
 
 
 @dataclass
@@ -55,7 +52,7 @@ class StageResult:
 class AnalysisStage:
     """One call of an analysis stage on one zoo and output directory."""
 
-    name: str
+    spec: StageSpec
     zoo: Zoo
     out: Location
     opts: dict
@@ -67,12 +64,11 @@ class AnalysisStage:
     @classmethod
     def open(
         cls,
-        name: str,
+        spec: StageSpec,
         zoo_dir: str | Location,
         out: str | Location,
         config_section: dict | None,
         overrides: dict | None,
-        identity_options: tuple[str, ...],
         units_folder: str = "units",
     ) -> AnalysisStage:
         """Open the zoo and resolve options (stored section, ``--config`` section, flags); nothing is written."""
@@ -84,15 +80,19 @@ class AnalysisStage:
                 f"--out {out} is inside the zoo's {MODELS}/ folder, where every Parquet file is read as a shard "
                 "(pandas, Polars, DuckDB); put stage outputs beside the zoo, e.g. --out runs/NAME"
             )
-        opts = resolve(name, zoo.config.get(name), config_section, overrides)
+        opts = spec.resolve(zoo.config.get(spec.name), config_section, overrides)
         if not zoo.complete:
             raise ZooError(
                 f"{zoo.path} is an incomplete zoo ({len(zoo.frame)} networks so far); finish it with "
                 "`symzoo generate` and its config before analysing it"
             )
-        identity = stage_identity(zoo, opts, identity_options)
-        check_stage_dir(out, name, identity)
-        return cls(name, zoo, out, opts, identity, units_folder)
+        identity = stage_identity(zoo, opts, spec.identity)
+        check_stage_dir(out, spec.name, identity)
+        return cls(spec, zoo, out, opts, identity, units_folder)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @property
     def done_key(self) -> dict:
@@ -139,7 +139,7 @@ class AnalysisStage:
     ):
         """Run the units without a finished file; returns every unit's stored frame (``key`` column dropped)."""
         resources = analysis_resources(self.opts["cpus_per_task"], self.opts["gpus_per_task"], gpu_share)
-        item = ITEMS[self.name]
+        item = self.spec.item
         self.reports.append(
             run_unit_files(units, task, task_args, self.out, key_of, resources, desc, show_progress, item, prepare)
         )

@@ -11,9 +11,10 @@ import torch
 
 from symzoo.errors import ZooError
 from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
+from symzoo.pipelines.registry import load_study_config
 from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
 from symzoo.pipelines.stage import StageReport, WorkUnit, Written, connect, run_pending, sort_units, workers_reach
-from symzoo.zoo.config import config_hash, load_config
+from symzoo.zoo.config import config_hash
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.location import Location, location
 from symzoo.zoo.lock import directory_lock, holds_anything
@@ -65,7 +66,7 @@ def plan_units(cfg: dict, out: Location) -> list[WorkUnit]:
 def generate(
     config_path: str | Path, out: str | Location | None = None, address: str | None = None, show_progress: bool = True
 ) -> StageReport:
-    cfg = load_config(config_path)
+    cfg = load_study_config(config_path)
     out = location(out) if out else Path("zoos") / cfg["name"]
     data = dataset_from(cfg)  # before anything is written: missing data fails here
     steps_per_epoch(len(data.x_train), cfg["training"]["batch_size"])  # and so does a batch larger than the data
@@ -165,7 +166,7 @@ def describe_plan(config_path: str | Path, out: str | Location | None = None) ->
     """What ``generate`` would do: networks, shards, the first hyperparameter draws, storage, and what is done."""
     import pandas as pd
 
-    cfg = load_config(config_path)
+    cfg = load_study_config(config_path)
     out = location(out) if out else Path("zoos") / cfg["name"]
     data = dataset_from(cfg)
     layouts = layouts_for(cfg, data)

@@ -8,6 +8,7 @@ its task reads them (the driver does, as it sends the unit, where workers cannot
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -16,24 +17,63 @@ import pandas as pd
 import ray
 import torch
 
-from symzoo.analysis.features import (
-    finished_networks,
-    finite_rows,
-    sample_per_variant,
-    take_unevaluated,
-    unevaluated_rows,
-    unit_weights,
-)
 from symzoo.analysis.lmc import CURVE_COLUMNS, METHODS, barriers, lmc_curves, lmc_table, paper_setting, replicate_pairs
+from symzoo.analysis.payloads import finite_rows, take_unevaluated, unevaluated_rows, unit_weights
 from symzoo.analysis.plots import plot_lmc_curves
+from symzoo.analysis.selection import finished_networks, sample_per_variant
 from symzoo.analysis.tables import sample_note, skipped_note
 from symzoo.errors import ZooError
 from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
 from symzoo.pipelines.outputs import write_parquet
 from symzoo.pipelines.stage import WorkUnit, device_for_task
+from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageSpec, check_resources
 from symzoo.zoo.data import Dataset
+from symzoo.zoo.fields import check_bool, check_int, fail
 from symzoo.zoo.models import describe_fixed_structure
 from symzoo.zoo.store import Zoo
+
+DEFAULTS = {
+    "alphas": 25,
+    "rebasin": True,
+    "batch_size": 512,
+    "pairs_per_unit": 4,
+    "sample": None,  # replicate pairs per variant, drawn by sample_seed; null: all
+    "sample_seed": 0,
+    **RESOURCE_DEFAULTS,
+}
+IDENTITY = ("alphas", "rebasin", "pairs_per_unit", "sample", "sample_seed")
+
+
+def check_options(o: dict) -> None:
+    check_int("lmc.alphas", o["alphas"], 3, 1001)
+    if o["alphas"] % 2 == 0:
+        fail(
+            "lmc.alphas",
+            f"{o['alphas']} is not allowed; an odd number, so that the midpoint alpha = 0.5 is on the line",
+        )
+    check_bool("lmc.rebasin", o["rebasin"])
+    check_int("lmc.batch_size", o["batch_size"], 1)
+    check_int("lmc.pairs_per_unit", o["pairs_per_unit"], 1)
+    check_int("lmc.sample", o["sample"], 1, allow_none=True)
+    check_int("lmc.sample_seed", o["sample_seed"], 0, 2**32 - 1)
+    check_resources("lmc", o)
+
+
+def needs_replicates(cfg: dict) -> str | None:
+    """LMC pairs replicates: a zoo without them cannot have this stage."""
+    if cfg["replicates"] >= 2:
+        return None
+    return "lmc needs replicates: 2 or more (LMC pairs replicates)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alphas", type=int, default=None, help="points along each line, odd (default 25)")
+    parser.add_argument("--rebasin", action=argparse.BooleanOptionalAction, default=None, help="Git Re-Basin baseline")
+    parser.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default 512)")
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    return {"alphas": args.alphas, "batch_size": args.batch_size, "rebasin": args.rebasin}
 
 
 @ray.remote
@@ -91,8 +131,7 @@ def lmc_stage(
     address: str | None = None,
     show_progress: bool = True,
 ) -> StageResult:
-    identity_options = ("alphas", "rebasin", "pairs_per_unit", "sample", "sample_seed")
-    stage = AnalysisStage.open("lmc", zoo_dir, out, config_section, overrides, identity_options)
+    stage = AnalysisStage.open(SPEC, zoo_dir, out, config_section, overrides)
     zoo, opts = stage.zoo, stage.opts
     stage.require_weights("final")
     if zoo.config["replicates"] < 2:
@@ -148,3 +187,19 @@ def write_lmc_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
     figures.mkdir(exist_ok=True)
     plot_lmc_curves(curves, figures / "lmc_curves.png", METHODS, label)
     return table
+
+
+SPEC = StageSpec(
+    name="lmc",
+    title="Linear mode connectivity (paper Table 1)",
+    help="linear mode connectivity between replicates, with Git Re-Basin (paper Table 1)",
+    item="pair",
+    defaults=DEFAULTS,
+    check=check_options,
+    identity=IDENTITY,
+    seed_options=("sample", "sample_seed"),
+    run=lmc_stage,
+    add_arguments=add_arguments,
+    overrides=overrides_from,
+    needs=needs_replicates,
+)

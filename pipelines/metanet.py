@@ -10,6 +10,7 @@ and hands the matrices to tasks through Ray's object store.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import math
 import sys
@@ -20,15 +21,9 @@ import pandas as pd
 import ray
 import torch
 
-from symzoo.analysis.features import (
-    VariantCache,
-    VariantWeights,
-    check_split_sizes,
-    split_indices,
-    usable_rows,
-)
+from symzoo.analysis.metanet_inputs import VariantWeights, check_split_sizes, ensure_inputs, split_indices, usable_rows
 from symzoo.analysis.metanet_run import RunSpec, grid_for, run_metanet
-from symzoo.analysis.metanets import DMC, EQUIVARIANT, FLAT_INPUT
+from symzoo.analysis.metanets import DMC, EQUIVARIANT, FLAT_INPUT, METANETS, PAPER_LRS, PAPER_METANETS
 from symzoo.analysis.paper import is_paper_resnet8_zoo
 from symzoo.analysis.plots import plot_lr_sweep, plot_metanet_predictions
 from symzoo.analysis.tables import METANET_LABELS, equivariant_control, metanet_summary, metanet_table
@@ -37,11 +32,106 @@ from symzoo.errors import ZooError
 from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
 from symzoo.pipelines.outputs import remove_stale_temporaries, write_parquet
 from symzoo.pipelines.stage import WorkUnit, device_for_task
+from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageSpec, check_resources, csv_flag
+from symzoo.zoo.fields import check_choice, check_int, check_number, fail
 from symzoo.zoo.location import local_scratch
 from symzoo.zoo.store import Zoo
+from symzoo.zoo.weight_cache import VariantCache
 
-# what changes every run's result
-IDENTITY_OPTIONS = ("epochs", "batch_size", "weight_decay", "weights", "split_seed", "align")
+DEFAULTS = {
+    "metanets": list(PAPER_METANETS),
+    "lrs": PAPER_LRS,
+    "seeds": 5,
+    "epochs": 50,
+    "batch_size": 128,
+    "weight_decay": 1e-2,
+    "weights": "final",
+    "split_seed": 0,  # or "stored": the zoo's splits.parquet, whatever made it (symzoo splits)
+    "align": "none",  # rebasin: permute every standard network onto one reference before the flat metanets
+    "variants": None,  # all the zoo holds
+    **RESOURCE_DEFAULTS,  # gpus_per_task auto: a quarter GPU per run where the cluster has GPUs
+}
+# what changes every run's result (metanets, lrs, seeds and variants only add runs: they are in done.json)
+IDENTITY = ("epochs", "batch_size", "weight_decay", "weights", "split_seed", "align")
+
+
+def check_options(o: dict) -> None:
+    names = o["metanets"]
+    if not isinstance(names, list) or not names or len(set(names)) != len(names):
+        fail("metanet.metanets", f"must be a non-empty list of distinct names from {', '.join(METANETS)}")
+    for i, name in enumerate(names):
+        check_choice(f"metanet.metanets[{i}]", name, METANETS)
+    lrs = o["lrs"]
+    if not isinstance(lrs, list) or not lrs or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in lrs):
+        fail("metanet.lrs", f"{lrs!r} is not allowed; a non-empty list of learning rates > 0")
+    for i, v in enumerate(lrs):
+        check_number(f"metanet.lrs[{i}]", v, 1e-12, 10)
+    o["lrs"] = sorted({float(v) for v in lrs})
+    check_int("metanet.seeds", o["seeds"], 1, 100)
+    check_int("metanet.epochs", o["epochs"], 1, 10_000)
+    check_int("metanet.batch_size", o["batch_size"], 1)
+    check_number("metanet.weight_decay", o["weight_decay"], 0)
+    w = o["weights"]
+    if not isinstance(w, str) or not (w in ("final", "init") or (w.startswith("epoch_") and w[6:].isdigit())):
+        fail("metanet.weights", f"{w!r} is not allowed; final, init or epoch_E (a checkpoint epoch of the zoo)")
+    if o["split_seed"] != "stored":
+        check_int("metanet.split_seed", o["split_seed"], 0, 2**32 - 1)
+    check_choice("metanet.align", o["align"], ("none", "rebasin"))
+    v = o["variants"]
+    if v is not None and (not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v)):
+        fail("metanet.variants", f"{v!r} is not allowed; a list of the zoo's variants, or null for all")
+    check_resources("metanet", o)
+
+
+def split_seed(text: str) -> int | str:
+    """argparse type of --split-seed: an integer, or 'stored'."""
+    if text == "stored":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed (an integer) or 'stored'") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metanets",
+        default=None,
+        help="comma list of mlp,dmc,deepsets,statnn,ridge,gbt (the paper's and two baselines) and the equivariant "
+        "nfn_np,nfn_hnp,gmn ([equivariant] extra)",
+    )
+    parser.add_argument("--lrs", default=None, help="comma list of learning rates to sweep")
+    parser.add_argument("--variants", default=None, help="comma list of variants (default: all in the zoo)")
+    parser.add_argument("--seeds", type=int, default=None, help="fresh runs at the chosen LR (default 5)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default 50)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
+    parser.add_argument("--weights", default=None, help="final (default), init or epoch_E")
+    parser.add_argument(
+        "--align",
+        choices=["none", "rebasin"],
+        default=None,
+        help="rebasin: permute every standard network onto one reference before the flat metanets (default none)",
+    )
+    parser.add_argument(
+        "--split-seed",
+        type=split_seed,
+        default=None,
+        help="seed of the paired 50/25/25 split (default 0), or 'stored': the zoo's splits.parquet",
+    )
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    return {
+        "metanets": csv_flag(args.metanets),
+        "lrs": csv_flag(args.lrs, float, "--lrs"),
+        "variants": csv_flag(args.variants),
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "weights": args.weights,
+        "split_seed": args.split_seed,
+        "align": args.align,
+    }
 
 
 def input_kind(metanet: str) -> str:
@@ -58,7 +148,7 @@ def metanet_task(spec: RunSpec, inputs: dict, progress, unit: int) -> pd.DataFra
     data = inputs[spec.variant]
     kind = data["sources"][input_kind(spec.metanet)]
     if "cache" in data:
-        data["cache"].ensure((kind,))
+        ensure_inputs(data["cache"], (kind,))
         matrix = data["cache"].matrix(kind)
     else:
         matrix = ray.get(data[kind])
@@ -132,7 +222,7 @@ def check_equivariant(zoo: Zoo, variants: list[str], metanets: list[str]) -> Non
 @ray.remote
 def cache_task(cache: VariantCache, kinds: tuple[str, ...]) -> np.ndarray:
     """Ray task: build a variant's cache on this node (reading the zoo a shard at a time); which rows are finite."""
-    return cache.ensure(kinds)
+    return ensure_inputs(cache, kinds)
 
 
 def prepare_inputs(
@@ -150,7 +240,7 @@ def prepare_inputs(
         built = [cache_task.remote(caches[v], kinds[v]) for v in variants]
         finite = dict(zip(variants, ray.get(built), strict=True))
     else:
-        finite = {v: caches[v].ensure(kinds[v], zoo) for v in variants}
+        finite = {v: ensure_inputs(caches[v], kinds[v], zoo) for v in variants}
     inputs, counts = {}, {}
     for v in variants:
         frame = zoo.frame[zoo.frame["variant"] == v].reset_index(drop=True)
@@ -177,7 +267,7 @@ def prepare_inputs(
 
 def input_sources(zoo: Zoo, variant: str, opts: dict) -> dict[str, str]:
     """Which cached matrix each input kind reads: with ``align: rebasin`` a permutation-symmetric variant's flat
-    weights are its networks aligned to one reference (``analysis.features.align_to_reference``); the others have
+    weights are its networks aligned to one reference (``analysis.metanet_inputs.build_aligned``); the others have
     no permutation to undo and read theirs as stored."""
     aligned = opts["align"] == "rebasin" and zoo.symmetries[variant]["permutation_is_symmetry"]
     return {"flat": "aligned" if aligned else "flat", "stats": "stats"}
@@ -215,7 +305,7 @@ def metanet_stage(
     address: str | None = None,
     show_progress: bool = True,
 ) -> StageResult:
-    stage = AnalysisStage.open("metanet", zoo_dir, out, config_section, overrides, IDENTITY_OPTIONS, "runs")
+    stage = AnalysisStage.open(SPEC, zoo_dir, out, config_section, overrides, "runs")
     zoo, opts = stage.zoo, stage.opts
     variants, splits = check_inputs(zoo, opts)
     if done := stage.finished():
@@ -319,3 +409,18 @@ def write_metanet_outputs(
     plot_metanet_predictions(predictions, figures / "predicted_vs_true.png", METANET_LABELS)
     plot_lr_sweep(sweep, figures / "val_r2_vs_lr.png", METANET_LABELS)
     return table
+
+
+SPEC = StageSpec(
+    name="metanet",
+    title="Metanetworks: predicting test accuracy from weights (paper Table 3)",
+    help="predict test accuracy from stored weights (paper Table 3); resumes",
+    item="run",
+    defaults=DEFAULTS,
+    check=check_options,
+    identity=IDENTITY,
+    seed_options=("split_seed", "seeds"),
+    run=metanet_stage,
+    add_arguments=add_arguments,
+    overrides=overrides_from,
+)

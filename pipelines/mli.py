@@ -9,6 +9,7 @@ networks' rows lie and its task reads them, so the driver holds metadata only.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -16,18 +17,52 @@ import pandas as pd
 import ray
 import torch
 
-from symzoo.analysis.features import finished_networks, sample_per_variant, take_unevaluated
-from symzoo.analysis.mli import evaluate_payload, mli_payloads, mli_table, per_network_stats
+from symzoo.analysis.mli import MEASUREMENTS, evaluate_payload, mli_payloads, mli_table, per_network_stats
 from symzoo.analysis.paper import is_paper_resnet8_zoo
+from symzoo.analysis.payloads import take_unevaluated
 from symzoo.analysis.plots import plot_delta_histogram, plot_mli_curves
+from symzoo.analysis.selection import finished_networks, sample_per_variant
 from symzoo.analysis.tables import sample_note, skipped_note
 from symzoo.errors import ZooError
 from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
 from symzoo.pipelines.outputs import write_parquet
 from symzoo.pipelines.stage import WorkUnit, device_for_task
+from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageSpec, check_resources
 from symzoo.zoo.data import Dataset
+from symzoo.zoo.fields import check_choice, check_int
 from symzoo.zoo.models import describe_fixed_structure
 from symzoo.zoo.store import Zoo
+
+DEFAULTS = {
+    "alphas": 25,
+    "loss": "both",
+    "batch_size": 512,
+    "networks_per_unit": 16,
+    "sample": None,  # networks per variant, drawn by sample_seed (the paper analyses 300); null: all
+    "sample_seed": 0,
+    **RESOURCE_DEFAULTS,
+}
+IDENTITY = ("alphas", "networks_per_unit", "sample", "sample_seed")  # loss is in done.json: "both" adds to "clean"
+
+
+def check_options(o: dict) -> None:
+    check_int("mli.alphas", o["alphas"], 3, 1001)
+    check_choice("mli.loss", o["loss"], (*MEASUREMENTS, "both"))
+    check_int("mli.batch_size", o["batch_size"], 1)
+    check_int("mli.networks_per_unit", o["networks_per_unit"], 1)
+    check_int("mli.sample", o["sample"], 1, allow_none=True)
+    check_int("mli.sample_seed", o["sample_seed"], 0, 2**32 - 1)
+    check_resources("mli", o)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alphas", type=int, default=None, help="points along each line (default 25)")
+    parser.add_argument("--loss", default=None, help="clean, augmented or both (default both)")
+    parser.add_argument("--batch-size", type=int, default=None, help="evaluation batch of the clean loss (default 512)")
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    return {"alphas": args.alphas, "loss": args.loss, "batch_size": args.batch_size}
 
 
 @ray.remote
@@ -53,8 +88,7 @@ def mli_stage(
     address: str | None = None,
     show_progress: bool = True,
 ) -> StageResult:
-    identity_options = ("alphas", "networks_per_unit", "sample", "sample_seed")
-    stage = AnalysisStage.open("mli", zoo_dir, out, config_section, overrides, identity_options)
+    stage = AnalysisStage.open(SPEC, zoo_dir, out, config_section, overrides)
     zoo, opts = stage.zoo, stage.opts
     stage.require_weights("init")
     if done := stage.finished():
@@ -117,3 +151,18 @@ def write_mli_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
         plot_mli_curves(curves[curves["measurement"] == m], figures / f"mli_curves_{m}.png", f"{m} loss")
         plot_delta_histogram(stats[stats["measurement"] == m], figures / f"delta_hist_{m}.png", m)
     return table
+
+
+SPEC = StageSpec(
+    name="mli",
+    title="Monotonic linear interpolation (paper Table 4)",
+    help="monotonic linear interpolation from init to trained weights (paper Table 4)",
+    item="curve",
+    defaults=DEFAULTS,
+    check=check_options,
+    identity=IDENTITY,
+    seed_options=("sample", "sample_seed"),
+    run=mli_stage,
+    add_arguments=add_arguments,
+    overrides=overrides_from,
+)

@@ -15,11 +15,12 @@ import pandas as pd
 import pyarrow as pa
 
 from symzoo import __version__
-from symzoo.analysis.features import zoo_fingerprint
 from symzoo.errors import ZooError
 from symzoo.zoo.location import Location, atomic_write_bytes, require_reachable
 from symzoo.zoo.lock import holds_anything
-from symzoo.zoo.store import Zoo, read_parquet, write_parquet_atomically
+from symzoo.zoo.parquet_io import read_parquet, write_parquet_atomically
+from symzoo.zoo.store import Zoo
+from symzoo.zoo.weight_cache import zoo_fingerprint
 
 STAGE_FILE = "stage.json"
 

@@ -11,21 +11,17 @@ import json
 import sys
 import time
 
-from symzoo.analysis.options import study_stages
-from symzoo.analysis.report import build_report, read_timings
 from symzoo.errors import ZooError
 from symzoo.pipelines.generate import generate
-from symzoo.pipelines.lmc import lmc_stage
-from symzoo.pipelines.metanet import metanet_stage
-from symzoo.pipelines.mli import mli_stage
 from symzoo.pipelines.outputs import check_out_dir, mark_done
+from symzoo.pipelines.registry import STAGES, load_study_config, study_stages
+from symzoo.pipelines.report import build_report, read_timings
 from symzoo.pipelines.stage import describe_cluster
-from symzoo.zoo.config import config_hash, load_config
+from symzoo.zoo.config import config_hash
 from symzoo.zoo.location import Location, location
 from symzoo.zoo.lock import directory_lock, holds_anything
 from symzoo.zoo.store import open_zoo
 
-STAGES = {"metanet": metanet_stage, "mli": mli_stage, "lmc": lmc_stage}
 STUDY_FILE = "study.json"
 
 
@@ -40,7 +36,7 @@ def zoo_complete(zoo_dir: Location, cfg: dict) -> bool:
 
 def run_study(config_path: str, out: str | Location, address: str | None = None, show_progress: bool = True):
     """Run every step that is not complete yet, then write the report; returns the report's HTML path."""
-    cfg = load_config(config_path)
+    cfg = load_study_config(config_path)
     out = location(out)
     check_out_dir(out)
     study = out / STUDY_FILE
@@ -49,11 +45,9 @@ def run_study(config_path: str, out: str | Location, address: str | None = None,
     if not study.exists() and holds_anything(out):
         raise ZooError(f"{out} exists and is not a symzoo study; choose an empty or new --out")
     stages = study_stages(cfg)
-    if "lmc" in stages and cfg["replicates"] < 2:
-        raise ZooError(
-            "config field 'study.stages': lmc needs replicates: 2 or more (LMC pairs replicates); "
-            "raise replicates or leave lmc out"
-        )
+    for name in stages:
+        if reason := STAGES[name].needs(cfg):
+            raise ZooError(f"config field 'study.stages': {reason}; change the zoo's config or leave {name} out")
     with directory_lock(out, "symzoo run"):  # one study writer; generate and each stage lock their own folders
         return _run_locked(config_path, cfg, out, stages, address, show_progress)
 
@@ -75,7 +69,7 @@ def _run_locked(
             raise ZooError(f"{len(report.failed)} zoo shard(s) failed; rerun the same command to retry them")
         mark_done(zoo_dir, {"config_hash": config_hash(cfg)}, time.perf_counter() - start, describe_cluster())
     for stage in stages:
-        STAGES[stage](zoo_dir, out / stage, cfg[stage], None, address, show_progress)
+        STAGES[stage].run(zoo_dir, out / stage, cfg[stage], None, address, show_progress)
     return write_study_report(out)
 
 

@@ -77,7 +77,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_splits(args: argparse.Namespace) -> None:
-    from symzoo.zoo.splits import store_splits
+    from symzoo.zoo.split_files import store_splits
     from symzoo.zoo.store import open_zoo
 
     splits = store_splits(args.zoo, args.seed, args.from_file, args.replace)
@@ -90,25 +90,6 @@ def cmd_card(args: argparse.Namespace) -> None:
     from symzoo.zoo.card import write_card
 
     print(f"dataset card written to {write_card(args.zoo)}")
-
-
-def _csv(text: str | None, kind=str, flag: str = "") -> list | None:
-    """A comma list from the command line; an entry that is not a ``kind`` is one line naming the flag."""
-    if text is None:
-        return None
-    try:
-        return [kind(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise SymzooError(f"{flag} {text!r} is not a comma list of numbers; pass e.g. {flag} 1e-4,1e-3") from None
-
-
-def split_seed(text: str) -> int | str:
-    if text == "stored":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a seed (an integer) or 'stored'") from None
 
 
 def positive_int(text: str) -> int:
@@ -129,53 +110,24 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} -h\n")
 
 
-def stage_section(config: str | None, section: str) -> dict | None:
-    """The ``section`` of a zoo config given with ``--config`` (validated as a whole, like generate does)."""
-    if config is None:
-        return None
-    from symzoo.zoo.config import load_stage_section
-
-    return load_stage_section(config, section)
-
-
-def stage_overrides(stage: str, args: argparse.Namespace) -> dict:
-    """A stage's command-line flags as options (None: not given, the config's value stays)."""
-    if stage == "metanet":
-        return {
-            "metanets": _csv(args.metanets),
-            "lrs": _csv(args.lrs, float, "--lrs"),
-            "variants": _csv(args.variants),
-            "seeds": args.seeds,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "weights": args.weights,
-            "split_seed": args.split_seed,
-            "align": args.align,
-        }
-    if stage == "mli":
-        return {"alphas": args.alphas, "loss": args.loss, "batch_size": args.batch_size}
-    return {"alphas": args.alphas, "batch_size": args.batch_size, "rebasin": args.rebasin}
-
-
 def cmd_analysis(args: argparse.Namespace) -> None:
-    """symzoo metanet | mli | lmc: one analysis stage on a stored zoo."""
-    from symzoo.pipelines.run import STAGES
+    """symzoo STAGE ZOO: one registered analysis stage on a stored zoo."""
+    from symzoo.pipelines.registry import load_stage_section, stage
     from symzoo.zoo.location import location
 
-    stage = args.command
-    out = args.out or f"runs/{location(args.zoo).name}-{stage}"
-    overrides = stage_overrides(stage, args)
-    section = stage_section(args.config, stage)
-    result = STAGES[stage](args.zoo, out, section, overrides, args.address, not args.no_progress)
+    spec = stage(args.command)
+    out = args.out or f"runs/{location(args.zoo).name}-{spec.name}"
+    section = load_stage_section(args.config, spec.name) if args.config else None
+    result = spec.run(args.zoo, out, section, spec.overrides(args), args.address, not args.no_progress)
     print(result.table)
-    print(f"table, {stage} outputs and figures in {result.out}")
+    print(f"table, {spec.name} outputs and figures in {result.out}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from symzoo.pipelines.registry import load_study_config
     from symzoo.pipelines.run import run_study
-    from symzoo.zoo.config import load_config
 
-    out = args.out or f"runs/{load_config(args.config)['name']}"
+    out = args.out or f"runs/{load_study_config(args.config)['name']}"
     report = run_study(args.config, out, args.address, not args.no_progress)
     print_headlines(out)
     print(f"study complete; open {report} (or read {report.with_suffix('.md')})")
@@ -186,7 +138,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def print_headlines(out) -> None:
     """The study's verdicts and warnings, as its report's summary lists them."""
-    from symzoo.analysis.report import headlines
+    from symzoo.pipelines.report import headlines
     from symzoo.zoo.location import location
 
     out = location(out)
@@ -205,7 +157,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_submit(args: argparse.Namespace) -> None:
     from symzoo.cluster.submit import submit
 
-    _, final = submit(args.stage, args.address, args.cluster, args.wait)
+    _, final = submit(args.stage, build_parser().parse_args, args.address, args.cluster, args.wait)
     if final is not None and final != "SUCCEEDED":
         raise SymzooError(f"the job ended {final}; its log is above; `symzoo submit` the same again resumes it")
 
@@ -276,44 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("study", help="the --out directory of `symzoo run`")
     rp.set_defaults(func=cmd_report)
 
-    mn = sub.add_parser("metanet", help="predict test accuracy from stored weights (paper Table 3); resumes")
-    _analysis_arguments(mn, "metanet")
-    mn.add_argument(
-        "--metanets",
-        default=None,
-        help="comma list of mlp,dmc,deepsets,statnn,ridge,gbt (the paper's and two baselines) and the equivariant "
-        "nfn_np,nfn_hnp,gmn ([equivariant] extra)",
-    )
-    mn.add_argument("--lrs", default=None, help="comma list of learning rates to sweep")
-    mn.add_argument("--variants", default=None, help="comma list of variants (default: all in the zoo)")
-    mn.add_argument("--seeds", type=int, default=None, help="fresh runs at the chosen LR (default 5)")
-    mn.add_argument("--epochs", type=int, default=None, help="epochs per run (default 50)")
-    mn.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
-    mn.add_argument("--weights", default=None, help="final (default), init or epoch_E")
-    mn.add_argument(
-        "--align",
-        choices=["none", "rebasin"],
-        default=None,
-        help="rebasin: permute every standard network onto one reference before the flat metanets (default none)",
-    )
-    mn.add_argument(
-        "--split-seed",
-        type=split_seed,
-        default=None,
-        help="seed of the paired 50/25/25 split (default 0), or 'stored': the zoo's splits.parquet",
-    )
+    from symzoo.pipelines.registry import STAGES
 
-    ml = sub.add_parser("mli", help="monotonic linear interpolation from init to trained weights (paper Table 4)")
-    _analysis_arguments(ml, "mli")
-    ml.add_argument("--alphas", type=int, default=None, help="points along each line (default 25)")
-    ml.add_argument("--loss", default=None, help="clean, augmented or both (default both)")
-    ml.add_argument("--batch-size", type=int, default=None, help="evaluation batch of the clean loss (default 512)")
-
-    lm = sub.add_parser("lmc", help="linear mode connectivity between replicates, with Git Re-Basin (paper Table 1)")
-    _analysis_arguments(lm, "lmc")
-    lm.add_argument("--alphas", type=int, default=None, help="points along each line, odd (default 25)")
-    lm.add_argument("--rebasin", action=argparse.BooleanOptionalAction, default=None, help="Git Re-Basin baseline")
-    lm.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default 512)")
+    for spec in STAGES.values():
+        stage = sub.add_parser(spec.name, help=spec.help)
+        _analysis_arguments(stage, spec.name)
+        spec.add_arguments(stage)
 
     sp = sub.add_parser("splits", help="store the zoo's train/val/test assignment (splits.parquet), paired by sample")
     sp.add_argument("zoo", help="zoo directory")

@@ -16,7 +16,8 @@ from symzoo.cli import main as cli_main
 from symzoo.errors import ZooError
 from symzoo.zoo.config import validate
 from symzoo.zoo.dataset import WeightDataset
-from symzoo.zoo.splits import SPLITS_FILE, store_splits
+from symzoo.zoo.split_files import store_splits
+from symzoo.zoo.splits import SPLITS_FILE
 from symzoo.zoo.store import open_zoo
 
 CONFIG = {
@@ -76,7 +77,7 @@ def test_the_layer_views_follow_the_layout_and_restore_w_asym_fixed_entries(zoo_
 
 
 def test_the_stats_view_is_statnn(zoo_dir, cache):
-    from symzoo.analysis.features import statnn_features
+    from symzoo.zoo.weight_cache import statnn_features
 
     zoo = open_zoo(zoo_dir)
     ds = WeightDataset(zoo, view="stats", variants=["sigma_asym"], cache_dir=cache)

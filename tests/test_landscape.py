@@ -258,7 +258,7 @@ def _poisoned_copy(zoo_dir: Path, dest: Path, model_id: int) -> Path:
 def test_diverged_and_non_finite_networks_are_skipped_and_counted(zoo_dir, tmp_path, workers_read, monkeypatch):
     """Whether a task reads its rows itself or the driver sends them, a network whose stored weights are not
     finite is left out of the curves and counted under the table. Where tasks read, the driver reads no weight."""
-    from symzoo.analysis.features import finished_networks
+    from symzoo.analysis.selection import finished_networks
     from symzoo.zoo.store import StoredRows
 
     if workers_read:  # this process is the driver; Ray's workers are other processes

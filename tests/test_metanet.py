@@ -15,18 +15,19 @@ import pytest
 import torch
 import yaml
 
-from symzoo.analysis.features import VariantWeights, check_split_sizes, split_indices, statnn_features
+from symzoo.analysis.metanet_inputs import VariantWeights, check_split_sizes, split_indices
 from symzoo.analysis.metanet_run import RunSpec, run_metanet
 from symzoo.analysis.metanets import DMC, build_metanet, count_parameters
-from symzoo.analysis.options import validate_section
 from symzoo.cli import main as cli_main
 from symzoo.errors import ConfigError, ZooError
 from symzoo.pipelines.generate import generate
 from symzoo.pipelines.metanet import chosen_values, metanet_stage
+from symzoo.pipelines.registry import STAGES
 from symzoo.zoo.config import config_hash, load_config
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import build
 from symzoo.zoo.splits import paired_split, seeded_splits
+from symzoo.zoo.weight_cache import statnn_features
 
 ZOO = {
     "name": "mn",
@@ -138,11 +139,11 @@ def test_metanet_options_are_validated_and_outside_the_zoo_hash(tmp_path):
     assert config_hash(load_config(base)) == config_hash(load_config(with_section))
     assert load_config(with_section)["metanet"]["epochs"] == 3
     with pytest.raises(ConfigError, match="'metanet.metanets\\[0\\]': 'cnn' is not allowed; choose one of mlp"):
-        validate_section("metanet", {"metanets": ["cnn"]})
+        STAGES["metanet"].validate({"metanets": ["cnn"]})
     with pytest.raises(ConfigError, match="'metanet.weights': 'best' is not allowed"):
-        validate_section("metanet", {"weights": "best"})
+        STAGES["metanet"].validate({"weights": "best"})
     with pytest.raises(ConfigError, match="'metanet.depth': unknown field"):
-        validate_section("metanet", {"depth": 3})
+        STAGES["metanet"].validate({"depth": 3})
 
 
 @pytest.fixture(scope="module")

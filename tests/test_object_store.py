@@ -27,8 +27,8 @@ from test_generate import write_config  # its tiny zoo: 3 samples x 2 variants i
 from symzoo.cli import main as cli_main
 from symzoo.errors import ZooError
 from symzoo.pipelines.generate import generate
+from symzoo.zoo.holder import kernel_identity
 from symzoo.zoo.location import ObjectPath, location
-from symzoo.zoo.lock import kernel_identity
 from symzoo.zoo.store import open_zoo
 
 boto3 = pytest.importorskip("boto3", reason="optional: pip install 'symzoo[s3]' for s3:// zoos")

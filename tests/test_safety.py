@@ -20,13 +20,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from symzoo.analysis.report import markdown_to_html
 from symzoo.cli import main as cli_main
 from symzoo.errors import SymzooError, ZooError
 from symzoo.pipelines.generate import generate
+from symzoo.pipelines.report import markdown_to_html
 from symzoo.zoo.data import read_cifar_batch
+from symzoo.zoo.holder import kernel_identity
 from symzoo.zoo.location import location
-from symzoo.zoo.lock import directory_lock, kernel_identity
+from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.store import open_zoo, read_manifest, shard_path, write_manifest
 
 TINY = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from symzoo.analysis.features import sample_per_variant
-from symzoo.analysis.options import validate_section
+from symzoo.analysis.selection import sample_per_variant
 from symzoo.errors import ConfigError
+from symzoo.pipelines.registry import STAGES
 
 
 def frame() -> pd.DataFrame:
@@ -33,8 +33,8 @@ def test_a_sample_is_fixed_by_its_seed_and_each_variant_drawn_alone():
 
 @pytest.mark.parametrize("section", ["mli", "lmc"])
 def test_sample_options_are_checked(section):
-    assert validate_section(section, {"sample": 300})["sample"] == 300
+    assert STAGES[section].validate({"sample": 300})["sample"] == 300
     with pytest.raises(ConfigError, match=f"{section}.sample"):
-        validate_section(section, {"sample": 0})
+        STAGES[section].validate({"sample": 0})
     with pytest.raises(ConfigError, match=f"{section}.sample_seed"):
-        validate_section(section, {"sample_seed": -1})
+        STAGES[section].validate({"sample_seed": -1})

@@ -189,7 +189,7 @@ def test_stored_rows_name_only_the_shards_that_hold_them_and_read_as_zoo_weights
 def test_a_variant_cache_streams_to_disk_and_equals_the_in_memory_read(zoo_dir, tmp_path):
     """The metanet stage's cache, built a row group at a time by positional writes, is the matrix and finiteness
     of ``Zoo.weights(trainable_only=True)``, and its StatNN statistics equal a direct computation."""
-    from symzoo.analysis.features import VariantCache, load_variant, rows_finite, statnn_features
+    from symzoo.zoo.weight_cache import VariantCache, rows_finite, statnn_features
 
     zoo = open_zoo(zoo_dir)
     expected = zoo.weights("final", variant="w_asym", trainable_only=True)
@@ -198,8 +198,9 @@ def test_a_variant_cache_streams_to_disk_and_equals_the_in_memory_read(zoo_dir, 
     np.testing.assert_array_equal(np.load(cache.path("flat")), expected)
     np.testing.assert_array_equal(finite, rows_finite(expected))
     np.testing.assert_allclose(cache.matrix("stats"), statnn_features(expected, zoo.layout("w_asym")), rtol=1e-6)
-    vw = load_variant(zoo, "w_asym", "final", tmp_path)  # found, not rebuilt
-    assert isinstance(vw.weights, np.memmap) and vw.usable.sum() == int((vw.frame["status"] == "ok").sum())
+    stamp = cache.path("flat").stat().st_mtime_ns
+    np.testing.assert_array_equal(cache.ensure(("flat", "stats"), zoo), finite)  # found, not rebuilt
+    assert cache.path("flat").stat().st_mtime_ns == stamp and isinstance(cache.matrix("flat"), np.memmap)
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == sorted(
         cache.path(k).name for k in ("flat", "finite", "stats")
     )
@@ -210,12 +211,13 @@ def test_rebasin_alignment_permutes_each_standard_network_onto_one_reference(zoo
     reference than before; the reference is unchanged; a variant without permutation symmetry is refused."""
     import torch
 
-    from symzoo.analysis.features import VariantCache
+    from symzoo.analysis.metanet_inputs import ensure_inputs
     from symzoo.errors import ZooError
+    from symzoo.zoo.weight_cache import VariantCache
 
     zoo = open_zoo(zoo_dir)
     cache = VariantCache.of(zoo, "standard", "final", tmp_path)
-    cache.ensure(("flat", "aligned"))
+    ensure_inputs(cache, ("flat", "aligned"))
     flat, aligned = np.load(cache.path("flat")), np.load(cache.path("aligned"))
     np.testing.assert_array_equal(aligned[0], flat[0])  # the reference: the first finite network
     assert (flat[1:] @ flat[0]).sum() < (aligned[1:] @ flat[0]).sum()
@@ -230,7 +232,7 @@ def test_rebasin_alignment_permutes_each_standard_network_onto_one_reference(zoo
             assert not np.array_equal(aligned[row], flat[row])
             assert float((model(x) - before).abs().max()) < 1e-9
     with pytest.raises(ZooError, match="w_asym networks have no permutation symmetry to align"):
-        VariantCache.of(zoo, "w_asym", "final", tmp_path).ensure(("aligned",))
+        ensure_inputs(VariantCache.of(zoo, "w_asym", "final", tmp_path), ("aligned",))
 
 
 def test_a_version_2_zoo_opens_reads_the_same_and_its_damage_is_caught_by_page_crcs(zoo_dir, tmp_path):

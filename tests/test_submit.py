@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from symzoo.cli import build_parser
 from symzoo.cli import main as cli_main
 from symzoo.cluster.submit import dashboard_tunnel, job_entrypoint, submission_id
 from symzoo.errors import ConfigError, SymzooError
 
+PARSE = build_parser().parse_args
+
 
 def test_entrypoint_runs_the_stage_without_a_progress_bar():
-    cmd = job_entrypoint(["generate", "configs/digits_demo.yaml", "--out", "/zoos/my demo"])
+    cmd = job_entrypoint(["generate", "configs/digits_demo.yaml", "--out", "/zoos/my demo"], PARSE)
     assert cmd == "python -m symzoo.cli generate configs/digits_demo.yaml --out '/zoos/my demo' --no-progress"
 
 
@@ -20,35 +23,39 @@ def test_a_bad_config_fails_locally_before_any_upload(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: {name: digits}\nnetworks: -3\n")
     with pytest.raises(ConfigError, match="'networks': -3 is not allowed"):
-        job_entrypoint(["generate", str(bad)])
+        job_entrypoint(["generate", str(bad)], PARSE)
     with pytest.raises(SymzooError, match="stages: generate, run, metanet, mli, lmc"):
-        job_entrypoint(["train"])
+        job_entrypoint(["train"], PARSE)
 
 
 def test_every_analysis_stage_submits_with_its_options_checked_locally():
-    cmd = job_entrypoint(["metanet", "/zoos/paper", "--out", "/runs/m", "--metanets", "statnn,dmc"])
+    cmd = job_entrypoint(["metanet", "/zoos/paper", "--out", "/runs/m", "--metanets", "statnn,dmc"], PARSE)
     assert cmd == "python -m symzoo.cli metanet /zoos/paper --out /runs/m --metanets statnn,dmc --no-progress"
-    assert job_entrypoint(["run", "configs/digits_study.yaml"]).endswith("run configs/digits_study.yaml --no-progress")
+    assert job_entrypoint(["run", "configs/digits_study.yaml"], PARSE).endswith(
+        "run configs/digits_study.yaml --no-progress"
+    )
     with pytest.raises(ConfigError, match="'mli.loss': 'noisy' is not allowed"):
-        job_entrypoint(["mli", "/zoos/paper", "--loss", "noisy"])
+        job_entrypoint(["mli", "/zoos/paper", "--loss", "noisy"], PARSE)
     with pytest.raises(ConfigError, match="'lmc.alphas': 10 is not allowed; an odd number"):
-        job_entrypoint(["lmc", "/zoos/paper", "--alphas", "10"])
+        job_entrypoint(["lmc", "/zoos/paper", "--alphas", "10"], PARSE)
     with pytest.raises(SymzooError, match="submit lmc needs a zoo"):
-        job_entrypoint(["lmc"])
+        job_entrypoint(["lmc"], PARSE)
 
 
 def test_the_same_work_gets_the_same_submission_id(tmp_path):
-    base = submission_id(["generate", "configs/digits_demo.yaml", "--out", "/zoos/d"])
+    base = submission_id(["generate", "configs/digits_demo.yaml", "--out", "/zoos/d"], PARSE)
     assert base.startswith("symzoo-generate-") and base == submission_id(
-        ["generate", "configs/digits_demo.yaml", "--out", "/zoos/d", "--no-progress"]
+        ["generate", "configs/digits_demo.yaml", "--out", "/zoos/d", "--no-progress"], PARSE
     )
     copy, text = tmp_path / "copy.yaml", Path("configs/digits_demo.yaml").read_text()
     copy.write_text(text)
-    assert submission_id(["generate", str(copy), "--out", "/zoos/d"]) == base, "the config's content, not its path"
+    assert submission_id(["generate", str(copy), "--out", "/zoos/d"], PARSE) == base, (
+        "the config's content, not its path"
+    )
     copy.write_text(text.replace("seed: 0", "seed: 5"))
-    assert submission_id(["generate", str(copy), "--out", "/zoos/d"]) != base
-    assert submission_id(["generate", "configs/digits_demo.yaml", "--out", "/zoos/e"]) != base
-    assert submission_id(["mli", "/zoos/d"]) != submission_id(["lmc", "/zoos/d"])
+    assert submission_id(["generate", str(copy), "--out", "/zoos/d"], PARSE) != base
+    assert submission_id(["generate", "configs/digits_demo.yaml", "--out", "/zoos/e"], PARSE) != base
+    assert submission_id(["mli", "/zoos/d"], PARSE) != submission_id(["lmc", "/zoos/d"], PARSE)
 
 
 def test_cluster_yaml_must_exist(tmp_path, capsys):

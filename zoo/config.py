@@ -10,11 +10,11 @@ import copy
 import hashlib
 import json
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
 
-from symzoo.analysis.options import ANALYSIS_DEFAULTS, ANALYSIS_SECTIONS, validate_section
 from symzoo.errors import ConfigError
 from symzoo.zoo.data import DATASETS
 from symzoo.zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
@@ -60,7 +60,6 @@ DEFAULTS: dict[str, Any] = {
         "max_retries": 3,
         "workers_write": "auto",  # auto: workers write their own shards where they share the driver's disk
     },
-    **ANALYSIS_DEFAULTS,
 }
 REQUIRED = ("data.name", "networks")
 # Fields that change where and how fast networks train, not what they are: left out of the config hash.
@@ -97,11 +96,18 @@ def _check_hyperparameters(hp: Any) -> dict:
     return out
 
 
-def validate(raw: Any) -> dict:
-    """Resolve defaults and check every field; raises ``ConfigError`` on the first problem."""
+def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = None) -> dict:
+    """Resolve defaults and check every field; raises ``ConfigError`` on the first problem.
+
+    ``sections`` are the stage sections a study config may hold beside the zoo's fields (``metanet:``, ``mli:``,
+    ...), each with the function that checks it and fills in its defaults (``pipelines.registry`` knows them).
+    Without them, as when a stored manifest is opened, any extra top-level mapping is kept as given: the zoo does
+    not know its stages, and a stage checks its own section when it resolves its options."""
     if not isinstance(raw, dict):
         raise ConfigError("config must be a YAML mapping; see configs/digits_demo.yaml for an example")
-    cfg = merge(DEFAULTS, raw)
+    if sections is None:
+        sections = {k: _unchecked_section for k in raw if k not in DEFAULTS and isinstance(raw[k], (dict, type(None)))}
+    cfg = merge({**DEFAULTS, **dict.fromkeys(sections)}, raw)
     for dotted in REQUIRED:
         section, _, key = dotted.partition(".")
         value = cfg[section][key] if key else cfg[section]
@@ -173,9 +179,13 @@ def validate(raw: Any) -> dict:
     check_int("execution.max_retries", e["max_retries"], 0, 100)
     if e["workers_write"] not in ("auto", True, False):
         fail("execution.workers_write", f"{e['workers_write']!r} is not allowed; auto, true or false")
-    for section in ANALYSIS_SECTIONS:
-        cfg[section] = validate_section(section, cfg[section])
+    for section, check in sections.items():
+        cfg[section] = check(cfg[section])
     return cfg
+
+
+def _unchecked_section(given: Any) -> Any:
+    return given
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -199,17 +209,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load_config(path: str | Location) -> dict:
-    """A validated zoo config from a YAML file, local or on an object store (``s3://``, ``gs://``)."""
+    """A validated zoo config from a YAML file, local or on an object store (``s3://``, ``gs://``); stage sections
+    are kept as given (``pipelines.registry.load_study_config`` checks them too)."""
     return validate(read_yaml(path))
-
-
-def load_stage_section(path: str | Location, section: str) -> dict:
-    """The ``section`` (metanet, mli, lmc) of a ``--config`` file: a whole zoo config, validated as one, or a
-    file that holds only analysis sections (options to rerun a stage with), validated section by section."""
-    raw = read_yaml(path)
-    if isinstance(raw, dict) and raw and set(raw) <= set(ANALYSIS_SECTIONS):
-        return {name: validate_section(name, raw.get(name)) for name in ANALYSIS_SECTIONS}[section]
-    return validate(raw)[section]
 
 
 def read_yaml(path: str | Location) -> Any:
@@ -236,11 +238,11 @@ PLAN_VERSION = 2  # 2: shards grouped by epoch count
 def config_hash(cfg: dict) -> str:
     """Hash of everything that decides a zoo's content and shard plan (execution resources excluded)."""
     content = copy.deepcopy(cfg)
+    for section in set(content) - set(DEFAULTS):  # how a zoo is analysed (its stage sections) is not what it holds
+        content.pop(section)
     content["plan_version"] = PLAN_VERSION
     for key in RESOURCE_FIELDS:
         content["execution"].pop(key, None)
-    for section in ANALYSIS_SECTIONS:  # how a zoo is analysed is not what it holds
-        content.pop(section, None)
     for key in ("hidden", "gate_std"):  # zoos from before these fields existed keep their hash
         if content["model"].get(key) is None:
             content["model"].pop(key, None)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from symzoo.errors import ConfigError, SymzooError
+from symzoo.zoo.location import default_data_dir
 
 CIFAR10_MEAN = (125.307, 122.961, 113.8575)
 CIFAR10_STD = (51.5865, 50.847, 51.255)
@@ -81,10 +82,6 @@ class Dataset:
     def to(self, device: torch.device | str) -> Dataset:
         move = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
         return Dataset(self.name, **move, mean=self.mean, std=self.std, num_classes=self.num_classes)
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("SYMZOO_DATA_DIR", Path.home() / ".cache" / "symzoo"))
 
 
 def shared_data_candidates(filename: str) -> list[Path]:

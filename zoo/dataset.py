@@ -1,6 +1,6 @@
 """A zoo as a ``torch.utils.data.Dataset``: networks as inputs, any metadata columns as targets, the zoo's split.
 
-Weights come from the metanet stage's own cache (``analysis.features.VariantCache``): each variant's trainable
+Weights come from the metanet stage's own cache (``zoo.weight_cache.VariantCache``): each variant's trainable
 entries decoded once, a shard at a time, into a local ``.npy`` that every item reads through a memory map. A
 ``DataLoader`` with worker processes therefore shares one copy in the page cache: no worker loads the zoo, and a
 process holds only the rows it touches. Three views of a network:
@@ -33,7 +33,7 @@ VIEWS = ("flat", "layers", "nfn", "stats")
 
 
 def default_cache_dir() -> Path:
-    from symzoo.zoo.data import default_data_dir
+    from symzoo.zoo.location import default_data_dir
 
     return default_data_dir() / "weights"
 
@@ -57,7 +57,7 @@ class WeightDataset(torch.utils.data.Dataset):
         cache_dir: str | Path | None = None,
         transform: Callable[[dict[str, torch.Tensor], str], dict[str, torch.Tensor]] | None = None,
     ) -> None:
-        from symzoo.analysis.features import VariantCache
+        from symzoo.zoo.weight_cache import VariantCache
 
         zoo = zoo if isinstance(zoo, Zoo) else open_zoo(zoo)
         zoo.check_weight_kind(which)
@@ -133,7 +133,7 @@ class WeightDataset(torch.utils.data.Dataset):
         flat = layout.flatten(tensors)[torch.from_numpy(layout.trainable_index)]
         if self.view == "flat":
             return flat
-        from symzoo.analysis.features import statnn_features
+        from symzoo.zoo.weight_cache import statnn_features
 
         return torch.from_numpy(statnn_features(flat[None].numpy(), layout)[0])
 

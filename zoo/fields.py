@@ -1,6 +1,6 @@
 """Checks for config fields: each failure is one ``ConfigError`` line naming the field and what is allowed.
 
-Shared by the zoo config (``zoo.config``) and the analysis stages' sections (``analysis.options``).
+Shared by the zoo config (``zoo.config``) and the stages' sections (``pipelines.stage_spec``).
 """
 
 from __future__ import annotations

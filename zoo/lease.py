@@ -7,7 +7,7 @@ Object stores have no ``flock``, but both S3 (``If-None-Match: *`` / ``If-Match:
 - renew: a background thread rewrites it every ``ttl / 3`` seconds, only if it is still the version this writer
   wrote, and moves its expiry forward.
 - a lease found held: refused in one line naming the holder, unless it is stale: its holder's process is gone
-  (same kernel boot and pid namespace, no such pid: ``zoo.lock.kernel_identity``; a host name alone is shared by
+  (same kernel boot and pid namespace, no such pid: ``zoo.holder.kernel_identity``; a host name alone is shared by
   containers), or its expiry has passed and it does not change during one renewal interval (so a clock that runs
   ahead does not steal a live lease). A stale lease is replaced only if it is still the version
   that was judged stale, so two writers taking over the same dead lease cannot both win.
@@ -34,8 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from symzoo.errors import ZooError
-from symzoo.zoo.location import ObjectPath
-from symzoo.zoo.lock import LOCK_FILE, busy, describe_holder, holder_record, kernel_identity
+from symzoo.zoo.holder import LOCK_FILE, busy, describe_holder, holder_record, kernel_identity
+from symzoo.zoo.location import COMMIT_GUARDS, ObjectPath
 
 
 class ConditionalStore:
@@ -302,3 +302,6 @@ def object_lease(folder: ObjectPath, command: str) -> Iterator[Lease]:
                 store.delete(key, lease.token)
             except Exception as e:  # the work is done and stored; a lease left behind expires on its own
                 print(f"symzoo: warning: could not release the lease on {folder} ({e})", file=sys.stderr)
+
+
+COMMIT_GUARDS.append(check_lease)

@@ -28,7 +28,7 @@ import fnmatch
 import functools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
@@ -38,6 +38,14 @@ import pyarrow.fs as pafs
 from symzoo.errors import ZooError
 
 SCHEMES = ("s3", "gs")
+# Checks run before every commit to an object store; zoo.lease installs the one that stops a writer whose lease was
+# taken over (a process that holds no lease has not imported it, and needs no check).
+COMMIT_GUARDS: list[Callable[[ObjectPath], None]] = []
+
+
+def default_data_dir() -> Path:
+    """Where symzoo keeps local files: decoded data sets, downloads, scratch caches (``$SYMZOO_DATA_DIR``)."""
+    return Path(os.environ.get("SYMZOO_DATA_DIR", Path.home() / ".cache" / "symzoo"))
 
 
 @functools.cache
@@ -195,8 +203,6 @@ def local_scratch(path: Location) -> Path:
     an object-store prefix a folder under ``$SYMZOO_DATA_DIR`` (default ``~/.cache/symzoo``) named after it."""
     if isinstance(path, Path):
         return path
-    from symzoo.zoo.data import default_data_dir
-
     return default_data_dir() / "scratch" / path.scheme / path.key
 
 
@@ -231,9 +237,8 @@ def atomic_write_bytes(path: Location, data: bytes) -> None:
     """
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     if isinstance(path, ObjectPath):
-        from symzoo.zoo.lease import check_lease
-
-        check_lease(path)  # a writer that lost its lease to another never commits again
+        for guard in COMMIT_GUARDS:  # zoo.lease's: a writer that lost its lease to another never commits again
+            guard(path)
         try:
             with tmp._call(tmp.fs.open_output_stream, tmp.key) as f:
                 f.write(data)

@@ -11,53 +11,18 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from symzoo.errors import ZooError
+from symzoo.zoo.holder import LOCK_FILE, busy, holder_record
+from symzoo.zoo.lease import object_lease
 from symzoo.zoo.location import Location, ObjectPath
-
-LOCK_FILE = ".lock"
 
 
 def holds_anything(folder: Location) -> bool:
     """True when ``folder`` exists and holds anything besides a lock file."""
     return folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir())
-
-
-def kernel_identity() -> str | None:
-    """This kernel's boot and this process's pid namespace, ``BOOT_ID:PIDNS_INODE``; None where unknown (not Linux).
-
-    A (host name, pid) pair does not name a process: containers commonly share a host name, and each pid namespace
-    counts from 1. Two records with the same kernel identity name pids of one pid namespace of one running kernel,
-    so "no such pid" there means the process is gone."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        namespace = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return None
-    return f"{boot}:{namespace}"
-
-
-def holder_record(command: str) -> dict:
-    """Who holds a lock (or an object store's lease): recorded in it for the message a second writer gets."""
-    since = time.strftime("%Y-%m-%d %H:%M:%S")
-    record = {"host": socket.gethostname(), "pid": os.getpid(), "since": since, "command": command}
-    return record | {"kernel": kernel_identity()}
-
-
-def describe_holder(record: object) -> str:
-    try:
-        return f"pid {record['pid']} on {record['host']} (running `{record['command']}` since {record['since']})"
-    except (KeyError, TypeError):
-        return "another process"
-
-
-def busy(folder: Location, record: object) -> ZooError:
-    return ZooError(f"{folder} is being written by {describe_holder(record)}; wait for it to finish, or stop it first")
 
 
 def _holder(path: Path) -> object:
@@ -74,8 +39,6 @@ def directory_lock(folder: Location, command: str) -> Iterator[None]:
     On an object store (no ``flock`` there) the lock is a lease object: ``zoo/lease.py``.
     """
     if isinstance(folder, ObjectPath):
-        from symzoo.zoo.lease import object_lease
-
         with object_lease(folder, command):
             yield
         return

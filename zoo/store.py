@@ -39,7 +39,14 @@ from symzoo import __version__
 from symzoo.errors import ConfigError, ZooError
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes, location, require_reachable
+from symzoo.zoo.parquet_io import (
+    CHECKSUM_PREFIX,
+    is_weight_column,
+    read_parquet,
+    write_parquet_atomically,
+)
 from symzoo.zoo.plan import PLANNED_COLUMNS, NetSpec, plan_configured, plan_difference
+from symzoo.zoo.splits import SPLITS_FILE, check_splits, seeded_splits, stored_source
 
 SCHEMA_VERSION = 3
 READABLE_SCHEMA_VERSIONS = (1, 2, 3)  # 1: variants mixed within row groups, weights zstd; 2: no row checksums
@@ -49,7 +56,6 @@ MODELS = "models"
 QUARANTINE = "quarantine"
 ROW_GROUP_SIZE = 32
 READ_THREADS = 4  # shards read at once: reading, checks and copies release the GIL and overlap even on 2 cores
-CHECKSUM_PREFIX = "checksum_"
 CHECKSUM_BLOCK = 1024  # uint32 words (4 KiB) summed per block of a row checksum
 
 SCALAR_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -93,10 +99,6 @@ def shard_schema(layouts_json: dict[str, dict], checkpoint_epochs: list[int]) ->
     fields += [pa.field(checksum_column(n), pa.uint64()) for n in weight_columns(checkpoint_epochs)]
     meta = {"symzoo.schema_version": str(SCHEMA_VERSION), "symzoo.layouts": json.dumps(layouts_json)}
     return pa.schema(fields, metadata=meta)
-
-
-def is_weight_column(name: str) -> bool:
-    return name.startswith("weights_")
 
 
 def checksum_column(weight_column: str) -> str:
@@ -154,37 +156,6 @@ def shard_path(zoo_dir: Location, index: int) -> Location:
     return zoo_dir / MODELS / f"part-{index:05d}.parquet"
 
 
-def write_parquet_atomically(
-    path: Location, table: pa.Table, row_group_size: int | None = None, split_by: str | None = None
-) -> str:
-    """Parquet committed atomically (``atomic_write_bytes``); returns the file's sha256. Weight columns and their
-    checksums are stored uncompressed without dictionaries, every other column zstd; every page carries a CRC.
-    With ``split_by``, no row group spans two values of that column (the table must be grouped by it). Shards and
-    every stage's outputs are written through here."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sink = pa.BufferOutputStream()
-    names = table.schema.names
-    raw = {n for n in names if is_weight_column(n) or n.startswith(CHECKSUM_PREFIX)}
-    compression = {n: ("none" if n in raw else "zstd") for n in names}
-    dictionary = [n for n in names if n not in raw]
-    # page CRCs for every reader that checks them; symzoo checks weights by their row checksums (faster)
-    with pq.ParquetWriter(
-        sink, table.schema, compression=compression, use_dictionary=dictionary, write_page_checksum=True
-    ) as writer:
-        for part in runs_of(table, split_by) if split_by else [table]:
-            writer.write_table(part, row_group_size=row_group_size)  # each call starts new row groups
-    data = sink.getvalue().to_pybytes()
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def runs_of(table: pa.Table, column: str) -> list[pa.Table]:
-    """The table cut where ``column`` changes value (zero-copy slices)."""
-    values = table[column].to_pylist()
-    cuts = [0, *(i for i in range(1, len(values)) if values[i] != values[i - 1]), len(values)]
-    return [table.slice(a, b - a) for a, b in zip(cuts, cuts[1:], strict=False) if b > a] or [table]
-
-
 def write_shard(zoo_dir: Location, index: int, table: pa.Table) -> str:
     """Write a shard atomically, one variant per row group; returns the file's sha256."""
     return write_parquet_atomically(shard_path(zoo_dir, index), table, ROW_GROUP_SIZE, split_by="variant")
@@ -228,19 +199,6 @@ def file_sha256(path: Location) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def read_parquet(path: Location, fix: str = "delete it and rerun the command that wrote it", **kwargs) -> pa.Table:
-    """``pq.read_table`` of a local or object-store file (``columns=``, ``filters=`` as there). A file damaged
-    inside (its footer may still be sound; every page written here carries a CRC, checked on each read) is one
-    ``ZooError`` naming it and ``fix``, never a raw Arrow error or silently wrong weights."""
-    source, fs = arrow_path(path)
-    try:
-        return pq.read_table(source, filesystem=fs, page_checksum_verification=True, **kwargs)
-    except (OSError, pa.ArrowException) as e:
-        require_reachable(path)  # an unreachable store is named as such, not as a damaged file
-        why = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
-        raise ZooError(f"corrupt file {path} ({why}); {fix}") from None
 
 
 def row_groups_holding(metadata: pq.FileMetaData, variants: set[str], sorted_ids: np.ndarray | None) -> list[int]:
@@ -577,8 +535,6 @@ class Zoo:
         ``"stored"``: the zoo's ``splits.parquet`` (``symzoo splits`` writes it; generate writes seed 0's), or seed
         0's where the zoo stores none; a seed: that seed's assignment (read from the file when it holds that
         seed's, which is the same thing)."""
-        from symzoo.zoo.splits import SPLITS_FILE, check_splits, seeded_splits, stored_source
-
         source = stored_source(self.path)
         if source is not None and (seed == "stored" or source == f"seed {seed}"):
             path = self.path / SPLITS_FILE

@@ -17,6 +17,7 @@ import yaml
 
 from symzoo.analysis.naming import label
 from symzoo.analysis.plots import plot_accuracy
+from symzoo.pipelines.registry import STAGES
 from symzoo.zoo.info import summarise_test_accuracy
 from symzoo.zoo.location import Location, is_within
 from symzoo.zoo.store import Zoo
@@ -25,11 +26,6 @@ CITATION = (
     'Reproducing Lim, Putterman, Walters, Maron and Jegelka, "The Empirical Impact of Neural Parameter Symmetries, '
     "or Lack Thereof\" (NeurIPS 2024): its Tables 3, 4 and 1 on this zoo, with the paper's numbers beside ours."
 )
-STAGE_TITLES = {
-    "metanet": "Metanetworks: predicting test accuracy from weights (paper Table 3)",
-    "mli": "Monotonic linear interpolation (paper Table 4)",
-    "lmc": "Linear mode connectivity (paper Table 1)",
-}
 
 
 def zoo_section(zoo: Zoo, figure: Path) -> str:
@@ -83,7 +79,7 @@ def stage_section(stage: str, stage_dir: Path, report_dir: Path) -> str:
     table = re.sub(r"^# .*\n", "", table)  # the stage's own title; the section has one
     table = re.sub(r"^### ", "#### ", table, flags=re.M)
     figures = sorted((stage_dir / "figures").glob("*.png"))
-    lines = [f"## {STAGE_TITLES[stage]}", "", table.strip(), ""]
+    lines = [f"## {STAGES[stage].title}", "", table.strip(), ""]
     lines += [f"![{f.stem}]({f.relative_to(report_dir).as_posix()})" for f in figures]
     return "\n".join(lines) + "\n"
 
@@ -121,9 +117,6 @@ def timings_section(timings: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-SEED_OPTIONS = {"metanet": ("split_seed", "seeds"), "mli": ("sample", "sample_seed"), "lmc": ("sample", "sample_seed")}
-
-
 def _environment_line(env: dict | None) -> str:
     if not env:
         return "not recorded (the zoo predates symzoo recording it)"
@@ -151,7 +144,7 @@ def reproducibility_section(zoo: Zoo, stages: list[str], timings: dict[str, dict
     for stage in stages:
         options = timings.get(stage, {}).get("options", {})
         if options:
-            named = ", ".join(f"{k} {options.get(k)}" for k in SEED_OPTIONS[stage])
+            named = ", ".join(f"{k} {options.get(k)}" for k in STAGES[stage].seed_options)
             lines.append(f"- {stage}: {named}")
     lines += [
         f"- config hash `{zoo.manifest['config_hash']}` (the config is printed above); rerun with `symzoo run "
@@ -178,7 +171,7 @@ def build_report(out: Path, zoo: Zoo, stages: list[str], timings: dict[str, dict
         if (out / stage / "table.md").exists():
             parts.append(stage_section(stage, out / stage, out))
         else:
-            parts.append(f"## {STAGE_TITLES[stage]}\n\nNot run yet: rerun `symzoo run` to finish it.\n")
+            parts.append(f"## {STAGES[stage].title}\n\nNot run yet: rerun `symzoo run` to finish it.\n")
     parts.append(timings_section(timings))
     parts.append(reproducibility_section(zoo, stages, timings))
     md = "\n".join(parts)

@@ -1,0 +1,105 @@
+"""What a metanetwork learns from: a variant's usable networks, their split, and (optionally) its standard
+networks aligned onto one reference by Git Re-Basin before the flat metanets read them.
+
+The matrices themselves come from ``zoo.weight_cache.VariantCache``; this module says which rows count and how
+they are split, and adds the one cached kind that needs analysis: ``aligned``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from symzoo.errors import ZooError
+from symzoo.zoo.store import Zoo
+from symzoo.zoo.weight_cache import VariantCache, temporary_beside
+
+SPLITS = ("train", "val", "test")
+MIN_PER_SPLIT = {"train": 2, "val": 2, "test": 2}
+
+
+@dataclass
+class VariantWeights:
+    """One variant's networks: metadata rows (model_id order), weights (N, D) and which rows are usable."""
+
+    variant: str
+    frame: pd.DataFrame  # model_id, sample, replicate, status, test_acc, ...
+    weights: np.ndarray  # (N, D) float32, possibly a read-only memory map
+    usable: np.ndarray  # bool (N,): status ok and every weight finite
+
+    def drop_reasons(self) -> dict[str, int]:
+        """How many networks were left out and why (non-ok status by name, non-finite weights)."""
+        reasons: dict[str, int] = {}
+        for status, n in self.frame.loc[self.frame["status"] != "ok", "status"].value_counts().items():
+            reasons[str(status)] = int(n)
+        nonfinite = int(((self.frame["status"] == "ok").to_numpy() & ~self.usable).sum())
+        if nonfinite:
+            reasons["non-finite weights"] = nonfinite
+        return reasons
+
+
+def usable_rows(frame: pd.DataFrame, finite: np.ndarray) -> np.ndarray:
+    """Finished, with finite weights and a test accuracy: what a metanet can learn from."""
+    return (frame["status"] == "ok").to_numpy() & finite & frame["test_acc"].notna().to_numpy()
+
+
+def split_indices(vw: VariantWeights, splits: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Row indices of the usable networks in each split (``splits``: model_id -> split, as ``Zoo.splits``)."""
+    where = vw.frame["model_id"].map(splits.set_index("model_id")["split"]).to_numpy()
+    return {name: np.flatnonzero(vw.usable & (where == name)) for name in SPLITS}
+
+
+def check_split_sizes(vw: VariantWeights, idx: dict[str, np.ndarray]) -> None:
+    """A metanet needs a few networks in every split; say how many there are and how many are needed."""
+    short = [name for name in SPLITS if len(idx[name]) < MIN_PER_SPLIT[name]]
+    if short:
+        counts = ", ".join(f"{len(idx[n])} {n}" for n in SPLITS)
+        dropped = sum(vw.drop_reasons().values())
+        raise ZooError(
+            f"variant {vw.variant} has {int(vw.usable.sum())} usable networks ({dropped} dropped), split {counts}; "
+            f"the metanet split (50/25/25 of samples) needs at least 2 in each: train a zoo of at least 8 "
+            f"hyperparameter samples (networks: 8 or more)"
+        )
+
+
+def ensure_inputs(cache: VariantCache, kinds: tuple[str, ...], zoo: Zoo | None = None) -> np.ndarray:
+    """``cache.ensure`` with the metanet's own derived kind, ``aligned``; returns which rows are finite."""
+    return cache.ensure(kinds, zoo, {"aligned": build_aligned})
+
+
+def build_aligned(cache: VariantCache, zoo: Zoo, path: Path) -> None:
+    """Every network of a permutation-symmetric variant permuted onto one reference by Git Re-Basin's weight
+    matching (SANE canonicalises a zoo this way), written row by row to the ``.npy`` at ``path``: the reference is
+    the first network with finite weights, chosen without looking at any target. Rows with non-finite weights are
+    copied as they are (the metanet leaves them out anyway)."""
+    import torch
+
+    from symzoo.analysis.rebasin import weight_matching
+    from symzoo.zoo.symmetry import permute, recorded_spec
+
+    variant = cache.variant
+    symmetries = zoo.symmetries[variant]
+    if not symmetries["permutation_is_symmetry"]:
+        raise ZooError(
+            f"{variant} networks have no permutation symmetry to align: metanet.align applies to standard ones"
+        )
+    flat, finite = cache.matrix("flat"), np.load(cache.path("finite"))
+    layout = zoo.layout(variant)
+    spec = recorded_spec(symmetries)
+    tmp = temporary_beside(path)
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=flat.shape)
+    reference = layout.unflatten(torch.from_numpy(np.array(flat[int(np.argmax(finite))]))) if finite.any() else None
+    for i in range(len(flat)):
+        row = np.array(flat[i])
+        if finite[i]:
+            params = layout.unflatten(torch.from_numpy(row))
+            perms = weight_matching(spec, reference, params, seed=0)
+            row = layout.flatten(permute(spec, perms, params)).numpy()
+        out[i] = row
+    out.flush()
+    del out
+    os.replace(tmp, path)

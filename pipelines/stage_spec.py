@@ -1,0 +1,79 @@
+"""What a stage is, in one place: the ``StageSpec`` each stage module declares (its options with their defaults
+and checks, which options change its results, its command-line flags, how it runs, its report heading), and how
+a stage's options are resolved from defaults, the zoo's stored section, a ``--config`` section and flags.
+
+The registry (``pipelines.registry``) collects the specs; the CLI, ``symzoo run``, ``symzoo submit``, the study
+config and the report look stages up there and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from symzoo.errors import SymzooError
+from symzoo.zoo.fields import check_number, fail, merge
+
+# where a stage's units run, not what they compute: every analysis stage has them, none is part of its identity
+RESOURCE_DEFAULTS: dict[str, Any] = {
+    "cpus_per_task": 1,
+    "gpus_per_task": "auto",  # a share of a GPU per unit where the cluster has GPUs, else none
+    "workers_read": "auto",  # tasks read the zoo themselves where they reach it (see pipelines.stage)
+}
+RESOURCE_OPTIONS = tuple(RESOURCE_DEFAULTS)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One analysis stage: everything the rest of symzoo needs to know to offer, check, run and report it."""
+
+    name: str  # the command (``symzoo NAME``), its config section and its folder in a study
+    title: str  # its section heading in the study report
+    help: str  # one line for ``symzoo -h``
+    item: str  # what its progress bar counts
+    defaults: Mapping[str, Any]  # its options (resources included) with their defaults
+    check: Callable[[dict], None]  # checks merged options in place (may normalise them), one line per problem
+    identity: tuple[str, ...]  # options that change its results: an output folder made with others is refused
+    seed_options: tuple[str, ...]  # named in the report's reproducibility section
+    run: Callable[..., Any]  # (zoo_dir, out, config_section, overrides, address, show_progress) -> StageResult
+    add_arguments: Callable[[argparse.ArgumentParser], None]  # its own flags
+    overrides: Callable[[argparse.Namespace], dict]  # those flags as options (None: not given)
+    needs: Callable[[dict], str | None] = lambda cfg: None  # why a zoo of this config cannot have it, else None
+
+    def validate(self, given: Any) -> dict:
+        """Defaults merged with ``given`` (a mapping or None), every option checked."""
+        if given is None:
+            given = {}
+        if not isinstance(given, dict):
+            fail(self.name, f"must be a mapping with fields {', '.join(self.defaults)}")
+        opts = merge(dict(self.defaults), given, self.name + ".")
+        self.check(opts)
+        return opts
+
+    def resolve(self, *layers: dict | None) -> dict:
+        """Options from successive layers (stored section, a YAML's section, CLI flags); a later one wins."""
+        combined: dict = {}
+        for layer in layers:
+            combined.update({k: v for k, v in (layer or {}).items() if v is not None})
+        return self.validate(combined)
+
+
+def check_resources(section: str, opts: dict) -> None:
+    """The options of ``RESOURCE_DEFAULTS``, as every stage takes them."""
+    check_number(f"{section}.cpus_per_task", opts["cpus_per_task"], 0.01)
+    if opts["gpus_per_task"] != "auto":
+        check_number(f"{section}.gpus_per_task", opts["gpus_per_task"], 0)
+    if opts["workers_read"] not in ("auto", True, False):
+        fail(f"{section}.workers_read", f"{opts['workers_read']!r} is not allowed; auto, true or false")
+
+
+def csv_flag(text: str | None, kind: type = str, flag: str = "") -> list | None:
+    """A comma list from the command line; an entry that is not a ``kind`` is one line naming the flag."""
+    if text is None:
+        return None
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SymzooError(f"{flag} {text!r} is not a comma list of numbers; pass e.g. {flag} 1e-4,1e-3") from None
