@@ -1,1 +1,2 @@
-"""Analyses of stored zoos (summaries and plots now; metanetworks, MLI and LMC are later stages)."""
+"""The analyses of stored zoos, as pure computation without Ray: metanetworks, MLI, LMC, Re-Basin, statistics,
+tables and plots. The stages in ``pipelines/`` run them on zoos."""

@@ -1,4 +1,4 @@
-"""The four metanetworks of paper Table 3 (SPEC section 3), exactly as specified, plus their parameter counts.
+"""The four metanetworks of paper Table 3 (docs/paper.md §3), exactly as specified, plus their parameter counts.
 
 Each maps a batch of inputs to one predicted test accuracy per network: MLP, DMC and DeepSets read the flat
 weight vector (trainable entries, layout order), StatNN reads the 7 statistics per parameter tensor.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-VARIANT_LABELS = {"standard": "standard", "w_asym": "W-Asym", "sigma_asym": "σ-Asym"}
 METHOD_LABELS = {
     "standard": "standard",
     "standard+rebasin": "standard + Git Re-Basin",

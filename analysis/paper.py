@@ -1,4 +1,4 @@
-"""The paper's own numbers (SPEC sections 3-5), printed beside ours in every table."""
+"""The paper's own numbers (docs/paper.md §3-5), printed beside ours in every table."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Git Re-Basin weight matching (Ainsworth et al. 2023) on the permutation specs of ``zoo.symmetry``.
 
 Weight matching permutes the second network onto the first by coordinate descent, each step a linear assignment
-(SPEC section 5).
+(docs/paper.md §5).
 """
 
 from __future__ import annotations

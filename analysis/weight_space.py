@@ -4,8 +4,9 @@ The metanet stage hands every metanetwork the same input, a network's trainable 
 (``zoo.layout``). Equivariant metanetworks need more: the weights a network computes with, and where each sits.
 
 - **Effective weights.** A W-Asym layer computes with ``weight * mask + fixed`` (``zoo.layers``); its fixed values
-  are one set per zoo, stored in no network. ``WeightSpace.effective`` puts them back (``base``), and ``fixed``
-  marks them, so a metanetwork sees them as features (the same in every network), never as trainable inputs.
+  are one set per zoo, stored in no network. ``WeightSpace.base`` holds them (a metanetwork adds them to
+  ``trained``), and ``fixed`` marks them, so a metanetwork sees them as features (the same in every network),
+  never as trainable inputs.
 - **The parameter graph** (Lim et al. 2023, "Graph Metanetworks for Processing Diverse Neural Architectures"):
   a node per neuron or channel (inputs, every hidden layer, outputs), an edge per weight. Following that paper, a
   linear weight is an edge from input to output neuron; biases and norm scales and shifts are self-loops on the
@@ -258,10 +259,6 @@ class WeightSpace:
         full = flat.new_zeros(flat.shape[0], self.layout.size)
         full[:, self.trainable_index.to(flat.device)] = flat
         return full
-
-    def effective(self, flat: torch.Tensor) -> torch.Tensor:
-        """(B, n_trainable) trainable entries -> (B, P) the weights the networks compute with."""
-        return self.trained(flat) + self.base.to(flat.device, flat.dtype)
 
     def graph(self) -> ParameterGraph:
         return parameter_graph(self.template, self.layout)

@@ -112,7 +112,7 @@ def evaluate_units(zoo_dir: Path, mli_dir: Path, device: str, deadline: float) -
 
 def accuracy_lines(zoo_dir: Path) -> list[str]:
     """Train / test accuracy per variant with ``symzoo info``'s summary (median, the mean stratified over lr x wd
-    quartiles: SPEC section 2), the paper's beside it and the divergences."""
+    quartiles: docs/paper.md §2), the paper's beside it and the divergences."""
     zoo = open_zoo(zoo_dir)
     frame = zoo.frame
     summary = summarise_test_accuracy(frame, zoo.config["hyperparameters"])

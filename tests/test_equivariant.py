@@ -82,7 +82,7 @@ def test_w_asym_fixed_values_enter_as_effective_weights_and_are_flagged():
     model = _network("mlp", "w_asym")
     space = WeightSpace(model)
     flat = _trainable(space, dict(model.named_parameters()))[None]
-    full = space.effective(flat)[0]
+    full = (space.trained(flat) + space.base)[0]  # what the metanetworks read: trained entries plus base
     first = model.layers[0]
     slot = next(s for s in space.layout.slots if s.name == "layers.0.weight")
     assert torch.allclose(full[slot.offset : slot.offset + slot.size], first.effective_weight().reshape(-1))

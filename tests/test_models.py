@@ -1,4 +1,4 @@
-"""Architectures, parameter counts and the symmetry properties of SPEC section 1."""
+"""Architectures, parameter counts and the symmetry properties of docs/paper.md §1."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Weights come from the metanet stage's own cache (``zoo.weight_cache.VariantCache``): each variant's trainable
 entries decoded once, a shard at a time, into a local ``.npy`` that every item reads through a memory map. A
 ``DataLoader`` with worker processes therefore shares one copy in the page cache: no worker loads the zoo, and a
-process holds only the rows it touches. Three views of a network:
+process holds only the rows it touches. Four views of a network:
 
 - ``flat``: the trainable entries (all of them for standard and sigma-Asym; W-Asym's fixed entries left out);
 - ``layers``: every parameter tensor in its shape, ``{name: tensor}`` in layout order (a W-Asym parameter holds

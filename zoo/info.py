@@ -36,7 +36,7 @@ def lr_wd_edges(dists: dict, strata: int = LR_WD_STRATA, draws: int = 20_000) ->
 def stratified_mean(values: np.ndarray, lr_wd: np.ndarray, edges: np.ndarray) -> float:
     """Mean of the per-stratum means over strata of equal population share (``lr_wd_edges``).
 
-    Accuracy collapses where lr x wd is large (SPEC section 2), so a few dozen draws that happen to over- or
+    Accuracy collapses where lr x wd is large (docs/paper.md §2), so a few dozen draws that happen to over- or
     under-sample that corner move the plain mean by points; reweighting each stratum to its population share
     removes that part of the noise. NaN when a stratum holds no network; the plain mean when lr x wd is fixed.
     """

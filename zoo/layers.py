@@ -108,7 +108,7 @@ class AsymmetricWeight:
             self.weight.mul_(mask)
 
     def init_parameters(self, generator: torch.Generator, weight_init: WeightInit = "kaiming_normal") -> None:
-        """The authors' init for this architecture (SPEC section 1): ``kaiming_normal`` (fan_in, ReLU gain; their
+        """The authors' init for this architecture (docs/paper.md §1): ``kaiming_normal`` (fan_in, ReLU gain; their
         ResNets) or ``torch_default`` (U(+-1/sqrt(fan_in)), PyTorch's ``nn.Linear`` default; their MLPs). W-Asym
         trainable entries always start U(+-1/sqrt(fan_in)), biases too. Drawn in float32, then cast."""
         fan_in = self.weight[0].numel()

@@ -1,4 +1,4 @@
-"""ResNet8/ResNet20 and MLP in their standard, W-Asymmetric and sigma-Asymmetric variants (SPEC section 1).
+"""ResNet8/ResNet20 and MLP in their standard, W-Asymmetric and sigma-Asymmetric variants (docs/paper.md §1).
 
 Every variant has the same module tree and parameter names; only the layers' fixed structure differs, so one
 parameter layout describes a whole paired zoo.
@@ -28,7 +28,7 @@ Variant = Literal["standard", "w_asym", "sigma_asym"]
 VARIANTS: tuple[str, ...] = ("standard", "w_asym", "sigma_asym")
 ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "mlp")
 GATES: tuple[str, ...] = ("zoo", "network")  # one FiGLU F per zoo, or one per hyperparameter sample
-# Each architecture starts from its authors' init (SPEC section 1): their ResNets from Kaiming normal, their MLPs
+# Each architecture starts from its authors' init (docs/paper.md §1): their ResNets from Kaiming normal, their MLPs
 # from PyTorch's default nn.Linear init. (W-Asym trainable entries start U(+-1/sqrt(fan_in)) in both.)
 WEIGHT_INIT: dict[str, WeightInit] = {"resnet8": "kaiming_normal", "resnet20": "kaiming_normal", "mlp": "torch_default"}
 
@@ -174,7 +174,7 @@ def build(
     ``gate_sample`` (a hyperparameter sample) gives FiGLU gates of that sample's own instead of the zoo's.
     ``init_seed`` is the network's own and draws its trainable initial weights.
     ``hidden`` (MLP only): units per hidden layer; default the paper's 512 x ``width``.
-    ``gate_std``: the standard deviation of sigma-Asym's F; default the authors' per architecture (SPEC section 1:
+    ``gate_std``: the standard deviation of sigma-Asym's F; default the authors' per architecture (docs/paper.md §1:
     1/sqrt(C) in their ResNets, 1 in their MLPs).
     """
     if arch not in ARCHS:

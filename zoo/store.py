@@ -333,7 +333,7 @@ def new_manifest(
 
 def weight_rows(chunk: pa.Array, size: int) -> np.ndarray:
     """Zero-copy ``(len, size)`` float32 view of one chunk of a weight column, null rows included (as whatever
-    their slots hold): ``fixed_size_binary[4P]`` (schema 2) or ``fixed_size_list<float32>[P]`` (schema 1)."""
+    their slots hold): ``fixed_size_binary[4P]`` (schemas 2 and 3) or ``fixed_size_list<float32>[P]`` (schema 1)."""
     if pa.types.is_fixed_size_binary(chunk.type):
         data = chunk.buffers()[1]
         rows = np.frombuffer(data, WEIGHT_DTYPE, len(chunk) * size, chunk.offset * size * 4).reshape(-1, size)

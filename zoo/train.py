@@ -1,4 +1,4 @@
-"""The zoo training recipe for one network (SPEC section 2): the readable reference for packed training.
+"""The zoo training recipe for one network (docs/paper.md §2): the readable reference for packed training.
 
 AdamW (or SGD with momentum), batch 512 with drop_last, per-iteration triangular LR peaking at epoch 5,
 label-smoothed cross-entropy, batched augmentation on the device, bf16 autocast on CUDA. A non-finite loss ends
@@ -23,7 +23,7 @@ from symzoo.zoo.layers import seeded_generator
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.plan import HParams
 
-# triangular: the zoo recipe (SPEC section 2); constant: the peak lr throughout, as the authors' LMC scripts train
+# triangular: the zoo recipe (docs/paper.md §2); constant: the peak lr throughout, as the authors' LMC scripts train
 SCHEDULES = ("triangular", "constant")
 
 
