@@ -17,13 +17,14 @@ import time
 
 import torch
 
+from symzoo.analysis.paper import ZOO_ACCURACY
 from symzoo.zoo.data import load_dataset
 from symzoo.zoo.models import build
 from symzoo.zoo.packed import train_pack
 from symzoo.zoo.plan import plan_zoo
 from symzoo.zoo.train import Recipe, TrainResult
 
-PAPER = {"standard": (74.8, 73.8), "w_asym": (64.0, 64.0), "sigma_asym": (float("nan"), float("nan"))}
+PAPER = ZOO_ACCURACY
 
 
 def summary(variant: str, results: list[TrainResult], seconds: float) -> str:

@@ -5,8 +5,7 @@
 #   mkdir -p .device_data && cp ../shared/data/cifar10_jpeg.npz .device_data/   (git-ignored; name it in `carry`)
 #   bash bench/gpu_check.sh                   # every step below, logs to $OUT (or ./bench_out)
 #   bash bench/gpu_check.sh kernels profile   # only the named steps (decode always runs first)
-#   bash bench/gpu_check.sh triton triton_step            # next session, call 1: the Triton convs, per layer and step
-#   bash bench/gpu_check.sh triton_step_compiled kernels_autotuned   # call 2, then max_autotune if time is left
+#   bash bench/gpu_check.sh kernels_autotuned max_autotune   # inductor's own Triton convolutions, per layer and step
 #   bash bench/gpu_check.sh mli               # one 10-minute call: the paper's MLI on a fresh CIFAR-10 zoo, then
 #                                             # metanet epochs if time is left; zoo + units come back in $OUT
 set -uo pipefail
@@ -44,33 +43,26 @@ for s in $STEPS; do
       --methods grouped,grouped_nhwc,blockdiag2,blockdiag4,blockdiag8 ;;
     kernels_fp16) step kernels_fp16 40 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
       --methods grouped,blockdiag4 --dtype float16 ;;
-    triton) step triton 240 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
-      --methods grouped,triton --phases ;;
     kernels_autotuned) step kernels_autotuned 300 python3 bench/packed_kernels.py --device cuda --k 32 --batch 512 \
       --methods grouped,grouped_autotuned ;;
-    triton_step) step triton_step 200 python3 bench/packed.py --device cuda --ks 32 --steps 20 --no-loop \
-      --also triton-conv --variants standard ;;
-    triton_step_compiled) step triton_step_compiled 240 python3 bench/packed.py --device cuda --ks 32 --steps 20 \
-      --no-loop --compile --also triton-conv --variants standard ;;
     max_autotune) step max_autotune 300 python3 bench/packed.py --device cuda --ks 32 --steps 20 --no-loop \
       --compile --also max-autotune --variants standard ;;
     # 32 per variant: packs of 32, 16, 8, six graphs (~34 s each) as 24 built; 36 would build eight
-    zoo) step zoo 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 32 --device cuda ;;
-    zoo_triton) step zoo_triton 540 python3 bench/zoo_shard.py configs/cifar10_paper.yaml --networks 32 \
-      --device cuda --triton-conv ;;
+    zoo) step zoo 540 python3 -m symzoo.pipelines.local zoo configs/cifar10_paper.yaml --networks 32 --device cuda \
+      --out /tmp/zoo_local ;;
     # train configs/cifar10_mli_call.yaml, evaluate the MLI stage's units until the deadline, then time metanet
     # epochs in what is left of CALL_S (default 585 s from the script's start); the zoo and the units come back
     # (a dry run on a CPU: MLI_CONFIG=configs/digits_study.yaml MLI_ARGS='--networks 2 --device cpu' CALL_S=120)
     # as $OUT/mli_call.tar.* (split under the 16 MiB a returned file may have): `cat mli_call.tar.* | tar x`
     mli)
-      step mli 540 python3 bench/mli_zoo.py ${MLI_CONFIG:-configs/cifar10_mli_call.yaml} --work /tmp/mli_call \
-        --deadline-s 490 ${MLI_ARGS:-}
+      step mli 540 python3 -m symzoo.pipelines.local mli ${MLI_CONFIG:-configs/cifar10_mli_call.yaml} \
+        --work /tmp/mli_call --deadline-s 490 ${MLI_ARGS:-}
       left=$(( ${CALL_S:-585} - SECONDS - 15 ))
       if [ -f /tmp/mli_call/zoo/manifest.json ] && [ "$left" -gt 20 ]; then
         step metanet_epoch "$left" python3 bench/metanet_epoch.py /tmp/mli_call/zoo --networks 5000
       fi
       (cd /tmp/mli_call && tar cf - zoo mli) | split -b 15M - "$OUT/mli_call.tar."
       ls -la "$OUT" ;;
-    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 triton triton_step triton_step_compiled kernels_autotuned max_autotune zoo zoo_triton mli)" ;;
+    *) echo "unknown step $s (steps: $ALL kernels_wide kernels_fp16 kernels_autotuned max_autotune zoo mli)" ;;
   esac
 done

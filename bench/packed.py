@@ -7,10 +7,9 @@ CIFAR-10 ResNet8 (standard and W-Asym), the paper's recipe: batch 512, AdamW, Ta
 bf16 autocast on CUDA. Each configuration trains ``--steps`` steps after a warm-up; a paper-recipe network is
 25 epochs x 97 steps on average (Table 8), which turns seconds per step into networks per hour.
 ``--check`` first compares 3 packed networks with the same 3 trained alone (max weight difference) on the device.
-``--also triton-conv,max-autotune`` times every pack again with each alternative and prints its rate against the
-plain pack's, measured in the same run: ``triton-conv`` puts the 3x3 convolutions on the experimental kernels of
-``bench/triton_conv.py``; ``max-autotune`` (with ``--compile``) lets inductor time its own Triton convolution
-templates, which take groups, against cuDNN's for every conv of the graph, and keep the faster.
+``--also max-autotune`` (with ``--compile``) times every pack again with inductor timing its own Triton convolution
+templates, which take groups, against cuDNN's for every conv of the graph (keeping the faster), and prints its rate
+against the plain pack's, measured in the same run.
 """
 
 from __future__ import annotations
@@ -184,19 +183,13 @@ def main() -> None:
                 report(variant, f"K={k:<4d} {alternative}", t_other, f"ratio to plain pack {t / t_other:5.2f}", cuda)
 
 
-def triton_convs() -> contextlib.AbstractContextManager:
-    from triton_conv import packed_convs_on_triton  # bench/triton_conv.py: needs the triton package
-
-    return packed_convs_on_triton()
-
-
 def max_autotune() -> contextlib.AbstractContextManager:
     from torch._inductor import config
 
     return config.patch(max_autotune=True)
 
 
-ALTERNATIVES = {"triton-conv": triton_convs, "max-autotune": max_autotune}
+ALTERNATIVES = {"max-autotune": max_autotune}
 
 
 def report(variant: str, label: str, seconds: float, ratio: str, cuda: bool) -> None:

@@ -5,8 +5,9 @@
 (a) loop: K separate conv2d calls (the one-at-a-time baseline); (b) grouped: one conv2d with groups=K, which is
 what ``vmap`` of the model lowers to (grouped_nhwc: the same in channels_last); (c) bmm: unfold (im2col) + one
 batched matmul; (d) blockdiagG: groups of G networks, each one dense conv over a block-diagonal weight (G times
-the arithmetic, but wider groups, which cuDNN runs far better than 16-channel ones); (e) triton: the kernels of
-``bench/triton_conv.py``; (f) grouped_autotuned: the grouped conv compiled with inductor's max-autotune. ResNet8's
+the arithmetic, but wider groups, which cuDNN runs far better than 16-channel ones); (e) grouped_autotuned: the
+grouped conv compiled with inductor's max-autotune. (A hand-written Triton kernel, measured at 0.76x cuDNN's speed
+in a training step, was not adopted: bench/experiments/README.md.) ResNet8's
 conv shapes on CIFAR-10, bf16 on CUDA (``--dtype float16`` to compare). Prints each method's time relative to the
 first one, measured in the same run.
 """
@@ -75,14 +76,6 @@ def bmm(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
     return out.view(k, -1, b, side, side).transpose(1, 2)
 
 
-def triton(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
-    from triton_conv import grouped_conv3x3  # bench/triton_conv.py: needs the triton package
-
-    k, b, c, h, wd = x.shape
-    out = grouped_conv3x3(x.transpose(0, 1).reshape(b, k * c, h, wd), w, stride)
-    return out.view(b, k, -1, *out.shape[2:]).transpose(0, 1)
-
-
 METHODS = {
     "loop": loop,
     "grouped": grouped,
@@ -91,18 +84,9 @@ METHODS = {
     "blockdiag4": block_diagonal_conv(4),
     "blockdiag8": block_diagonal_conv(8),
     "bmm": bmm,
-    "triton": triton,
     # inductor times its Triton conv templates (which take groups) against cuDNN per shape, keeps the faster
     "grouped_autotuned": torch.compile(grouped, mode="max-autotune-no-cudagraphs", dynamic=False),
 }
-
-
-def gradient_error(fn, ref_grads: tuple[torch.Tensor, torch.Tensor], x, w, stride: int) -> float:
-    """Largest relative difference of (dx, dw) from the grouped conv's, for a kernel with its own backward."""
-    x.grad = w.grad = None
-    fn(x, w, stride).float().square().mean().backward()
-    pairs = zip((x.grad, w.grad), ref_grads, strict=True)
-    return max(((a - r).float().norm() / r.float().norm()).item() for a, r in pairs)
 
 
 def seconds_per_call(once, device: str, repeats: int) -> float:
@@ -122,38 +106,6 @@ def timed(fn, x, w, stride, device, repeats: int) -> float:
     return seconds_per_call(lambda: fn(x, w, stride).float().square().mean().backward(), device, repeats)
 
 
-def phase_times(x: torch.Tensor, w: torch.Tensor, stride: int, device: str, repeats: int) -> dict[str, list[float]]:
-    """Forward, input-gradient and weight-gradient seconds apart, cuDNN's grouped conv against the Triton kernels."""
-    from triton_conv import conv_forward, input_grad, weight_grad
-
-    k, b, c, h, wd = x.shape
-    xs = x.detach().transpose(0, 1).reshape(b, k * c, h, wd).contiguous()
-    wt, flat = w.detach(), w.detach().reshape(-1, *w.shape[2:])
-    g = torch.randn_like(F.conv2d(xs, flat, stride=stride, padding=1, groups=k))
-
-    def cudnn_backward(mask: list[bool]):
-        geometry = ([stride, stride], [1, 1], [1, 1], False, [0, 0], k)
-        return lambda: torch.ops.aten.convolution_backward(g, xs, flat, None, *geometry, mask)
-
-    phases = {
-        "cudnn": [
-            lambda: F.conv2d(xs, flat, stride=stride, padding=1, groups=k),
-            cudnn_backward([True, False, False]),
-            cudnn_backward([False, True, False]),
-        ],
-        "triton": [
-            lambda: conv_forward(xs, wt, stride),
-            lambda: input_grad(g, wt, xs.shape, stride),
-            lambda: weight_grad(xs, g, wt.shape, stride),
-        ],
-    }
-    return {name: [seconds_per_call(f, device, repeats) for f in fns] for name, fns in phases.items()}
-
-
-def phase_line(seconds: list[float]) -> str:
-    return " ".join(f"{label} {s * 1e3:6.1f} ms" for label, s in zip(("fwd", "dgrad", "wgrad"), seconds, strict=True))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -163,7 +115,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--methods", default="loop,grouped,bmm", help=f"first is the baseline; of {list(METHODS)}")
     parser.add_argument("--dtype", default="bfloat16", help="CUDA dtype: bfloat16 or float16")
-    parser.add_argument("--phases", action="store_true", help="also time forward, dgrad, wgrad apart (needs triton)")
     args = parser.parse_args()
     methods = args.methods.split(",")
     torch.set_num_threads(args.threads)
@@ -172,13 +123,10 @@ def main() -> None:
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} threads"
     print(f"device: {name}; K={args.k}, batch {args.batch}, {dtype}")
     totals = dict.fromkeys(methods, 0.0)
-    phase_totals = {"cudnn": [0.0] * 3, "triton": [0.0] * 3}
     for c_in, c_out, side, stride in SHAPES:
         x = torch.randn(args.k, args.batch, c_in, side, side, device=args.device, dtype=dtype, requires_grad=True)
         w = torch.randn(args.k, c_out, c_in, 3, 3, device=args.device, dtype=dtype, requires_grad=True)
         ref = grouped(x, w, stride)
-        ref.float().square().mean().backward()
-        ref_grads = (x.grad.clone(), w.grad.clone())
         row = []
         for label in methods:
             fn = METHODS[label]
@@ -186,16 +134,7 @@ def main() -> None:
             t = timed(fn, x, w, stride, args.device, args.repeats)
             totals[label] += t
             row.append(f"{label} {t * 1e3:8.1f} ms")
-            if label.startswith("triton"):
-                row.append(f"(grad rel err {gradient_error(fn, ref_grads, x, w, stride):.1e})")
         print(f"conv {c_in:>2}->{c_out:<2} {side}x{side} s{stride}: " + "  ".join(row))
-        if args.phases:
-            times = phase_times(x, w, stride, args.device, args.repeats)
-            for name, seconds in times.items():
-                phase_totals[name] = [a + s for a, s in zip(phase_totals[name], seconds, strict=True)]
-            print("    " + "  |  ".join(f"{name} " + phase_line(s) for name, s in times.items()))
-    if args.phases:
-        print("phases, all layers: " + "  |  ".join(f"{n} " + phase_line(s) for n, s in phase_totals.items()))
     base = totals[methods[0]]
     print(
         "all layers: " + "  ".join(f"{k} {v * 1e3:.0f} ms (x{base / v:.2f} vs {methods[0]})" for k, v in totals.items())

@@ -34,18 +34,10 @@ from symzoo.pipelines.stage import (
     run_unit_files,
     workers_reach,
 )
-from symzoo.pipelines.stage_spec import RESOURCE_OPTIONS, StageSpec
+from symzoo.pipelines.stage_spec import RESOURCE_OPTIONS, StageResult, StageSpec
 from symzoo.zoo.location import Location, is_within, location
 from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.store import MODELS, Zoo, open_zoo
-
-
-@dataclass
-class StageResult:
-    out: Location
-    table: str  # table.md as written
-    ran: int  # units (runs) done in this call
-    kept: int  # units found finished
 
 
 @dataclass

@@ -33,8 +33,7 @@ from symzoo.zoo.store import (
 from symzoo.zoo.train import steps_per_epoch
 
 
-@ray.remote  # resources and retries come from the config, through run_pending's .options
-def train_shard(
+def train_shard(  # a Ray task: resources and retries come from the config, through run_pending's .options
     spec_rows: list[NetSpec],
     cfg: dict,
     data: Dataset,

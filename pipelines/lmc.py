@@ -4,6 +4,9 @@ Work units are groups of replicate pairs of one variant; each Ray task evaluates
 standard networks, the lines after Git Re-Basin weight matching) on the test set, and its curves land in
 ``units/<key>.parquet``; a rerun evaluates only the missing units. A unit carries where its networks' rows lie;
 its task reads them (the driver does, as it sends the unit, where workers cannot reach the zoo).
+
+The module imports without Ray (the device machine has none): its Ray task is a plain function that the runner
+submits, and the Ray runner is imported where the stage runs on Ray.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import ray
 import torch
 
 from symzoo.analysis.lmc import CURVE_COLUMNS, METHODS, barriers, lmc_curves, lmc_table, paper_setting, replicate_pairs
@@ -23,10 +25,9 @@ from symzoo.analysis.plots import plot_lmc_curves
 from symzoo.analysis.selection import finished_networks, sample_per_variant
 from symzoo.analysis.tables import sample_note, skipped_note
 from symzoo.errors import ZooError
-from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
 from symzoo.pipelines.outputs import write_parquet
-from symzoo.pipelines.stage import WorkUnit, device_for_task
-from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageSpec, check_resources
+from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageResult, StageSpec, check_resources
+from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.fields import check_bool, check_int, fail
 from symzoo.zoo.models import describe_fixed_structure
@@ -76,9 +77,9 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return {"alphas": args.alphas, "batch_size": args.batch_size, "rebasin": args.rebasin}
 
 
-@ray.remote
 def lmc_task(payload: dict, cfg: dict, data: Dataset, opts: dict, progress, unit: int) -> pd.DataFrame:
     """Ray task: one unit's pairs on this worker's device."""
+    from symzoo.pipelines.stage import device_for_task  # Ray's device for this worker
 
     torch.set_num_threads(max(1, int(opts["cpus_per_task"])))
     curves = evaluate_pairs(payload, cfg, data.to(device_for_task()), opts)
@@ -131,6 +132,8 @@ def lmc_stage(
     address: str | None = None,
     show_progress: bool = True,
 ) -> StageResult:
+    from symzoo.pipelines.analysis_stage import AnalysisStage  # the Ray runner
+
     stage = AnalysisStage.open(SPEC, zoo_dir, out, config_section, overrides)
     zoo, opts = stage.zoo, stage.opts
     stage.require_weights("final")

@@ -1,6 +1,6 @@
 """A zoo's manifest as ``symzoo generate`` keeps it: created from the config, checked on a rerun, rebuilt when
 damaged, completed from the shards. No Ray in here, so a machine without Ray (the device machines; see
-``bench/mli_zoo.py``) writes a zoo exactly as generate's driver would.
+``pipelines/local.py``) writes a zoo exactly as generate's driver would.
 """
 
 from __future__ import annotations

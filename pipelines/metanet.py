@@ -6,6 +6,9 @@ row lands in ``runs/<key>.parquet``; a rerun trains only the missing ones. The w
 per variant and node into a local ``cache/`` (``VariantCache``, a shard at a time) that runs memory-map, so the
 driver holds metadata only; where workers cannot reach the zoo (``workers_read``), the driver builds the cache
 and hands the matrices to tasks through Ray's object store.
+
+The module imports without Ray (the device machine has none): its Ray tasks are plain functions that the runner
+submits, and Ray is imported where the stage runs on it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import ray
 import torch
 
 from symzoo.analysis.metanet_inputs import VariantWeights, check_split_sizes, ensure_inputs, split_indices, usable_rows
@@ -29,10 +31,9 @@ from symzoo.analysis.plots import plot_lr_sweep, plot_metanet_predictions
 from symzoo.analysis.tables import METANET_LABELS, equivariant_control, metanet_summary, metanet_table
 from symzoo.analysis.weight_space import WeightSpace
 from symzoo.errors import ZooError
-from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
 from symzoo.pipelines.outputs import remove_stale_temporaries, write_parquet
-from symzoo.pipelines.stage import WorkUnit, device_for_task
-from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageSpec, check_resources, csv_flag
+from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageResult, StageSpec, check_resources, csv_flag
+from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.fields import check_choice, check_int, check_number, fail
 from symzoo.zoo.location import local_scratch
 from symzoo.zoo.store import Zoo
@@ -139,11 +140,14 @@ def input_kind(metanet: str) -> str:
     return "flat" if metanet in (*FLAT_INPUT, "ridge") else "stats"
 
 
-@ray.remote
 def metanet_task(spec: RunSpec, inputs: dict, progress, unit: int) -> pd.DataFrame:
     """Ray task: one run on this worker's device (a GPU when Ray assigned one). Its matrix is memory-mapped from
     this node's cache (built here from the zoo if this node has none yet) or, where workers cannot reach the zoo,
     taken from Ray's object store."""
+    import ray
+
+    from symzoo.pipelines.stage import device_for_task
+
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     data = inputs[spec.variant]
     kind = data["sources"][input_kind(spec.metanet)]
@@ -219,7 +223,6 @@ def check_equivariant(zoo: Zoo, variants: list[str], metanets: list[str]) -> Non
         )
 
 
-@ray.remote
 def cache_task(cache: VariantCache, kinds: tuple[str, ...]) -> np.ndarray:
     """Ray task: build a variant's cache on this node (reading the zoo a shard at a time); which rows are finite."""
     return ensure_inputs(cache, kinds)
@@ -233,11 +236,13 @@ def prepare_inputs(
     Where workers reach the zoo, a task per variant builds its cache on a worker's node and the driver learns only
     which rows are finite: runs memory-map the cache (a node without one builds its own). Elsewhere the driver
     builds the caches, a shard at a time, and puts the matrices into Ray's object store."""
+    import ray
+
     sources = {v: input_sources(zoo, v, opts) for v in variants}
     kinds = {v: tuple(sorted({sources[v][input_kind(m)] for m in opts["metanets"]})) for v in variants}
     caches = {v: VariantCache.of(zoo, v, opts["weights"], cache) for v in variants}
     if workers_read:
-        built = [cache_task.remote(caches[v], kinds[v]) for v in variants]
+        built = [ray.remote(cache_task).remote(caches[v], kinds[v]) for v in variants]
         finite = dict(zip(variants, ray.get(built), strict=True))
     else:
         finite = {v: ensure_inputs(caches[v], kinds[v], zoo) for v in variants}
@@ -305,6 +310,8 @@ def metanet_stage(
     address: str | None = None,
     show_progress: bool = True,
 ) -> StageResult:
+    from symzoo.pipelines.analysis_stage import AnalysisStage  # the Ray runner
+
     stage = AnalysisStage.open(SPEC, zoo_dir, out, config_section, overrides, "runs")
     zoo, opts = stage.zoo, stage.opts
     variants, splits = check_inputs(zoo, opts)

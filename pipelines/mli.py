@@ -5,6 +5,9 @@ networks' lines from initial to final weights (``analysis.mli.mli_curves``, pack
 ``units/<key>.parquet``; a rerun evaluates only the missing units. The driver reads the weights and sends them
 with the unit only where workers cannot reach the zoo (``workers_read``); elsewhere a unit carries where its
 networks' rows lie and its task reads them, so the driver holds metadata only.
+
+The module imports without Ray (the device machine has none): its Ray task is a plain function that the runner
+submits, and the Ray runner is imported where the stage runs on Ray.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import ray
 import torch
 
 from symzoo.analysis.mli import MEASUREMENTS, evaluate_payload, mli_payloads, mli_table, per_network_stats
@@ -24,10 +26,9 @@ from symzoo.analysis.plots import plot_delta_histogram, plot_mli_curves
 from symzoo.analysis.selection import finished_networks, sample_per_variant
 from symzoo.analysis.tables import sample_note, skipped_note
 from symzoo.errors import ZooError
-from symzoo.pipelines.analysis_stage import AnalysisStage, StageResult
 from symzoo.pipelines.outputs import write_parquet
-from symzoo.pipelines.stage import WorkUnit, device_for_task
-from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageSpec, check_resources
+from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageResult, StageSpec, check_resources
+from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.fields import check_choice, check_int
 from symzoo.zoo.models import describe_fixed_structure
@@ -65,9 +66,10 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return {"alphas": args.alphas, "loss": args.loss, "batch_size": args.batch_size}
 
 
-@ray.remote
 def mli_task(payload: dict, cfg: dict, data: Dataset, opts: dict, progress, unit: int) -> pd.DataFrame:
     """Ray task: one unit's curves on this worker's device."""
+    from symzoo.pipelines.stage import device_for_task  # Ray's device for this worker
+
     torch.set_num_threads(max(1, int(opts["cpus_per_task"])))
     curves = evaluate_payload(payload, cfg, data.to(device_for_task()), opts)
     progress.set.remote(unit, len(payload["networks"]))
@@ -88,6 +90,8 @@ def mli_stage(
     address: str | None = None,
     show_progress: bool = True,
 ) -> StageResult:
+    from symzoo.pipelines.analysis_stage import AnalysisStage  # the Ray runner
+
     stage = AnalysisStage.open(SPEC, zoo_dir, out, config_section, overrides)
     zoo, opts = stage.zoo, stage.opts
     stage.require_weights("init")

@@ -25,15 +25,8 @@ import torch
 from tqdm import tqdm
 
 from symzoo.errors import ZooError
+from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.location import Location
-
-
-@dataclass
-class WorkUnit:
-    index: int
-    output: Location
-    payload: Any
-    size: int  # items (networks) in the unit, for progress
 
 
 @dataclass
@@ -224,7 +217,7 @@ def sort_units(
 
 def run_stage(
     units: list[WorkUnit],
-    task: Any,
+    task: Callable[..., Any],
     task_args: tuple,
     check_output: Callable[[WorkUnit], None],
     write_output: Callable[[WorkUnit, Any], str],
@@ -235,7 +228,8 @@ def run_stage(
     item: str = "net",
     prepare: Callable[[WorkUnit], Any] | None = None,
 ) -> StageReport:
-    """Run ``task.remote(unit.payload, *task_args, progress, unit.index)`` for every unit without a sound output."""
+    """Run ``task(unit.payload, *task_args, progress, unit.index)`` as a Ray task for every unit without a sound
+    output."""
     report, pending = sort_units(units, check_output, quarantine_output)
     return run_pending(
         units, pending, report, task, task_args, write_output, resources, desc, show_progress, item, prepare
@@ -254,7 +248,7 @@ def run_pending(
     units: list[WorkUnit],
     pending: list[WorkUnit],
     report: StageReport,
-    task: Any,
+    task: Callable[..., Any],
     task_args: tuple,
     write_output: Callable[[WorkUnit, Any], str],
     resources: dict[str, Any],
@@ -272,7 +266,7 @@ def run_pending(
     if not pending:
         return report
     progress = Progress.remote()
-    remote = task.options(**resources)
+    remote = ray.remote(task).options(**resources)  # a plain function: stage modules import without Ray
     queue = list(pending)
     running: dict[Any, WorkUnit] = {}
     bar = tqdm(total=total, initial=already, desc=desc, unit=f" {item}", disable=not show_progress, file=sys.stderr)
@@ -343,7 +337,7 @@ def analysis_resources(cpus_per_task: float, gpus_per_task: float | str, gpu_sha
 
 def run_unit_files(
     units: list[WorkUnit],
-    task: Any,
+    task: Callable[..., Any],
     task_args: tuple,
     out: Location,
     key_of: Callable[[WorkUnit], str],

@@ -15,6 +15,7 @@ from typing import Any
 
 from symzoo.errors import SymzooError
 from symzoo.zoo.fields import check_number, fail, merge
+from symzoo.zoo.location import Location
 
 # where a stage's units run, not what they compute: every analysis stage has them, none is part of its identity
 RESOURCE_DEFAULTS: dict[str, Any] = {
@@ -23,6 +24,16 @@ RESOURCE_DEFAULTS: dict[str, Any] = {
     "workers_read": "auto",  # tasks read the zoo themselves where they reach it (see pipelines.stage)
 }
 RESOURCE_OPTIONS = tuple(RESOURCE_DEFAULTS)
+
+
+@dataclass
+class StageResult:
+    """What one call of a stage did."""
+
+    out: Location
+    table: str  # table.md as written
+    ran: int  # units (runs) done in this call
+    kept: int  # units found finished
 
 
 @dataclass(frozen=True)

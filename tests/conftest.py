@@ -96,7 +96,7 @@ def keys(s3, url: str) -> list[str]:
 
 def write_zoo(out: Path, cfg: dict) -> None:
     """A zoo without Ray: every shard trained in this process, then the manifest, as generate's driver records them
-    (``bench/mli_zoo.py`` does the same)."""
+    (``pipelines/local.py`` does the same)."""
     from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
     from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table
     from symzoo.zoo.store import shard_path, write_shard

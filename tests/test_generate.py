@@ -444,24 +444,25 @@ def test_shards_group_networks_of_similar_length(tmp_path):
 
 
 def test_shard_code_without_ray_stores_what_the_ray_zoo_stores(tiny_zoo, tmp_path):
-    """bench/zoo_shard.py (for GPU boxes without Ray) runs the workers' shard code with Ray unimportable and
-    writes the same rows, weights included, as ``symzoo generate`` through Ray."""
-    repo = Path(__file__).resolve().parent.parent
+    """``python -m symzoo.pipelines.local zoo`` (for GPU boxes without Ray) runs the workers' shard code with Ray
+    unimportable and writes the same rows, weights included, as ``symzoo generate`` through Ray: a zoo that opens."""
     out = tmp_path / "no_ray"
     script = (
-        "import sys, runpy, torch; sys.modules['ray'] = None; torch.set_num_threads(1); "  # as a 1-CPU Ray task
-        f"sys.path.insert(0, {str(repo / 'bench')!r}); "
-        f"sys.argv = ['zoo_shard.py', {str(write_config(tmp_path))!r}, '--device', 'cpu', '--out', {str(out)!r}]; "
-        f"runpy.run_path({str(repo / 'bench' / 'zoo_shard.py')!r}, run_name='__main__')"
+        "import sys, torch; sys.modules['ray'] = None; torch.set_num_threads(1); "  # as a 1-CPU Ray task
+        "from symzoo.pipelines.local import main; "
+        f"main(['zoo', {str(write_config(tmp_path))!r}, '--device', 'cpu', '--out', {str(out)!r}])"
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "6 rows read back with pandas" in run.stdout
+    assert "networks/hour" in run.stdout and "paper 74.8% / 73.8%" in run.stdout
     cols = ["model_id", "variant", "status", "test_acc", "weights_final"]
     mine = pd.read_parquet(out / "models", columns=cols).sort_values("model_id").reset_index(drop=True)
     theirs = pd.read_parquet(tiny_zoo / "models", columns=cols).sort_values("model_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(mine.drop(columns="weights_final"), theirs.drop(columns="weights_final"))
     assert all(np.array_equal(a, b) for a, b in zip(mine.weights_final, theirs.weights_final, strict=True))
+    assert (
+        open_zoo(out).complete and open_zoo(out).manifest["config_hash"] == open_zoo(tiny_zoo).manifest["config_hash"]
+    )
 
 
 def test_a_pack_out_of_gpu_memory_is_retried_in_smaller_packs(tmp_path, monkeypatch, capsys):

@@ -13,7 +13,6 @@ from symzoo.errors import ZooError
 from symzoo.pipelines.stage import WorkUnit, run_stage
 
 
-@ray.remote
 def crash_once(payload: dict, progress, unit: int) -> str:
     """Kills its own worker process on the first attempt (as a node or OOM failure would), then succeeds."""
     marker = Path(payload["marker"])
@@ -76,7 +75,6 @@ def test_a_unit_that_keeps_failing_is_reported_not_fatal(ray_cluster, tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-@ray.remote
 def kill_progress_then_work(payload: dict, progress, unit: int) -> str:
     """Kills the run's progress actor (as an OOM kill of that process would), then reports to it anyway."""
     ray.kill(progress)
@@ -115,7 +113,6 @@ def test_an_address_without_a_cluster_is_one_line_with_the_fix(monkeypatch):
         stage.connect("auto")
 
 
-@ray.remote
 def sleepy_unit(payload: dict, progress, unit: int):
     """A unit that takes a moment; with ``payload["receipt"]`` it wrote its output itself and says so."""
     from symzoo.pipelines.stage import Written

@@ -1,7 +1,7 @@
 """Ray Data against symzoo's own read path, for the analysis stages (issue 21: evaluate, adopt where it keeps resume,
 quarantine and progress).
 
-    python bench/ray_data.py ZOO_DIR [--column weights_final]
+    python bench/experiments/ray_data.py ZOO_DIR [--column weights_final]
 
 Three ways to run one pass over every network's weights that an analysis stage would make (here: each row's sum
 of squares, as a finiteness check needs), on a local Ray cluster:
