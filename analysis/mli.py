@@ -104,18 +104,18 @@ def measurements_for(loss: str) -> list[str]:
     return list(MEASUREMENTS) if loss == "both" else [loss]
 
 
-def mli_payloads(networks: pd.DataFrame, zoo, opts: dict) -> list[dict]:
+def mli_payloads(networks: pd.DataFrame, zoo, loss: str, networks_per_unit: int) -> list[dict]:
     """The stage's work units as plain data: groups of ``networks_per_unit`` networks of one variant, for each
     measurement, with where their weights lie in ``zoo`` (``rows``: read by whoever evaluates the unit) and a key
     that names the unit's file. The same keys wherever they are evaluated (Ray tasks, or a machine without Ray)."""
     payloads = []
-    per = opts["networks_per_unit"]
+    per = networks_per_unit
     for variant, g in networks.groupby("variant", sort=False):
         g = g.sort_values("model_id")
         for start in range(0, len(g), per):
             part = g.iloc[start : start + per][["model_id", "variant", "sample", "seed", "label_smoothing"]]
             rows = zoo.stored_rows(model_ids=part["model_id"].to_numpy())
-            for m in measurements_for(opts["loss"]):
+            for m in measurements_for(loss):
                 key = f"{m}-{variant}-{part['model_id'].iloc[0]}-{part['model_id'].iloc[-1]}-{len(part)}"
                 payloads.append({"key": key, "measurement": m, "networks": part.reset_index(drop=True), "rows": rows})
     return payloads
@@ -124,7 +124,7 @@ def mli_payloads(networks: pd.DataFrame, zoo, opts: dict) -> list[dict]:
 CURVE_COLUMNS = ["model_id", "variant", "measurement", "alpha", "loss", "accuracy"]
 
 
-def evaluate_payload(payload: dict, cfg: dict, data: Dataset, opts: dict) -> pd.DataFrame:
+def evaluate_payload(payload: dict, cfg: dict, data: Dataset, alphas: int, batch_size: int) -> pd.DataFrame:
     """One unit's curves on ``data``'s device: 8 networks' lines per packed computation on a GPU, one on a CPU.
     A network whose stored weights are not finite is not evaluated; the unit records it (``unevaluated_rows``)."""
     weights = unit_weights(payload, ("init", "final"))
@@ -139,9 +139,9 @@ def evaluate_payload(payload: dict, cfg: dict, data: Dataset, opts: dict) -> pd.
                 weights["final"][finite],
                 cfg,
                 data,
-                opts["alphas"],
+                alphas,
                 [payload["measurement"]],
-                opts["batch_size"],
+                batch_size,
                 8 if data.x_train.device.type == "cuda" else 1,
             )
         )

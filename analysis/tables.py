@@ -32,12 +32,12 @@ def skipped_note(skipped: dict[str, dict[str, int]]) -> str:
     return "skipped: " + "; ".join(per_variant)
 
 
-def sample_note(opts: dict, zoo, what: str) -> str:
+def sample_note(sample: int | None, sample_seed: int, zoo, what: str) -> str:
     """Where a stage analysed a seeded sample (``sample`` option), how large and from how many; else nothing."""
-    if opts.get("sample") is None:
+    if sample is None:
         return ""
     return (
-        f"a seeded sample (sample_seed {opts['sample_seed']}) of at most {opts['sample']} {what} per variant, "
+        f"a seeded sample (sample_seed {sample_seed}) of at most {sample} {what} per variant, "
         f"drawn from the zoo's {len(zoo.frame)} networks"
     )
 

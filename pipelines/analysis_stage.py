@@ -34,7 +34,7 @@ from symzoo.pipelines.stage import (
     run_unit_files,
     workers_reach,
 )
-from symzoo.pipelines.stage_spec import RESOURCE_OPTIONS, StageResult, StageSpec
+from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec
 from symzoo.zoo.location import Location, is_within, location
 from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.store import MODELS, Zoo, open_zoo
@@ -47,7 +47,7 @@ class AnalysisStage:
     spec: StageSpec
     zoo: Zoo
     out: Location
-    opts: dict
+    opts: StageOptions
     identity: dict  # what makes every result what it is: another identity in ``out`` is refused
     units_folder: str
     start: float = field(default_factory=time.perf_counter)
@@ -78,7 +78,7 @@ class AnalysisStage:
                 f"{zoo.path} is an incomplete zoo ({len(zoo.frame)} networks so far); finish it with "
                 "`symzoo generate` and its config before analysing it"
             )
-        identity = stage_identity(zoo, opts, spec.identity)
+        identity = stage_identity(zoo, opts.as_dict(), spec.identity)
         check_stage_dir(out, spec.name, identity)
         return cls(spec, zoo, out, opts, identity, units_folder)
 
@@ -88,7 +88,7 @@ class AnalysisStage:
 
     @property
     def done_key(self) -> dict:
-        return {k: v for k, v in self.opts.items() if k not in RESOURCE_OPTIONS}
+        return self.opts.results_key()
 
     @property
     def units_dir(self) -> Location:
@@ -130,7 +130,7 @@ class AnalysisStage:
         prepare: Callable[[WorkUnit], Any] | None = None,
     ):
         """Run the units without a finished file; returns every unit's stored frame (``key`` column dropped)."""
-        resources = analysis_resources(self.opts["cpus_per_task"], self.opts["gpus_per_task"], gpu_share)
+        resources = analysis_resources(self.opts.cpus_per_task, self.opts.gpus_per_task, gpu_share)
         item = self.spec.item
         self.reports.append(
             run_unit_files(units, task, task_args, self.out, key_of, resources, desc, show_progress, item, prepare)
@@ -140,7 +140,7 @@ class AnalysisStage:
     def workers_read(self) -> bool:
         """Whether tasks read their networks' weights from the zoo themselves (the ``workers_read`` option); else
         the driver reads each unit's rows as it sends the unit. Needs Ray connected."""
-        return workers_reach(self.zoo.path, self.opts["workers_read"])
+        return workers_reach(self.zoo.path, self.opts.workers_read)
 
     def run_on_data(self, units: list[WorkUnit], task: Any, data: Any, kinds: tuple[str, ...], show_progress: bool):
         """``run`` for the stages whose units carry their ``key`` and ``rows`` (``StoredRows``) in the payload and

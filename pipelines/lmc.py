@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,22 +27,24 @@ from symzoo.analysis.selection import finished_networks, sample_per_variant
 from symzoo.analysis.tables import sample_note, skipped_note
 from symzoo.errors import ZooError
 from symzoo.pipelines.outputs import write_parquet
-from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageResult, StageSpec, check_resources
+from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec, check_resources
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.fields import check_bool, check_int, fail
 from symzoo.zoo.models import describe_fixed_structure
 from symzoo.zoo.store import Zoo
 
-DEFAULTS = {
-    "alphas": 25,
-    "rebasin": True,
-    "batch_size": 512,
-    "pairs_per_unit": 4,
-    "sample": None,  # replicate pairs per variant, drawn by sample_seed; null: all
-    "sample_seed": 0,
-    **RESOURCE_DEFAULTS,
-}
+
+@dataclass(frozen=True)
+class LmcOptions(StageOptions):
+    alphas: int = 25  # odd: the midpoint is on the line
+    rebasin: bool = True  # Git Re-Basin for standard pairs
+    batch_size: int = 512
+    pairs_per_unit: int = 4
+    sample: int | None = None  # replicate pairs per variant, drawn by sample_seed; None: all
+    sample_seed: int = 0
+
+
 IDENTITY = ("alphas", "rebasin", "pairs_per_unit", "sample", "sample_seed")
 
 
@@ -77,17 +80,17 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return {"alphas": args.alphas, "batch_size": args.batch_size, "rebasin": args.rebasin}
 
 
-def lmc_task(payload: dict, cfg: dict, data: Dataset, opts: dict, progress, unit: int) -> pd.DataFrame:
+def lmc_task(payload: dict, cfg: dict, data: Dataset, opts: LmcOptions, progress, unit: int) -> pd.DataFrame:
     """Ray task: one unit's pairs on this worker's device."""
     from symzoo.pipelines.stage import device_for_task  # Ray's device for this worker
 
-    torch.set_num_threads(max(1, int(opts["cpus_per_task"])))
+    torch.set_num_threads(max(1, int(opts.cpus_per_task)))
     curves = evaluate_pairs(payload, cfg, data.to(device_for_task()), opts)
     progress.set.remote(unit, len(payload["pairs"]))
     return curves
 
 
-def evaluate_pairs(payload: dict, cfg: dict, data: Dataset, opts: dict) -> pd.DataFrame:
+def evaluate_pairs(payload: dict, cfg: dict, data: Dataset, opts: LmcOptions) -> pd.DataFrame:
     """One unit's pairs on ``data``'s device; a pair with an end whose stored weights are not finite is not
     evaluated, and the unit records it (``unevaluated_rows``). No Ray: any machine can call it."""
     pairs = payload["pairs"]
@@ -100,19 +103,17 @@ def evaluate_pairs(payload: dict, cfg: dict, data: Dataset, opts: dict) -> pd.Da
     if finite.any():
         kept = pairs[finite].reset_index(drop=True)
         parts.append(
-            lmc_curves(
-                kept, final_a[finite], final_b[finite], cfg, data, opts["alphas"], opts["batch_size"], opts["rebasin"]
-            )
+            lmc_curves(kept, final_a[finite], final_b[finite], cfg, data, opts.alphas, opts.batch_size, opts.rebasin)
         )
     if not finite.all():
         parts.append(unevaluated_rows(pairs[~finite].assign(method=pairs["variant"]), CURVE_COLUMNS))
     return pd.concat(parts, ignore_index=True)
 
 
-def plan_lmc_units(pairs: pd.DataFrame, zoo: Zoo, opts: dict, units_dir: Path) -> list[WorkUnit]:
+def plan_lmc_units(pairs: pd.DataFrame, zoo: Zoo, opts: LmcOptions, units_dir: Path) -> list[WorkUnit]:
     """Groups of ``pairs_per_unit`` pairs of one variant, with where both ends' final weights lie in ``zoo``."""
     units = []
-    per = opts["pairs_per_unit"]
+    per = opts.pairs_per_unit
     for variant, g in pairs.groupby("variant", sort=False):
         g = g.reset_index(drop=True)
         for start in range(0, len(g), per):
@@ -145,8 +146,8 @@ def lmc_stage(
     if done := stage.finished():
         return done
     frame = zoo.frame
-    if opts["sample"] is not None:  # only the drawn pairs' networks are read
-        drawn = sample_per_variant(replicate_pairs(frame), opts["sample"], opts["sample_seed"])
+    if opts.sample is not None:  # only the drawn pairs' networks are read
+        drawn = sample_per_variant(replicate_pairs(frame), opts.sample, opts.sample_seed)
         frame = frame[frame["model_id"].isin(np.union1d(drawn["model_a"], drawn["model_b"]))]
     networks, skipped = finished_networks(frame)
     pairs = replicate_pairs(networks)
@@ -156,8 +157,8 @@ def lmc_stage(
     with stage.running(address):
         units = plan_lmc_units(pairs, zoo, opts, stage.units_dir)
         print(
-            f"symzoo: lmc of {len(pairs)} replicate pairs of {zoo.config['name']} ({opts['alphas']} alphas"
-            f"{', Git Re-Basin for standard pairs' if opts['rebasin'] else ''}) in {len(units)} units -> {stage.out}",
+            f"symzoo: lmc of {len(pairs)} replicate pairs of {zoo.config['name']} ({opts.alphas} alphas"
+            f"{', Git Re-Basin for standard pairs' if opts.rebasin else ''}) in {len(units)} units -> {stage.out}",
             file=sys.stderr,
         )
         curves = stage.run_on_data(units, lmc_task, data, ("final",), show_progress)
@@ -167,7 +168,7 @@ def lmc_stage(
         return stage.finish(write_lmc_outputs(stage.out, zoo, opts, curves, skipped))
 
 
-def write_lmc_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, skipped: dict) -> str:
+def write_lmc_outputs(out: Path, zoo: Zoo, opts: LmcOptions, curves: pd.DataFrame, skipped: dict) -> str:
     curves = curves.sort_values(["method", "sample", "alpha"], ignore_index=True)
     write_parquet(out / "curves.parquet", curves)
     table_barriers = barriers(curves)
@@ -176,11 +177,11 @@ def write_lmc_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
     notes = [
         f"zoo {zoo.config['name']}: pairs are replicates of one hyperparameter sample (same hyperparameters, masks and "
         "F; different init seed and data order); barrier = L(midpoint) - (L(A) + L(B)) / 2, plain cross-entropy on "
-        f"the test set; mean ± std over pairs [95% interval of the mean]; {opts['alphas']} alphas",
+        f"the test set; mean ± std over pairs [95% interval of the mean]; {opts.alphas} alphas",
         "Git Re-Basin: weight matching (coordinate descent over the permutations in random order, linear "
         "assignment each, at most 100 sweeps), B permuted onto A; standard networks only",
         describe_fixed_structure(zoo.config),
-        sample_note(opts, zoo, "replicate pairs"),
+        sample_note(opts.sample, opts.sample_seed, zoo, "replicate pairs"),
         skipped_note(skipped),
     ]
     table = "# Linear mode connectivity (paper Table 1)\n\n" + lmc_table(table_barriers, zoo.config)
@@ -197,7 +198,7 @@ SPEC = StageSpec(
     title="Linear mode connectivity (paper Table 1)",
     help="linear mode connectivity between replicates, with Git Re-Basin (paper Table 1)",
     item="pair",
-    defaults=DEFAULTS,
+    options=LmcOptions,
     check=check_options,
     identity=IDENTITY,
     seed_options=("sample", "sample_seed"),

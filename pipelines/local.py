@@ -113,11 +113,11 @@ def evaluate_mli_units(zoo_dir: Path, mli_dir: Path, device: str, deadline: floa
     """The MLI stage's units in round-robin order until the deadline; returns the curves evaluated and found."""
     zoo = open_zoo(zoo_dir)
     opts = MLI.resolve(zoo.config.get("mli"))
-    claim_stage_dir(mli_dir, "mli", stage_identity(zoo, opts, MLI.identity))
+    claim_stage_dir(mli_dir, "mli", stage_identity(zoo, opts.as_dict(), MLI.identity))
     networks, skipped = finished_networks(zoo.frame)
     say(f"mli: {len(networks)} finished networks; skipped {skipped}")
     data = zoo.dataset().to(device)
-    payloads = round_robin(mli_payloads(networks, zoo, opts))
+    payloads = round_robin(mli_payloads(networks, zoo, opts.loss, opts.networks_per_unit))
     longest: dict[tuple[str, str], float] = {}
     frames = []
     for i, payload in enumerate(payloads):
@@ -130,7 +130,7 @@ def evaluate_mli_units(zoo_dir: Path, mli_dir: Path, device: str, deadline: floa
             say(f"mli: deadline: {i} of {len(payloads)} units visited; the rest are left for `symzoo mli`")
             break
         begin = time.perf_counter()
-        curves = evaluate_payload(payload, zoo.config, data, opts)
+        curves = evaluate_payload(payload, zoo.config, data, opts.alphas, opts.batch_size)
         write_parquet(path, curves.assign(key=payload["key"]))
         longest[kind] = max(longest.get(kind, 0.0), time.perf_counter() - begin)
         frames.append(curves)

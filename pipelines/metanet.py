@@ -17,6 +17,7 @@ import argparse
 import importlib
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,26 +33,29 @@ from symzoo.analysis.tables import METANET_LABELS, equivariant_control, metanet_
 from symzoo.analysis.weight_space import WeightSpace
 from symzoo.errors import ZooError
 from symzoo.pipelines.outputs import remove_stale_temporaries, write_parquet
-from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageResult, StageSpec, check_resources, csv_flag
+from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec, check_resources, csv_flag
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.fields import check_choice, check_int, check_number, fail
 from symzoo.zoo.location import local_scratch
 from symzoo.zoo.store import Zoo
 from symzoo.zoo.weight_cache import VariantCache
 
-DEFAULTS = {
-    "metanets": list(PAPER_METANETS),
-    "lrs": PAPER_LRS,
-    "seeds": 5,
-    "epochs": 50,
-    "batch_size": 128,
-    "weight_decay": 1e-2,
-    "weights": "final",
-    "split_seed": 0,  # or "stored": the zoo's splits.parquet, whatever made it (symzoo splits)
-    "align": "none",  # rebasin: permute every standard network onto one reference before the flat metanets
-    "variants": None,  # all the zoo holds
-    **RESOURCE_DEFAULTS,  # gpus_per_task auto: a quarter GPU per run where the cluster has GPUs
-}
+
+@dataclass(frozen=True)
+class MetanetOptions(StageOptions):
+    metanets: list[str] = field(default_factory=lambda: list(PAPER_METANETS))
+    lrs: list[float] = field(default_factory=lambda: list(PAPER_LRS))
+    seeds: int = 5
+    epochs: int = 50
+    batch_size: int = 128
+    weight_decay: float = 1e-2
+    weights: str = "final"  # final, init or epoch_E
+    split_seed: int | str = 0  # or "stored": the zoo's splits.parquet, whatever made it (symzoo splits)
+    align: str = "none"  # rebasin: permute every standard network onto one reference before the flat metanets
+    variants: list[str] | None = None  # None: all the zoo holds
+    # gpus_per_task auto: a quarter GPU per run where the cluster has GPUs
+
+
 # what changes every run's result (metanets, lrs, seeds and variants only add runs: they are in done.json)
 IDENTITY = ("epochs", "batch_size", "weight_decay", "weights", "split_seed", "align")
 
@@ -166,22 +170,22 @@ def _usable_by_metadata(frame: pd.DataFrame) -> np.ndarray:
     return ((frame["status"] == "ok") & frame["test_acc"].notna()).to_numpy()
 
 
-def check_inputs(zoo: Zoo, opts: dict) -> tuple[list[str], pd.DataFrame]:
+def check_inputs(zoo: Zoo, opts: MetanetOptions) -> tuple[list[str], pd.DataFrame]:
     """Everything that can be checked from metadata, before anything is written; returns the variants and the
     split (model_id -> train / val / test) the runs use."""
     held = list(zoo.layouts)
-    variants = opts["variants"] or held
+    variants = opts.variants or held
     for v in variants:
         zoo.layout(v)  # names the variants the zoo holds
-    check_equivariant(zoo, variants, opts["metanets"])
-    if opts["weights"] not in zoo.weight_kinds():
-        raise ZooError(f"no weights {opts['weights']!r} in {zoo.path}; it stores {', '.join(zoo.weight_kinds())}")
-    splits = zoo.splits(opts["split_seed"])
+    check_equivariant(zoo, variants, opts.metanets)
+    if opts.weights not in zoo.weight_kinds():
+        raise ZooError(f"no weights {opts.weights!r} in {zoo.path}; it stores {', '.join(zoo.weight_kinds())}")
+    splits = zoo.splits(opts.split_seed)
     for v in variants:
         frame = zoo.frame[zoo.frame["variant"] == v].reset_index(drop=True)
         vw = VariantWeights(v, frame, np.zeros((len(frame), 0), np.float32), _usable_by_metadata(frame))
         check_split_sizes(vw, split_indices(vw, splits))
-    if "dmc" in opts["metanets"]:
+    if "dmc" in opts.metanets:
         short = [v for v in variants if zoo.layout(v).n_trainable < DMC.min_length()]
         if short:
             raise ZooError(
@@ -229,7 +233,7 @@ def cache_task(cache: VariantCache, kinds: tuple[str, ...]) -> np.ndarray:
 
 
 def prepare_inputs(
-    zoo: Zoo, variants: list[str], splits: pd.DataFrame, opts: dict, cache: Path, workers_read: bool
+    zoo: Zoo, variants: list[str], splits: pd.DataFrame, opts: MetanetOptions, cache: Path, workers_read: bool
 ) -> tuple[dict, dict]:
     """Per variant: where tasks find the flat weights and StatNN features, targets, ids, split indices.
 
@@ -239,8 +243,8 @@ def prepare_inputs(
     import ray
 
     sources = {v: input_sources(zoo, v, opts) for v in variants}
-    kinds = {v: tuple(sorted({sources[v][input_kind(m)] for m in opts["metanets"]})) for v in variants}
-    caches = {v: VariantCache.of(zoo, v, opts["weights"], cache) for v in variants}
+    kinds = {v: tuple(sorted({sources[v][input_kind(m)] for m in opts.metanets})) for v in variants}
+    caches = {v: VariantCache.of(zoo, v, opts.weights, cache) for v in variants}
     if workers_read:
         built = [ray.remote(cache_task).remote(caches[v], kinds[v]) for v in variants]
         finite = dict(zip(variants, ray.get(built), strict=True))
@@ -258,7 +262,7 @@ def prepare_inputs(
             "idx": idx,
             "sources": sources[v],
         }
-        if any(m in EQUIVARIANT for m in opts["metanets"]):
+        if any(m in EQUIVARIANT for m in opts.metanets):
             entry["space"] = WeightSpace.of_zoo(zoo, v)  # shared by the variant's networks (check_equivariant)
         if workers_read:
             entry["cache"] = caches[v]
@@ -270,11 +274,11 @@ def prepare_inputs(
     return inputs, counts
 
 
-def input_sources(zoo: Zoo, variant: str, opts: dict) -> dict[str, str]:
+def input_sources(zoo: Zoo, variant: str, opts: MetanetOptions) -> dict[str, str]:
     """Which cached matrix each input kind reads: with ``align: rebasin`` a permutation-symmetric variant's flat
     weights are its networks aligned to one reference (``analysis.metanet_inputs.build_aligned``); the others have
     no permutation to undo and read theirs as stored."""
-    aligned = opts["align"] == "rebasin" and zoo.symmetries[variant]["permutation_is_symmetry"]
+    aligned = opts.align == "rebasin" and zoo.symmetries[variant]["permutation_is_symmetry"]
     return {"flat": "aligned" if aligned else "flat", "stats": "stats"}
 
 
@@ -282,14 +286,14 @@ def _units(specs: list[RunSpec], runs_dir: Path, start: int = 0) -> list[WorkUni
     return [WorkUnit(start + i, runs_dir / f"{s.key}.parquet", s, 1) for i, s in enumerate(specs)]
 
 
-def run_spec(opts: dict, variant: str, metanet: str, value: float, seed: int) -> RunSpec:
-    return RunSpec(variant, metanet, value, seed, opts["epochs"], opts["batch_size"], opts["weight_decay"])
+def run_spec(opts: MetanetOptions, variant: str, metanet: str, value: float, seed: int) -> RunSpec:
+    return RunSpec(variant, metanet, value, seed, opts.epochs, opts.batch_size, opts.weight_decay)
 
 
-def sweep_specs(variants: list[str], opts: dict) -> list[RunSpec]:
+def sweep_specs(variants: list[str], opts: MetanetOptions) -> list[RunSpec]:
     """One run (seed 0) per grid value of every (variant, metanet)."""
-    grid = {m: grid_for(m, opts["lrs"])[1] for m in opts["metanets"]}
-    return [run_spec(opts, v, m, value, 0) for v in variants for m in opts["metanets"] for value in grid[m]]
+    grid = {m: grid_for(m, opts.lrs)[1] for m in opts.metanets}
+    return [run_spec(opts, v, m, value, 0) for v in variants for m in opts.metanets for value in grid[m]]
 
 
 def chosen_values(sweep: pd.DataFrame) -> dict[tuple[str, str], float]:
@@ -324,8 +328,8 @@ def metanet_stage(
         inputs, counts = prepare_inputs(zoo, variants, splits, opts, cache, stage.workers_read())
         sweep_units = _units(sweep_specs(variants, opts), stage.units_dir)
         print(
-            f"symzoo: metanet {', '.join(opts['metanets'])} on {', '.join(variants)} of {zoo.config['name']}: "
-            f"{len(sweep_units)} sweep runs, then {opts['seeds']} seeds per cell -> {stage.out}",
+            f"symzoo: metanet {', '.join(opts.metanets)} on {', '.join(variants)} of {zoo.config['name']}: "
+            f"{len(sweep_units)} sweep runs, then {opts.seeds} seeds per cell -> {stage.out}",
             file=sys.stderr,
         )
         sweep = stage.run(sweep_units, metanet_task, (inputs,), _key, 0.25, "metanet sweep", show_progress)
@@ -333,8 +337,8 @@ def metanet_stage(
         final_specs = [
             run_spec(opts, v, m, chosen[(v, m)], seed)
             for v in variants
-            for m in opts["metanets"]
-            for seed in range(1, opts["seeds"] + 1)
+            for m in opts.metanets
+            for seed in range(1, opts.seeds + 1)
         ]
         final_units = _units(final_specs, stage.units_dir, start=len(sweep_units))
         final = stage.run(final_units, metanet_task, (inputs,), _key, 0.25, "metanet seeds", show_progress)
@@ -374,7 +378,7 @@ def predictions_frame(final: pd.DataFrame) -> pd.DataFrame:
 def write_metanet_outputs(
     out: Path,
     zoo: Zoo,
-    opts: dict,
+    opts: MetanetOptions,
     variants: list[str],
     sweep: pd.DataFrame,
     final: pd.DataFrame,
@@ -385,27 +389,27 @@ def write_metanet_outputs(
     with_paper = is_paper_resnet8_zoo(zoo.config)
     notes = [
         f"zoo {zoo.config['name']} ({zoo.config['model']['arch']} on {zoo.config['data']['name']}), "
-        f"weights '{opts['weights']}' (W-Asym: trainable entries only; sigma-Asym: F is not a parameter)"
+        f"weights '{opts.weights}' (W-Asym: trainable entries only; sigma-Asym: F is not a parameter)"
         + (
             "; flat inputs of standard networks aligned by Git Re-Basin weight matching to one reference network "
             "(align: rebasin; the asymmetric variants have no permutation to undo)"
-            if opts["align"] == "rebasin"
+            if opts.align == "rebasin"
             else ""
         ),
-        f"split: {split_description(zoo, opts['split_seed'])}, every variant's networks of a sample in one part; "
+        f"split: {split_description(zoo, opts.split_seed)}, every variant's networks of a sample in one part; "
         "test R² (sklearn) and Kendall τ-b at the best-validation epoch, mean ± std over "
-        f"{opts['seeds']} seeds at the hyperparameter picked on validation R² (one sweep run per value; a single "
+        f"{opts.seeds} seeds at the hyperparameter picked on validation R² (one sweep run per value; a single "
         "seed prints no ±)",
-        f"neural metanets: AdamW (weight decay {opts['weight_decay']:g}), MSE, batch {opts['batch_size']}, "
-        f"{opts['epochs']} epochs, no schedule; ridge: alpha picked on validation; GBT: 300 trees of depth 3, "
+        f"neural metanets: AdamW (weight decay {opts.weight_decay:g}), MSE, batch {opts.batch_size}, "
+        f"{opts.epochs} epochs, no schedule; ridge: alpha picked on validation; GBT: 300 trees of depth 3, "
         "subsample 0.8, learning rate picked on validation",
         "paper rows: CIFAR-10 ResNet8 zoos of 10,000 networks per variant (Lim et al. 2024, Table 3)"
         + ("" if with_paper else "; this zoo is another setting, so compare directions, not values"),
     ]
-    grids = {m: grid_for(m, opts["lrs"])[1] for m in opts["metanets"]}
+    grids = {m: grid_for(m, opts.lrs)[1] for m in opts.metanets}
     predictions = predictions_frame(final)
-    control = equivariant_control(predictions, zoo.frame[["model_id", "sample"]], opts["metanets"], variants)
-    table = metanet_table(summary, opts["metanets"], variants, with_paper, counts, notes, grids, final, control)
+    control = equivariant_control(predictions, zoo.frame[["model_id", "sample"]], opts.metanets, variants)
+    table = metanet_table(summary, opts.metanets, variants, with_paper, counts, notes, grids, final, control)
     for warning in (line for line in table.splitlines() if line.startswith("- ⚠")):
         print(f"symzoo: warning: {warning[4:]}", file=sys.stderr)
     table = "# Metanetworks: predicting test accuracy from weights (paper Table 3)\n\n" + table
@@ -423,7 +427,7 @@ SPEC = StageSpec(
     title="Metanetworks: predicting test accuracy from weights (paper Table 3)",
     help="predict test accuracy from stored weights (paper Table 3); resumes",
     item="run",
-    defaults=DEFAULTS,
+    options=MetanetOptions,
     check=check_options,
     identity=IDENTITY,
     seed_options=("split_seed", "seeds"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -27,22 +28,24 @@ from symzoo.analysis.selection import finished_networks, sample_per_variant
 from symzoo.analysis.tables import sample_note, skipped_note
 from symzoo.errors import ZooError
 from symzoo.pipelines.outputs import write_parquet
-from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageResult, StageSpec, check_resources
+from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec, check_resources
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.fields import check_choice, check_int
 from symzoo.zoo.models import describe_fixed_structure
 from symzoo.zoo.store import Zoo
 
-DEFAULTS = {
-    "alphas": 25,
-    "loss": "both",
-    "batch_size": 512,
-    "networks_per_unit": 16,
-    "sample": None,  # networks per variant, drawn by sample_seed (the paper analyses 300); null: all
-    "sample_seed": 0,
-    **RESOURCE_DEFAULTS,
-}
+
+@dataclass(frozen=True)
+class MliOptions(StageOptions):
+    alphas: int = 25
+    loss: str = "both"  # clean, augmented or both
+    batch_size: int = 512
+    networks_per_unit: int = 16
+    sample: int | None = None  # networks per variant, drawn by sample_seed (the paper analyses 300); None: all
+    sample_seed: int = 0
+
+
 IDENTITY = ("alphas", "networks_per_unit", "sample", "sample_seed")  # loss is in done.json: "both" adds to "clean"
 
 
@@ -66,19 +69,19 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return {"alphas": args.alphas, "loss": args.loss, "batch_size": args.batch_size}
 
 
-def mli_task(payload: dict, cfg: dict, data: Dataset, opts: dict, progress, unit: int) -> pd.DataFrame:
+def mli_task(payload: dict, cfg: dict, data: Dataset, opts: MliOptions, progress, unit: int) -> pd.DataFrame:
     """Ray task: one unit's curves on this worker's device."""
     from symzoo.pipelines.stage import device_for_task  # Ray's device for this worker
 
-    torch.set_num_threads(max(1, int(opts["cpus_per_task"])))
-    curves = evaluate_payload(payload, cfg, data.to(device_for_task()), opts)
+    torch.set_num_threads(max(1, int(opts.cpus_per_task)))
+    curves = evaluate_payload(payload, cfg, data.to(device_for_task()), opts.alphas, opts.batch_size)
     progress.set.remote(unit, len(payload["networks"]))
     return curves
 
 
-def plan_mli_units(networks: pd.DataFrame, zoo: Zoo, opts: dict, units_dir: Path) -> list[WorkUnit]:
+def plan_mli_units(networks: pd.DataFrame, zoo: Zoo, opts: MliOptions, units_dir: Path) -> list[WorkUnit]:
     """The units of ``analysis.mli.mli_payloads``, each writing ``units/<key>.parquet``."""
-    payloads = mli_payloads(networks, zoo, opts)
+    payloads = mli_payloads(networks, zoo, opts.loss, opts.networks_per_unit)
     return [WorkUnit(i, units_dir / f"{p['key']}.parquet", p, len(p["networks"])) for i, p in enumerate(payloads)]
 
 
@@ -98,15 +101,15 @@ def mli_stage(
     if done := stage.finished():
         return done
     data = zoo.dataset()
-    chosen = sample_per_variant(zoo.frame, opts["sample"], opts["sample_seed"])  # a failed draw is reported
+    chosen = sample_per_variant(zoo.frame, opts.sample, opts.sample_seed)  # a failed draw is reported
     networks, skipped = finished_networks(chosen)
     if networks.empty:
         raise ZooError(f"{zoo.path} has no finished network to interpolate")
     with stage.running(address):
         units = plan_mli_units(networks, zoo, opts, stage.units_dir)
         print(
-            f"symzoo: mli of {len(networks)} networks of {zoo.config['name']} ({opts['alphas']} alphas, loss "
-            f"{opts['loss']}) in {len(units)} units -> {stage.out}",
+            f"symzoo: mli of {len(networks)} networks of {zoo.config['name']} ({opts.alphas} alphas, loss "
+            f"{opts.loss}) in {len(units)} units -> {stage.out}",
             file=sys.stderr,
         )
         curves = stage.run_on_data(units, mli_task, data, ("init", "final"), show_progress)
@@ -116,7 +119,7 @@ def mli_stage(
         return stage.finish(write_mli_outputs(stage.out, zoo, opts, curves, skipped))
 
 
-def write_mli_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, skipped: dict) -> str:
+def write_mli_outputs(out: Path, zoo: Zoo, opts: MliOptions, curves: pd.DataFrame, skipped: dict) -> str:
     """curves.parquet, stats.parquet, table.md and figures, from the unit files alone."""
     curves = curves.sort_values(["measurement", "model_id", "alpha"], ignore_index=True)
     write_parquet(out / "curves.parquet", curves)
@@ -129,14 +132,14 @@ def write_mli_outputs(out: Path, zoo: Zoo, opts: dict, curves: pd.DataFrame, ski
         parts.append(mli_table(stats, variants, m, with_paper))
     notes = [
         f"zoo {zoo.config['name']} ({zoo.config['model']['arch']} on {zoo.config['data']['name']}); "
-        f"loss = training loss label-smoothed with each network's own smoothing, at {opts['alphas']} evenly spaced "
+        f"loss = training loss label-smoothed with each network's own smoothing, at {opts.alphas} evenly spaced "
         "alphas from the initial (0) to the final (1) weights; mean ± std over networks [95% interval]",
         "Delta = largest rise between neighbouring points (monotonic iff Delta <= 0); local convexity = fraction of "
         "interior points with a non-negative second difference; global convexity as defined = fraction of interior "
         "points on or below the chord from L(0) to L(1); as in the authors' code = below the line through L(0) and "
         "L(alpha_1), which every non-increasing curve passes with 1.0",
         describe_fixed_structure(zoo.config),
-        sample_note(opts, zoo, "networks"),
+        sample_note(opts.sample, opts.sample_seed, zoo, "networks"),
         skipped_note(skipped),
         "paper rows: 300 CIFAR-10 ResNet8s per family trained with the paper's recipe, measured augmented (Lim et "
         "al. 2024, Table 4); its global convexity column is the authors' code's"
@@ -162,7 +165,7 @@ SPEC = StageSpec(
     title="Monotonic linear interpolation (paper Table 4)",
     help="monotonic linear interpolation from init to trained weights (paper Table 4)",
     item="curve",
-    defaults=DEFAULTS,
+    options=MliOptions,
     check=check_options,
     identity=IDENTITY,
     seed_options=("sample", "sample_seed"),

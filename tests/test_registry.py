@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 
 import pytest
+import ray
 import yaml
 
 from symzoo.cli import main as cli_main
 from symzoo.pipelines import registry
 from symzoo.pipelines.analysis_stage import AnalysisStage
-from symzoo.pipelines.stage_spec import RESOURCE_DEFAULTS, StageSpec, check_resources
+from symzoo.pipelines.stage_spec import StageOptions, StageSpec, check_resources
 from symzoo.zoo.fields import check_int
 
 TOY_CONFIG = {
@@ -35,10 +37,15 @@ def toy_stage(zoo_dir, out, config_section=None, overrides=None, address=None, s
         return done
     with stage.running(address):
         means = stage.zoo.frame.groupby("variant")["test_acc"].mean()
-        rows = [f"| {v} | {m:.{stage.opts['digits']}f} |" for v, m in means.items()]
+        rows = [f"| {v} | {m:.{stage.opts.digits}f} |" for v, m in means.items()]
         table = "# Toy\n\n| variant | mean test accuracy |\n|---|---|\n" + "\n".join(rows) + "\n"
         (stage.out / "table.md").write_text(table)
         return stage.finish(table)
+
+
+@dataclass(frozen=True)
+class ToyOptions(StageOptions):
+    digits: int = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +62,7 @@ TOY = StageSpec(
     title="Toy: mean test accuracy by variant",
     help="a toy stage",
     item="variant",
-    defaults={"digits": 2, **RESOURCE_DEFAULTS},
+    options=ToyOptions,
     check=check,
     identity=("digits",),
     seed_options=("digits",),
@@ -70,6 +77,7 @@ def toy_registered():
     registry.register(TOY)
     yield
     del registry.STAGES["toy"]
+    ray.shutdown()  # the commands ran in this process and started Ray here: later modules start their own
 
 
 @pytest.mark.slow
