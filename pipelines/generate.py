@@ -94,7 +94,7 @@ def _generate_locked(
         """Footer, schema, rows against the plan (ids, seeds, hyperparameters) and layouts, then the bytes against
         the manifest's checksum. A shard the manifest does not record yet (written before a kill, or put there) is
         adopted only if every row is the planned network."""
-        check_shard(unit.output, unit.payload, layouts_json)
+        check_shard(unit.output, unit.payload, layouts_json, config_hash(cfg))
         name = unit.output.name
         if name in recorded and file_sha256(unit.output) != recorded[name]:
             recorded.pop(name)

@@ -15,6 +15,7 @@ import pyarrow as pa
 import torch
 
 from symzoo.zoo.augment import AugmentConfig
+from symzoo.zoo.config import config_hash
 from symzoo.zoo.data import Dataset, load_configured
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import build_configured
@@ -198,4 +199,4 @@ def train_shard_table(
 ) -> pa.Table:
     """Train one shard's networks on ``data``'s device; returns the shard as the Arrow table a zoo stores."""
     rows = train_specs(spec_rows, cfg, data, on_progress)
-    return rows_to_table(rows, layouts_json, cfg["training"]["checkpoint_epochs"])
+    return rows_to_table(rows, layouts_json, cfg["training"]["checkpoint_epochs"], config_hash(cfg))

@@ -28,7 +28,7 @@ from symzoo.zoo.data import read_cifar_batch
 from symzoo.zoo.holder import kernel_identity
 from symzoo.zoo.location import location
 from symzoo.zoo.lock import directory_lock
-from symzoo.zoo.store import open_zoo, read_manifest, shard_path, write_manifest
+from symzoo.zoo.store import CONFIG_HASH_KEY, open_zoo, read_manifest, shard_path, write_manifest, write_shard
 
 TINY = {
     "name": "tiny",
@@ -70,6 +70,34 @@ def zoos(ray_cluster, tmp_path_factory):
     return a_cfg, tmp / "a" / "zoo", tmp / "b" / "zoo"
 
 
+@pytest.fixture(scope="module")
+def other_recipe_zoo(ray_cluster, tmp_path_factory):
+    """Zoo A's seed, ids, hyperparameters and layouts, trained with another recipe (batch size and warm-up)."""
+    tmp = tmp_path_factory.mktemp("recipe")
+    training = {**TINY["training"], "batch_size": 25, "warmup_epochs": 1}
+    assert generate(write_config(tmp, training=training), tmp / "zoo", show_progress=False).ok
+    return tmp / "zoo"
+
+
+def test_a_shard_from_another_recipe_is_quarantined_not_adopted(zoos, other_recipe_zoo, tmp_path, capsys):
+    """Same seed, so the same ids, seeds, hyperparameters and layouts: only the recipe differs, and the shard
+    records the config that trained it. Adopting it would serve another recipe's networks as this zoo's."""
+    a_cfg, a_zoo, _ = zoos
+    zoo = tmp_path / "a"
+    shutil.copytree(a_zoo, zoo)
+    own = pd.read_parquet(shard_path(zoo, 0))
+    (zoo / "manifest.json").unlink()
+    shutil.copy(shard_path(other_recipe_zoo, 0), shard_path(zoo, 0))
+    report = generate(a_cfg, zoo, show_progress=False)
+    assert report.ok and report.done == [0] and len(report.quarantined) == 1
+    assert "was trained under another config" in capsys.readouterr().err
+    again = pd.read_parquet(shard_path(zoo, 0))
+    pd.testing.assert_frame_equal(again.drop(columns="seconds"), own.drop(columns="seconds"))
+    shutil.copy(shard_path(other_recipe_zoo, 1), shard_path(zoo, 1))  # and put there behind the manifest's back:
+    err = one_line_exit_2(["info", str(zoo)], capsys)  # opening the zoo names it
+    assert "part-00001.parquet was trained under another config" in err and "symzoo generate" in err
+
+
 def test_a_foreign_shard_not_in_the_manifest_is_quarantined_not_adopted(zoos, tmp_path, capsys):
     a_cfg, a_zoo, b_zoo = zoos
     zoo = tmp_path / "a"
@@ -86,12 +114,20 @@ def test_a_foreign_shard_not_in_the_manifest_is_quarantined_not_adopted(zoos, tm
 
 
 def test_verify_finds_another_zoos_networks_even_under_a_matching_checksum(zoos, tmp_path, capsys):
+    """Another zoo's shard behind a manifest that records its checksum: the config hash it carries names it when
+    the zoo opens; a shard from before shards carried one is still caught by ``--verify``'s planned rows."""
     _, a_zoo, b_zoo = zoos
     zoo = tmp_path / "a"
     shutil.copytree(a_zoo, zoo)
     shutil.copy(shard_path(b_zoo, 0), shard_path(zoo, 0))
     manifest = read_manifest(zoo)
     manifest["shards"]["part-00000.parquet"] = read_manifest(b_zoo)["shards"]["part-00000.parquet"]
+    write_manifest(zoo, manifest)
+    err = one_line_exit_2(["info", str(zoo)], capsys)
+    assert "part-00000.parquet was trained under another config" in err and "symzoo generate" in err
+    table = pq.read_table(shard_path(b_zoo, 0))
+    legacy = {k: v for k, v in table.schema.metadata.items() if k != CONFIG_HASH_KEY.encode()}
+    manifest["shards"]["part-00000.parquet"] = write_shard(zoo, 0, table.replace_schema_metadata(legacy))
     write_manifest(zoo, manifest)
     err = one_line_exit_2(["info", str(zoo), "--verify"], capsys)
     assert "part-00000.parquet holds model_id" in err and "symzoo generate" in err

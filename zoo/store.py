@@ -56,6 +56,7 @@ MODELS = "models"
 QUARANTINE = "quarantine"
 ROW_GROUP_SIZE = 32
 READ_THREADS = 4  # shards read at once: reading, checks and copies release the GIL and overlap even on 2 cores
+CONFIG_HASH_KEY = "symzoo.config_hash"  # shard metadata: the hash of the config that trained its networks
 CHECKSUM_BLOCK = 1024  # uint32 words (4 KiB) summed per block of a row checksum
 
 SCALAR_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -89,8 +90,11 @@ def weight_columns(checkpoint_epochs: list[int]) -> list[str]:
     return ["weights_init", "weights_final", *(f"weights_epoch_{e}" for e in checkpoint_epochs)]
 
 
-def shard_schema(layouts_json: dict[str, dict], checkpoint_epochs: list[int]) -> pa.Schema:
-    """The shard explains itself: schema version and every variant's layout travel in the file metadata."""
+def shard_schema(
+    layouts_json: dict[str, dict], checkpoint_epochs: list[int], config_hash: str | None = None
+) -> pa.Schema:
+    """The shard explains itself: schema version, every variant's layout and the hash of the config that trained it
+    travel in the file metadata (the hash: so that no zoo adopts a shard trained under another recipe)."""
     size = next(iter(layouts_json.values()))["size"]
     fields = [pa.field(n, t) for n, t in SCALAR_FIELDS]
     fields += [pa.field(n, pa.list_(pa.float32())) for n in HISTORY_FIELDS]
@@ -98,6 +102,8 @@ def shard_schema(layouts_json: dict[str, dict], checkpoint_epochs: list[int]) ->
     fields += [pa.field(n, pa.binary(4 * size), metadata=weight_meta) for n in weight_columns(checkpoint_epochs)]
     fields += [pa.field(checksum_column(n), pa.uint64()) for n in weight_columns(checkpoint_epochs)]
     meta = {"symzoo.schema_version": str(SCHEMA_VERSION), "symzoo.layouts": json.dumps(layouts_json)}
+    if config_hash is not None:
+        meta[CONFIG_HASH_KEY] = config_hash
     return pa.schema(fields, metadata=meta)
 
 
@@ -125,10 +131,15 @@ def row_checksums(rows: np.ndarray) -> np.ndarray:
     return (sums * np.arange(1, 2 * sums.shape[1], 2, dtype=np.uint64)).sum(1, dtype=np.uint64)
 
 
-def rows_to_table(rows: list[dict[str, Any]], layouts_json: dict[str, dict], checkpoint_epochs: list[int]) -> pa.Table:
+def rows_to_table(
+    rows: list[dict[str, Any]],
+    layouts_json: dict[str, dict],
+    checkpoint_epochs: list[int],
+    config_hash: str | None = None,
+) -> pa.Table:
     """Rows hold scalars, history lists and flat float32 weight arrays (or None where a network failed); the table
     comes out grouped by variant (in ``layouts_json``'s order, each variant's rows in their given order)."""
-    schema = shard_schema(layouts_json, checkpoint_epochs)
+    schema = shard_schema(layouts_json, checkpoint_epochs, config_hash)
     order = list(layouts_json)
     rows = sorted(rows, key=lambda r: order.index(r["variant"]))  # stable
     size = next(iter(layouts_json.values()))["size"]
@@ -161,9 +172,15 @@ def write_shard(zoo_dir: Location, index: int, table: pa.Table) -> str:
     return write_parquet_atomically(shard_path(zoo_dir, index), table, ROW_GROUP_SIZE, split_by="variant")
 
 
-def check_shard(path: Location, planned: list[NetSpec] | None = None, layouts_json: dict | None = None) -> int:
+def check_shard(
+    path: Location,
+    planned: list[NetSpec] | None = None,
+    layouts_json: dict | None = None,
+    config_hash: str | None = None,
+) -> int:
     """Raise ``ZooError`` naming the shard unless its footer, schema version, rows (the ``planned`` networks: ids,
-    seeds and hyperparameters) and variant layouts (``layouts_json``) are sound; returns rows. One footer read."""
+    seeds and hyperparameters), variant layouts (``layouts_json``) and the config that trained it (``config_hash``;
+    shards written before shards recorded it pass) are sound; returns rows. One footer read."""
     try:
         source, fs = arrow_path(path)
         shard = pq.ParquetFile(source, filesystem=fs, page_checksum_verification=True)  # reads the footer once
@@ -181,6 +198,12 @@ def check_shard(path: Location, planned: list[NetSpec] | None = None, layouts_js
         raise ZooError(f"shard {path} holds {difference}")
     if layouts_json is not None and json.loads(metadata.get(b"symzoo.layouts", b"{}")) != layouts_json:
         raise ZooError(f"shard {path} holds networks of other layouts than this config's")
+    trained_under = metadata.get(CONFIG_HASH_KEY.encode())
+    if config_hash is not None and trained_under is not None and trained_under.decode() != config_hash:
+        raise ZooError(
+            f"shard {path} was trained under another config (hash {trained_under.decode()}, this zoo's "
+            f"{config_hash}); {REGENERATE}"
+        )
     return shard.metadata.num_rows
 
 
@@ -586,7 +609,7 @@ class Zoo:
         """Check every shard's footer (and, with ``checksums``, its sha256 against the manifest)."""
         recorded = self.manifest.get("shards", {})
         for p in self.shards:
-            check_shard(p)
+            check_shard(p, config_hash=self.manifest["config_hash"])
             if checksums and p.name in recorded and file_sha256(p) != recorded[p.name]:
                 raise ZooError(
                     f"corrupt shard {p} (checksum differs from the manifest); rerun `symzoo generate` "
