@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from symzoo.analysis.naming import color, in_paper_order, label
-from symzoo.zoo.location import Location, location
+from symzoo.zoo.location import Location, atomic_write_bytes, location
 
 
 def _pyplot():
@@ -26,12 +26,9 @@ def _save(fig, path: str | Location, dpi: int = 110, tight: bool = True) -> Loca
     if tight:
         fig.tight_layout()
     path = location(path)
-    if isinstance(path, Path):
-        fig.savefig(path, dpi=dpi)
-    else:  # an object store: render in memory, then one atomic commit
-        png = io.BytesIO()
-        fig.savefig(png, dpi=dpi, format="png")
-        path.write_bytes(png.getvalue())
+    png = io.BytesIO()  # rendered in memory, then one atomic commit: never half a file, never through a link
+    fig.savefig(png, dpi=dpi, format="png")
+    atomic_write_bytes(path, png.getvalue())
     plt.close(fig)
     return path
 

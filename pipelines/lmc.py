@@ -31,6 +31,7 @@ from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec, ch
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.fields import check_bool, check_int, fail
+from symzoo.zoo.location import atomic_write_bytes
 from symzoo.zoo.models import describe_fixed_structure
 from symzoo.zoo.store import Zoo
 
@@ -186,7 +187,7 @@ def write_lmc_outputs(out: Path, zoo: Zoo, opts: LmcOptions, curves: pd.DataFram
     ]
     table = "# Linear mode connectivity (paper Table 1)\n\n" + lmc_table(table_barriers, zoo.config)
     table += "\n" + "\n".join(f"- {n}" for n in notes if n) + "\n"
-    (out / "table.md").write_text(table)
+    atomic_write_bytes(out / "table.md", table.encode())
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
     plot_lmc_curves(curves, figures / "lmc_curves.png", METHODS, label)

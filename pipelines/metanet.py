@@ -36,7 +36,7 @@ from symzoo.pipelines.outputs import remove_stale_temporaries, write_parquet
 from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec, check_resources, csv_flag
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.fields import check_choice, check_int, check_number, fail
-from symzoo.zoo.location import local_scratch
+from symzoo.zoo.location import atomic_write_bytes, local_scratch
 from symzoo.zoo.store import Zoo
 from symzoo.zoo.weight_cache import VariantCache
 
@@ -413,7 +413,7 @@ def write_metanet_outputs(
     for warning in (line for line in table.splitlines() if line.startswith("- ⚠")):
         print(f"symzoo: warning: {warning[4:]}", file=sys.stderr)
     table = "# Metanetworks: predicting test accuracy from weights (paper Table 3)\n\n" + table
-    (out / "table.md").write_text(table)
+    atomic_write_bytes(out / "table.md", table.encode())
     write_parquet(out / "predictions.parquet", predictions)
     figures = out / "figures"
     figures.mkdir(exist_ok=True)

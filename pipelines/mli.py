@@ -32,6 +32,7 @@ from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec, ch
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.fields import check_choice, check_int
+from symzoo.zoo.location import atomic_write_bytes
 from symzoo.zoo.models import describe_fixed_structure
 from symzoo.zoo.store import Zoo
 
@@ -151,7 +152,7 @@ def write_mli_outputs(out: Path, zoo: Zoo, opts: MliOptions, curves: pd.DataFram
         ),
     ]
     table = "\n".join(parts) + "\n" + "\n".join(f"- {n}" for n in notes if n) + "\n"
-    (out / "table.md").write_text(table)
+    atomic_write_bytes(out / "table.md", table.encode())
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
     for m in dict.fromkeys(curves["measurement"]):

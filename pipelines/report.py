@@ -19,7 +19,7 @@ from symzoo.analysis.naming import label
 from symzoo.analysis.plots import plot_accuracy
 from symzoo.pipelines.registry import STAGES
 from symzoo.zoo.info import summarise_test_accuracy
-from symzoo.zoo.location import Location, is_within
+from symzoo.zoo.location import Location, atomic_write_bytes, is_within
 from symzoo.zoo.store import Zoo
 
 CITATION = (
@@ -176,8 +176,8 @@ def build_report(out: Path, zoo: Zoo, stages: list[str], timings: dict[str, dict
     parts.append(reproducibility_section(zoo, stages, timings))
     md = "\n".join(parts)
     md_path, html_path = out / "report.md", out / "report.html"
-    md_path.write_text(md)
-    html_path.write_text(markdown_to_html(md, out, title=f"symzoo study: {zoo.config['name']}"))
+    atomic_write_bytes(md_path, md.encode())  # by rename: a link at the path is replaced, never written through
+    atomic_write_bytes(html_path, markdown_to_html(md, out, title=f"symzoo study: {zoo.config['name']}").encode())
     return md_path, html_path
 
 

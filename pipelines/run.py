@@ -18,7 +18,7 @@ from symzoo.pipelines.registry import STAGES, load_study_config, study_stages
 from symzoo.pipelines.report import build_report, read_timings
 from symzoo.pipelines.stage import describe_cluster
 from symzoo.zoo.config import config_hash
-from symzoo.zoo.location import Location, location
+from symzoo.zoo.location import Location, atomic_write_bytes, location
 from symzoo.zoo.lock import directory_lock, holds_anything
 from symzoo.zoo.store import open_zoo
 
@@ -59,7 +59,9 @@ def _run_locked(
     zoo_dir = out / "zoo"
     # the study's identity first: a run killed while generating resumes as this study, never as a foreign folder
     out.mkdir(parents=True, exist_ok=True)
-    study.write_text(json.dumps({"config": str(config_path), "config_hash": config_hash(cfg), "stages": stages}))
+    atomic_write_bytes(
+        study, json.dumps({"config": str(config_path), "config_hash": config_hash(cfg), "stages": stages}).encode()
+    )
     if zoo_complete(zoo_dir, cfg):
         print(f"symzoo: run: the zoo in {zoo_dir} is complete", file=sys.stderr)
     else:

@@ -366,3 +366,22 @@ def test_a_local_run_opens_no_dashboard_and_no_job_server(monkeypatch):
     monkeypatch.setattr(ray, "init", lambda **kwargs: seen.update(kwargs))
     stage.connect(None)
     assert seen["include_dashboard"] is False
+
+
+def test_every_writer_replaces_a_link_at_its_path(zoos, tmp_path):
+    """Figures, tables and JSON records go through one atomic writer (temporary file, then rename), so a link at
+    the destination is replaced and the file it points to is left alone."""
+    from symzoo.analysis.plots import plot_accuracy
+    from symzoo.zoo.location import atomic_write_bytes
+
+    _, a_zoo, _ = zoos
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not ours")
+    for name, write in (
+        ("figure.png", lambda p: plot_accuracy(open_zoo(a_zoo).frame, p, "tiny")),
+        ("table.md", lambda p: atomic_write_bytes(p, b"# table\n")),
+    ):
+        link = tmp_path / name
+        link.symlink_to(target)
+        write(link)
+        assert target.read_text() == "not ours" and not link.is_symlink() and link.stat().st_size > 0, name

@@ -115,6 +115,27 @@ def test_a_rerun_retrains_nothing_and_rebuilds_the_same_report(study):
     assert without_timings((out / "report.md").read_text()) == without_timings(before)
 
 
+def test_the_report_replaces_links_at_its_paths_and_never_writes_through_them(study, tmp_path):
+    """A study folder may hold links put there by someone else: rebuilding the report replaces report.md,
+    report.html and its figure where they stand, and leaves the files those links point to as they were."""
+    _, out = study
+    copy = tmp_path / "study"
+    shutil.copytree(out, copy)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    names = ("report.md", "report.html", "figures/zoo_accuracy.png")
+    for name in names:
+        target = outside / name.replace("/", "_")
+        target.write_text("someone else's file")
+        (copy / name).unlink()
+        (copy / name).symlink_to(target)
+    assert cli_main(["report", str(copy)]) == 0
+    for name in names:
+        assert (outside / name.replace("/", "_")).read_text() == "someone else's file", name
+        assert not (copy / name).is_symlink() and (copy / name).stat().st_size > 100, name
+    assert "## The zoo" in (copy / "report.md").read_text()
+
+
 def test_report_of_a_directory_that_is_no_study_is_one_line(tmp_path, capsys):
     assert cli_main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
