@@ -91,15 +91,18 @@ def build_aligned(cache: VariantCache, zoo: Zoo, path: Path) -> None:
     layout = zoo.layout(variant)
     spec = recorded_spec(symmetries)
     tmp = temporary_beside(path)
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=flat.shape)
-    reference = layout.unflatten(torch.from_numpy(np.array(flat[int(np.argmax(finite))]))) if finite.any() else None
-    for i in range(len(flat)):
-        row = np.array(flat[i])
-        if finite[i]:
-            params = layout.unflatten(torch.from_numpy(row))
-            perms = weight_matching(spec, reference, params, seed=0)
-            row = layout.flatten(permute(spec, perms, params)).numpy()
-        out[i] = row
-    out.flush()
-    del out
-    os.replace(tmp, path)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=flat.shape)
+        reference = layout.unflatten(torch.from_numpy(np.array(flat[int(np.argmax(finite))]))) if finite.any() else None
+        for i in range(len(flat)):
+            row = np.array(flat[i])
+            if finite[i]:
+                params = layout.unflatten(torch.from_numpy(row))
+                perms = weight_matching(spec, reference, params, seed=0)
+                row = layout.flatten(permute(spec, perms, params)).numpy()
+            out[i] = row
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    finally:  # a failed build leaves no temporary behind
+        tmp.unlink(missing_ok=True)

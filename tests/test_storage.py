@@ -206,6 +206,63 @@ def test_a_variant_cache_streams_to_disk_and_equals_the_in_memory_read(zoo_dir, 
     )
 
 
+def _damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "overwritten":  # same size, same header: bytes in the middle of the matrix
+        middle = len(data) // 2
+        data[middle : middle + 64] = bytes(64)
+    elif how == "truncated":
+        data = data[: len(data) - 100]
+    elif how == "emptied":
+        data = bytearray()
+    elif how == "header":
+        data[10:30] = b"x" * 20
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["overwritten", "truncated", "emptied", "header"])
+@pytest.mark.parametrize("kind", ["flat", "finite", "stats"])
+def test_a_damaged_cache_file_is_rebuilt_not_served(zoo_dir, tmp_path, kind, how):
+    """The cache lives on a local disk outside the zoo's checks: each file carries a digest, and one that no longer
+    matches it (whatever the damage) is rebuilt from the zoo, in the same call, never read as data."""
+    from symzoo.zoo import weight_cache
+    from symzoo.zoo.weight_cache import VariantCache
+
+    zoo = open_zoo(zoo_dir)
+    cache = VariantCache.of(zoo, "w_asym", "final", tmp_path)
+    cache.ensure(("flat", "stats"), zoo)
+    good = {k: np.load(cache.path(k)) for k in ("flat", "finite", "stats")}
+    _damage(cache.path(kind), how)
+    weight_cache._VERIFIED.clear()  # as a new process finds it
+    np.testing.assert_array_equal(cache.ensure(("flat", "stats"), zoo), good["finite"])
+    for k, expected in good.items():
+        np.testing.assert_array_equal(np.load(cache.path(k)), expected)
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_cache_build_that_fails_leaves_no_temporary(zoo_dir, tmp_path, monkeypatch):
+    from symzoo.zoo.store import StoredRows
+    from symzoo.zoo.weight_cache import VariantCache
+
+    def broken(*args, **kwargs):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(StoredRows, "read_into", broken)
+    zoo = open_zoo(zoo_dir)
+    with pytest.raises(OSError, match="disk went away"):
+        VariantCache.of(zoo, "standard", "final", tmp_path).ensure(("flat",), zoo)
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_cache_folder_that_is_a_file_is_one_line(zoo_dir, tmp_path):
+    from symzoo.errors import ZooError
+    from symzoo.zoo.weight_cache import VariantCache
+
+    (tmp_path / "cache").write_text("a file")
+    with pytest.raises(ZooError, match="cache folder .* is a file; pass a folder"):
+        VariantCache.of(open_zoo(zoo_dir), "standard", "final", tmp_path / "cache").ensure(("flat",))
+
+
 def test_rebasin_alignment_permutes_each_standard_network_onto_one_reference(zoo_dir, tmp_path):
     """``metanet.align: rebasin``'s input: every network is the same function as stored, and closer to the
     reference than before; the reference is unchanged; a variant without permutation symmetry is refused."""

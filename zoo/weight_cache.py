@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from symzoo.errors import ZooError
 from symzoo.zoo.layout import ParamLayout
-from symzoo.zoo.store import StoredRows, Zoo, open_zoo
+from symzoo.zoo.location import atomic_write_bytes
+from symzoo.zoo.store import StoredRows, Zoo, open_zoo, row_checksums
 
 STATISTICS = ("mean", "var", "min", "max", "q25", "q50", "q75")  # StatNN's per-tensor statistics, in column order
 SUFFIXES = {"flat": ".npy", "finite": ".finite.npy", "stats": "-statnn.npy", "aligned": "-rebasin.npy"}
@@ -60,30 +62,103 @@ class VariantCache:
     def ensure(
         self, kinds: tuple[str, ...], zoo: Zoo | None = None, derive: Mapping[str, Derive] | None = None
     ) -> np.ndarray:
-        """Build whichever of ``kinds`` is missing here (one process at a time; others wait, then find it), reading
-        the zoo (``zoo``, or opened from its location) a shard at a time; returns which rows are finite. ``flat``,
-        ``finite`` and ``stats`` are built here; any other kind needs its builder in ``derive``."""
+        """Make ``kinds`` present and sound here, building what is missing or fails its digest (one process at a
+        time; others wait, then find it), reading the zoo (``zoo``, or opened from its location) a shard at a
+        time; returns which rows are finite. ``flat``, ``finite`` and ``stats`` are built here; any other kind needs
+        its builder in ``derive``. A damaged file (bytes overwritten, truncated, emptied, a broken header) fails its
+        digest and is rebuilt, never served: the cache lives on a local disk outside the zoo's own checks."""
         import fcntl
 
         derive = {"stats": _build_stats, **(derive or {})}
         unknown = [k for k in kinds if k not in ("flat", "finite", *derive)]
         if unknown:
             raise ValueError(f"no builder for cached kind {unknown[0]!r}")
-        Path(self.cache_dir).mkdir(parents=True, exist_ok=True)
-        needed = ("flat", "finite", *(k for k in kinds if k in derive))
-        if not all(self.path(k).exists() for k in needed):
-            with open(Path(self.cache_dir) / f".{self.variant}-{self.which}.lock", "w") as lock:
+        folder = Path(self.cache_dir)
+        if folder.exists() and not folder.is_dir():
+            raise ZooError(f"cache folder {folder} is a file; pass a folder (or none: the default is used)")
+        folder.mkdir(parents=True, exist_ok=True)
+        derived = tuple(k for k in kinds if k in derive)
+        if not self._sound(("flat", "finite", *derived)):
+            with open(folder / f".{self.variant}-{self.which}.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when its process dies
-                if not (self.path("flat").exists() and self.path("finite").exists()):
+                for stale in folder.glob(f".{self.variant}-{self.which}-*.tmp-*"):  # builds cut short
+                    stale.unlink(missing_ok=True)
+                if not self._sound(("flat", "finite")):
                     zoo = zoo or open_zoo(self.zoo, verify=False)
                     rows = zoo.stored_rows(variant=self.variant)
                     entries = zoo.layout(self.variant).trainable_index
-                    save_atomically(self.path("finite"), write_rows_npy(self.path("flat"), rows, self.which, entries))
-                for kind in needed[2:]:
-                    if not self.path(kind).exists():
+                    finite = write_rows_npy(self.path("flat"), rows, self.which, entries)
+                    save_atomically(self.path("finite"), finite)
+                    self._record_digest("flat")
+                    self._record_digest("finite")
+                for kind in derived:
+                    if not self._sound((kind,)):
                         zoo = zoo or open_zoo(self.zoo, verify=False)
                         derive[kind](self, zoo, self.path(kind))
+                        self._record_digest(kind, built_from=self._recorded("flat")["digest"])
         return np.load(self.path("finite"))
+
+    def _digest_path(self, kind: str) -> Path:
+        path = self.path(kind)
+        return path.parent / f".{path.name}.digest.json"
+
+    def _recorded(self, kind: str) -> dict:
+        try:
+            return json.loads(self._digest_path(kind).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _record_digest(self, kind: str, built_from: str | None = None) -> None:
+        """Written after its file is in place: a file without its digest (a kill in between) is rebuilt."""
+        record = {"digest": file_digest(self.path(kind)), "built_from": built_from}
+        atomic_write_bytes(self._digest_path(kind), json.dumps(record).encode())
+
+    def _sound(self, kinds: tuple[str, ...]) -> bool:
+        """Each file present and equal to its recorded digest; a derived one also built from today's flat matrix."""
+        flat = self._recorded("flat").get("digest")
+        for kind in kinds:
+            record = self._recorded(kind)
+            if not record or not _matches(self.path(kind), record["digest"]):
+                return False
+            if kind not in ("flat", "finite") and record.get("built_from") != flat:
+                return False
+        return True
+
+
+_VERIFIED: dict[str, tuple] = {}  # path -> the file's identity when this process last found it sound
+
+
+def _matches(path: Path, digest: str) -> bool:
+    """The file at ``path`` has ``digest``; checked once per process and file version (a memory-mapped read of a
+    whole matrix costs about as much as reading it, so repeated tasks of one worker pay it once)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    identity = (st.st_ino, st.st_size, st.st_mtime_ns, digest)
+    if _VERIFIED.get(str(path)) == identity:
+        return True
+    if file_digest(path) != digest:
+        return False
+    _VERIFIED[str(path)] = identity
+    return True
+
+
+def file_digest(path: Path) -> str | None:
+    """sha256 over a cached array: over its rows' checksums (``zoo.store.row_checksums``, 10+ GiB/s) for a float32
+    matrix, over its bytes otherwise; None when the file is no longer the array its header says (truncated,
+    emptied, a damaged header)."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except Exception:  # a damaged header fails in numpy's header parser as anything from ValueError to SyntaxError
+        return None
+    h = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    if array.ndim == 2 and array.dtype == np.float32 and array.shape[1] > 0:
+        for i in range(0, len(array), 1024):
+            h.update(row_checksums(np.asarray(array[i : i + 1024])).tobytes())
+    else:
+        h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
 
 
 def _build_stats(cache: VariantCache, zoo: Zoo, path: Path) -> None:
@@ -99,10 +174,14 @@ def temporary_beside(path: Path) -> Path:
 
 
 def save_atomically(path: Path, array: np.ndarray) -> None:
-    """np.save to a hidden temporary, then rename: a killed write never leaves a half cache file."""
+    """np.save to a hidden temporary, then rename: a killed write never leaves a half cache file, a failed one no
+    temporary."""
     tmp = temporary_beside(path)
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    try:
+        np.save(tmp, array)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_rows_npy(path: Path, rows: StoredRows, which: str, entries: np.ndarray) -> np.ndarray:
@@ -110,6 +189,15 @@ def write_rows_npy(path: Path, rows: StoredRows, which: str, entries: np.ndarray
     renamed when complete): the process never holds the matrix. Returns which rows are finite."""
     shape = (len(rows), len(entries))
     tmp = temporary_beside(path)
+    try:
+        finite = _write_rows(tmp, rows, which, entries, shape)
+        os.replace(tmp, path)
+    finally:  # a failed build (a damaged shard, a full disk) leaves no full-size temporary behind
+        tmp.unlink(missing_ok=True)
+    return finite
+
+
+def _write_rows(tmp: Path, rows: StoredRows, which: str, entries: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     finite = np.zeros(shape[0], bool)
     with open(tmp, "wb") as f:
         np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
@@ -125,7 +213,6 @@ def write_rows_npy(path: Path, rows: StoredRows, which: str, entries: np.ndarray
                 os.pwrite(fd, values[lo:hi].tobytes(), start + int(at[lo]) * row_bytes)
 
         rows.read_into(which, put, entries)
-    os.replace(tmp, path)
     return finite
 
 
