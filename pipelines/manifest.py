@@ -21,6 +21,7 @@ from symzoo.zoo.store import (
     MANIFEST,
     MODELS,
     ManifestDamaged,
+    check_manifest,
     file_sha256,
     new_manifest,
     open_zoo,
@@ -37,6 +38,8 @@ def prepare_manifest(cfg: dict, out: Location, data: Dataset, layouts: dict[str,
     if (out / MANIFEST).exists() or (out / MODELS).is_dir():
         try:
             manifest = read_manifest(out)
+            if manifest["config_hash"] == h:  # this zoo's manifest: well formed, or rebuilt from the shards
+                check_manifest(out, manifest)
         except ManifestDamaged as e:
             return rebuild_manifest(cfg, out, data, layouts, n_shards, str(e))
         if manifest["config_hash"] != h:

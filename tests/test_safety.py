@@ -385,3 +385,42 @@ def test_every_writer_replaces_a_link_at_its_path(zoos, tmp_path):
         link.symlink_to(target)
         write(link)
         assert target.read_text() == "not ours" and not link.is_symlink() and link.stat().st_size > 0, name
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m["layouts"]["w_asym"].update(size=100), "a layout does not parse"),
+        (lambda m: m["config"].pop("variants"), "its config has no variants"),
+        (lambda m: m.update(n_shards="2"), "n_shards '2' is not a count"),
+        (lambda m: m.update(layouts={}), "no layouts"),
+        (lambda m: m["layouts"].pop("w_asym"), "layouts for standard, the config's variants are standard, w_asym"),
+    ],
+)
+def test_an_edited_manifest_is_one_line_never_other_networks_bytes(zoos, tmp_path, capsys, edit, message):
+    """A layout's size edited made Zoo.weights cut other networks' bytes into rows; other edits were tracebacks."""
+    a_cfg, a_zoo, _ = zoos
+    zoo = tmp_path / "a"
+    shutil.copytree(a_zoo, zoo)
+    manifest = read_manifest(zoo)
+    edit(manifest)
+    write_manifest(zoo, manifest)
+    err = one_line_exit_2(["info", str(zoo)], capsys)
+    assert message in err and "symzoo generate" in err, err
+    with pytest.raises(ZooError, match="damaged"):
+        open_zoo(zoo, verify=False).weights("final")
+    report = generate(a_cfg, zoo, show_progress=False)  # as the message says: the manifest is rebuilt
+    assert report.ok and not report.done and "rebuilding the manifest" in capsys.readouterr().err
+    np.testing.assert_array_equal(open_zoo(zoo).weights("final"), open_zoo(a_zoo).weights("final"))
+
+
+def test_weight_vectors_of_another_width_than_the_layout_are_refused(zoos, tmp_path):
+    """Whatever the manifest says, a stored vector is never reshaped into rows of another width."""
+    from symzoo.zoo.store import fixed_size_to_numpy
+
+    _, a_zoo, _ = zoos
+    column = pq.read_table(shard_path(a_zoo, 0), columns=["weights_final"])["weights_final"]
+    size = open_zoo(a_zoo).n_params
+    assert fixed_size_to_numpy(column, size).shape == (column.length(), size)
+    with pytest.raises(ZooError, match=f"hold {size} values where the manifest's layout says 100"):
+        fixed_size_to_numpy(column, 100)

@@ -99,6 +99,8 @@ class ParamLayout:
         bits = np.frombuffer(base64.b64decode(data["trainable_packbits_b64"]), np.uint8)
         trainable = np.unpackbits(bits)[: data["size"]].astype(bool)
         slots = tuple(TensorSlot(t["name"], tuple(t["shape"]), t["offset"]) for t in data["tensors"])
+        if sum(s.size for s in slots) != data["size"] or trainable.size != data["size"]:  # a recorded one, edited
+            raise ValueError(f"its tensors hold {sum(s.size for s in slots)} values, its size says {data['size']}")
         return cls(slots, trainable)
 
     def __eq__(self, other: object) -> bool:

@@ -18,6 +18,7 @@ bytes.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import time
@@ -177,6 +178,7 @@ def check_shard(
     planned: list[NetSpec] | None = None,
     layouts_json: dict | None = None,
     config_hash: str | None = None,
+    size: int | None = None,
 ) -> int:
     """Raise ``ZooError`` naming the shard unless its footer, schema version, rows (the ``planned`` networks: ids,
     seeds and hyperparameters), variant layouts (``layouts_json``) and the config that trained it (``config_hash``;
@@ -198,6 +200,16 @@ def check_shard(
         raise ZooError(f"shard {path} holds {difference}")
     if layouts_json is not None and json.loads(metadata.get(b"symzoo.layouts", b"{}")) != layouts_json:
         raise ZooError(f"shard {path} holds networks of other layouts than this config's")
+    if size is not None:
+        for field in shard.schema_arrow:
+            if is_weight_column(field.name):
+                t = field.type
+                stored = t.byte_width // 4 if pa.types.is_fixed_size_binary(t) else getattr(t, "list_size", None)
+                if stored != size:
+                    raise ZooError(
+                        f"shard {path} stores {field.name} vectors of {stored} values, the manifest's layout {size}: "
+                        f"the manifest does not describe its shards; {rebuild_hint(path.parent.parent)}"
+                    )
     trained_under = metadata.get(CONFIG_HASH_KEY.encode())
     if config_hash is not None and trained_under is not None and trained_under.decode() != config_hash:
         raise ZooError(
@@ -306,7 +318,7 @@ MANIFEST_KEYS = ("schema_version", "config_hash", "config", "layouts", "n_shards
 
 def read_manifest(zoo_dir: Location) -> dict[str, Any]:
     path = zoo_dir / MANIFEST
-    rebuild = f"rebuild it from the shards with `symzoo generate <the zoo's config> --out {zoo_dir}`"
+    rebuild = rebuild_hint(zoo_dir)
     if not path.is_file():  # only then is it worth asking what the path is (each question is a request on a store)
         if zoo_dir.is_file():
             raise ZooError(f"{zoo_dir} is a file, not a zoo directory; pass the --out directory of `symzoo generate`")
@@ -357,6 +369,13 @@ def new_manifest(
 def weight_rows(chunk: pa.Array, size: int) -> np.ndarray:
     """Zero-copy ``(len, size)`` float32 view of one chunk of a weight column, null rows included (as whatever
     their slots hold): ``fixed_size_binary[4P]`` (schemas 2 and 3) or ``fixed_size_list<float32>[P]`` (schema 1)."""
+    stored = chunk.type.byte_width // 4 if pa.types.is_fixed_size_binary(chunk.type) else chunk.type.list_size
+    if stored != size:  # never reshape one network's bytes into another's row
+        raise ZooError(
+            f"stored weight vectors hold {stored} values where the manifest's layout says {size}: the manifest does "
+            "not describe these shards; check the zoo with `symzoo info --verify` and rebuild the manifest with "
+            "`symzoo generate <the zoo's config>`"
+        )
     if pa.types.is_fixed_size_binary(chunk.type):
         data = chunk.buffers()[1]
         rows = np.frombuffer(data, WEIGHT_DTYPE, len(chunk) * size, chunk.offset * size * 4).reshape(-1, size)
@@ -609,7 +628,7 @@ class Zoo:
         """Check every shard's footer (and, with ``checksums``, its sha256 against the manifest)."""
         recorded = self.manifest.get("shards", {})
         for p in self.shards:
-            check_shard(p, config_hash=self.manifest["config_hash"])
+            check_shard(p, config_hash=self.manifest["config_hash"], size=self.n_params)
             if checksums and p.name in recorded and file_sha256(p) != recorded[p.name]:
                 raise ZooError(
                     f"corrupt shard {p} (checksum differs from the manifest); rerun `symzoo generate` "
@@ -628,13 +647,49 @@ class Zoo:
 
 def check_stored_config(zoo_dir: Location, cfg: object) -> None:
     """A shared zoo is input from elsewhere: its manifest's config is checked as strictly as a fresh one before
-    anything acts on it (paths, data set names, counts)."""
-    from symzoo.zoo.config import validate
+    anything acts on it (paths, data set names, counts), and must be complete, as a resolved config always is."""
+    from symzoo.zoo.config import DEFAULTS, validate
 
     try:
         validate(cfg)
     except ConfigError as e:
         raise ZooError(f"{zoo_dir}/{MANIFEST} holds an invalid config ({e}); this is not a zoo symzoo wrote") from None
+    if missing := [k for k in DEFAULTS if k not in cfg]:
+        raise ManifestDamaged(
+            f"{zoo_dir}/{MANIFEST} is damaged (its config has no {', '.join(missing)}); {rebuild_hint(zoo_dir)}"
+        )
+
+
+def rebuild_hint(zoo_dir: Location) -> str:
+    return f"rebuild it from the shards with `symzoo generate <the zoo's config> --out {zoo_dir}`"
+
+
+def check_manifest(zoo_dir: Location, manifest: dict) -> None:
+    """What the rest of symzoo reads from a manifest, well formed: a count of shards, a mapping of shard
+    checksums, and one parseable layout of one size per variant of the config (a wrong size would read other
+    networks' bytes as a network)."""
+    where = f"{zoo_dir}/{MANIFEST}"
+    n = manifest["n_shards"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ManifestDamaged(f"{where} is damaged (n_shards {n!r} is not a count); {rebuild_hint(zoo_dir)}")
+    if not isinstance(manifest["shards"], dict):
+        raise ManifestDamaged(f"{where} is damaged (shards is not a mapping); {rebuild_hint(zoo_dir)}")
+    layouts = manifest["layouts"]
+    if not isinstance(layouts, dict) or not layouts:
+        raise ManifestDamaged(f"{where} is damaged (no layouts); {rebuild_hint(zoo_dir)}")
+    try:
+        parsed = {v: ParamLayout.from_json(j) for v, j in layouts.items()}
+    except (KeyError, TypeError, ValueError, binascii.Error) as e:
+        why = f"{type(e).__name__}: {e}" if isinstance(e, ValueError) else type(e).__name__
+        raise ManifestDamaged(f"{where} is damaged (a layout does not parse: {why}); {rebuild_hint(zoo_dir)}") from None
+    variants = manifest["config"].get("variants") or []
+    if sorted(parsed) != sorted(variants):
+        raise ManifestDamaged(
+            f"{where} is damaged (layouts for {', '.join(parsed)}, the config's variants are "
+            f"{', '.join(variants)}); {rebuild_hint(zoo_dir)}"
+        )
+    if len({layout.size for layout in parsed.values()}) != 1:
+        raise ManifestDamaged(f"{where} is damaged (its layouts differ in size); {rebuild_hint(zoo_dir)}")
 
 
 def open_zoo(path: str | Location, verify: bool = True) -> Zoo:
@@ -643,6 +698,7 @@ def open_zoo(path: str | Location, verify: bool = True) -> Zoo:
     zoo_dir = location(path)
     manifest = read_manifest(zoo_dir)  # a missing manifest is diagnosed there: a file, no directory, no zoo
     check_stored_config(zoo_dir, manifest["config"])
+    check_manifest(zoo_dir, manifest)
     zoo = Zoo(zoo_dir, manifest)
     if verify:
         zoo.verify()
