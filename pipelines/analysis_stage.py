@@ -29,6 +29,7 @@ from symzoo.pipelines.stage import (
     StageReport,
     WorkUnit,
     analysis_resources,
+    check_fits,
     connect,
     describe_cluster,
     run_unit_files,
@@ -112,6 +113,8 @@ class AnalysisStage:
         address leaves no trace), and own ``out`` while the block runs."""
         with directory_lock(self.out, f"symzoo {self.name}"):
             connect(address)
+            # a unit no node can hold would wait forever: refused before anything is written
+            check_fits(analysis_resources(self.opts.cpus_per_task, self.opts.gpus_per_task, 1.0), self.name)
             claim_stage_dir(self.out, self.name, self.identity)
             self.units_dir.mkdir(exist_ok=True)
             remove_stale_temporaries(self.units_dir)

@@ -13,7 +13,8 @@ from symzoo.errors import ZooError
 from symzoo.pipelines.manifest import finalize_manifest, prepare_manifest
 from symzoo.pipelines.registry import load_study_config
 from symzoo.pipelines.shard import dataset_from, layouts_for, shard_specs, train_shard_table, training_line
-from symzoo.pipelines.stage import StageReport, WorkUnit, Written, connect, run_pending, sort_units, workers_reach
+from symzoo.pipelines.stage import StageReport, Written, check_fits, connect, run_pending, sort_units, workers_reach
+from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.config import config_hash
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.location import Location, location
@@ -57,6 +58,15 @@ def train_shard(  # a Ray task: resources and retries come from the config, thro
     return table
 
 
+def shard_resources(execution: dict) -> dict:
+    """The Ray resources of one shard's task, from the config's execution section."""
+    return {
+        "num_cpus": execution["cpus_per_task"],
+        "num_gpus": execution["gpus_per_task"],
+        "max_retries": execution["max_retries"],
+    }
+
+
 def plan_units(cfg: dict, out: Location) -> list[WorkUnit]:
     """The zoo's shards (``pipelines.shard.shard_specs``) as work units writing to their Parquet paths."""
     return [WorkUnit(i, shard_path(out, i), chunk, len(chunk)) for i, chunk in enumerate(shard_specs(cfg))]
@@ -85,6 +95,7 @@ def _generate_locked(
 ) -> StageReport:
     if not all(u.output.exists() for u in units):  # before anything is written: a wrong address leaves no trace
         connect(address, num_cpus=None)
+        check_fits(shard_resources(cfg["execution"]), cfg["name"])  # and so does a task no node can hold
     manifest = prepare_manifest(cfg, out, data, layouts, len(units))
     layouts_json = {v: layout.to_json() for v, layout in layouts.items()}
 
@@ -139,18 +150,7 @@ def _train_pending(
 ) -> StageReport:
     """The missing shards on Ray; workers write their own shards where they reach the zoo (``workers_reach``)."""
     execution = cfg["execution"]
-    resources = {
-        "num_cpus": execution["cpus_per_task"],
-        "num_gpus": execution["gpus_per_task"],
-        "max_retries": execution["max_retries"],
-    }
-    gpus_now = ray.cluster_resources().get("GPU", 0)
-    if execution["gpus_per_task"] > 0 and gpus_now == 0:
-        print(
-            "symzoo: warning: execution.gpus_per_task asks for GPUs but the cluster has none now; tasks wait "
-            "until an autoscaler adds GPU nodes (set gpus_per_task: 0 to train on CPUs)",
-            file=sys.stderr,
-        )
+    resources = shard_resources(execution)
     n_nets = sum(u.size for u in units)
     print(
         f"symzoo: {cfg['name']}: {n_nets} networks ({', '.join(cfg['variants'])}) in {len(units)} shards -> {out}",

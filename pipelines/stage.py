@@ -149,6 +149,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         stop_on_sigterm()
 
 
+_JOINED: list[str] = []  # the address of a cluster this process joined (one it did not start), if any
+
+
 def _connect(address: str | None, num_cpus: int | None) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
@@ -162,6 +165,7 @@ def _connect(address: str | None, num_cpus: int | None) -> None:
     if ray.is_initialized():
         return
     if address:
+        _JOINED[:] = [address]
         with stderr_held() as held:  # Ray's core logs each refused retry; one line says what they mean
             try:
                 ray.init(address=address, log_to_driver=True)
@@ -236,6 +240,25 @@ def run_stage(
     )
 
 
+def check_fits(resources: dict[str, Any], desc: str) -> None:
+    """A task that no node can hold waits forever on a fixed cluster (Ray's scheduler keeps it pending for an
+    autoscaler): on a local cluster that is an error, one line saying what the nodes have; on a joined cluster,
+    whose autoscaler may add such a node, a warning."""
+    cpus, gpus = resources.get("num_cpus") or 0, resources.get("num_gpus") or 0
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
+        return
+    have = "; ".join(sorted({f"{r.get('CPU', 0):g} CPUs, {r.get('GPU', 0):g} GPUs" for r in nodes})) or "no node"
+    message = (
+        f"each {desc} task asks for {cpus:g} CPUs and {gpus:g} GPUs, and no node of this Ray cluster has that many "
+        f"(nodes: {have}); set cpus_per_task / gpus_per_task to what a node has (in the config's execution section "
+        "for generate, in the stage's section for an analysis stage)"
+    )
+    if not _JOINED:
+        raise ZooError(message)
+    print(f"symzoo: warning: {message}; waiting for the cluster's autoscaler to add such a node", file=sys.stderr)
+
+
 def slots(resources: dict[str, Any]) -> int:
     """How many of these tasks the cluster runs at once now (at least 1: an autoscaler may add nodes)."""
     have = ray.cluster_resources()
@@ -265,6 +288,7 @@ def run_pending(
     already = sum(u.size for u in units if u.index in report.skipped)
     if not pending:
         return report
+    check_fits(resources, desc)
     progress = Progress.remote()
     remote = ray.remote(task).options(**resources)  # a plain function: stage modules import without Ray
     queue = list(pending)

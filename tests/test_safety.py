@@ -424,3 +424,22 @@ def test_weight_vectors_of_another_width_than_the_layout_are_refused(zoos, tmp_p
     assert fixed_size_to_numpy(column, size).shape == (column.length(), size)
     with pytest.raises(ZooError, match=f"hold {size} values where the manifest's layout says 100"):
         fixed_size_to_numpy(column, 100)
+
+
+@pytest.mark.parametrize("execution", [{"cpus_per_task": 64}, {"gpus_per_task": 1}])
+def test_a_task_no_node_can_hold_is_refused_not_left_waiting(zoos, tmp_path, capsys, execution):
+    """Ray keeps such a task pending forever for an autoscaler a local cluster does not have: refused in one line
+    naming what the nodes have, before anything is written."""
+    config = write_config(tmp_path, execution={**TINY["execution"], **execution})
+    err = one_line_exit_2(["generate", str(config), "--out", str(tmp_path / "zoo"), "--no-progress"], capsys)
+    assert "no node of this Ray cluster has that many (nodes: 2 CPUs, 0 GPUs)" in err and "cpus_per_task" in err
+    assert not (tmp_path / "zoo").exists()
+
+
+def test_an_analysis_task_no_node_can_hold_is_refused(zoos, tmp_path, capsys):
+    _, a_zoo, _ = zoos
+    section = tmp_path / "mli.yaml"
+    section.write_text(yaml.safe_dump({"mli": {"cpus_per_task": 64, "alphas": 3}}))
+    argv = ["mli", str(a_zoo), "--out", str(tmp_path / "mli"), "--config", str(section), "--no-progress"]
+    err = one_line_exit_2(argv, capsys)
+    assert "each mli task asks for 64 CPUs and 0 GPUs" in err and not (tmp_path / "mli").exists()
