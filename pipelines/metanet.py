@@ -242,12 +242,14 @@ def prepare_inputs(
     builds the caches, a shard at a time, and puts the matrices into Ray's object store."""
     import ray
 
+    from symzoo.pipelines.stage import get_results
+
     sources = {v: input_sources(zoo, v, opts) for v in variants}
     kinds = {v: tuple(sorted({sources[v][input_kind(m)] for m in opts.metanets})) for v in variants}
     caches = {v: VariantCache.of(zoo, v, opts.weights, cache) for v in variants}
     if workers_read:
         built = [ray.remote(cache_task).remote(caches[v], kinds[v]) for v in variants]
-        finite = dict(zip(variants, ray.get(built), strict=True))
+        finite = dict(zip(variants, get_results(built), strict=True))
     else:
         finite = {v: ensure_inputs(caches[v], kinds[v], zoo) for v in variants}
     inputs, counts = {}, {}

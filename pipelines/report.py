@@ -197,6 +197,8 @@ def _inline(text: str, base: Path) -> str:
     def image(m: re.Match) -> str:
         if not embeddable(base, m.group(2)):
             return f"[{m.group(1)}: {m.group(2)} is not a figure of this study, not embedded]"
+        if not (base / m.group(2)).is_file():
+            return f"[{m.group(1)}: {m.group(2)} is missing; rerun the stage that draws it]"
         data = base64.b64encode((base / m.group(2)).read_bytes()).decode()
         return f'<img alt="{m.group(1)}" src="data:image/png;base64,{data}">'
 

@@ -240,6 +240,17 @@ def run_stage(
     )
 
 
+def get_results(refs: list) -> list:
+    """``ray.get`` of tasks outside the unit runner: a task's own ``ZooError`` (bad input it found: a damaged shard)
+    comes back as that one line, not as Ray's error text with the worker's traceback."""
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, ZooError):
+            raise ZooError(str(e.cause)) from None
+        raise
+
+
 def check_fits(resources: dict[str, Any], desc: str) -> None:
     """A task that no node can hold waits forever on a fixed cluster (Ray's scheduler keeps it pending for an
     autoscaler): on a local cluster that is an error, one line saying what the nodes have; on a joined cluster,

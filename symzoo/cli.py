@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+from collections.abc import Callable
 
 from symzoo.errors import SymzooError
 
@@ -64,13 +66,22 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
+    from pathlib import PurePosixPath
+
     from symzoo.zoo.info import describe
+    from symzoo.zoo.location import location
     from symzoo.zoo.store import open_zoo
 
+    if args.plot is not None:  # before anything is printed
+        plot = location(args.plot)
+        if plot.is_dir():
+            raise SymzooError(f"--plot {args.plot} is a folder; name a file in it, e.g. {plot / 'accuracy.png'}")
+        if PurePosixPath(plot.name).suffix.lower() != ".png":
+            raise SymzooError(f"--plot {args.plot} is not a .png file name; the figure is a PNG, e.g. accuracy.png")
     zoo = open_zoo(args.zoo, verify=False)
     zoo.verify(checksums=args.verify)  # footers always, sha256 too with --verify
     print(describe(zoo, checksums_verified=args.verify))
-    if args.plot:
+    if args.plot is not None:
         from symzoo.analysis.plots import plot_accuracy
 
         print(f"plot written to {plot_accuracy(zoo.frame, args.plot, zoo.config['name'])}")
@@ -90,6 +101,53 @@ def cmd_card(args: argparse.Namespace) -> None:
     from symzoo.zoo.card import write_card
 
     print(f"dataset card written to {write_card(args.zoo)}")
+
+
+def number_in(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number in [low, high] (or (low, high] with ``low_open``): nan, inf and a negative
+    learning rate would otherwise train, or fail deep inside torch."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value > low if low_open else value >= low) and value <= high):
+            bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; a finite number in {bounds}")
+        return value
+
+    return parse
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: a whole number in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; a whole number in [{low}, {high}]")
+        return value
+
+    return parse
+
+
+def device_name(text: str) -> str:
+    """argparse type: a torch device this machine has (cpu, cuda, cuda:N)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has no such CUDA device; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; cpu, cuda or cuda:N")
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -180,16 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--dataset", default="digits", choices=["digits", "cifar10", "fashion_mnist"])
     one.add_argument("--arch", default="resnet8", choices=["resnet8", "resnet20", "mlp"])
     one.add_argument("--variant", default="standard", choices=["standard", "w_asym", "sigma_asym"])
-    one.add_argument("--size", type=positive_int, default=None, help="downsample images to SIZE x SIZE")
+    one.add_argument("--size", type=int_in(4, 256), default=None, help="downsample images to SIZE x SIZE (4-256)")
     one.add_argument("--train-per-class", type=positive_int, default=None)
     one.add_argument("--epochs", type=positive_int, default=10)
-    one.add_argument("--lr", type=float, default=0.01)
-    one.add_argument("--weight-decay", type=float, default=5e-4)
-    one.add_argument("--label-smoothing", type=float, default=0.1)
+    one.add_argument("--lr", type=number_in(0, 10, low_open=True), default=0.01)
+    one.add_argument("--weight-decay", type=number_in(0, 10), default=5e-4)
+    one.add_argument("--label-smoothing", type=number_in(0, 0.999), default=0.1)
     one.add_argument("--batch-size", type=positive_int, default=512)
     one.add_argument("--seed", type=int, default=0)
     one.add_argument("--threads", type=positive_int, default=2)
-    one.add_argument("--device", default=None)
+    one.add_argument("--device", type=device_name, default=None, help="cpu, cuda or cuda:N (default: cuda if any)")
     one.set_defaults(func=cmd_train_one)
 
     gen = sub.add_parser("generate", help="train a zoo from a YAML config on Ray (resumes where it stopped)")

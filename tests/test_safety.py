@@ -250,6 +250,8 @@ def test_the_report_embeds_only_figures_inside_the_study(tmp_path):
     assert page.count("data:image/png;base64") == 1
     for name in ("/etc/hostname", "../outside.png", "mli/figures/link.png"):
         assert f"{name} is not a figure of this study, not embedded" in page
+    missing = markdown_to_html("![gone](mli/figures/deleted.png)", study, "t")  # a figure deleted by hand
+    assert "mli/figures/deleted.png is missing; rerun the stage that draws it" in missing
 
 
 def lease_record(**fields) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import ray
 
 from symzoo.errors import ZooError
 from symzoo.pipelines.stage import WorkUnit, run_stage
+
+# The runner submits plain functions; Ray pickles a function of an importable module by reference, and workers
+# cannot import a test module: these travel by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def crash_once(payload: dict, progress, unit: int) -> str:
@@ -122,14 +127,20 @@ def sleepy_unit(payload: dict, progress, unit: int):
 
 
 class CountingTask:
-    """``sleepy_unit`` as ``run_pending`` sees it, recording at every submission how many submitted units the
-    driver has not yet written (``taken`` is counted by the test's ``write_output``)."""
+    """Stands in for ``ray.remote`` in the runner: ``sleepy_unit`` as ``run_pending`` submits it, recording at every
+    submission how many submitted units the driver has not yet written (``taken`` is counted by the test's
+    ``write_output``)."""
 
     def __init__(self) -> None:
         self.submitted = self.taken = self.most_outstanding = 0
+        self.real_remote = ray.remote
+
+    def __call__(self, function):  # ray.remote(function)
+        self.function = self.real_remote(function)
+        return self
 
     def options(self, **resources):
-        self.inner = sleepy_unit.options(**resources)
+        self.inner = self.function.options(**resources)
         return self
 
     def remote(self, *args):
@@ -138,7 +149,8 @@ class CountingTask:
         return self.inner.remote(*args)
 
 
-def test_in_flight_tasks_are_bounded(ray_cluster, tmp_path):
+def test_in_flight_tasks_are_bounded(ray_cluster, tmp_path, monkeypatch):
+    from symzoo.pipelines import stage
     from symzoo.pipelines.stage import IN_FLIGHT_PER_SLOT, StageReport, run_pending, slots
 
     task = CountingTask()
@@ -149,7 +161,9 @@ def test_in_flight_tasks_are_bounded(ray_cluster, tmp_path):
         return f"sha-{unit.index}"
 
     resources = {"num_cpus": 1, "num_gpus": 0, "max_retries": 0}
-    report = run_pending(units, units, StageReport(), task, (), write, resources, "t", False)
+    monkeypatch.setattr(stage.ray, "remote", task)
+    report = run_pending(units, units, StageReport(), sleepy_unit, (), write, resources, "t", False)
+    monkeypatch.undo()
     assert task.submitted == 30 and sorted(report.done) == list(range(30))
     assert task.most_outstanding <= IN_FLIGHT_PER_SLOT * slots(resources) == 4  # 2 CPUs, 1 per task
 
@@ -168,3 +182,16 @@ def test_a_unit_that_wrote_its_own_output_is_recorded_by_its_receipt(ray_cluster
     report = run_pending(units, units, StageReport(), sleepy_unit, (), write, resources, "t", False)
     assert sorted(written) == ["result-0", "result-2", "result-4"]  # the driver wrote only what came back
     assert report.checksums == {f"u{i}": f"receipt-{i}" if i % 2 else f"sha-{i}" for i in range(6)}
+
+
+def raise_zoo_error() -> None:
+    raise ZooError("corrupt file part-00001.parquet (a page's checksum); rerun `symzoo generate`")
+
+
+def test_a_tasks_own_error_comes_back_as_one_line_not_rays_traceback(ray_cluster):
+    """A damaged shard met by a task outside the unit runner (the metanet cache): its one line, not Ray's text."""
+    from symzoo.pipelines.stage import get_results
+
+    with pytest.raises(ZooError) as raised:
+        get_results([ray.remote(raise_zoo_error).remote()])
+    assert str(raised.value) == "corrupt file part-00001.parquet (a page's checksum); rerun `symzoo generate`"

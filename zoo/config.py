@@ -78,6 +78,8 @@ def _check_hyperparameters(hp: Any) -> dict:
         if isinstance(dist, (int, float)) and not isinstance(dist, bool):
             if name == "epochs":
                 check_int(path, dist, 1, 100_000)  # 2.5 epochs would silently train 2
+            elif name == "label_smoothing":  # a probability mass moved off the true class: 1 leaves none on it
+                check_number(path, dist, 0, 0.999)
             else:
                 check_number(path, dist, 0, float("inf"))  # any finite value: tests diverge on purpose at 1e30
             continue
@@ -93,6 +95,8 @@ def _check_hyperparameters(hp: Any) -> dict:
             )
         if name == "epochs" and (kind != "randint" or bounds[0] < 1 or bounds[1] > 100_000):
             fail(path, "epochs takes a whole number or randint: [low >= 1, high <= 100000]")
+        if name == "label_smoothing" and bounds[1] >= 1:
+            fail(path, f"bounds {bounds!r} are not allowed; label smoothing lies in [0, 1)")
     return out
 
 

@@ -261,4 +261,6 @@ def atomic_write_bytes(path: Location, data: bytes) -> None:
                 f"no space left on the device writing {path}; free some and rerun the same command "
                 "(finished work is kept)"
             ) from None
+        if isinstance(e, (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+            raise ZooError(f"cannot write {path} ({e.strerror}); choose a path you can write to") from None
         raise
