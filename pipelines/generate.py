@@ -58,6 +58,19 @@ def train_shard(  # a Ray task: resources and retries come from the config, thro
     return table
 
 
+def check_not_inside_a_zoo(out: Location) -> None:
+    """A zoo inside another zoo's ``models/`` folder would have its files read as that zoo's shards (pandas,
+    Polars, DuckDB read every Parquet file there): refused, as the stages refuse outputs there."""
+    if not isinstance(out, Path):
+        return
+    for folder in out.resolve().parents:
+        if folder.name == MODELS and (folder.parent / MANIFEST).is_file():
+            raise ZooError(
+                f"--out {out} is inside the zoo {folder.parent}'s {MODELS}/ folder, where every Parquet file is read "
+                "as a shard; put the new zoo beside it, e.g. --out zoos/NAME"
+            )
+
+
 def shard_resources(execution: dict) -> dict:
     """The Ray resources of one shard's task, from the config's execution section."""
     return {
@@ -83,6 +96,7 @@ def generate(
     units = plan_units(cfg, out)
     if out.exists() and not out.is_dir():
         raise ZooError(f"--out {out} is a file; pass a new or existing zoo directory")
+    check_not_inside_a_zoo(out)
     # The lock first, in a second: a second writer is refused before it spends a minute starting Ray, and Ray starts
     # only when some shard is missing. A folder the lock created is removed again when nothing was written, so a
     # wrong address still leaves no trace.

@@ -37,6 +37,7 @@ from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec, ch
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.fields import check_choice, check_int, check_number, fail
 from symzoo.zoo.location import atomic_write_bytes, local_scratch
+from symzoo.zoo.splits import stored_source
 from symzoo.zoo.store import Zoo
 from symzoo.zoo.weight_cache import VariantCache
 
@@ -181,6 +182,12 @@ def check_inputs(zoo: Zoo, opts: MetanetOptions) -> tuple[list[str], pd.DataFram
     if opts.weights not in zoo.weight_kinds():
         raise ZooError(f"no weights {opts.weights!r} in {zoo.path}; it stores {', '.join(zoo.weight_kinds())}")
     splits = zoo.splits(opts.split_seed)
+    if opts.split_seed == "stored" and stored_source(zoo.path) is None:
+        print(
+            f"symzoo: warning: {zoo.path} stores no splits.parquet, so split_seed: stored uses seed 0's split; "
+            "store one with `symzoo splits`",
+            file=sys.stderr,
+        )
     for v in variants:
         frame = zoo.frame[zoo.frame["variant"] == v].reset_index(drop=True)
         vw = VariantWeights(v, frame, np.zeros((len(frame), 0), np.float32), _usable_by_metadata(frame))
@@ -349,8 +356,6 @@ def metanet_stage(
 
 def split_description(zoo: Zoo, split_seed: int | str) -> str:
     """Which assignment the runs used, for the table's notes."""
-    from symzoo.zoo.splits import stored_source
-
     source = stored_source(zoo.path)
     if split_seed == "stored" and source is not None:
         return f"the zoo's splits.parquet ({source})"

@@ -87,6 +87,19 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(f"plot written to {plot_accuracy(zoo.frame, args.plot, zoo.config['name'])}")
 
 
+def cmd_verify(args: argparse.Namespace) -> None:
+    """``symzoo verify ZOO``: ``info --verify`` without the tables, for scripts and for users who look for it."""
+    from symzoo.zoo.store import open_zoo
+
+    zoo = open_zoo(args.zoo, verify=False)
+    zoo.verify(checksums=True)
+    state = "complete" if zoo.complete else "INCOMPLETE"
+    print(
+        f"{zoo.path}: {len(zoo.shards)} shards and {len(zoo.frame)} networks verified (footers, sha256 against the "
+        f"manifest, every row the planned network); the zoo is {state}"
+    )
+
+
 def cmd_splits(args: argparse.Namespace) -> None:
     from symzoo.zoo.split_files import store_splits
     from symzoo.zoo.store import open_zoo
@@ -147,6 +160,13 @@ def device_name(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: this machine has no such CUDA device; use --device cpu")
     if device.type not in ("cpu", "cuda"):
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed; cpu, cuda or cuda:N")
+    return text
+
+
+def out_path(text: str) -> str:
+    """argparse type of --out: a path (an empty one would silently mean the default)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; pass a directory, or leave --out out for the default")
     return text
 
 
@@ -223,7 +243,7 @@ def cmd_submit(args: argparse.Namespace) -> None:
 def _analysis_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
     """What every analysis stage takes besides its own options."""
     parser.add_argument("zoo", help="zoo directory written by `symzoo generate`")
-    parser.add_argument("--out", default=None, help=f"output directory (default: runs/<zoo>-{stage})")
+    parser.add_argument("--out", type=out_path, default=None, help=f"output directory (default: runs/<zoo>-{stage})")
     parser.add_argument("--config", default=None, help=f"a zoo config whose {stage}: section sets the options")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local one)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -245,21 +265,21 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--weight-decay", type=number_in(0, 10), default=5e-4)
     one.add_argument("--label-smoothing", type=number_in(0, 0.999), default=0.1)
     one.add_argument("--batch-size", type=positive_int, default=512)
-    one.add_argument("--seed", type=int, default=0)
+    one.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0)
     one.add_argument("--threads", type=positive_int, default=2)
     one.add_argument("--device", type=device_name, default=None, help="cpu, cuda or cuda:N (default: cuda if any)")
     one.set_defaults(func=cmd_train_one)
 
     gen = sub.add_parser("generate", help="train a zoo from a YAML config on Ray (resumes where it stopped)")
     gen.add_argument("config", help="zoo config, e.g. configs/digits_demo.yaml")
-    gen.add_argument("--out", default=None, help="zoo directory (default: zoos/<config name>)")
+    gen.add_argument("--out", type=out_path, default=None, help="zoo directory (default: zoos/<config name>)")
     gen.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
 
     pl = sub.add_parser("plan", help="what `generate CONFIG` would train and store, and what is already done")
     pl.add_argument("config")
-    pl.add_argument("--out", default=None, help="zoo directory (default: zoos/<config name>)")
+    pl.add_argument("--out", type=out_path, default=None, help="zoo directory (default: zoos/<config name>)")
     pl.set_defaults(func=cmd_plan)
 
     sm = sub.add_parser(
@@ -277,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rn = sub.add_parser("run", help="the whole study: generate, metanet, mli, lmc, then the report (resumes)")
     rn.add_argument("config", help="study config, e.g. configs/digits_study.yaml")
-    rn.add_argument("--out", default=None, help="study directory (default: runs/<config name>)")
+    rn.add_argument("--out", type=out_path, default=None, help="study directory (default: runs/<config name>)")
     rn.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
     rn.add_argument("--no-progress", action="store_true", help="no progress bars")
     rn.set_defaults(func=cmd_run)
@@ -296,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("splits", help="store the zoo's train/val/test assignment (splits.parquet), paired by sample")
     sp.add_argument("zoo", help="zoo directory")
     how = sp.add_mutually_exclusive_group()
-    how.add_argument("--seed", type=int, default=None, help="seed of the paired 50/25/25 split (default 0)")
+    how.add_argument(
+        "--seed", type=int_in(0, 2**32 - 1), default=None, help="seed of the paired 50/25/25 split (default 0)"
+    )
     how.add_argument("--from", dest="from_file", default=None, metavar="FILE", help="CSV/Parquet: model_id, split")
     sp.add_argument("--replace", action="store_true", help="overwrite a different stored split")
     sp.set_defaults(func=cmd_splits)
@@ -310,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--verify", action="store_true", help="also check every shard's sha256 against the manifest")
     info.add_argument("--plot", default=None, metavar="FILE.png", help="also plot accuracy by variant and lr")
     info.set_defaults(func=cmd_info)
+
+    vf = sub.add_parser("verify", help="check every shard of a zoo against its manifest (as info --verify)")
+    vf.add_argument("zoo", help="zoo directory")
+    vf.set_defaults(func=cmd_verify)
     return parser
 
 

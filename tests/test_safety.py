@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -445,3 +446,100 @@ def test_an_analysis_task_no_node_can_hold_is_refused(zoos, tmp_path, capsys):
     argv = ["mli", str(a_zoo), "--out", str(tmp_path / "mli"), "--config", str(section), "--no-progress"]
     err = one_line_exit_2(argv, capsys)
     assert "each mli task asks for 64 CPUs and 0 GPUs" in err and not (tmp_path / "mli").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train-one", "--lr", "nan"], "argument --lr: 'nan' is not allowed; a finite number in (0, 10]"),
+        (["train-one", "--lr", "-1"], "argument --lr: '-1' is not allowed"),
+        (["train-one", "--weight-decay", "-1"], "argument --weight-decay: '-1' is not allowed"),
+        (["train-one", "--label-smoothing", "2"], "argument --label-smoothing: '2' is not allowed"),
+        (["train-one", "--device", "foo"], "argument --device: 'foo' is not a device; cpu, cuda or cuda:N"),
+        (["train-one", "--size", "1000"], "argument --size: '1000' is not allowed; a whole number in [4, 256]"),
+        (["generate", "configs/digits_demo.yaml", "--out", ""], "argument --out: is empty; pass a directory"),
+        (["mli", "zoos/x", "--out", " "], "argument --out: is empty"),
+        (["splits", "zoos/x", "--seed", "-1", "--replace"], "argument --seed: '-1' is not allowed"),
+    ],
+)
+def test_bad_arguments_are_one_line(argv, message, capsys):
+    assert message in one_line_exit_2(argv, capsys)
+
+
+def test_a_cuda_device_on_a_machine_without_one_is_one_line(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    assert "this machine has no such CUDA device; use --device cpu" in one_line_exit_2(
+        ["train-one", "--device", "cuda"], capsys
+    )
+
+
+def test_bad_plot_paths_are_one_line(zoos, tmp_path, capsys):
+    _, a_zoo, _ = zoos
+    err = one_line_exit_2(["info", str(a_zoo), "--plot", str(tmp_path)], capsys)
+    assert "is a folder; name a file in it" in err and not (tmp_path.parent / f"{tmp_path.name}.png").exists()
+    assert "is not a .png file name" in one_line_exit_2(["info", str(a_zoo), "--plot", str(tmp_path / "a.txt")], capsys)
+    err = one_line_exit_2(["info", str(a_zoo), "--plot", str(tmp_path / "no" / "such" / "a.png")], capsys)
+    assert "cannot write" in err and "choose a path you can write to" in err
+
+
+def test_label_smoothing_of_one_or_more_is_refused(tmp_path, capsys):
+    config = write_config(tmp_path, hyperparameters={"epochs": 1, "label_smoothing": 1.5})
+    err = one_line_exit_2(["generate", str(config), "--out", str(tmp_path / "zoo")], capsys)
+    assert "'hyperparameters.label_smoothing': 1.5 is not allowed" in err
+    config = write_config(tmp_path, hyperparameters={"epochs": 1, "label_smoothing": {"uniform": [0.5, 1.0]}})
+    err = one_line_exit_2(["generate", str(config), "--out", str(tmp_path / "zoo")], capsys)
+    assert "label smoothing lies in [0, 1)" in err and not (tmp_path / "zoo").exists()
+
+
+def test_a_zoo_inside_another_zoos_models_folder_is_refused(zoos, tmp_path, capsys):
+    a_cfg, a_zoo, _ = zoos
+    err = one_line_exit_2(["generate", str(a_cfg), "--out", str(a_zoo / "models" / "inner")], capsys)
+    assert "is inside the zoo" in err and "models/ folder" in err
+    assert not (a_zoo / "models" / "inner").exists()
+
+
+def test_split_files_and_seeds_that_are_no_ids_are_one_line(zoos, tmp_path, capsys):
+    _, a_zoo, _ = zoos
+    zoo = tmp_path / "a"
+    shutil.copytree(a_zoo, zoo)
+    mine = tmp_path / "mine.csv"
+    mine.write_text("model_id,split\nabc,train\n")
+    err = one_line_exit_2(["splits", str(zoo), "--from", str(mine), "--replace"], capsys)
+    assert "model_id 'abc' is not a network id (a whole number)" in err
+    from symzoo.zoo.dataset import WeightDataset
+
+    with pytest.raises(ZooError, match="split seed -1 is not allowed"):
+        WeightDataset(zoo, split_seed=-1, cache_dir=tmp_path / "cache")
+
+
+def test_an_incomplete_zoo_says_so_in_its_card_and_its_dataset(zoos, tmp_path, capsys):
+    from symzoo.zoo.dataset import WeightDataset
+
+    _, a_zoo, _ = zoos
+    zoo = tmp_path / "a"
+    shutil.copytree(a_zoo, zoo)
+    shard_path(zoo, 1).unlink()
+    (zoo / "splits.parquet").unlink()
+    assert cli_main(["card", str(zoo)]) == 0
+    assert "**Incomplete**: 2 of 4 planned networks are stored" in (zoo / "README.md").read_text()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        WeightDataset(zoo, cache_dir=tmp_path / "cache")
+    said = [str(w.message) for w in caught]
+    assert any("is an incomplete zoo (2 networks so far)" in m for m in said), said
+    assert any("stores no splits.parquet: the split is seed 0's" in m for m in said), said
+
+
+def test_verify_is_a_command_of_its_own(zoos, tmp_path, capsys):
+    _, a_zoo, _ = zoos
+    assert cli_main(["verify", str(a_zoo)]) == 0
+    assert "2 shards and 4 networks verified" in capsys.readouterr().out
+    zoo = tmp_path / "a"
+    shutil.copytree(a_zoo, zoo)
+    data = bytearray(shard_path(zoo, 0).read_bytes())
+    data[len(data) // 3] ^= 1
+    shard_path(zoo, 0).write_bytes(bytes(data))
+    assert "part-00000.parquet" in one_line_exit_2(["verify", str(zoo)], capsys)

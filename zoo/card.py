@@ -66,6 +66,19 @@ def front_matter(zoo: Zoo) -> dict:
     }
 
 
+def incomplete_note(zoo: Zoo) -> list[str]:
+    """A card of an unfinished zoo says so first: its numbers describe the networks trained so far."""
+    if zoo.complete:
+        return []
+    cfg = zoo.config
+    planned = cfg["networks"] * cfg["replicates"] * len(cfg["variants"])
+    return [
+        f"**Incomplete**: {len(zoo.frame)} of {planned} planned networks are stored; every number below is of "
+        "those. Finish it with `symzoo generate <its config> --out ZOO` (it resumes).",
+        "",
+    ]
+
+
 def card_text(zoo: Zoo) -> str:
     """The card's Markdown, front matter first."""
     cfg, manifest, frame = zoo.config, zoo.manifest, zoo.frame
@@ -81,6 +94,7 @@ def card_text(zoo: Zoo) -> str:
         f"weights; `{SPLITS_FILE}` assigns each network to train / val / test, every variant and replicate of a "
         "sample in one part. The training data's own terms apply to the weights.",
         "",
+        *incomplete_note(zoo),
         "## Load it",
         "",
         "```python",
@@ -98,6 +112,11 @@ def card_text(zoo: Zoo) -> str:
         'models = datasets.load_dataset("ZOO", "models", split="zoo")',
         'splits = datasets.load_dataset("ZOO", "splits", split="zoo")',
         "```",
+        "",
+        "symzoo checks every weight row it reads against its stored checksum, and `symzoo verify ZOO` checks every "
+        "shard against the manifest's sha256. pandas, Polars, DuckDB and Hugging Face `datasets` do not verify "
+        "Parquet's page checksums by default: read with `pyarrow.parquet.read_table(path, "
+        "page_checksum_verification=True)` (every page carries a CRC) when a flipped bit must not pass unseen.",
         "",
         "## Contents",
         "",

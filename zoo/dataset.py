@@ -18,6 +18,7 @@ before the view is taken: augmentation by the zoo's symmetries, or, on asymmetri
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import torch
 
 from symzoo.errors import ZooError
 from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.splits import stored_source
 from symzoo.zoo.store import Zoo, open_zoo
 
 VIEWS = ("flat", "layers", "nfn", "stats")
@@ -61,6 +63,17 @@ class WeightDataset(torch.utils.data.Dataset):
 
         zoo = zoo if isinstance(zoo, Zoo) else open_zoo(zoo)
         zoo.check_weight_kind(which)
+        if not zoo.complete:
+            warnings.warn(
+                f"{zoo.path} is an incomplete zoo ({len(zoo.frame)} networks so far): this dataset serves those; "
+                "finish it with `symzoo generate` and its config",
+                stacklevel=2,
+            )
+        if split_seed == "stored" and stored_source(zoo.path) is None:
+            warnings.warn(
+                f"{zoo.path} stores no splits.parquet: the split is seed 0's; store one with `symzoo splits`",
+                stacklevel=2,
+            )
         if view not in VIEWS:
             raise ZooError(f"view {view!r} is not one of {', '.join(VIEWS)}")
         targets = list(targets)

@@ -49,6 +49,11 @@ def check_splits(frame: pd.DataFrame, splits: pd.DataFrame, source: str) -> pd.D
     if missing:
         raise ZooError(f"{source} has no column {', '.join(sorted(missing))}; it needs model_id and split")
     splits = splits[["model_id", "split"]].copy()
+    ids = pd.to_numeric(splits["model_id"], errors="coerce")
+    not_ids = splits.loc[ids.isna() | (ids != ids.round()), "model_id"]
+    if len(not_ids):
+        raise ZooError(f"{source}: model_id {not_ids.iloc[0]!r} is not a network id (a whole number)")
+    splits["model_id"] = ids.astype("int64")
     bad = splits.loc[~splits["split"].isin(SPLIT_NAMES), "split"]
     if len(bad):
         raise ZooError(f"{source}: split {bad.iloc[0]!r} is not one of {', '.join(SPLIT_NAMES)}")

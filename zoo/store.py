@@ -577,6 +577,8 @@ class Zoo:
         ``"stored"``: the zoo's ``splits.parquet`` (``symzoo splits`` writes it; generate writes seed 0's), or seed
         0's where the zoo stores none; a seed: that seed's assignment (read from the file when it holds that
         seed's, which is the same thing)."""
+        if seed != "stored" and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
+            raise ZooError(f"split seed {seed!r} is not allowed; 'stored' or a whole number in [0, 2^32 - 1]")
         source = stored_source(self.path)
         if source is not None and (seed == "stored" or source == f"seed {seed}"):
             path = self.path / SPLITS_FILE
