@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -187,6 +188,7 @@ def _connect(address: str | None, num_cpus: int | None) -> None:
     else:
         try:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+            start_reaper()
         except Exception as e:  # Ray raises bare Exceptions (e.g. "timed out during startup" on a loaded machine)
             ray.shutdown()  # whatever half-started is stopped, so a retry starts clean
             why = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
@@ -194,6 +196,19 @@ def _connect(address: str | None, num_cpus: int | None) -> None:
                 f"Ray could not start a local cluster ({why}); rerun when the machine is less busy, or start one "
                 "yourself (ray start --head) and pass --address auto"
             ) from None
+
+
+def start_reaper() -> None:
+    """Beside a local cluster this process started: a watchdog that stops what the cluster leaves behind if this
+    process is killed (``pipelines/reaper.py``); it ends by itself once this process has."""
+    session = ray._private.worker._global_node.get_session_dir_path()
+    subprocess.Popen(
+        [sys.executable, "-m", "symzoo.pipelines.reaper", str(os.getpid()), session],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # not in this process's group: a kill of the group leaves the watchdog to clean up
+    )
 
 
 def sort_units(

@@ -543,3 +543,27 @@ def test_verify_is_a_command_of_its_own(zoos, tmp_path, capsys):
     data[len(data) // 3] ^= 1
     shard_path(zoo, 0).write_bytes(bytes(data))
     assert "part-00000.parquet" in one_line_exit_2(["verify", str(zoo)], capsys)
+
+
+def test_a_killed_commands_local_cluster_does_not_outlive_it(tmp_path):
+    """kill -9 of a driver left Ray's dashboard and runtime-env agents running (two more per killed run): the
+    watchdog beside every local cluster a command starts stops what holds the session's files once it is gone."""
+    from symzoo.pipelines.reaper import session_processes
+
+    config = write_config(tmp_path, networks=8, hyperparameters={"epochs": 30, "lr": 0.01})
+    cmd = [sys.executable, "-m", "symzoo.cli", "generate", str(config), "--out", str(tmp_path / "zoo"), "--no-progress"]
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    session, deadline = None, time.time() + 120
+    while session is None and time.time() < deadline and driver.poll() is None:
+        listed = subprocess.run(["pgrep", "-af", "symzoo.pipelines.reaper"], capture_output=True, text=True).stdout
+        session = next((ln.split()[-1] for ln in listed.splitlines() if ln.split()[-2] == str(driver.pid)), None)
+        time.sleep(0.5)
+    assert session is not None, "no watchdog beside the local cluster"
+    time.sleep(5)  # the cluster's agents are up and training runs
+    assert session_processes(session + "/"), "the session's processes are found by its files"
+    driver.kill()
+    driver.wait()
+    deadline = time.time() + 30
+    while session_processes(session + "/") and time.time() < deadline:
+        time.sleep(1)
+    assert not session_processes(session + "/"), "processes of the killed driver's cluster are still running"
