@@ -57,12 +57,12 @@ def config(n: int) -> dict:
 
 
 def synthetic_train_shard_task():
-    """A Ray task with ``train_shard``'s signature that draws each planned network's rows instead of training."""
-    import ray
+    """A function with ``train_shard``'s signature (the runner submits it as a Ray task) that draws each planned
+    network's rows instead of training."""
 
-    @ray.remote
     def synthetic_train_shard(spec_rows, cfg, data, layouts_json, write_to, progress, unit):
         from symzoo.pipelines.stage import Written
+        from symzoo.zoo.config import config_hash
         from symzoo.zoo.store import rows_to_table, write_shard
 
         size = next(iter(layouts_json.values()))["size"]
@@ -80,7 +80,7 @@ def synthetic_train_shard_task():
                 | {"weights_init": init, "weights_final": final}
             )
         progress.set.remote(unit, len(rows))
-        table = rows_to_table(rows, layouts_json, cfg["training"]["checkpoint_epochs"])
+        table = rows_to_table(rows, layouts_json, cfg["training"]["checkpoint_epochs"], config_hash(cfg))
         return table if write_to is None else Written(write_shard(write_to, unit, table))
 
     return synthetic_train_shard

@@ -201,9 +201,11 @@ def _connect(address: str | None, num_cpus: int | None) -> None:
 def start_reaper() -> None:
     """Beside a local cluster this process started: a watchdog that stops what the cluster leaves behind if this
     process is killed (``pipelines/reaper.py``); it ends by itself once this process has."""
-    session = ray._private.worker._global_node.get_session_dir_path()
+    node = getattr(ray._private.worker, "_global_node", None)  # Ray's own node handle: no public API names it
+    if node is None:
+        return
     subprocess.Popen(
-        [sys.executable, "-m", "symzoo.pipelines.reaper", str(os.getpid()), session],
+        [sys.executable, "-m", "symzoo.pipelines.reaper", str(os.getpid()), node.get_session_dir_path()],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
