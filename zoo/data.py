@@ -85,7 +85,8 @@ class Dataset:
 
 
 def shared_data_candidates(filename: str) -> list[Path]:
-    """Where the project's offline copies live: ``$SYMZOO_SHARED_DATA``, then ``../shared/data`` near us."""
+    """Where offline copies of the data sets may live: ``$SYMZOO_SHARED_DATA``, then a ``shared/data`` folder beside
+    the checkout (how the development machines hold them; a user's machine has neither unless it sets the first)."""
     found = []
     if os.environ.get("SYMZOO_SHARED_DATA"):
         found.append(Path(os.environ["SYMZOO_SHARED_DATA"]) / filename)
@@ -235,7 +236,8 @@ def load_cifar10(root: Path, download: bool = False) -> tuple[np.ndarray, ...]:
                 f"cifar10: download from {CIFAR10_URL} failed ({e}); put cifar-10-batches-py under {root} instead"
             ) from e
     raise DataNotFoundError(
-        f"cifar10 not found (looked for {batches} and cifar10_jpeg.npz in {root} and ../shared/data); "
+        f"cifar10 not found (looked for {batches} and cifar10_jpeg.npz in {root}, $SYMZOO_SHARED_DATA and a "
+        "shared/data folder beside the checkout); "
         f"unpack cifar-10-python.tar.gz into {root}, set SYMZOO_CIFAR10_NPZ, or set download: true"
     )
 
