@@ -550,7 +550,7 @@ def test_a_killed_commands_local_cluster_does_not_outlive_it(tmp_path):
     watchdog beside every local cluster a command starts stops what holds the session's files once it is gone."""
     from symzoo.pipelines.reaper import session_processes
 
-    config = write_config(tmp_path, networks=8, hyperparameters={"epochs": 30, "lr": 0.01})
+    config = write_config(tmp_path, networks=8, hyperparameters={"epochs": 300, "lr": 0.01})  # killed long before
     cmd = [sys.executable, "-m", "symzoo.cli", "generate", str(config), "--out", str(tmp_path / "zoo"), "--no-progress"]
     driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     session, deadline = None, time.time() + 120
