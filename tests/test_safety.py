@@ -80,37 +80,36 @@ def other_recipe_zoo(ray_cluster, tmp_path_factory):
     return tmp / "zoo"
 
 
-def test_a_shard_from_another_recipe_is_quarantined_not_adopted(zoos, other_recipe_zoo, tmp_path, capsys):
-    """Same seed, so the same ids, seeds, hyperparameters and layouts: only the recipe differs, and the shard
-    records the config that trained it. Adopting it would serve another recipe's networks as this zoo's."""
+def regenerate_with_a_foreign_shard(zoos, foreign_zoo: Path, tmp_path: Path):
+    """Zoo A copied, its manifest deleted (as by a kill before the first commit), its shard 0 replaced by
+    ``foreign_zoo``'s, then ``generate`` rerun: the report, and A's copy, whose shard 0 must come out as A's own."""
     a_cfg, a_zoo, _ = zoos
     zoo = tmp_path / "a"
     shutil.copytree(a_zoo, zoo)
     own = pd.read_parquet(shard_path(zoo, 0))
     (zoo / "manifest.json").unlink()
-    shutil.copy(shard_path(other_recipe_zoo, 0), shard_path(zoo, 0))
+    shutil.copy(shard_path(foreign_zoo, 0), shard_path(zoo, 0))
     report = generate(a_cfg, zoo, show_progress=False)
-    assert report.ok and report.done == [0] and len(report.quarantined) == 1
-    assert "was trained under another config" in capsys.readouterr().err
     again = pd.read_parquet(shard_path(zoo, 0))
     pd.testing.assert_frame_equal(again.drop(columns="seconds"), own.drop(columns="seconds"))
+    return report, zoo
+
+
+def test_a_shard_from_another_recipe_is_quarantined_not_adopted(zoos, other_recipe_zoo, tmp_path, capsys):
+    """Same seed, so the same ids, seeds, hyperparameters and layouts: only the recipe differs, and the shard
+    records the config that trained it. Adopting it would serve another recipe's networks as this zoo's."""
+    report, zoo = regenerate_with_a_foreign_shard(zoos, other_recipe_zoo, tmp_path)
+    assert report.ok and report.done == [0] and len(report.quarantined) == 1
+    assert "was trained under another config" in capsys.readouterr().err
     shutil.copy(shard_path(other_recipe_zoo, 1), shard_path(zoo, 1))  # and put there behind the manifest's back:
     err = one_line_exit_2(["info", str(zoo)], capsys)  # opening the zoo names it
     assert "part-00001.parquet was trained under another config" in err and "symzoo generate" in err
 
 
 def test_a_foreign_shard_not_in_the_manifest_is_quarantined_not_adopted(zoos, tmp_path, capsys):
-    a_cfg, a_zoo, b_zoo = zoos
-    zoo = tmp_path / "a"
-    shutil.copytree(a_zoo, zoo)
-    own = pd.read_parquet(shard_path(zoo, 0))
-    (zoo / "manifest.json").unlink()
-    shutil.copy(shard_path(b_zoo, 0), shard_path(zoo, 0))
-    report = generate(a_cfg, zoo, show_progress=False)
+    report, zoo = regenerate_with_a_foreign_shard(zoos, zoos[2], tmp_path)
     assert report.ok and report.done == [0], "the foreign shard is retrained, the rest kept"
     assert len(report.quarantined) == 1 and "seed" in capsys.readouterr().err
-    again = pd.read_parquet(shard_path(zoo, 0))
-    pd.testing.assert_frame_equal(again.drop(columns="seconds"), own.drop(columns="seconds"))
     assert cli_main(["info", str(zoo), "--verify"]) == 0
 
 

@@ -204,7 +204,7 @@ def check_shard(
         for field in shard.schema_arrow:
             if is_weight_column(field.name):
                 t = field.type
-                stored = t.byte_width // 4 if pa.types.is_fixed_size_binary(t) else getattr(t, "list_size", None)
+                stored = vector_width(t)
                 if stored != size:
                     raise ZooError(
                         f"shard {path} stores {field.name} vectors of {stored} values, the manifest's layout {size}: "
@@ -366,10 +366,18 @@ def new_manifest(
     }
 
 
+def vector_width(weight_type: pa.DataType) -> int | None:
+    """How many float32 values one stored weight vector of this type holds (schemas 2-3: fixed-size binary of 4
+    bytes a value; schema 1: a fixed-size list); None for a type that is no weight vector."""
+    if pa.types.is_fixed_size_binary(weight_type):
+        return weight_type.byte_width // 4
+    return getattr(weight_type, "list_size", None)
+
+
 def weight_rows(chunk: pa.Array, size: int) -> np.ndarray:
     """Zero-copy ``(len, size)`` float32 view of one chunk of a weight column, null rows included (as whatever
     their slots hold): ``fixed_size_binary[4P]`` (schemas 2 and 3) or ``fixed_size_list<float32>[P]`` (schema 1)."""
-    stored = chunk.type.byte_width // 4 if pa.types.is_fixed_size_binary(chunk.type) else chunk.type.list_size
+    stored = vector_width(chunk.type)
     if stored != size:  # never reshape one network's bytes into another's row
         raise ZooError(
             f"stored weight vectors hold {stored} values where the manifest's layout says {size}: the manifest does "
