@@ -15,13 +15,15 @@ import pyarrow as pa
 import torch
 
 from symzoo.zoo.augment import AugmentConfig
+from symzoo.zoo.bayes import posterior_size
+from symzoo.zoo.bayes_train import ElrgSettings, train_elrg
 from symzoo.zoo.config import config_hash
 from symzoo.zoo.data import Dataset, load_configured
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import build_configured
 from symzoo.zoo.packed import MIN_COMPILED_PACK, group_into_packs, rows_to_keep, train_pack
 from symzoo.zoo.plan import NetSpec, plan_configured
-from symzoo.zoo.store import flat_numpy, rows_to_table
+from symzoo.zoo.store import BAYES_HISTORY_FIELDS, HISTORY_FIELDS, POSTERIOR_COLUMN, flat_numpy, rows_to_table
 from symzoo.zoo.train import Recipe, train_network
 
 
@@ -59,8 +61,8 @@ def result_row(cfg: dict, spec: NetSpec, init: torch.Tensor, result: Any | None,
             "status": "failed",
             "reason": error,
             "epochs_done": 0,
-            "history_train_loss": [],
-            "history_train_acc": [],
+            **{f: [] for f in HISTORY_FIELDS + BAYES_HISTORY_FIELDS},
+            "test_ece": float("nan"),
             "seconds": 0.0,
             **dict.fromkeys(["train_loss", "train_acc", "test_loss", "test_acc"], float("nan")),
         }
@@ -68,9 +70,10 @@ def result_row(cfg: dict, spec: NetSpec, init: torch.Tensor, result: Any | None,
         k: getattr(result, k)
         for k in ("status", "reason", "epochs_done", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
     }
-    row["history_train_loss"] = result.history["train_loss"]
-    row["history_train_acc"] = result.history["train_acc"]
+    row |= {f"history_{k}": v for k, v in result.history.items()}
     row["weights_final"] = flat_numpy(result.final_weights)
+    if result.posterior is not None:
+        row |= {POSTERIOR_COLUMN: flat_numpy(result.posterior), "test_ece": result.test_ece}
     for epoch, flat in result.checkpoints.items():
         row[f"weights_epoch_{epoch}"] = flat_numpy(flat)
     return row
@@ -139,6 +142,9 @@ def train_group(group: list[NetSpec], cfg: dict, data: Dataset, recipe: Recipe, 
         if packed:
             hparams, seeds = [s.hparams for s in group], [s.seed for s in group]
             results = train_pack(models, data, hparams, seeds, recipe, checkpoints)
+        elif cfg["training"].get("method", "standard") == "elrg":
+            settings = ElrgSettings.from_config(cfg["training"]["elrg"])
+            results = [train_elrg(models[0], data, group[0].hparams, recipe, settings, group[0].seed, checkpoints)]
         else:
             results = [train_network(models[0], data, group[0].hparams, recipe, group[0].seed, checkpoints)]
     except Exception as e:
@@ -199,4 +205,11 @@ def train_shard_table(
 ) -> pa.Table:
     """Train one shard's networks on ``data``'s device; returns the shard as the Arrow table a zoo stores."""
     rows = train_specs(spec_rows, cfg, data, on_progress)
-    return rows_to_table(rows, layouts_json, cfg["training"]["checkpoint_epochs"], config_hash(cfg))
+    posterior = posterior_size_of(cfg, data) if cfg["training"].get("method", "standard") == "elrg" else None
+    return rows_to_table(rows, layouts_json, cfg["training"]["checkpoint_epochs"], config_hash(cfg), posterior)
+
+
+def posterior_size_of(cfg: dict, data: Dataset) -> int:
+    """A Bayesian zoo's stored posterior width (the same for every variant: fixed entries store zeros)."""
+    model = build_configured(cfg, cfg["variants"][0], data.in_shape, data.num_classes, sample=0)
+    return posterior_size(model, cfg["training"]["elrg"]["rank"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from symzoo.analysis.calibration import expected_calibration_error
+from symzoo.zoo.calibration import expected_calibration_error
 
 
 def reference_ece(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -81,11 +82,24 @@ class LayerPosterior(nn.Module):
     """The posterior of one ``MaskedLinear`` / ``MaskedConv2d``'s weight and bias, taken as one vector (as the
     authors' code does): its mean is the layer's own parameters (W-Asym: the effective weight, whose fixed entries
     are constants), its covariance diag(exp(log_var)) + U U^T with U of rank ``rank``. The variance of fixed entries
-    and their rows of U are zero from the start and receive no gradient."""
+    and their rows of U are zero from the start and receive no gradient.
 
-    def __init__(self, layer: nn.Module, rank: int, init_log_var: float, learn_diag: bool, factor_scale: float):
+    ``prior_precision`` is this layer's: the authors scale the configured precision by the layer's width (a linear
+    layer's outputs, a convolution's input channels), so wide layers get a tighter prior."""
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        rank: int,
+        init_log_var: float,
+        learn_diag: bool,
+        factor_scale: float,
+        prior_precision: float = 1.0,
+    ):
         super().__init__()
         self.layer = [layer]  # a plain list: the layer belongs to the model, not to this module's parameters
+        self.prior_precision = float(prior_precision)
+        self.generator: torch.Generator | None = None  # set by ``Posterior.seed``: noise reproducible by seed
         mask = layer.trainable_mask().to(layer.weight.dtype)
         self.register_buffer("mask", mask)
         log_var = torch.full_like(layer.weight, init_log_var)
@@ -96,10 +110,18 @@ class LayerPosterior(nn.Module):
         else:
             self.register_buffer("log_var", log_var)
             self.register_buffer("log_var_b", log_var_b)
+        draw = seeded_draw(layer)
         scale = factor_scale * float(layer.weight.detach().std()) / math.sqrt(max(rank, 1))
-        self.factors = nn.Parameter(torch.randn(rank, *layer.weight.shape, dtype=layer.weight.dtype) * scale * mask)
-        bias_factors = None if layer.bias is None else 0.01 * torch.randn(rank, *layer.bias.shape)
+        if layer.weight.dim() > 2:
+            scale = 0.0  # the authors start a convolution's factors at zero
+        factors = draw((rank, *layer.weight.shape)) * scale * mask
+        self.factors = nn.Parameter(factors.to(layer.weight.dtype))
+        bias_factors = None if layer.bias is None else 0.01 * draw((rank, *layer.bias.shape))
         self.bias_factors = None if bias_factors is None else nn.Parameter(bias_factors.to(layer.weight.dtype))
+
+    def variance(self) -> torch.Tensor:
+        """The weight's diagonal variance as used: zero at fixed entries."""
+        return self.log_var.exp() * self.mask
 
     def apply_to(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         layer = self.layer[0]
@@ -107,19 +129,25 @@ class LayerPosterior(nn.Module):
             return F.linear(x, weight, bias)
         return F.conv2d(x, weight, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
 
+    def _normal(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator, device=like.device, dtype=like.dtype)
+
     def noise(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """A draw of (output - mean) for each example: the local reparameterisation of ``sample_output``, bias
-        included."""
+        included. The rank factors go through one stacked product (k maps as one weight of k times the outputs)."""
         var_b = None if self.log_var_b is None else self.log_var_b.exp()
-        spread = self.apply_to(x * x, self.log_var.exp() * self.mask, var_b).clamp_min(0).sqrt()
-        out = spread * torch.randn_like(mean)
-        for k in range(self.factors.shape[0]):
-            bias_k = None if self.bias_factors is None else self.bias_factors[k]
-            z = torch.randn(mean.shape[0], device=mean.device, dtype=mean.dtype).view(-1, *([1] * (mean.dim() - 1)))
-            out = out + z * self.apply_to(x, self.factors[k] * self.mask, bias_k)
+        spread = self.apply_to(x * x, self.variance(), var_b).clamp_min(0).sqrt()
+        out = spread * self._normal(mean.shape, mean)
+        rank = self.factors.shape[0]
+        if rank:
+            stacked = (self.factors * self.mask).flatten(0, 1)  # (k * out, ...)
+            bias = None if self.bias_factors is None else self.bias_factors.flatten()
+            low_rank = self.apply_to(x, stacked, bias).unflatten(1, (rank, mean.shape[1]))  # (B, k, out, ...)
+            z = self._normal((mean.shape[0], rank), mean).view(mean.shape[0], rank, *([1] * (mean.dim() - 1)))
+            out = out + (z * low_rank).sum(1)
         return out
 
-    def kl(self, prior_precision: float) -> torch.Tensor:
+    def kl(self) -> torch.Tensor:
         """KL of the layer's trainable entries and bias to N(0, I / prior_precision) (``kl_to_prior``)."""
         layer = self.layer[0]
         keep = self.mask.bool().reshape(-1)
@@ -130,24 +158,69 @@ class LayerPosterior(nn.Module):
             mu = torch.cat([mu, layer.bias])
             var = torch.cat([var, self.log_var_b.exp()])
             factors = torch.cat([factors, self.bias_factors], dim=1)
-        return kl_to_prior(mu, var, factors, prior_precision)
+        return kl_to_prior(mu, var, factors, self.prior_precision)
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """What a zoo stores of this layer beside its mean, in a fixed order."""
+        parts = [self.log_var, self.log_var_b, self.factors, self.bias_factors]
+        return [t for t in parts if t is not None]
+
+
+def seeded_draw(layer: nn.Module) -> Callable[[tuple[int, ...]], torch.Tensor]:
+    """Standard normal draws for a layer's initial factors from the generator its network's init left behind
+    (``Posterior`` passes one): the same network seed gives the same posterior."""
+    generator = getattr(layer, "_posterior_generator", None)
+    return lambda shape: torch.randn(shape, generator=generator, dtype=torch.float32)
+
+
+def layer_width(layer: nn.Module) -> int:
+    """The width the authors scale a layer's prior precision by: a linear layer's outputs, a conv's inputs."""
+    return layer.weight.shape[0] if layer.weight.dim() == 2 else layer.weight.shape[1]
 
 
 class Posterior(nn.Module):
     """A whole network made Bayesian: a ``LayerPosterior`` per masked linear and conv layer, whose noise a forward
-    hook adds to the layer's output. ``sampling`` off gives the network at its posterior mean."""
+    hook adds to the layer's output. ``sampling`` off gives the network at its posterior mean.
 
-    def __init__(self, model: nn.Module, rank: int = 4, init_log_var: float = -10.0, learn_diag: bool = False):
+    ``seed`` draws the initial factors and every later noise draw reproducibly; ``scale_prior`` multiplies
+    ``prior_precision`` by each layer's width (``layer_width``), as the authors' code does."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        rank: int = 4,
+        init_log_var: float = -10.0,
+        learn_diag: bool = False,
+        prior_precision: float = 1.0,
+        scale_prior: bool = False,
+        seed: int = 0,
+    ):
         super().__init__()
-        from symzoo.zoo.layers import AsymmetricWeight
+        from symzoo.zoo.layers import AsymmetricWeight, seeded_generator
 
         self.sampling = True
         layers = {n.replace(".", "/"): m for n, m in model.named_modules() if isinstance(m, AsymmetricWeight)}
-        self.layers = nn.ModuleDict(
-            {n: LayerPosterior(m, rank, init_log_var, learn_diag, factor_scale=0.5) for n, m in layers.items()}
-        )
+        init = seeded_generator("symzoo-posterior-init", seed)
+        posteriors = {}
+        for name, m in layers.items():
+            m._posterior_generator = init
+            precision = prior_precision * (layer_width(m) if scale_prior else 1)
+            posteriors[name] = LayerPosterior(m, rank, init_log_var, learn_diag, 0.5, precision)
+            del m._posterior_generator
+        self.layers = nn.ModuleDict(posteriors)
         for name, layer in layers.items():
             layer.register_forward_hook(self._hook(name))
+        self.seed(seed)
+
+    def seed(self, seed: int) -> None:
+        """Restart the noise stream (one generator, on the model's device, shared by every layer)."""
+        from symzoo.zoo.layers import stable_seed
+
+        first = next(iter(self.layers.values()))
+        device = first.mask.device
+        generator = torch.Generator(device=device).manual_seed(stable_seed("symzoo-posterior-noise", seed))
+        for layer in self.layers.values():
+            layer.generator = generator
 
     def _hook(self, name: str):
         def add_noise(layer: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> torch.Tensor:
@@ -155,5 +228,37 @@ class Posterior(nn.Module):
 
         return add_noise
 
-    def kl(self, prior_precision: float) -> torch.Tensor:
-        return sum((p.kl(prior_precision) for p in self.layers.values()), torch.zeros(()))
+    def kl(self) -> torch.Tensor:
+        return sum((p.kl() for p in self.layers.values()), torch.zeros(()))
+
+    def state_vector(self) -> torch.Tensor:
+        """Every layer's variance parameters (log-variances, then factors, weight before bias) as one flat float32
+        vector in layer order: the zoo's ``posterior_final`` column (``load_state_vector`` reads it back)."""
+        return torch.cat(
+            [t.detach().reshape(-1).float().cpu() for p in self.layers.values() for t in p.state_tensors()]
+        )
+
+    def load_state_vector(self, vector: torch.Tensor | np.ndarray) -> Posterior:
+        vector = torch.as_tensor(vector)
+        tensors = [t for p in self.layers.values() for t in p.state_tensors()]
+        size = sum(t.numel() for t in tensors)
+        if vector.numel() != size:
+            raise ValueError(f"a posterior vector of {vector.numel()} values for a posterior of {size}")
+        offset = 0
+        with torch.no_grad():
+            for t in tensors:
+                t.copy_(vector[offset : offset + t.numel()].view_as(t))
+                offset += t.numel()
+        return self
+
+
+def posterior_size(model: nn.Module, rank: int) -> int:
+    """Values in a network's stored posterior: (1 + rank) per weight and bias entry of its linear and conv layers."""
+    from symzoo.zoo.layers import AsymmetricWeight
+
+    entries = sum(
+        m.weight.numel() + (0 if m.bias is None else m.bias.numel())
+        for m in model.modules()
+        if isinstance(m, AsymmetricWeight)
+    )
+    return (1 + rank) * entries

@@ -19,9 +19,9 @@ from symzoo.errors import ConfigError
 from symzoo.zoo.data import DATASETS
 from symzoo.zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
 from symzoo.zoo.location import Location, location
-from symzoo.zoo.models import ARCHS, GATES, VARIANTS
+from symzoo.zoo.models import ARCHS, GATES, MLP_ARCHS, VARIANTS
 from symzoo.zoo.plan import DISTRIBUTIONS, HPARAM_NAMES, PAPER_TABLE8
-from symzoo.zoo.train import SCHEDULES
+from symzoo.zoo.train import SCHEDULES, TRAINING_METHODS
 
 DEFAULTS: dict[str, Any] = {
     "name": "zoo",
@@ -35,8 +35,9 @@ DEFAULTS: dict[str, Any] = {
         "download": False,
         "root": None,
     },
-    # hidden: an MLP's units per layer (null: 512 x width); gate_std: sigma-Asym's F std (null: the authors' default)
-    "model": {"arch": "resnet8", "width": 1, "gates": "network", "hidden": None, "gate_std": None},
+    # hidden: an MLP's units per layer (null: 512 x width, 256 for bnn_mlp); depth: an MLP's linear layers (null: 4,
+    # 8 for bnn_mlp); gate_std: sigma-Asym's F std (null: the authors' default)
+    "model": {"arch": "resnet8", "width": 1, "gates": "network", "hidden": None, "depth": None, "gate_std": None},
     "variants": ["standard", "w_asym"],
     "networks": None,
     "replicates": 1,
@@ -52,6 +53,18 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint_epochs": [],
         "pack_size": "auto",
         "compile": "auto",
+        # standard: the zoo recipe; elrg: variational inference with a diagonal + low-rank Gaussian posterior
+        # (the paper's Bayesian networks, docs/paper.md §6; zoo/bayes_train.py)
+        "method": "standard",
+        "elrg": {
+            "rank": 4,
+            "prior_precision": 0.01,
+            "scale_prior": True,  # prior precision x layer width, as the authors' code
+            "init_log_var": -10.0,
+            "learn_diag": False,
+            "test_samples": 25,
+            "kl_copies": 8,  # KL / N with N = training images x this (the augmented copies of an image)
+        },
     },
     "execution": {
         "networks_per_shard": 16,
@@ -134,10 +147,12 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     check_int("model.width", cfg["model"]["width"], 1, 64)
     check_choice("model.gates", cfg["model"]["gates"], GATES)
     check_int("model.hidden", cfg["model"]["hidden"], 8, 8192, allow_none=True)
+    check_int("model.depth", cfg["model"]["depth"], 2, 256, allow_none=True)
     if cfg["model"]["gate_std"] is not None:
         check_number("model.gate_std", cfg["model"]["gate_std"], 1e-8, 100)
-    if cfg["model"]["hidden"] is not None and cfg["model"]["arch"] != "mlp":
-        fail("model.hidden", "sets an MLP's hidden units; ResNets take model.width (a multiple of 16/32/64 channels)")
+    for key in ("hidden", "depth"):
+        if cfg["model"][key] is not None and cfg["model"]["arch"] not in MLP_ARCHS:
+            fail(f"model.{key}", "sets an MLP's shape; ResNets take model.width (a multiple of 16/32/64 channels)")
     v = cfg["variants"]
     if not isinstance(v, list) or not v or len(set(v)) != len(v):
         fail("variants", f"must be a non-empty list of distinct names from {', '.join(VARIANTS)}")
@@ -165,6 +180,8 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     check_bool("training.augment.flip", t["augment"]["flip"])
     check_int("training.augment.translate", t["augment"]["translate"], 0, 16)
     check_int("training.augment.cutout", t["augment"]["cutout"], 0, 64)
+    check_choice("training.method", t["method"], TRAINING_METHODS)
+    _check_elrg(t)
     ck = t["checkpoint_epochs"]
     if not isinstance(ck, list) or any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in ck):
         fail("training.checkpoint_epochs", f"{ck!r} is not allowed; a list of epoch numbers >= 1")
@@ -186,6 +203,25 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     for section, check in sections.items():
         cfg[section] = check(cfg[section])
     return cfg
+
+
+def _check_elrg(t: dict) -> None:
+    """The Bayesian recipe's fields; it trains one network at a time (no packed variational training yet)."""
+    e = t["elrg"]
+    if not isinstance(e, dict):
+        fail("training.elrg", "must be a mapping of rank, prior_precision, scale_prior, init_log_var, ...")
+    for name in e:
+        if name not in DEFAULTS["training"]["elrg"]:
+            fail(f"training.elrg.{name}", f"unknown field; allowed: {', '.join(DEFAULTS['training']['elrg'])}")
+    check_int("training.elrg.rank", e["rank"], 0, 64)
+    check_number("training.elrg.prior_precision", e["prior_precision"], 1e-12, 1e12)
+    check_bool("training.elrg.scale_prior", e["scale_prior"])
+    check_number("training.elrg.init_log_var", e["init_log_var"], -50, 5)
+    check_bool("training.elrg.learn_diag", e["learn_diag"])
+    check_int("training.elrg.test_samples", e["test_samples"], 1, 10_000)
+    check_int("training.elrg.kl_copies", e["kl_copies"], 1, 10_000)
+    if t["method"] == "elrg" and t["pack_size"] not in ("auto", 1):
+        fail("training.pack_size", "variational (elrg) training runs one network at a time; set pack_size: 1")
 
 
 def _unchecked_section(given: Any) -> Any:
@@ -247,7 +283,10 @@ def config_hash(cfg: dict) -> str:
     content["plan_version"] = PLAN_VERSION
     for key in RESOURCE_FIELDS:
         content["execution"].pop(key, None)
-    for key in ("hidden", "gate_std"):  # zoos from before these fields existed keep their hash
+    for key in ("hidden", "depth", "gate_std"):  # zoos from before these fields existed keep their hash
         if content["model"].get(key) is None:
             content["model"].pop(key, None)
+    if content["training"].get("method", "standard") == "standard":  # and zoos from before Bayesian training
+        content["training"].pop("method", None)
+        content["training"].pop("elrg", None)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]

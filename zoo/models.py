@@ -6,6 +6,7 @@ parameter layout describes a whole paired zoo.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -26,11 +27,20 @@ from symzoo.zoo.layers import (
 
 Variant = Literal["standard", "w_asym", "sigma_asym"]
 VARIANTS: tuple[str, ...] = ("standard", "w_asym", "sigma_asym")
-ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "mlp")
+ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "mlp", "bnn_mlp")
+MLP_ARCHS: tuple[str, ...] = ("mlp", "bnn_mlp")
 GATES: tuple[str, ...] = ("zoo", "network")  # one FiGLU F per zoo, or one per hyperparameter sample
 # Each architecture starts from its authors' init (docs/paper.md §1): their ResNets from Kaiming normal, their MLPs
 # from PyTorch's default nn.Linear init. (W-Asym trainable entries start U(+-1/sqrt(fan_in)) in both.)
-WEIGHT_INIT: dict[str, WeightInit] = {"resnet8": "kaiming_normal", "resnet20": "kaiming_normal", "mlp": "torch_default"}
+WEIGHT_INIT: dict[str, WeightInit] = {
+    "resnet8": "kaiming_normal",
+    "resnet20": "kaiming_normal",
+    "mlp": "torch_default",
+    "bnn_mlp": "torch_default",
+}
+# The Bayesian experiment's MLP (docs/paper.md §6): 256 units, depth 8 or 16, ReLU; W-Asym fixes 8 entries of
+# every row of every layer at kappa 0.5.
+BNN_MLP = {"hidden": 256, "depth": 8, "fixed": 8, "kappa": 0.5}
 
 # ResNet20 "fix entries" per output channel at width x1 (paper Table 6); width x8 fixes three times more (Table 7).
 RESNET20_FIXED = {"stem": 12, "conv": (36, 54, 72), "skip": (4, 6, 8), "linear": 8}
@@ -107,7 +117,8 @@ class ResNet(nn.Module):
 
 
 class MLP(nn.Module):
-    """``depth`` linear layers; hidden ones followed by LayerNorm and GELU (FiGLU in the sigma-Asym variant)."""
+    """``depth`` linear layers; hidden ones followed by LayerNorm and GELU (ReLU with ``relu``; FiGLU in the
+    sigma-Asym variant either way)."""
 
     def __init__(
         self,
@@ -117,6 +128,7 @@ class MLP(nn.Module):
         width: int = 512,
         depth: int = 4,
         fixes: Sequence[FixSpec | None] | None = None,
+        relu: bool = False,
     ):
         super().__init__()
         fixes = list(fixes) if fixes is not None else [None] * depth
@@ -126,7 +138,8 @@ class MLP(nn.Module):
             layers.append(MaskedLinear(sizes[i], sizes[i + 1], fix=fixes[i]))
             if i < depth - 1:
                 layers.append(FeatureNorm(sizes[i + 1]))
-                layers.append(FiGLU(sizes[i + 1], std=1.0) if variant == "sigma_asym" else nn.GELU())
+                plain = nn.ReLU() if relu else nn.GELU()
+                layers.append(FiGLU(sizes[i + 1], std=1.0) if variant == "sigma_asym" else plain)
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -167,6 +180,7 @@ def build(
     gate_sample: int | None = None,
     hidden: int | None = None,
     gate_std: float | None = None,
+    depth: int | None = None,
 ) -> nn.Module:
     """Build and initialise one network.
 
@@ -174,6 +188,7 @@ def build(
     ``gate_sample`` (a hyperparameter sample) gives FiGLU gates of that sample's own instead of the zoo's.
     ``init_seed`` is the network's own and draws its trainable initial weights.
     ``hidden`` (MLP only): units per hidden layer; default the paper's 512 x ``width``.
+    ``depth`` (MLPs only): linear layers; default 4 (``mlp``) or 8 (``bnn_mlp``).
     ``gate_std``: the standard deviation of sigma-Asym's F; default the authors' per architecture (docs/paper.md §1:
     1/sqrt(C) in their ResNets, 1 in their MLPs).
     """
@@ -183,13 +198,15 @@ def build(
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     asym = variant == "w_asym"
     if arch == "mlp":
-        in_features = 1
-        for d in in_shape:
-            in_features *= d
-        depth, units = 4, hidden or 512 * width
+        in_features, units = math.prod(in_shape), hidden or 512 * width
+        depth = depth or 4
         model: nn.Module = MLP(
             in_features, num_classes, variant, width=units, depth=depth, fixes=mlp_fixes(units, depth) if asym else None
         )
+    elif arch == "bnn_mlp":
+        depth, units = depth or BNN_MLP["depth"], hidden or BNN_MLP["hidden"]
+        fixes = [FixSpec(BNN_MLP["fixed"], BNN_MLP["kappa"])] * depth if asym else None
+        model = MLP(math.prod(in_shape), num_classes, variant, width=units, depth=depth, fixes=fixes, relu=True)
     else:
         blocks = {"resnet8": 1, "resnet20": 3}[arch]
         model = ResNet(blocks, in_shape[0], num_classes, variant, width, resnet_fixes(arch, width) if asym else None)
@@ -259,4 +276,5 @@ def build_configured(
         gate_sample,
         model.get("hidden"),
         model.get("gate_std"),
+        model.get("depth"),
     )

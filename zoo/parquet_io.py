@@ -18,6 +18,12 @@ def is_weight_column(name: str) -> bool:
     return name.startswith("weights_")
 
 
+def is_vector_column(name: str) -> bool:
+    """A column of float32 vectors stored as fixed-size binary with row checksums: weights, and a Bayesian zoo's
+    posterior variance parameters (``posterior_final``)."""
+    return is_weight_column(name) or name.startswith("posterior_")
+
+
 def write_parquet_atomically(
     path: Location, table: pa.Table, row_group_size: int | None = None, split_by: str | None = None
 ) -> str:
@@ -28,7 +34,7 @@ def write_parquet_atomically(
     path.parent.mkdir(parents=True, exist_ok=True)
     sink = pa.BufferOutputStream()
     names = table.schema.names
-    raw = {n for n in names if is_weight_column(n) or n.startswith(CHECKSUM_PREFIX)}
+    raw = {n for n in names if is_vector_column(n) or n.startswith(CHECKSUM_PREFIX)}
     compression = {n: ("none" if n in raw else "zstd") for n in names}
     dictionary = [n for n in names if n not in raw]
     # page CRCs for every reader that checks them; symzoo checks weights by their row checksums (faster)

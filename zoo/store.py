@@ -38,10 +38,12 @@ from torch import nn
 
 from symzoo import __version__
 from symzoo.errors import ConfigError, ZooError
+from symzoo.zoo.bayes_train import BAYES_HISTORY, ElrgSettings
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.location import Location, arrow_path, atomic_write_bytes, location, require_reachable
 from symzoo.zoo.parquet_io import (
     CHECKSUM_PREFIX,
+    is_vector_column,
     is_weight_column,
     read_parquet,
     write_parquet_atomically,
@@ -82,6 +84,11 @@ SCALAR_FIELDS: list[tuple[str, pa.DataType]] = [
     ("seconds", pa.float64()),
 ]
 HISTORY_FIELDS = ("history_train_loss", "history_train_acc")
+# A Bayesian zoo (training.method: elrg, zoo/bayes_train.py) adds the posterior predictive's calibration, its
+# per-epoch test metrics and KL, and each network's variance parameters (``Zoo.posterior``).
+BAYES_SCALAR_FIELDS: list[tuple[str, pa.DataType]] = [("test_ece", pa.float64())]
+BAYES_HISTORY_FIELDS = tuple(f"history_{k}" for k in BAYES_HISTORY)
+POSTERIOR_COLUMN = "posterior_final"
 
 
 WEIGHT_DTYPE = "<f4"  # how a weight value's bytes read: little-endian float32, whatever machine wrote them
@@ -92,16 +99,26 @@ def weight_columns(checkpoint_epochs: list[int]) -> list[str]:
 
 
 def shard_schema(
-    layouts_json: dict[str, dict], checkpoint_epochs: list[int], config_hash: str | None = None
+    layouts_json: dict[str, dict],
+    checkpoint_epochs: list[int],
+    config_hash: str | None = None,
+    posterior_size: int | None = None,
 ) -> pa.Schema:
     """The shard explains itself: schema version, every variant's layout and the hash of the config that trained it
-    travel in the file metadata (the hash: so that no zoo adopts a shard trained under another recipe)."""
+    travel in the file metadata (the hash: so that no zoo adopts a shard trained under another recipe). A Bayesian
+    zoo's shards (``posterior_size`` given) add the ``BAYES_*`` fields and the posterior column."""
     size = next(iter(layouts_json.values()))["size"]
-    fields = [pa.field(n, t) for n, t in SCALAR_FIELDS]
-    fields += [pa.field(n, pa.list_(pa.float32())) for n in HISTORY_FIELDS]
-    weight_meta = {"symzoo.values": WEIGHT_DTYPE, "symzoo.size": str(size)}
-    fields += [pa.field(n, pa.binary(4 * size), metadata=weight_meta) for n in weight_columns(checkpoint_epochs)]
-    fields += [pa.field(checksum_column(n), pa.uint64()) for n in weight_columns(checkpoint_epochs)]
+    bayes = posterior_size is not None
+    fields = [pa.field(n, t) for n, t in SCALAR_FIELDS + (BAYES_SCALAR_FIELDS if bayes else [])]
+    fields += [pa.field(n, pa.list_(pa.float32())) for n in HISTORY_FIELDS + (BAYES_HISTORY_FIELDS if bayes else ())]
+    vectors = {n: size for n in weight_columns(checkpoint_epochs)} | (
+        {POSTERIOR_COLUMN: posterior_size} if bayes else {}
+    )
+    for n, width in vectors.items():
+        fields.append(
+            pa.field(n, pa.binary(4 * width), metadata={"symzoo.values": WEIGHT_DTYPE, "symzoo.size": str(width)})
+        )
+    fields += [pa.field(checksum_column(n), pa.uint64()) for n in vectors]
     meta = {"symzoo.schema_version": str(SCHEMA_VERSION), "symzoo.layouts": json.dumps(layouts_json)}
     if config_hash is not None:
         meta[CONFIG_HASH_KEY] = config_hash
@@ -137,17 +154,18 @@ def rows_to_table(
     layouts_json: dict[str, dict],
     checkpoint_epochs: list[int],
     config_hash: str | None = None,
+    posterior_size: int | None = None,
 ) -> pa.Table:
     """Rows hold scalars, history lists and flat float32 weight arrays (or None where a network failed); the table
     comes out grouped by variant (in ``layouts_json``'s order, each variant's rows in their given order)."""
-    schema = shard_schema(layouts_json, checkpoint_epochs, config_hash)
+    schema = shard_schema(layouts_json, checkpoint_epochs, config_hash, posterior_size)
     order = list(layouts_json)
     rows = sorted(rows, key=lambda r: order.index(r["variant"]))  # stable
-    size = next(iter(layouts_json.values()))["size"]
     columns, checksums = [], {}
     for f in schema:
         values = [r.get(f.name) for r in rows]
-        if is_weight_column(f.name):
+        if is_vector_column(f.name):
+            size = vector_width(f.type)
             valid = np.array([v is not None for v in values], bool)
             flat = np.zeros((len(rows), size), WEIGHT_DTYPE)
             for i, v in enumerate(values):
@@ -432,9 +450,11 @@ class StoredRows:
     def __len__(self) -> int:
         return sum(len(ids) for _, ids in self.parts)
 
-    def read(self, which: str, entries: np.ndarray | None = None) -> np.ndarray:
-        """``(N, P)`` float32 (only ``entries`` columns when given) in model_id order; NaN rows where absent."""
-        out = np.empty((len(self), self.n_params if entries is None else len(entries)), np.float32)
+    def read(self, which: str, entries: np.ndarray | None = None, size: int | None = None) -> np.ndarray:
+        """``(N, P)`` float32 (only ``entries`` columns when given) in model_id order; NaN rows where absent.
+        ``which``: a weight kind (``final``, ``init``, ``epoch_E``) or another vector column with its ``size``."""
+        size = self.n_params if size is None else size
+        out = np.empty((len(self), size if entries is None else len(entries)), np.float32)
 
         def put(rows: np.ndarray, values: np.ndarray) -> None:
             if (np.diff(rows) == 1).all():
@@ -442,15 +462,20 @@ class StoredRows:
             else:
                 out[rows] = values
 
-        self.read_into(which, put, entries)
+        self.read_into(which, put, entries, size)
         return out
 
     def read_into(
-        self, which: str, put: Callable[[np.ndarray, np.ndarray], None], entries: np.ndarray | None = None
+        self,
+        which: str,
+        put: Callable[[np.ndarray, np.ndarray], None],
+        entries: np.ndarray | None = None,
+        size: int | None = None,
     ) -> None:
         """Hand each row group's values to ``put(rows, values)`` (``rows``: their positions in model_id order)
         as they are decoded, a few shards at once: memory stays at READ_THREADS row groups."""
-        column, sorted_ids = f"weights_{which}", self.model_ids
+        column = which if is_vector_column(which) else f"weights_{which}"
+        size, sorted_ids = self.n_params if size is None else size, self.model_ids
 
         def fill(part: tuple[Location, np.ndarray]) -> None:
             path, wanted = part
@@ -465,7 +490,7 @@ class StoredRows:
                     continue
                 if not keep.all():
                     table, shard_ids = table.filter(pa.array(keep)), shard_ids[keep]
-                values = fixed_size_to_numpy(table[column], self.n_params, entries)
+                values = fixed_size_to_numpy(table[column], size, entries)
                 put(np.searchsorted(sorted_ids, shard_ids), values)
 
         # Arrow's reads and numpy's copies release the GIL
@@ -517,6 +542,8 @@ class Zoo:
         if not self.shards:
             return pd.DataFrame(columns=[n for n, _ in SCALAR_FIELDS]), np.zeros(0, np.int64)
         names = [n for n, _ in SCALAR_FIELDS] + list(HISTORY_FIELDS)
+        if self.bayesian:
+            names += [n for n, _ in BAYES_SCALAR_FIELDS] + list(BAYES_HISTORY_FIELDS)
         tables = [read_parquet(p, REGENERATE, columns=names) for p in self.shards]
         shard_of = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
         frame = pa.concat_tables(tables).to_pandas()
@@ -563,6 +590,36 @@ class Zoo:
             raise ZooError("trainable_only needs a variant= (variants differ in which entries are trainable)")
         entries = self.layout(variant).trainable_index if trainable_only else None
         return self.stored_rows(variant, model_ids).read(which, entries)
+
+    @property
+    def bayesian(self) -> bool:
+        """Trained by variational inference (``training.method: elrg``): weights are posterior means."""
+        return self.config["training"].get("method", "standard") == "elrg"
+
+    @cached_property
+    def posterior_size(self) -> int:
+        """Values in one network's stored posterior (``Zoo.posterior``)."""
+        from symzoo.zoo.bayes import posterior_size
+        from symzoo.zoo.models import build_configured
+
+        if not self.bayesian:
+            raise ZooError(f"{self.path} is no Bayesian zoo (training.method is not elrg); it stores no posterior")
+        shape, classes = tuple(self.manifest["in_shape"]), self.manifest["num_classes"]
+        model = build_configured(self.config, self.config["variants"][0], shape, classes, sample=0)
+        return posterior_size(model, self.config["training"]["elrg"]["rank"])
+
+    def posterior(self, variant: str | None = None, model_ids: list[int] | None = None) -> np.ndarray:
+        """``(N, Q)`` float32 variance parameters of a Bayesian zoo's networks (``zoo.bayes.Posterior``'s
+        ``state_vector``: log-variances, then low-rank factors, per layer) in model_id order."""
+        return self.stored_rows(variant, model_ids).read(POSTERIOR_COLUMN, size=self.posterior_size)
+
+    def bayesian_model(self, model_id: int):
+        """Network ``model_id`` at its posterior mean and its ``Posterior`` (sampling on), ready to predict."""
+        model = self.model(model_id)
+        settings = ElrgSettings.from_config(self.config["training"]["elrg"])
+        row = self.frame.loc[self.frame["model_id"] == model_id].iloc[0]
+        posterior = settings.posterior(model, int(row["seed"]))
+        return model, posterior.load_state_vector(self.posterior(model_ids=[model_id])[0])
 
     def check_weight_kind(self, which: str) -> None:
         if which not in self.weight_kinds():

@@ -25,6 +25,7 @@ from symzoo.zoo.plan import HParams
 
 # triangular: the zoo recipe (docs/paper.md §2); constant: the peak lr throughout, as the authors' LMC scripts train
 SCHEDULES = ("triangular", "constant")
+TRAINING_METHODS = ("standard", "elrg")  # elrg: variational Bayesian training (zoo/bayes_train.py)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class TrainResult:
     seconds: float
     final_weights: torch.Tensor  # flat, in layout order
     checkpoints: dict[int, torch.Tensor] = field(default_factory=dict)
+    posterior: torch.Tensor | None = None  # Bayesian training: the variance parameters (zoo.bayes.Posterior)
+    test_ece: float = float("nan")  # Bayesian training: the posterior predictive's calibration error
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str = "triangular") -> float:
