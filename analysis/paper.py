@@ -41,6 +41,62 @@ TABLE1: dict[str, tuple[float, float, float, float]] = {
 }
 
 
+# Table 2 (Bayesian networks, 10 instances each, 50 epochs): row -> variant -> column -> (mean, std); test
+# accuracies in %, the last after 25 epochs.
+TABLE2_COLUMNS = ("train_loss", "test_loss", "test_ece", "test_acc", "test_acc_half")
+_T2 = {
+    "mlp8": (
+        ((1.34, 0.00), (1.24, 0.01), (0.039, 0.009), (56.37, 0.31), (52.87, 0.2)),
+        ((1.31, 0.01), (1.22, 0.01), (0.042, 0.009), (57.08, 0.50), (54.15, 0.2)),
+    ),
+    "mlp16": (
+        ((2.29, 0.02), (2.28, 0.03), (0.026, 0.017), (13.54, 2.0), (13.34, 2.7)),
+        ((1.39, 0.01), (1.27, 0.01), (0.045, 0.009), (55.16, 0.44), (51.42, 0.3)),
+    ),
+    "resnet20": (
+        ((0.596, 0.01), (0.535, 0.03), (0.045, 0.007), (81.98, 1.2), (72.37, 1.0)),
+        ((0.600, 0.02), (0.535, 0.01), (0.044, 0.004), (81.94, 0.6), (73.64, 1.5)),
+    ),
+    "resnet110": (
+        ((0.803, 0.08), (0.706, 0.08), (0.052, 0.007), (75.71, 2.8), (59.85, 3.9)),
+        ((0.745, 0.07), (0.658, 0.06), (0.049, 0.004), (77.40, 2.4), (63.20, 3.0)),
+    ),
+    "resnet20_bn_cifar100": (
+        ((1.68, 0.03), (1.57, 0.02), (0.078, 0.004), (56.83, 0.62), (46.80, 0.9)),
+        ((1.62, 0.02), (1.50, 0.03), (0.076, 0.006), (58.40, 0.62), (49.29, 0.4)),
+    ),
+    "resnet20_ln_cifar100": (
+        ((1.97, 0.02), (1.88, 0.02), (0.090, 0.007), (50.02, 0.54), (37.24, 1.1)),
+        ((1.91, 0.03), (1.82, 0.02), (0.086, 0.006), (51.20, 0.47), (39.03, 1.0)),
+    ),
+}
+TABLE2_VARIANTS = ("standard", "w_asym")
+TABLE2: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
+    row: {v: dict(zip(TABLE2_COLUMNS, cells, strict=True)) for v, cells in zip(TABLE2_VARIANTS, pair, strict=True)}
+    for row, pair in _T2.items()
+}
+TABLE2_LABELS = {
+    "mlp8": "MLP-8",
+    "mlp16": "MLP-16",
+    "resnet20": "ResNet20",
+    "resnet110": "ResNet110",
+    "resnet20_bn_cifar100": "ResNet20 (BN, CIFAR-100)",
+    "resnet20_ln_cifar100": "ResNet20 (LN, CIFAR-100)",
+}
+
+
+def table2_row(config: dict) -> str | None:
+    """The Table 2 row a Bayesian zoo's networks are (same model on the paper's data), else None."""
+    model, data = config["model"], config["data"]
+    if data["name"] != "cifar10" or data["size"] not in (None, 32):
+        return None
+    if model["arch"] == "bnn_mlp" and model.get("depth") in (8, 16) and model.get("hidden") in (None, 256):
+        return f"mlp{model['depth']}"
+    if model["arch"] == "resnet20" and model["width"] == 1:
+        return "resnet20"
+    return None
+
+
 def is_paper_resnet8_zoo(config: dict) -> bool:
     """Table 3 and 4 compare with CIFAR-10 ResNet8 zoos at full resolution only."""
     data = config["data"]

@@ -21,6 +21,12 @@ def _pyplot():
     return plt
 
 
+def matplotlib_ticker():
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
+
 def _save(fig, path: str | Location, dpi: int = 110, tight: bool = True) -> Location:
     plt = _pyplot()
     if tight:
@@ -178,3 +184,22 @@ def plot_lmc_curves(curves: pd.DataFrame, path: str | Path, labels: dict[str, st
     fig.suptitle(f"linear interpolation between replicates: {title}", fontsize=10)
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     return _save(fig, path, tight=False)
+
+
+def plot_training_loss(curves: pd.DataFrame, path: str | Path, title: str) -> Path:
+    """Figure 4 of the paper: training loss against epoch per variant, the mean over instances as a line and their
+    range as a band, log scale."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for variant in in_paper_order(curves["variant"]):
+        by_epoch = curves[curves["variant"] == variant].groupby("epoch")["train_loss"]
+        n = curves.loc[curves["variant"] == variant, "model_id"].nunique()
+        mean, low, high = by_epoch.mean(), by_epoch.min(), by_epoch.max()
+        ax.plot(mean.index, mean.values, color=color(variant), label=f"{label(variant)} (n={n})")
+        ax.fill_between(mean.index, low.values, high.values, color=color(variant), alpha=0.2, linewidth=0)
+    ax.set(yscale="log", xlabel="epoch", ylabel="training loss (NLL)", title=title)
+    plain = matplotlib_ticker().FormatStrFormatter("%.2g")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -108,13 +108,14 @@ class AnalysisStage:
         return StageResult(self.out, (self.out / "table.md").read_text(), 0, kept)
 
     @contextmanager
-    def running(self, address: str | None) -> Iterator[None]:
+    def running(self, address: str | None, uses_ray: bool = True) -> Iterator[None]:
         """Hold ``out``'s lock (a second writer is refused at once, before Ray starts), join or start Ray (a wrong
-        address leaves no trace), and own ``out`` while the block runs."""
+        address leaves no trace) unless the stage runs no task (``uses_ray``), and own ``out`` while the block runs."""
         with directory_lock(self.out, f"symzoo {self.name}"):
-            connect(address)
-            # a unit no node can hold would wait forever: refused before anything is written
-            check_fits(analysis_resources(self.opts.cpus_per_task, self.opts.gpus_per_task, 1.0), self.name)
+            if uses_ray:
+                connect(address)
+                # a unit no node can hold would wait forever: refused before anything is written
+                check_fits(analysis_resources(self.opts.cpus_per_task, self.opts.gpus_per_task, 1.0), self.name)
             claim_stage_dir(self.out, self.name, self.identity)
             self.units_dir.mkdir(exist_ok=True)
             remove_stale_temporaries(self.units_dir)

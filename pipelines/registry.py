@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from symzoo.errors import ZooError
-from symzoo.pipelines import lmc, metanet, mli
+from symzoo.pipelines import bnn, lmc, metanet, mli
 from symzoo.pipelines.stage_spec import StageSpec
 from symzoo.zoo.config import read_yaml, validate
 from symzoo.zoo.fields import check_choice, fail
 from symzoo.zoo.location import Location
 
-STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (metanet.SPEC, mli.SPEC, lmc.SPEC)}
+STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (metanet.SPEC, mli.SPEC, lmc.SPEC, bnn.SPEC)}
 STUDY = "study"  # the section of ``symzoo run``: which stages follow generate
 STUDY_DEFAULTS = {"stages": "auto"}  # auto: every registered stage the zoo's config allows (``StageSpec.needs``)
 

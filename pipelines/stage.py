@@ -437,7 +437,10 @@ def run_unit_files(
 
 
 def describe_cluster() -> str:
-    """Where a stage's tasks ran, for its report: the cluster's nodes, CPUs and GPUs."""
+    """Where a stage's tasks ran, for its report: the cluster's nodes, CPUs and GPUs (a stage that ran no task,
+    in this process)."""
+    if not ray.is_initialized():
+        return "this process (no Ray tasks)"
     res = ray.cluster_resources()
     gpus = f", {res['GPU']:g} GPUs" if res.get("GPU") else ""
     return f"Ray, {len(ray.nodes())} node(s), {res.get('CPU', 0):g} CPUs{gpus}"
