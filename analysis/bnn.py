@@ -6,6 +6,7 @@ NLL, accuracy and ECE of the posterior predictive): no network is evaluated agai
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ import pandas as pd
 from symzoo.analysis.naming import label
 from symzoo.analysis.paper import TABLE2, TABLE2_COLUMNS, TABLE2_LABELS
 from symzoo.analysis.stats import mean_std, welch_t
+from symzoo.analysis.verdicts import Verdict
 
 HEADERS = {
     "train_loss": "train loss",
@@ -115,7 +117,7 @@ def table2(networks: pd.DataFrame, variants: list[str], name: str, paper_row: st
     return "\n".join(lines)
 
 
-def verdicts(networks: pd.DataFrame, paper_row: str | None) -> list[str]:
+def verdicts(networks: pd.DataFrame, paper_row: str | None, name: str = "") -> list[Verdict]:
     """Does W-Asym's test accuracy exceed standard's, as in the paper's row? Welch's t-test over instances."""
     if not {"standard", "w_asym"} <= set(networks["variant"]):
         return []
@@ -128,15 +130,15 @@ def verdicts(networks: pd.DataFrame, paper_row: str | None) -> list[str]:
             continue
         _, p = welch_t(b, a)
         test = f"Welch p = {p:.2g}" if math.isfinite(p) else f"no test: {min(na, nb)} instance(s) per side"
-        line = f"{what}: W-Asym {mb:.2f}% vs standard {ma:.2f}% ({mb - ma:+.2f} points; {test})"
+        text = f"{what}: W-Asym {mb:.2f}% vs standard {ma:.2f}% ({mb - ma:+.2f} points; {test})"
+        paper, same = "no row for this model", mb > ma
         if paper_row is not None:
-            gap = TABLE2[paper_row]["w_asym"][column][0] - TABLE2[paper_row]["standard"][column][0]
-            same = (mb - ma) * gap > 0
-            outcome = "direction reproduced" if same else "direction NOT reproduced"
-            if same and math.isfinite(p) and p >= 0.05:
-                outcome = "same direction, not significant"
-            line += f"; paper {gap:+.2f}: {outcome}"
-        out.append(line)
+            t2 = TABLE2[paper_row]
+            paper = f"{t2['w_asym'][column][0]:.2f}% vs {t2['standard'][column][0]:.2f}%"
+            same = (mb - ma) * (t2["w_asym"][column][0] - t2["standard"][column][0]) > 0
+        claim = f"BNN {name}: W-Asym {what} above standard".replace("  ", " ")
+        verdict = Verdict.from_direction(claim, paper, f"{mb:.2f}% vs {ma:.2f}%", "Welch", p, same)
+        out.append(dataclasses.replace(verdict, text=f"{text}; paper {paper}: {verdict.outcome}"))
     return out
 
 

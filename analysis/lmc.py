@@ -15,6 +15,7 @@ from symzoo.analysis.naming import METHOD_LABELS
 from symzoo.analysis.paper import TABLE1
 from symzoo.analysis.rebasin import rebasin
 from symzoo.analysis.stats import ci, mean_ci, mean_std, pm, welch_t
+from symzoo.analysis.verdicts import Verdict, outcome_of
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import build_configured, gates_per_sample
@@ -136,7 +137,7 @@ def lmc_table(table_barriers: pd.DataFrame, cfg: dict) -> str:
         mean, std, n = mean_std(values)
         cells.append(f"{pm(mean, std, n=n)}{ci(*mean_ci(values))} ({n})")
     lines.append("| " + " | ".join(cells) + " |")
-    row_key, row_label = (key, "paper") if key else nearest_paper_row(cfg)
+    row_key, row_label = paper_row(cfg)
     paper = dict(zip(METHODS, TABLE1[row_key], strict=True))
     lines.append(f"| {row_label} | " + " | ".join(f"{paper[m]:.3f}" for m in methods) + " |")
     lines += ["", "Midpoint test-accuracy drop, and the endpoints' own test loss and accuracy (mean over pairs):", ""]
@@ -150,8 +151,21 @@ def lmc_table(table_barriers: pd.DataFrame, cfg: dict) -> str:
         lines.append("| " + " | ".join([name, *row]) + " |")
     flags = lmc_flags(by_method)
     verdicts = lmc_verdicts(by_method, paper)
-    lines += [""] + [f"- ⚠ {f}" for f in flags] + [f"- verdict: {v}" for v in verdicts]
+    lines += [""] + [f"- ⚠ {f}" for f in flags] + [f"- verdict: {v.text}" for v in verdicts]
     return "\n".join(lines) + "\n"
+
+
+def paper_row(cfg: dict) -> tuple[str, str]:
+    """Table 1's row for this zoo's setting, or its nearest (labelled as another setting)."""
+    key, _ = paper_setting(cfg)
+    return (key, "paper") if key else nearest_paper_row(cfg)
+
+
+def lmc_verdict_records(table_barriers: pd.DataFrame, cfg: dict) -> list[Verdict]:
+    """``lmc_verdicts`` as ``lmc_table`` computes them."""
+    methods = [m for m in METHODS if m in set(table_barriers["method"])]
+    by_method = {m: table_barriers[table_barriers["method"] == m] for m in methods}
+    return lmc_verdicts(by_method, dict(zip(METHODS, TABLE1[paper_row(cfg)[0]], strict=True)))
 
 
 def lmc_flags(by_method: dict[str, pd.DataFrame]) -> list[str]:
@@ -166,7 +180,7 @@ def lmc_flags(by_method: dict[str, pd.DataFrame]) -> list[str]:
     ]
 
 
-def lmc_verdicts(by_method: dict[str, pd.DataFrame], paper: dict[str, float]) -> list[str]:
+def lmc_verdicts(by_method: dict[str, pd.DataFrame], paper: dict[str, float]) -> list[Verdict]:
     """Each method against standard, as the paper compares them: a lower barrier than standard's (Welch's t-test
     over pairs)."""
     if "standard" not in by_method:
@@ -180,8 +194,20 @@ def lmc_verdicts(by_method: dict[str, pd.DataFrame], paper: dict[str, float]) ->
         outcome = "direction reproduced" if same else "direction NOT reproduced"
         if same and not (math.isfinite(p) and p < 0.05):
             outcome = "same direction, not significant"
-        out.append(
+        text = (
             f"{METHODS[m]} barrier {ours:.3f} vs standard {theirs:.3f} (Welch p = {p:.2g}); paper "
             f"{paper[m]:.3f} vs {paper['standard']:.3f}: {outcome}"
+        )
+        word = "lower" if paper[m] < paper["standard"] else "higher"
+        out.append(
+            Verdict(
+                f"LMC: {METHODS[m]} barrier {word} than standard",
+                f"{paper[m]:.3f} vs {paper['standard']:.3f}",
+                f"{ours:.3f} vs {theirs:.3f}",
+                "Welch",
+                p,
+                outcome_of(same, p),
+                text=text,
+            )
         )
     return out

@@ -16,6 +16,7 @@ from symzoo.analysis.naming import in_paper_order, label
 from symzoo.analysis.paper import TABLE4
 from symzoo.analysis.payloads import finite_rows, unevaluated_rows, unit_weights
 from symzoo.analysis.stats import ci, fisher_exact, mean_ci, mean_std, pm, welch_t, wilson_ci
+from symzoo.analysis.verdicts import Verdict, outcome_of
 from symzoo.zoo.augment import AugmentConfig
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.layout import ParamLayout
@@ -203,9 +204,9 @@ def mli_table(stats: pd.DataFrame, variants: list[str], measurement: str, with_p
     if constant:
         values = ", ".join(f"{METRIC_LABELS[m]} ({float(s[m].iloc[0]):.3f})" for m in constant)
         lines += ["", f"Uninformative on this zoo, so not tested: every network of every variant has {values}."]
-    verdicts = mli_verdicts(s, variants, constant)
+    verdicts = mli_verdicts(s, variants, constant, measurement)
     if verdicts:
-        lines += ["", *[f"- verdict ({measurement}): {v}" for v in verdicts]]
+        lines += ["", *[f"- verdict ({measurement}): {v.text}" for v in verdicts]]
     return "\n".join(lines) + "\n"
 
 
@@ -219,7 +220,7 @@ def pair_test(s: pd.DataFrame, metric: str, a: str, b: str) -> tuple[float, str]
     return p, f"t = {t:.2f}"
 
 
-def mli_verdicts(s: pd.DataFrame, variants: list[str], constant: list[str]) -> list[str]:
+def mli_verdicts(s: pd.DataFrame, variants: list[str], constant: list[str], measurement: str = "") -> list[Verdict]:
     """The paper's directions (more monotonic, smaller Delta, more locally convex as symmetries go: standard, then
     σ-Asym, then W-Asym), each pair of variants present checked: reproduced where ours point the same way at
     p < 0.05."""
@@ -242,8 +243,27 @@ def mli_verdicts(s: pd.DataFrame, variants: list[str], constant: list[str]) -> l
                 return f"{100 * x:.1f}%" if metric == "monotonic" else f"{x:.3f}"
 
             word = "higher" if paper[b] > paper[a] else "lower"
-            out.append(
+            text = (
                 f"{METRIC_LABELS[metric]}: {label(b)} {fmt(ours[b])} vs {label(a)} {fmt(ours[a])} (p = {p:.2g}); "
                 f"paper: {label(b)} {word} ({fmt(paper[b])} vs {fmt(paper[a])}): {outcome}"
             )
+            where = f" ({measurement} loss)" if measurement else ""
+            out.append(
+                Verdict(
+                    f"MLI {METRIC_LABELS[metric]}{where}: {label(b)} {word} than {label(a)}",
+                    f"{fmt(paper[b])} vs {fmt(paper[a])}",
+                    f"{fmt(ours[b])} vs {fmt(ours[a])}",
+                    "Fisher exact" if metric == "monotonic" else "Welch",
+                    p,
+                    outcome_of(same, p),
+                    text=text,
+                )
+            )
     return out
+
+
+def mli_verdict_records(stats: pd.DataFrame, variants: list[str], measurement: str) -> list[Verdict]:
+    """``mli_verdicts`` of one measurement, as its table computes them."""
+    s = stats[stats["measurement"] == measurement]
+    constant = [m for m in METRICS if s[m].astype(float).nunique() == 1]
+    return mli_verdicts(s, in_paper_order(variants), constant, measurement)

@@ -10,6 +10,7 @@ from symzoo.analysis.metanets import EQUIVARIANT as EQUIVARIANT_METANETS
 from symzoo.analysis.naming import in_paper_order, label
 from symzoo.analysis.paper import TABLE3, TABLE3_LRS
 from symzoo.analysis.stats import mean_std, pm, welch_t, wilcoxon_paired
+from symzoo.analysis.verdicts import NOT_REPRODUCED, REPRODUCED, Verdict, outcome_of
 
 METANET_LABELS = {
     "mlp": "MLP",
@@ -124,7 +125,7 @@ def metanet_table(
         )
     lines += [f"- ⚠ {w}" for w in metanet_warnings(counts, edges)]
     if final is not None:
-        lines += [f"- verdict: {v}" for v in metanet_verdicts(final, metanets, variants)]
+        lines += [f"- verdict: {v.text}" for v in metanet_verdicts(final, metanets, variants, counts)]
     lines += [f"- equivariant control: {c}" for c in control or []]
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -177,8 +178,9 @@ def equivariant_control(
 
 
 def metanet_warnings(counts: dict[str, dict[str, int]], edges: list[str]) -> list[str]:
-    """What makes a cell of the table unreliable: a tiny test split, a value chosen at the edge of its grid."""
-    out = []
+    """What makes a cell of the table unreliable: a tiny test split, accuracies that barely spread, a value chosen
+    at the edge of its grid."""
+    out = [f for v, c in counts.items() if (f := spread_flag(c, v))]
     tiny = {v: c["test"] for v, c in counts.items() if c["test"] < TINY_TEST_SPLIT}
     if tiny:
         sizes = ", ".join(f"{n} for {label(v)}" for v, n in tiny.items())
@@ -194,12 +196,16 @@ def metanet_warnings(counts: dict[str, dict[str, int]], edges: list[str]) -> lis
     return out
 
 
-def metanet_verdicts(final: pd.DataFrame, metanets: list[str], variants: list[str]) -> list[str]:
+def metanet_verdicts(
+    final: pd.DataFrame, metanets: list[str], variants: list[str], counts: dict | None = None
+) -> list[Verdict]:
     """Per metanet with paper values: does W-Asym's R² exceed standard's, as in the paper? Welch's t-test over
-    seeds where there are at least two per side; the direction alone otherwise."""
+    seeds where there are at least two per side; the direction alone otherwise. A variant whose test accuracies
+    barely spread is flagged (``spread_flag``)."""
     out = []
     if not {"standard", "w_asym"} <= set(variants):
         return out
+    flags = [f for v in ("standard", "w_asym") if (f := spread_flag((counts or {}).get(v), v, short=True))]
     for m in (m for m in metanets if m in TABLE3):
         runs = final[final["metanet"] == m]
         r2 = {v: runs.loc[runs["variant"] == v, "test_r2"] for v in ("standard", "w_asym")}
@@ -210,11 +216,34 @@ def metanet_verdicts(final: pd.DataFrame, metanets: list[str], variants: list[st
         _, p = welch_t(r2["w_asym"], r2["standard"])
         same = (b - a) * paper_gap > 0
         test = f"Welch p = {p:.2g}" if math.isfinite(p) else f"no test: {min(na, nb)} seed(s)"
-        outcome = "direction reproduced" if same else "direction NOT reproduced"
-        if same and math.isfinite(p) and p >= 0.05:
-            outcome = "same direction, not significant"
-        out.append(
+        outcome = outcome_of(same, p)
+        text = (
             f"{METANET_LABELS[m]}: W-Asym R² {b:.3f} vs standard {a:.3f} ({b - a:+.3f}; {test}); paper "
-            f"{paper_gap:+.3f}: {outcome}"
+            f"{paper_gap:+.3f}: {'direction ' if outcome in (REPRODUCED, NOT_REPRODUCED) else ''}{outcome}"
+        )
+        paper = f"{TABLE3[m]['w_asym'][0]:.3f} vs {TABLE3[m]['standard'][0]:.3f}"
+        out.append(
+            Verdict(
+                f"{METANET_LABELS[m]} metanet: W-Asym R² above standard",
+                paper,
+                f"{b:.3f} vs {a:.3f}",
+                "Welch" if math.isfinite(p) else f"none: {min(na, nb)} seed(s)",
+                p,
+                outcome,
+                "; ".join(flags),
+                text,
+            )
         )
     return out
+
+
+LOW_SPREAD = 0.05  # test accuracies with a smaller std: R² divides by their variance and swings wildly
+
+
+def spread_flag(count: dict | None, variant: str, short: bool = False) -> str:
+    """Why a variant's R² means little: its test networks' accuracies hardly differ (R² is one minus the error over
+    their variance: 0.96 ± 0.03 gave R² of -194 ± 118 in the README study, where Kendall τ still reads)."""
+    if not count or "test_acc_std" not in count or count["test_acc_std"] >= LOW_SPREAD:
+        return ""
+    spread = f"{label(variant)} test accuracies {count['test_acc_mean']:.2f} ± {count['test_acc_std']:.2f}"
+    return f"{spread}: R² unreliable" if short else f"{spread}: too little spread for R² to mean much; read τ"

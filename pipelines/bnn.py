@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from symzoo.analysis import bnn
 from symzoo.analysis.paper import table2_row
 from symzoo.analysis.plots import plot_training_loss
+from symzoo.analysis.verdicts import verdict_frame
 from symzoo.errors import ZooError
 from symzoo.pipelines.outputs import write_parquet
 from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec, check_resources
@@ -117,7 +118,8 @@ def write_bnn_outputs(out: Location, zoo: Zoo, epoch: int, half: int) -> str:
         if paper_row
         else "the paper has no row for this model and data; compare directions only",
     ]
-    verdicts = bnn.verdicts(networks, paper_row)
+    verdicts = bnn.verdicts(networks, paper_row, model_name(cfg))
+    write_parquet(out / "verdicts.parquet", verdict_frame(verdicts))
     parts = [
         "# Bayesian networks (paper Table 2)",
         "",
@@ -126,7 +128,7 @@ def write_bnn_outputs(out: Location, zoo: Zoo, epoch: int, half: int) -> str:
         *(f"- {n}" for n in notes),
     ]
     if verdicts:
-        parts += ["", "Verdicts:", *(f"- {v}" for v in verdicts)]
+        parts += ["", *(f"- verdict: {v.text}" for v in verdicts)]
     table = "\n".join(parts) + "\n"
     atomic_write_bytes(out / "table.md", table.encode())
     figures = out / "figures"

@@ -20,11 +20,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from symzoo.analysis.lmc import CURVE_COLUMNS, METHODS, barriers, lmc_curves, lmc_table, paper_setting, replicate_pairs
+from symzoo.analysis.lmc import (
+    CURVE_COLUMNS,
+    METHODS,
+    barriers,
+    lmc_curves,
+    lmc_table,
+    lmc_verdict_records,
+    paper_setting,
+    replicate_pairs,
+)
 from symzoo.analysis.payloads import finite_rows, take_unevaluated, unevaluated_rows, unit_weights
 from symzoo.analysis.plots import plot_lmc_curves
 from symzoo.analysis.selection import finished_networks, sample_per_variant
 from symzoo.analysis.tables import sample_note, skipped_note
+from symzoo.analysis.verdicts import verdict_frame
 from symzoo.errors import ZooError
 from symzoo.pipelines.outputs import write_parquet
 from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec, check_resources
@@ -186,6 +196,7 @@ def write_lmc_outputs(out: Path, zoo: Zoo, opts: LmcOptions, curves: pd.DataFram
         skipped_note(skipped),
     ]
     table = "# Linear mode connectivity (paper Table 1)\n\n" + lmc_table(table_barriers, zoo.config)
+    write_parquet(out / "verdicts.parquet", verdict_frame(lmc_verdict_records(table_barriers, zoo.config)))
     table += "\n" + "\n".join(f"- {n}" for n in notes if n) + "\n"
     atomic_write_bytes(out / "table.md", table.encode())
     figures = out / "figures"

@@ -29,7 +29,14 @@ from symzoo.analysis.metanet_run import RunSpec, grid_for, run_metanet
 from symzoo.analysis.metanets import DMC, EQUIVARIANT, FLAT_INPUT, METANETS, PAPER_LRS, PAPER_METANETS
 from symzoo.analysis.paper import is_paper_resnet8_zoo
 from symzoo.analysis.plots import plot_lr_sweep, plot_metanet_predictions
-from symzoo.analysis.tables import METANET_LABELS, equivariant_control, metanet_summary, metanet_table
+from symzoo.analysis.tables import (
+    METANET_LABELS,
+    equivariant_control,
+    metanet_summary,
+    metanet_table,
+    metanet_verdicts,
+)
+from symzoo.analysis.verdicts import verdict_frame
 from symzoo.analysis.weight_space import WeightSpace
 from symzoo.errors import ZooError
 from symzoo.pipelines.outputs import remove_stale_temporaries, write_parquet
@@ -280,6 +287,8 @@ def prepare_inputs(
         inputs[v] = entry
         counts[v] = {"used": int(vw.usable.sum()), "dropped": vw.drop_reasons()}
         counts[v] |= {name: len(idx[name]) for name in ("train", "val", "test")}
+        test_acc = entry["targets"][idx["test"]]
+        counts[v] |= {"test_acc_mean": float(test_acc.mean()), "test_acc_std": float(test_acc.std())}
     return inputs, counts
 
 
@@ -417,6 +426,7 @@ def write_metanet_outputs(
     predictions = predictions_frame(final)
     control = equivariant_control(predictions, zoo.frame[["model_id", "sample"]], opts.metanets, variants)
     table = metanet_table(summary, opts.metanets, variants, with_paper, counts, notes, grids, final, control)
+    write_parquet(out / "verdicts.parquet", verdict_frame(metanet_verdicts(final, opts.metanets, variants, counts)))
     for warning in (line for line in table.splitlines() if line.startswith("- ⚠")):
         print(f"symzoo: warning: {warning[4:]}", file=sys.stderr)
     table = "# Metanetworks: predicting test accuracy from weights (paper Table 3)\n\n" + table
@@ -427,6 +437,13 @@ def write_metanet_outputs(
     plot_metanet_predictions(predictions, figures / "predicted_vs_true.png", METANET_LABELS)
     plot_lr_sweep(sweep, figures / "val_r2_vs_lr.png", METANET_LABELS)
     return table
+
+
+def needs_samples(cfg: dict) -> str | None:
+    """The metanet split (50/25/25 of hyperparameter samples) needs 2 samples per split at least."""
+    if cfg["networks"] >= 8:
+        return None
+    return "metanet needs networks: 8 or more (it splits hyperparameter samples 50/25/25, 2 at least in each)"
 
 
 SPEC = StageSpec(
@@ -441,4 +458,5 @@ SPEC = StageSpec(
     run=metanet_stage,
     add_arguments=add_arguments,
     overrides=overrides_from,
+    needs=needs_samples,
 )

@@ -20,12 +20,20 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from symzoo.analysis.mli import MEASUREMENTS, evaluate_payload, mli_payloads, mli_table, per_network_stats
+from symzoo.analysis.mli import (
+    MEASUREMENTS,
+    evaluate_payload,
+    mli_payloads,
+    mli_table,
+    mli_verdict_records,
+    per_network_stats,
+)
 from symzoo.analysis.paper import is_paper_resnet8_zoo
 from symzoo.analysis.payloads import take_unevaluated
 from symzoo.analysis.plots import plot_delta_histogram, plot_mli_curves
 from symzoo.analysis.selection import finished_networks, sample_per_variant
 from symzoo.analysis.tables import sample_note, skipped_note
+from symzoo.analysis.verdicts import verdict_frame
 from symzoo.errors import ZooError
 from symzoo.pipelines.outputs import write_parquet
 from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec, check_resources
@@ -129,8 +137,11 @@ def write_mli_outputs(out: Path, zoo: Zoo, opts: MliOptions, curves: pd.DataFram
     variants = [v for v in zoo.config["variants"] if v in set(stats["variant"])]
     with_paper = is_paper_resnet8_zoo(zoo.config)
     parts = ["# Monotonic linear interpolation (paper Table 4)", ""]
+    verdicts = []
     for m in dict.fromkeys(curves["measurement"]):
         parts.append(mli_table(stats, variants, m, with_paper))
+        verdicts += mli_verdict_records(stats, variants, m)
+    write_parquet(out / "verdicts.parquet", verdict_frame(verdicts))
     notes = [
         f"zoo {zoo.config['name']} ({zoo.config['model']['arch']} on {zoo.config['data']['name']}); "
         f"loss = training loss label-smoothed with each network's own smoothing, at {opts.alphas} evenly spaced "

@@ -15,8 +15,11 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 import yaml
 
+from symzoo.analysis import appendix_a
 from symzoo.analysis.naming import label
+from symzoo.analysis.paper import is_paper_resnet8_zoo
 from symzoo.analysis.plots import plot_accuracy
+from symzoo.analysis.verdicts import COLUMNS, NOT_REPRODUCED, REPRODUCED, verdict_frame, verdict_table
 from symzoo.pipelines.registry import STAGES
 from symzoo.zoo.info import summarise_test_accuracy
 from symzoo.zoo.location import Location, atomic_write_bytes, is_within
@@ -24,7 +27,8 @@ from symzoo.zoo.store import Zoo
 
 CITATION = (
     'Reproducing Lim, Putterman, Walters, Maron and Jegelka, "The Empirical Impact of Neural Parameter Symmetries, '
-    "or Lack Thereof\" (NeurIPS 2024): its Tables 3, 4 and 1 on this zoo, with the paper's numbers beside ours."
+    "or Lack Thereof\" (NeurIPS 2024): its Tables 3, 4, 1 and 2 and its section 5.5 on this zoo, with the paper's "
+    "numbers beside ours."
 )
 
 
@@ -97,14 +101,54 @@ def headlines(out: Path, stages: list[str]) -> list[str]:
     return lines
 
 
-def summary_section(out: Path, stages: list[str]) -> str:
-    found = headlines(out, stages)
-    if not found:
+def stage_verdicts(out: Path, stages: list[str]) -> pd.DataFrame:
+    """Every stage's ``verdicts.parquet`` (what its table's verdict lines say, as records), with its stage."""
+    frames = []
+    for stage in stages:
+        path = out / stage / "verdicts.parquet"
+        if path.exists():
+            frames.append(pd.read_parquet(path).assign(stage=stage))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*COLUMNS, "stage"])
+
+
+def summary_section(out: Path, stages: list[str], more: pd.DataFrame | None = None) -> str:
+    """The study at a glance: one table of the paper's claims as checked here (claim, paper, this zoo, test, p,
+    verdict; ``more``: the report's own, §5.5), then each stage's warnings."""
+    verdicts = stage_verdicts(out, stages)
+    if more is not None and len(more):
+        verdicts = pd.concat([verdicts, more], ignore_index=True)
+    warnings = [h for h in headlines(out, stages) if ": ⚠ " in h]
+    untabled = [  # stages whose outputs predate verdicts.parquet: their verdict lines as they are
+        h
+        for h in headlines(out, stages)
+        if ": verdict" in h and not (out / h.split(":")[0] / "verdicts.parquet").exists()
+    ]
+    if verdicts.empty and not warnings and not untabled:
         return ""
-    lines = ["## Summary: the paper's directions, checked", ""]
-    lines += [f"- {h}" for h in found]
-    lines += ["", "Each verdict is computed from the stage's numbers (tests named; p < 0.05 counts as reproduced)."]
+    lines = ["## Summary: the paper's claims, checked", ""]
+    if len(verdicts):
+        lines += [verdict_table(verdicts), ""]
+        counts = verdicts["outcome"].value_counts()
+        lines += [
+            f"{counts.get(REPRODUCED, 0)} of {len(verdicts)} claims reproduced (same direction, p < 0.05), "
+            f"{counts.get(NOT_REPRODUCED, 0)} not reproduced, the rest pointing the paper's way without "
+            "significance or a test. Each is computed from the stage's numbers; ⚠ marks a cell to distrust.",
+            "",
+        ]
+    if untabled:
+        lines += [*(f"- {h}" for h in untabled), ""]
+    if warnings:
+        lines += ["Warnings:", "", *[f"- {w}" for w in warnings]]
     return "\n".join(lines) + "\n"
+
+
+def appendix_a_section(out: Path, zoo: Zoo) -> tuple[str, pd.DataFrame]:
+    """§5.5 / Appendix A of the paper on this zoo (``analysis.appendix_a``), and its verdicts for the summary."""
+    barriers_path = out / "lmc" / "barriers.parquet"
+    barriers = pd.read_parquet(barriers_path) if barriers_path.exists() else None
+    text, verdicts = appendix_a.section(zoo, barriers, is_paper_resnet8_zoo(zoo.config))
+    heading = "## Training and generalisation (paper §5.5, Appendix A)"
+    return f"{heading}\n\n{text}", verdict_frame(verdicts).assign(stage="zoo")
 
 
 def timings_section(timings: dict[str, dict]) -> str:
@@ -163,10 +207,12 @@ def build_report(out: Path, zoo: Zoo, stages: list[str], timings: dict[str, dict
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     parts = [f"# symzoo study: {zoo.config['name']}", "", CITATION, ""]
-    if summary := summary_section(out, stages):
+    appendix, appendix_verdicts = appendix_a_section(out, zoo)
+    if summary := summary_section(out, stages, appendix_verdicts):
         parts.append(summary)
     parts.append(zoo_section(zoo, figures / "zoo_accuracy.png"))
     parts[-1] = parts[-1].replace("](zoo_accuracy.png)", "](figures/zoo_accuracy.png)")
+    parts.append(appendix)
     for stage in stages:
         if (out / stage / "table.md").exists():
             parts.append(stage_section(stage, out / stage, out))

@@ -302,10 +302,53 @@ def test_the_table_puts_the_papers_rows_below_ours_with_flags_and_a_verdict():
     assert "- ⚠ chosen at the edge of its grid: StatNN on W-Asym, MLP on standard" in table
     assert (
         "- verdict: StatNN: W-Asym R² 0.950 vs standard 0.850 (+0.100; no test: 1 seed(s)); paper +0.002: "
-        "direction reproduced" in table
+        "same direction, untested" in table
     )
     assert "dropped: 1 diverged" in table
     with_paper = metanet_table(summary, ["statnn"], ["standard", "w_asym"], True, counts, [])
     assert "| paper: StatNN (CIFAR-10 ResNet8) |" in with_paper
     paper = {"model": {"arch": "resnet8"}, "data": {"name": "cifar10", "size": None}}
     assert is_paper_resnet8_zoo(paper) and not is_paper_resnet8_zoo(paper | {"data": {"name": "cifar10", "size": 16}})
+
+
+def test_accuracies_that_barely_spread_flag_the_r2_cell_and_its_verdict():
+    """R² divides by the variance of the test accuracies: on 0.96 ± 0.03 it reads -194 while τ still means
+    something. The table says so, and the summary's verdict carries the flag."""
+    from symzoo.analysis.tables import metanet_summary, metanet_table, metanet_verdicts
+
+    runs = pd.DataFrame(
+        {
+            "metanet": ["statnn"] * 4,
+            "variant": ["standard", "standard", "w_asym", "w_asym"],
+            "hparam_name": ["lr"] * 4,
+            "hparam": [1e-3] * 4,
+            "test_r2": [0.9, 0.8, -190.0, -200.0],
+            "test_tau": [0.7, 0.6, 0.5, 0.4],
+        }
+    )
+    counts = {
+        "standard": {
+            "used": 8,
+            "train": 4,
+            "val": 2,
+            "test": 40,
+            "dropped": {},
+            "test_acc_mean": 0.5,
+            "test_acc_std": 0.2,
+        },
+        "w_asym": {
+            "used": 8,
+            "train": 4,
+            "val": 2,
+            "test": 40,
+            "dropped": {},
+            "test_acc_mean": 0.96,
+            "test_acc_std": 0.03,
+        },
+    }
+    table = metanet_table(metanet_summary(runs), ["statnn"], ["standard", "w_asym"], False, counts, [], None, runs)
+    assert "- ⚠ W-Asym test accuracies 0.96 ± 0.03: too little spread for R² to mean much; read τ" in table
+    assert "standard test accuracies" not in table
+    (verdict,) = metanet_verdicts(runs, ["statnn"], ["standard", "w_asym"], counts)
+    assert verdict.flag == "W-Asym test accuracies 0.96 ± 0.03: R² unreliable"
+    assert verdict.outcome == "NOT reproduced" and verdict.claim == "StatNN metanet: W-Asym R² above standard"
