@@ -86,14 +86,20 @@ TABLE2_LABELS = {
 
 
 def table2_row(config: dict) -> str | None:
-    """The Table 2 row a Bayesian zoo's networks are (same model on the paper's data), else None."""
+    """The Table 2 row a Bayesian zoo's networks are (same model on the paper's data), else None. The paper's
+    CIFAR-100 rows are ResNet20s at width 2 with a standard last layer; symzoo's ResNets are its "LN" row."""
     model, data = config["model"], config["data"]
-    if data["name"] != "cifar10" or data["size"] not in (None, 32):
+    if data["size"] not in (None, 32):
+        return None
+    if data["name"] == "cifar100":
+        wide = model["arch"] == "resnet20" and model["width"] == 2 and not model.get("fixed_head", True)
+        return "resnet20_ln_cifar100" if wide else None
+    if data["name"] != "cifar10":
         return None
     if model["arch"] == "bnn_mlp" and model.get("depth") in (8, 16) and model.get("hidden") in (None, 256):
         return f"mlp{model['depth']}"
-    if model["arch"] == "resnet20" and model["width"] == 1:
-        return "resnet20"
+    if model["arch"] in ("resnet20", "resnet110") and model["width"] == 1:
+        return model["arch"]
     return None
 
 

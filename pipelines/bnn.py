@@ -59,7 +59,7 @@ def model_name(cfg: dict) -> str:
     m = cfg["model"]
     if m["arch"] == "bnn_mlp":
         return f"MLP-{m.get('depth') or 8}" + (f" ({m['hidden']} units)" if m.get("hidden") else "")
-    return {"resnet8": "ResNet8", "resnet20": "ResNet20", "mlp": "MLP"}[m["arch"]] + (
+    return {"resnet8": "ResNet8", "resnet20": "ResNet20", "resnet110": "ResNet110", "mlp": "MLP"}[m["arch"]] + (
         f" x{m['width']}" if m["width"] > 1 else ""
     )
 

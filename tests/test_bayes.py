@@ -99,7 +99,8 @@ def test_fixed_entries_carry_no_variance_and_no_kl():
     x = torch.zeros(1000, 6, dtype=torch.float64)
     x[:, :3] = torch.randn(3, dtype=torch.float64)
     out = sample_output(x, mu, var, factors, lambda a, w: F.linear(a, w), mask=mask)
-    assert torch.equal(out, F.linear(x, mu)), "no variance through fixed entries"
+    # no variance through fixed entries: what is left is the floor's standard deviation of 1e-8 (MIN_VARIANCE)
+    assert (out - F.linear(x, mu)).abs().max() < 1e-7
     trainable = kl_to_prior(mu[:, 3:], var[:, 3:], factors[:, :, 3:], 0.01)
     assert torch.allclose(kl_to_prior(mu, var, factors, 0.01, mask=mask), trainable)
 
@@ -130,7 +131,8 @@ def test_a_posterior_without_variance_is_the_network_itself(digits):
             p.bias_factors.zero_()
             p.log_var.fill_(-200.0)
             p.log_var_b.fill_(-200.0)
-    assert torch.allclose(model(x), plain, atol=1e-12)
+    # what remains is the variance floor (MIN_VARIANCE: a standard deviation of 1e-8 per output, through LayerNorms)
+    assert torch.allclose(model(x), plain, atol=1e-6)
 
 
 def test_variational_training_lowers_the_negative_elbo_and_keeps_fixed_entries_fixed(digits):

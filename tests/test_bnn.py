@@ -183,3 +183,82 @@ def test_a_killed_bayesian_zoo_resumes_bit_identical(bnn_zoo, tmp_path):
         row = resumed.set_index("model_id").loc[int(match["model_id"].iloc[0])]
         assert row["weights_final"] == ref.weights_final and row["posterior_final"] == ref.posterior_final
     assert zoo.manifest["complete"]
+
+
+def test_resnet110_and_the_bayesian_resnet_options():
+    """ResNet110: 18 basic blocks per stage (1,730,714 parameters at width 1, He et al.'s 1.7M); ``model.kappa``
+    sets every fixed entry's scale and ``model.fixed_head: false`` leaves the head standard (the CIFAR-100 rows)."""
+
+    def count(c_in: int, c_out: int, k: int) -> int:
+        return c_in * c_out * k * k  # convolutions without bias, a norm after each
+
+    expected = count(3, 16, 3) + 2 * 16  # stem conv and its norm
+    c_in = 16
+    for c in (16, 32, 64):
+        for b in range(18):
+            expected += count(c_in, c, 3) + count(c, c, 3) + 4 * c
+            if c_in != c:
+                expected += count(c_in, c, 1) + 2 * c  # projection shortcut and its norm
+            c_in = c
+    expected += 64 * 10 + 10
+    model = build("resnet110", "standard", (3, 32, 32), 10)
+    assert sum(p.numel() for p in model.parameters()) == expected == 1_730_714
+    asym = build("resnet20", "w_asym", (3, 32, 32), 100, width=2, kappa=0.5, fixed_head=False)
+    convs = [m for m in asym.modules() if getattr(m, "weight_mask", None) is not None]
+    assert asym.head.weight_mask is None and bool(asym.head.trainable_mask().all()), "a standard last layer"
+    fixed = torch.cat([m.weight_fixed[~m.weight_mask.bool()] for m in convs])
+    assert 0.45 < float(fixed.std()) < 0.55  # kappa 0.5 (Table 6's default is 2)
+
+
+def test_variational_training_of_a_convolutional_network(digits):
+    """The posterior also covers convolutions (factors start at zero, as the authors'), through the same trainer."""
+    from symzoo.zoo.bayes_train import ElrgSettings, train_elrg
+    from symzoo.zoo.plan import HParams
+    from symzoo.zoo.train import Recipe
+
+    model = build("resnet8", "w_asym", digits.in_shape, 10, init_seed=0)
+    hp = HParams(lr=1e-3, weight_decay=0.0, label_smoothing=0.0, epochs=2)
+    recipe = Recipe(batch_size=200, warmup_epochs=0, schedule="constant", amp=False)
+    result = train_elrg(model, digits.head(600, 200), hp, recipe, ElrgSettings(test_samples=2, init_log_var=-12), 0)
+    assert result.status == "ok" and len(result.history["test_ece"]) == 2
+    assert result.posterior.numel() == posterior_size(model, 4)
+    assert result.test_acc > 0.15  # above chance after two short epochs
+
+
+def test_cifar100_loads_from_its_standard_folder_and_is_named_when_absent(tmp_path):
+    import pickle
+
+    from symzoo.errors import SymzooError
+    from symzoo.zoo.data import load_dataset
+
+    with pytest.raises(SymzooError, match="cifar100 not found .* unpack cifar-100-python.tar.gz"):
+        load_dataset("cifar100", root=tmp_path)
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 300), ("test", 100)):
+        batch = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"fine_labels": list(range(100)) * (n // 100),
+        }
+        (folder / name).write_bytes(pickle.dumps(batch))
+    data = load_dataset("cifar100", root=tmp_path, train_per_class=2)
+    assert data.num_classes == 100 and tuple(data.x_train.shape) == (200, 3, 32, 32) and len(data.y_test) == 100
+    (folder / "test").write_bytes(pickle.dumps({b"data": b"", b"labels": []}))
+    with pytest.raises(SymzooError, match="is not a CIFAR-100 batch file"):
+        load_dataset("cifar100", root=tmp_path)
+
+
+def test_the_papers_table_2_rows_are_found_for_their_models():
+    from symzoo.analysis.paper import table2_row
+
+    def row(**patch):
+        cfg = validate({**BNN, "data": {"name": "cifar10"}, "model": patch})
+        return table2_row(cfg)
+
+    assert row(arch="bnn_mlp", depth=16) == "mlp16" and row(arch="bnn_mlp", depth=8) == "mlp8"
+    assert row(arch="bnn_mlp", depth=16, hidden=64) is None and row(arch="resnet110") == "resnet110"
+    cifar100 = validate(
+        {**BNN, "data": {"name": "cifar100"}, "model": {"arch": "resnet20", "width": 2, "fixed_head": False}}
+    )
+    assert table2_row(cifar100) == "resnet20_ln_cifar100"

@@ -22,6 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# An output's variance is floored here before its square root: a bias-free convolution over a receptive field of
+# exact zeros (after a ReLU, in the padding) has variance 0, where sqrt's gradient is infinite and training turns
+# to NaN at the first step (the authors' code floors convolutions at the same value).
+MIN_VARIANCE = 1e-16
 Apply = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (input, weight) -> output: a linear map or a conv
 
 
@@ -47,7 +51,7 @@ def sample_output(
     linear in both arguments, which is what makes the output Gaussian with the moments above."""
     var, factors = masked(var, factors, mask)
     mean = apply(x, mu)
-    spread = apply(x * x, var).clamp_min(0).sqrt()
+    spread = apply(x * x, var).clamp_min(MIN_VARIANCE).sqrt()
     eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
     out = mean + spread * eps
     for k in range(factors.shape[0]):
@@ -136,7 +140,7 @@ class LayerPosterior(nn.Module):
         """A draw of (output - mean) for each example: the local reparameterisation of ``sample_output``, bias
         included. The rank factors go through one stacked product (k maps as one weight of k times the outputs)."""
         var_b = None if self.log_var_b is None else self.log_var_b.exp()
-        spread = self.apply_to(x * x, self.variance(), var_b).clamp_min(0).sqrt()
+        spread = self.apply_to(x * x, self.variance(), var_b).clamp_min(MIN_VARIANCE).sqrt()
         out = spread * self._normal(mean.shape, mean)
         rank = self.factors.shape[0]
         if rank:

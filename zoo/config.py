@@ -37,7 +37,18 @@ DEFAULTS: dict[str, Any] = {
     },
     # hidden: an MLP's units per layer (null: 512 x width, 256 for bnn_mlp); depth: an MLP's linear layers (null: 4,
     # 8 for bnn_mlp); gate_std: sigma-Asym's F std (null: the authors' default)
-    "model": {"arch": "resnet8", "width": 1, "gates": "network", "hidden": None, "depth": None, "gate_std": None},
+    # kappa: W-Asym fixed entries' scale in every layer (null: the architecture's); fixed_head: false leaves the
+    # last layer standard
+    "model": {
+        "arch": "resnet8",
+        "width": 1,
+        "gates": "network",
+        "hidden": None,
+        "depth": None,
+        "gate_std": None,
+        "kappa": None,
+        "fixed_head": True,
+    },
     "variants": ["standard", "w_asym"],
     "networks": None,
     "replicates": 1,
@@ -150,6 +161,9 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     check_int("model.depth", cfg["model"]["depth"], 2, 256, allow_none=True)
     if cfg["model"]["gate_std"] is not None:
         check_number("model.gate_std", cfg["model"]["gate_std"], 1e-8, 100)
+    if cfg["model"]["kappa"] is not None:
+        check_number("model.kappa", cfg["model"]["kappa"], 1e-8, 100)
+    check_bool("model.fixed_head", cfg["model"]["fixed_head"])
     for key in ("hidden", "depth"):
         if cfg["model"][key] is not None and cfg["model"]["arch"] not in MLP_ARCHS:
             fail(f"model.{key}", "sets an MLP's shape; ResNets take model.width (a multiple of 16/32/64 channels)")
@@ -283,9 +297,11 @@ def config_hash(cfg: dict) -> str:
     content["plan_version"] = PLAN_VERSION
     for key in RESOURCE_FIELDS:
         content["execution"].pop(key, None)
-    for key in ("hidden", "depth", "gate_std"):  # zoos from before these fields existed keep their hash
+    for key in ("hidden", "depth", "gate_std", "kappa"):  # zoos from before these fields existed keep their hash
         if content["model"].get(key) is None:
             content["model"].pop(key, None)
+    if content["model"].get("fixed_head", True) is True:
+        content["model"].pop("fixed_head", None)
     if content["training"].get("method", "standard") == "standard":  # and zoos from before Bayesian training
         content["training"].pop("method", None)
         content["training"].pop("elrg", None)

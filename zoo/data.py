@@ -1,6 +1,7 @@
 """Datasets held as uint8 ``(N, C, H, W)`` tensors with their normalisation, small enough to live on the device.
 
-Registry: ``cifar10`` (a ``cifar-10-batches-py`` folder, the offline JPEG npz, or a download), ``fashion_mnist``
+Registry: ``cifar10`` (a ``cifar-10-batches-py`` folder, the offline JPEG npz, or a download), ``cifar100`` (a
+``cifar-100-python`` folder or a download), ``fashion_mnist``
 (standard idx files) and ``digits`` (scikit-learn). Optional area downsampling and class-balanced subsets make
 CPU-sized zoos from the same real data.
 """
@@ -28,7 +29,9 @@ CIFAR10_MEAN = (125.307, 122.961, 113.8575)
 CIFAR10_STD = (51.5865, 50.847, 51.255)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # published with the archive
-DATASETS = ("cifar10", "fashion_mnist", "digits")
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"  # published with the archive
+DATASETS = ("cifar10", "cifar100", "fashion_mnist", "digits")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -119,15 +122,16 @@ class CifarUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 batch never does")
 
 
-def read_cifar_batch(path: Path) -> dict:
-    """One ``cifar-10-batches-py`` file, read without running anything it names; one line if it is not one."""
+def read_cifar_batch(path: Path, labels: bytes = b"labels", name: str = "CIFAR-10") -> dict:
+    """One ``cifar-10-batches-py`` file (or ``cifar-100-python``'s, whose labels are ``fine_labels``), read without
+    running anything it names; one line if it is not one."""
     try:
         with open(path, "rb") as f:
             batch = CifarUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
-        raise SymzooError(f"{path} is not a CIFAR-10 batch file ({e}); replace it with CIFAR-10's own") from None
-    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise SymzooError(f"{path} is not a CIFAR-10 batch file (no data and labels); replace it with CIFAR-10's own")
+        raise SymzooError(f"{path} is not a {name} batch file ({e}); replace it with {name}'s own") from None
+    if not isinstance(batch, dict) or b"data" not in batch or labels not in batch:
+        raise SymzooError(f"{path} is not a {name} batch file (no data and labels); replace it with {name}'s own")
     return batch
 
 
@@ -242,6 +246,37 @@ def load_cifar10(root: Path, download: bool = False) -> tuple[np.ndarray, ...]:
     )
 
 
+def load_cifar100(root: Path, download: bool = False) -> tuple[np.ndarray, ...]:
+    """CIFAR-100 (the 100 fine labels) from a standard ``cifar-100-python`` folder under ``root``, or downloaded
+    and checked against the published md5 when the config says ``download: true``."""
+    folder = root / "cifar-100-python"
+    if not (folder / "test").exists() and download:
+        archive = root / "cifar-100-python.tar.gz"
+        try:
+            if not archive.exists():
+                download_verified(CIFAR100_URL, archive, CIFAR100_MD5)
+        except OSError as e:
+            raise DataNotFoundError(
+                f"cifar100: download from {CIFAR100_URL} failed ({e}); put cifar-100-python under {root} instead"
+            ) from e
+        with tarfile.open(archive) as tar:
+            try:
+                tar.extractall(root, filter="data")
+            except TypeError:
+                tar.extractall(root)
+    if not (folder / "test").exists():
+        raise DataNotFoundError(
+            f"cifar100 not found (looked for {folder}/train and test); unpack cifar-100-python.tar.gz into {root} "
+            "(or set data.root), or set download: true"
+        )
+
+    def read(name: str) -> tuple[np.ndarray, np.ndarray]:
+        d = read_cifar_batch(folder / name, b"fine_labels", "CIFAR-100")
+        return np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32), np.asarray(d[b"fine_labels"], np.int64)
+
+    return (*read("train"), *read("test"))
+
+
 # --- Fashion-MNIST ----------------------------------------------------------------------------------------------
 
 
@@ -325,6 +360,8 @@ def load_dataset(
     root = Path(root) if root else default_data_dir()
     if name == "cifar10":
         arrays = load_cifar10(root, download)
+    elif name == "cifar100":
+        arrays = load_cifar100(root, download)
     elif name == "fashion_mnist":
         arrays = load_fashion_mnist(root)
     elif name == "digits":

@@ -27,7 +27,8 @@ from symzoo.zoo.layers import (
 
 Variant = Literal["standard", "w_asym", "sigma_asym"]
 VARIANTS: tuple[str, ...] = ("standard", "w_asym", "sigma_asym")
-ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "mlp", "bnn_mlp")
+ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "resnet110", "mlp", "bnn_mlp")
+BLOCKS_PER_STAGE = {"resnet8": 1, "resnet20": 3, "resnet110": 18}
 MLP_ARCHS: tuple[str, ...] = ("mlp", "bnn_mlp")
 GATES: tuple[str, ...] = ("zoo", "network")  # one FiGLU F per zoo, or one per hyperparameter sample
 # Each architecture starts from its authors' init (docs/paper.md §1): their ResNets from Kaiming normal, their MLPs
@@ -35,6 +36,7 @@ GATES: tuple[str, ...] = ("zoo", "network")  # one FiGLU F per zoo, or one per h
 WEIGHT_INIT: dict[str, WeightInit] = {
     "resnet8": "kaiming_normal",
     "resnet20": "kaiming_normal",
+    "resnet110": "kaiming_normal",
     "mlp": "torch_default",
     "bnn_mlp": "torch_default",
 }
@@ -147,7 +149,8 @@ class MLP(nn.Module):
 
 
 def resnet_fixes(arch: str, width: int) -> dict[str, object]:
-    """W-Asym fixed structure: ResNet8 fixes 8 whole filters per output channel; ResNet20 fixes single entries."""
+    """W-Asym fixed structure: ResNet8 fixes 8 whole filters per output channel; ResNet20 and ResNet110 fix single
+    entries (paper Table 6)."""
     if arch == "resnet8":
         conv = FixSpec(8, 2.0, "filter")
         return {"stem": conv, "conv": [conv] * 3, "skip": [FixSpec(8, 2.0)] * 3, "linear": FixSpec(8, 2.0)}
@@ -169,6 +172,26 @@ def mlp_fixes(width: int, depth: int) -> list[FixSpec]:
     return [FixSpec(n, k) for n, k in zip(counts, kappas, strict=True)]
 
 
+def adjusted(fixes, kappa: float | None, fixed_head: bool):
+    """An architecture's W-Asym fixes with every kappa replaced (``kappa``) and the head left standard (not
+    ``fixed_head``); a list for MLPs (head last), a dict for ResNets (head ``linear``)."""
+
+    def scaled(spec):
+        if spec is None or kappa is None:
+            return spec
+        if isinstance(spec, list):
+            return [scaled(s) for s in spec]
+        return FixSpec(spec.n_fixed, kappa, spec.unit)
+
+    if isinstance(fixes, list):
+        out = [scaled(f) for f in fixes]
+        return out[:-1] + [None] if not fixed_head else out
+    out = {k: scaled(v) for k, v in fixes.items()}
+    if not fixed_head:
+        out["linear"] = None
+    return out
+
+
 def build(
     arch: str,
     variant: str,
@@ -181,6 +204,8 @@ def build(
     hidden: int | None = None,
     gate_std: float | None = None,
     depth: int | None = None,
+    kappa: float | None = None,
+    fixed_head: bool = True,
 ) -> nn.Module:
     """Build and initialise one network.
 
@@ -189,6 +214,8 @@ def build(
     ``init_seed`` is the network's own and draws its trainable initial weights.
     ``hidden`` (MLP only): units per hidden layer; default the paper's 512 x ``width``.
     ``depth`` (MLPs only): linear layers; default 4 (``mlp``) or 8 (``bnn_mlp``).
+    ``kappa`` (W-Asym): the fixed entries' scale in every layer instead of the architecture's (the Bayesian ResNet
+    rows use 0.5); ``fixed_head`` False leaves the last layer standard (the paper's CIFAR-100 Bayesian ResNets).
     ``gate_std``: the standard deviation of sigma-Asym's F; default the authors' per architecture (docs/paper.md §1:
     1/sqrt(C) in their ResNets, 1 in their MLPs).
     """
@@ -200,16 +227,15 @@ def build(
     if arch == "mlp":
         in_features, units = math.prod(in_shape), hidden or 512 * width
         depth = depth or 4
-        model: nn.Module = MLP(
-            in_features, num_classes, variant, width=units, depth=depth, fixes=mlp_fixes(units, depth) if asym else None
-        )
+        fixes = adjusted(mlp_fixes(units, depth), kappa, fixed_head) if asym else None
+        model: nn.Module = MLP(in_features, num_classes, variant, width=units, depth=depth, fixes=fixes)
     elif arch == "bnn_mlp":
         depth, units = depth or BNN_MLP["depth"], hidden or BNN_MLP["hidden"]
-        fixes = [FixSpec(BNN_MLP["fixed"], BNN_MLP["kappa"])] * depth if asym else None
+        fixes = adjusted([FixSpec(BNN_MLP["fixed"], BNN_MLP["kappa"])] * depth, kappa, fixed_head) if asym else None
         model = MLP(math.prod(in_shape), num_classes, variant, width=units, depth=depth, fixes=fixes, relu=True)
     else:
-        blocks = {"resnet8": 1, "resnet20": 3}[arch]
-        model = ResNet(blocks, in_shape[0], num_classes, variant, width, resnet_fixes(arch, width) if asym else None)
+        fixes = adjusted(resnet_fixes(arch, width), kappa, fixed_head) if asym else None
+        model = ResNet(BLOCKS_PER_STAGE[arch], in_shape[0], num_classes, variant, width, fixes)
     if gate_std is not None:
         for module in model.modules():
             if isinstance(module, FiGLU):
@@ -277,4 +303,6 @@ def build_configured(
         model.get("hidden"),
         model.get("gate_std"),
         model.get("depth"),
+        model.get("kappa"),
+        model.get("fixed_head", True),
     )
