@@ -195,7 +195,7 @@ def test_resnet110_and_the_bayesian_resnet_options():
     expected = count(3, 16, 3) + 2 * 16  # stem conv and its norm
     c_in = 16
     for c in (16, 32, 64):
-        for b in range(18):
+        for _ in range(18):
             expected += count(c_in, c, 3) + count(c, c, 3) + 4 * c
             if c_in != c:
                 expected += count(c_in, c, 1) + 2 * c  # projection shortcut and its norm
