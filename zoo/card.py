@@ -39,6 +39,16 @@ COLUMNS = {
     "checksum_weights_init, checksum_weights_final, ...": "each weight value's row checksum (uint64; "
     "symzoo.zoo.store.row_checksums), checked on every read by symzoo; null where the weights are",
 }
+BAYES_COLUMNS = {  # a Bayesian zoo's (training.method: elrg), docs/zoo.md
+    "test_loss, test_acc, test_ece": "of the posterior predictive (the mean probabilities of the configured number of "
+    "posterior samples); train_loss and train_acc: the last epoch's sampled networks on augmented batches",
+    "history_train_kl, history_test_loss, history_test_acc, history_test_ece": "per epoch: KL / N and the posterior "
+    "predictive's test NLL, accuracy and calibration error",
+    "weights_*": "the posterior mean",
+    "posterior_final": "the variance parameters (fixed_size_binary of little-endian float32): per linear and conv "
+    "layer its log-variances (weight, then bias), then its rank factors; symzoo's Zoo.posterior and bayesian_model "
+    "read them",
+}
 
 
 def size_category(n: int) -> str:
@@ -142,7 +152,7 @@ def card_text(zoo: Zoo) -> str:
         "",
         "| column | meaning |",
         "|---|---|",
-        *(f"| {name} | {meaning} |" for name, meaning in COLUMNS.items()),
+        *(f"| {name} | {meaning} |" for name, meaning in (COLUMNS | (BAYES_COLUMNS if zoo.bayesian else {})).items()),
         "",
         "Each variant's parameter layout (tensor names, shapes, offsets, which entries are trainable) is in "
         "`manifest.json` (`layouts`), and so is each variant's symmetries (`symmetries`):",

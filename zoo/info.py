@@ -80,7 +80,21 @@ def describe(zoo: Zoo, checksums_verified: bool = False) -> str:
         lines += ["", "networks by variant and status:", counts.to_string()]
         ok = frame[frame["status"] == "ok"]
         train = ok.groupby("variant")["train_acc"].agg(["mean", "std"]).round(4)
-        lines += ["", "train accuracy of finished networks (augmented batches, as trained):", train.to_string()]
+        how = (
+            "the last epoch's sampled networks on augmented batches"
+            if zoo.bayesian
+            else "un-augmented, the whole training set"
+        )
+        lines += ["", f"train accuracy of finished networks ({how}):", train.to_string()]
+        if zoo.bayesian:
+            elrg = cfg["training"]["elrg"]
+            ece = ok.groupby("variant")["test_ece"].agg(["mean", "std"]).round(4)
+            lines += [
+                "",
+                f"Bayesian (training.method elrg: rank-{elrg['rank']} posterior, {elrg['test_samples']} test "
+                "samples); test ECE of the posterior predictive:",
+                ece.to_string(),
+            ]
         test = summarise_test_accuracy(frame, cfg["hyperparameters"])
         lines += [
             "",
