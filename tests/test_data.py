@@ -40,7 +40,7 @@ def test_missing_cifar_says_where_it_looked_and_how_to_fix(tmp_path, monkeypatch
 
 
 def test_unknown_dataset_lists_choices():
-    with pytest.raises(ValueError, match="cifar10, fashion_mnist, digits"):
+    with pytest.raises(ValueError, match="cifar10, cifar100, fashion_mnist, digits"):
         load_dataset("imagenet")
 
 
