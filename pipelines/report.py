@@ -23,7 +23,11 @@ from symzoo.analysis.verdicts import COLUMNS, NOT_REPRODUCED, REPRODUCED, verdic
 from symzoo.pipelines.registry import STAGES
 from symzoo.zoo.info import summarise_test_accuracy
 from symzoo.zoo.location import Location, atomic_write_bytes, is_within
+from symzoo.zoo.parquet_io import read_parquet
 from symzoo.zoo.store import Zoo
+
+REWRITE = "delete it and rerun that stage"  # a damaged verdicts.parquet
+RERUN_LMC = "delete it and rerun `symzoo lmc`"
 
 CITATION = (
     'Reproducing Lim, Putterman, Walters, Maron and Jegelka, "The Empirical Impact of Neural Parameter Symmetries, '
@@ -107,7 +111,7 @@ def stage_verdicts(out: Path, stages: list[str]) -> pd.DataFrame:
     for stage in stages:
         path = out / stage / "verdicts.parquet"
         if path.exists():
-            frames.append(pd.read_parquet(path).assign(stage=stage))
+            frames.append(read_parquet(path, REWRITE).to_pandas().assign(stage=stage))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*COLUMNS, "stage"])
 
 
@@ -145,7 +149,7 @@ def summary_section(out: Path, stages: list[str], more: pd.DataFrame | None = No
 def appendix_a_section(out: Path, zoo: Zoo) -> tuple[str, pd.DataFrame]:
     """§5.5 / Appendix A of the paper on this zoo (``analysis.appendix_a``), and its verdicts for the summary."""
     barriers_path = out / "lmc" / "barriers.parquet"
-    barriers = pd.read_parquet(barriers_path) if barriers_path.exists() else None
+    barriers = read_parquet(barriers_path, RERUN_LMC).to_pandas() if barriers_path.exists() else None
     text, verdicts = appendix_a.section(zoo, barriers, is_paper_resnet8_zoo(zoo.config))
     heading = "## Training and generalisation (paper §5.5, Appendix A)"
     return f"{heading}\n\n{text}", verdict_frame(verdicts).assign(stage="zoo")

@@ -198,7 +198,7 @@ def test_stray_and_foreign_shards_are_never_adopted(ray_cluster, tiny_zoo, tmp_p
     [
         ({"variants": ["standard", "asym"]}, "variants[1]': 'asym' is not allowed; choose one of standard, w_asym"),
         ({"networks": 0}, "'networks': 0 is not allowed; an integer in [1, 1000000]"),
-        ({"data": {"name": "mnist"}}, "'data.name': 'mnist' is not allowed; choose one of cifar10, fashion_mnist"),
+        ({"data": {"name": "mnist"}}, "'data.name': 'mnist' is not allowed; choose one of cifar10, cifar100, fashion"),
         ({"trainig": {}}, "'trainig': unknown field; allowed: name, seed, data"),
         ({"training": {"optimizer": "adam"}}, "'training.optimizer': 'adam' is not allowed; choose one of adamw, sgd"),
         ({"hyperparameters": {"lr": {"normal": [0, 1]}}}, "choose one of log_uniform, uniform, randint"),

@@ -51,7 +51,7 @@ def test_other_sizes_and_architectures_run():
 
 
 def test_bad_arch_or_variant_names_the_choices():
-    with pytest.raises(ValueError, match="choose one of resnet8, resnet20, mlp"):
+    with pytest.raises(ValueError, match="choose one of resnet8, resnet20, resnet110, mlp"):
         build("resnet9", "standard")
     with pytest.raises(ValueError, match="standard, w_asym, sigma_asym"):
         build("resnet8", "asym")

@@ -180,7 +180,7 @@ def test_the_html_report_opens_in_a_real_browser(study, tmp_path):
     assert found, dom.stderr[-2000:]
     probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert probe["errors"] == [] and probe["images"] == probe["shown"] >= 8
-    assert probe["h2"][:2] == ["Summary: the paper's directions, checked", "The zoo"]
+    assert probe["h2"][:2] == ["Summary: the paper's claims, checked", "The zoo"]
     assert any("Table 3" in h for h in probe["h2"])
     first_cells = [rows[1:] for rows in probe["tables"]]
     assert ["StatNN", "Ridge (flat weights)", "paper: StatNN (CIFAR-10 ResNet8, another setting)"] in first_cells
