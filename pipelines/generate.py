@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ray
 import torch
@@ -32,6 +35,17 @@ from symzoo.zoo.store import (
     write_shard,
 )
 from symzoo.zoo.train import steps_per_epoch
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """How a zoo's shards are made: ``task(specs, cfg, shared, layouts_json, write_to, progress, unit)`` runs on
+    a worker and returns a ``Written`` receipt or the shard's table; ``shared`` goes to every task once (the data
+    set for training, the source files for an import); ``verb`` says what was done, for the closing line."""
+
+    task: Callable[..., Any]
+    shared: Any
+    verb: str
 
 
 def train_shard(  # a Ray task: resources and retries come from the config, through run_pending's .options
@@ -105,8 +119,18 @@ def generate(
 
 
 def _generate_locked(
-    cfg: dict, out: Location, data: Dataset, layouts: dict, units: list, show_progress: bool, address: str | None
+    cfg: dict,
+    out: Location,
+    data: Dataset,
+    layouts: dict,
+    units: list,
+    show_progress: bool,
+    address: str | None,
+    job: ShardJob | None = None,
 ) -> StageReport:
+    """Write the zoo's missing shards and its manifest. ``job``: what makes a shard (training by default;
+    ``pipelines.importing`` converts a source's files instead) and what it hands each task."""
+    job = job or ShardJob(train_shard, data, "trained")
     if not all(u.output.exists() for u in units):  # before anything is written: a wrong address leaves no trace
         connect(address, num_cpus=None)
         check_fits(shard_resources(cfg["execution"]), cfg["name"])  # and so does a task no node can hold
@@ -139,22 +163,22 @@ def _generate_locked(
     report, pending = sort_units(units, check, lambda u: quarantine(out, u.output))
     if pending:
         connect(address, num_cpus=None)  # already joined unless a shard was quarantined
-        report = _train_pending(cfg, out, data, layouts_json, units, pending, report, write, show_progress)
+        report = _run_shards(cfg, out, job, layouts_json, units, pending, report, write, show_progress)
     finalize_manifest(out, manifest, report.checksums, report.ok, len(units))
     trained = sum(units[i].size for i in report.done)
     seconds = time.perf_counter() - start
     print(
-        f"symzoo: trained {trained} networks in {seconds:.0f} s; {len(report.skipped)} shards were already done"
+        f"symzoo: {job.verb} {trained} networks in {seconds:.0f} s; {len(report.skipped)} shards were already done"
         + (f"; {len(report.failed)} shards failed" if report.failed else ""),
         file=sys.stderr,
     )
     return report
 
 
-def _train_pending(
+def _run_shards(
     cfg: dict,
     out: Location,
-    data: Dataset,
+    job: ShardJob,
     layouts_json: dict,
     units: list[WorkUnit],
     pending: list[WorkUnit],
@@ -171,8 +195,8 @@ def _train_pending(
         file=sys.stderr,
     )
     write_to = out if workers_reach(out, execution["workers_write"]) else None
-    task_args = (cfg, ray.put(data), layouts_json, write_to)
-    return run_pending(units, pending, report, train_shard, task_args, write, resources, cfg["name"], show_progress)
+    task_args = (cfg, ray.put(job.shared), layouts_json, write_to)
+    return run_pending(units, pending, report, job.task, task_args, write, resources, cfg["name"], show_progress)
 
 
 def describe_plan(config_path: str | Path, out: str | Location | None = None) -> str:

@@ -59,6 +59,20 @@ def cmd_generate(args: argparse.Namespace) -> None:
         )
 
 
+def cmd_import(args: argparse.Namespace) -> None:
+    from symzoo.pipelines.importing import import_zoo
+
+    report = import_zoo(
+        args.format, args.source, args.out, args.data, args.data_root, args.hparams, args.address, not args.no_progress
+    )
+    if not report.ok:
+        first = next(iter(report.failed.items()))
+        raise SystemExit(
+            f"symzoo: error: {len(report.failed)} shard(s) failed (shard {first[0]}: {first[1]}); "
+            "fix the file it names and rerun the same command"
+        )
+
+
 def cmd_plan(args: argparse.Namespace) -> None:
     from symzoo.pipelines.generate import describe_plan
 
@@ -276,6 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
+
+    im = sub.add_parser("import", help="another project's zoo as a symzoo zoo (resumes where it stopped)")
+    im.add_argument("format", choices=["authors"], help="authors: the paper's own zoo (resnet8/, sparse_resnet8/)")
+    im.add_argument("source", help="the folder holding the zoo as its project stores it")
+    im.add_argument("--out", type=out_path, required=True, help="the new zoo's directory")
+    im.add_argument("--hparams", default=None, help="the authors' hparams.csv (default: SOURCE/hparams.csv)")
+    im.add_argument("--data", default="cifar10", help="the data set the networks were trained on (default cifar10)")
+    im.add_argument("--data-root", default=None, help="where that data set lies (default: as generate finds it)")
+    im.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
+    im.add_argument("--no-progress", action="store_true", help="no progress bar")
+    im.set_defaults(func=cmd_import)
 
     pl = sub.add_parser("plan", help="what `generate CONFIG` would train and store, and what is already done")
     pl.add_argument("config")

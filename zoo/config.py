@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
         "gate_std": None,
         "kappa": None,
         "fixed_head": True,
+        "fixed_structure": None,  # W-Asym masks and fixed values stored here (an imported zoo's own)
     },
     "variants": ["standard", "w_asym"],
     "networks": None,
@@ -77,6 +78,9 @@ DEFAULTS: dict[str, Any] = {
             "kl_copies": 8,  # KL / N with N = training images x this (the augmented copies of an image)
         },
     },
+    # an imported zoo (`symzoo import`): its source format and folder, and each sample's hyperparameters as the
+    # source recorded them; its plan comes from these, not from sampling
+    "imported": None,
     "execution": {
         "networks_per_shard": 16,
         "cpus_per_task": 1,
@@ -164,6 +168,8 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     if cfg["model"]["kappa"] is not None:
         check_number("model.kappa", cfg["model"]["kappa"], 1e-8, 100)
     check_bool("model.fixed_head", cfg["model"]["fixed_head"])
+    _check_fixed_structure(cfg["model"]["fixed_structure"])
+    _check_imported(cfg)
     for key in ("hidden", "depth"):
         if cfg["model"][key] is not None and cfg["model"]["arch"] not in MLP_ARCHS:
             fail(f"model.{key}", "sets an MLP's shape; ResNets take model.width (a multiple of 16/32/64 channels)")
@@ -217,6 +223,45 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     for section, check in sections.items():
         cfg[section] = check(cfg[section])
     return cfg
+
+
+def _check_fixed_structure(structure: Any) -> None:
+    if structure is None:
+        return
+    if not isinstance(structure, dict) or not structure:
+        fail("model.fixed_structure", "must map weight names to their stored masks and fixed values")
+    for name, entry in structure.items():
+        if not isinstance(entry, dict) or set(entry) != {"shape", "trainable_bits", "fixed_values"}:
+            fail(f"model.fixed_structure.{name}", "must hold shape, trainable_bits and fixed_values")
+
+
+IMPORTED_FIELDS = ("format", "source", "hparams")
+
+
+def _check_imported(cfg: dict) -> None:
+    """An imported zoo's provenance and per-sample hyperparameters (one [lr, weight_decay, label_smoothing,
+    epochs] row per sample, in sample order)."""
+    imported = cfg["imported"]
+    if imported is None:
+        return
+    if not isinstance(imported, dict):
+        fail("imported", "must be a mapping of format, source and hparams (written by `symzoo import`)")
+    for name in IMPORTED_FIELDS:
+        if name not in imported:
+            fail(f"imported.{name}", "is required")
+    for name in ("format", "source"):
+        if not isinstance(imported[name], str) or not imported[name]:
+            fail(f"imported.{name}", f"{imported[name]!r} is not allowed; a non-empty string")
+    rows = imported["hparams"]
+    if not isinstance(rows, list) or len(rows) != cfg["networks"]:
+        fail("imported.hparams", f"must hold one row per sample ({cfg['networks']})")
+    for i, row in enumerate(rows):
+        numbers = isinstance(row, list) and len(row) == len(HPARAM_NAMES)
+        numbers = numbers and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in row)
+        if not numbers or not float(row[3]).is_integer():
+            fail(f"imported.hparams[{i}]", f"{row!r} is not allowed; [lr, weight_decay, label_smoothing, epochs]")
+    if cfg["replicates"] != 1:
+        fail("replicates", "an imported zoo has one network per sample and variant; replicates: 1")
 
 
 def _check_elrg(t: dict) -> None:
@@ -302,6 +347,10 @@ def config_hash(cfg: dict) -> str:
             content["model"].pop(key, None)
     if content["model"].get("fixed_head", True) is True:
         content["model"].pop("fixed_head", None)
+    if content["model"].get("fixed_structure") is None:  # and from before imported zoos
+        content["model"].pop("fixed_structure", None)
+    if content.get("imported") is None:
+        content.pop("imported", None)
     if content["training"].get("method", "standard") == "standard":  # and zoos from before Bayesian training
         content["training"].pop("method", None)
         content["training"].pop("elrg", None)

@@ -246,3 +246,65 @@ def init_trainable(model: nn.Module, seed: int, weight_init: WeightInit = "kaimi
         elif isinstance(module, (nn.GroupNorm, nn.LayerNorm)):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+
+
+def encode_fixed_structure(masks: dict[str, torch.Tensor], fixed: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """A zoo's W-Asym structure made elsewhere (an imported zoo's masks and fixed values), as the config's
+    ``model.fixed_structure``: per weight name, its trainable mask as packed bits and its fixed entries' values as
+    float32, both base64, so the config (and the manifest's copy of it) rebuilds every network of the zoo."""
+    import base64
+
+    import numpy as np
+
+    out = {}
+    for name, mask in masks.items():
+        keep = mask.detach().cpu().bool().reshape(-1).numpy()
+        values = fixed[name].detach().cpu().reshape(-1).numpy().astype("<f4")[~keep]
+        out[name] = {
+            "shape": list(mask.shape),
+            "trainable_bits": base64.b64encode(np.packbits(keep).tobytes()).decode(),
+            "fixed_values": base64.b64encode(values.tobytes()).decode(),
+        }
+    return out
+
+
+def decode_fixed_structure(entry: dict, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mask, fixed)`` of one weight from its ``encode_fixed_structure`` entry; ``ValueError`` naming what does
+    not fit ``shape``."""
+    import base64
+
+    import numpy as np
+
+    if list(entry.get("shape", [])) != list(shape):
+        raise ValueError(f"its shape {entry.get('shape')} is not the layer's {list(shape)}")
+    size = math.prod(shape)
+    bits = np.frombuffer(base64.b64decode(entry["trainable_bits"]), np.uint8)
+    keep = np.unpackbits(bits)[:size].astype(bool)
+    values = np.frombuffer(base64.b64decode(entry["fixed_values"]), "<f4")
+    if keep.size != size or values.size != size - keep.sum():
+        raise ValueError(f"{keep.size} mask bits and {values.size} fixed values for {size} entries")
+    fixed = np.zeros(size, np.float32)
+    fixed[~keep] = values
+    mask = torch.from_numpy(keep.astype(np.float32)).reshape(shape)
+    return mask, torch.from_numpy(fixed).reshape(shape)
+
+
+def load_fixed_structure(model: nn.Module, structure: dict[str, dict]) -> None:
+    """Replace the seeded W-Asym masks and fixed values of ``model`` by a stored structure (an imported zoo's):
+    every masked layer must have an entry, and each entry a masked layer; trainable entries at now-fixed
+    positions are zeroed, as ``init_fixed`` leaves them."""
+    layers = {f"{n}.weight" if n else "weight": m for n, m in model.named_modules() if isinstance(m, AsymmetricWeight)}
+    masked = {n for n, m in layers.items() if m.fix is not None}
+    if set(structure) != masked:
+        extra, missing = sorted(set(structure) - masked), sorted(masked - set(structure))
+        raise ValueError(f"the stored fixed structure names {extra} beyond the model's and lacks {missing}")
+    for name, entry in structure.items():
+        layer = layers[name]
+        try:
+            mask, fixed = decode_fixed_structure(entry, layer.weight.shape)
+        except ValueError as e:
+            raise ValueError(f"stored fixed structure of {name}: {e}") from None
+        layer.weight_mask = mask.to(layer.weight.dtype)
+        layer.weight_fixed = fixed.to(layer.weight.dtype)
+        with torch.no_grad():
+            layer.weight.mul_(layer.weight_mask)

@@ -23,6 +23,7 @@ from symzoo.zoo.layers import (
     WeightInit,
     init_fixed_structure,
     init_trainable,
+    load_fixed_structure,
 )
 
 Variant = Literal["standard", "w_asym", "sigma_asym"]
@@ -206,6 +207,7 @@ def build(
     depth: int | None = None,
     kappa: float | None = None,
     fixed_head: bool = True,
+    fixed_structure: dict[str, dict] | None = None,
 ) -> nn.Module:
     """Build and initialise one network.
 
@@ -218,6 +220,8 @@ def build(
     rows use 0.5); ``fixed_head`` False leaves the last layer standard (the paper's CIFAR-100 Bayesian ResNets).
     ``gate_std``: the standard deviation of sigma-Asym's F; default the authors' per architecture (docs/paper.md §1:
     1/sqrt(C) in their ResNets, 1 in their MLPs).
+    ``fixed_structure`` (W-Asym): masks and fixed values stored with the zoo (``layers.encode_fixed_structure``; an
+    imported zoo's own) instead of those drawn from ``asym_seed``.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -242,6 +246,8 @@ def build(
                 module.std = gate_std
     init_fixed_structure(model, asym_seed, gate_sample)
     init_trainable(model, init_seed, WEIGHT_INIT[arch])
+    if asym and fixed_structure is not None:
+        load_fixed_structure(model, fixed_structure)
     return model
 
 
@@ -256,7 +262,8 @@ def describe_fixed_structure(cfg: dict) -> str:
     init = {"kaiming_normal": "Kaiming normal", "torch_default": "PyTorch's default U(+-1/sqrt(fan_in))"}
     parts = [f"{cfg['model']['arch']} weights start from {init[WEIGHT_INIT[cfg['model']['arch']]]}"]
     if "w_asym" in cfg["variants"]:
-        parts.append("W-Asym masks and fixed values: one set per zoo")
+        stored = " (stored with the zoo: the source's own)" if cfg["model"].get("fixed_structure") else ""
+        parts.append(f"W-Asym masks and fixed values: one set per zoo{stored}")
     if "sigma_asym" in cfg["variants"]:
         if cfg["model"].get("gate_std") is not None:
             parts.append(f"sigma-Asym F ~ N(0, {cfg['model']['gate_std']:g}^2) (model.gate_std)")
@@ -305,4 +312,5 @@ def build_configured(
         model.get("depth"),
         model.get("kappa"),
         model.get("fixed_head", True),
+        model.get("fixed_structure"),
     )

@@ -46,9 +46,26 @@ class NetSpec:
         return out | asdict(self.hparams)
 
 
+IMPORTED_SEED = -1  # an imported network's seed: the source did not record one
+
+
 def plan_configured(cfg: dict) -> list[NetSpec]:
-    """The plan of the zoo that a validated config describes."""
+    """The plan of the zoo that a validated config describes; an imported zoo's from the hyperparameters its
+    source recorded (``imported.hparams``), one network per sample and variant, seeds unknown."""
+    imported = cfg.get("imported")
+    if imported is not None:
+        return plan_rows(imported["hparams"], cfg["variants"])
     return plan_zoo(cfg["networks"], cfg["variants"], cfg["replicates"], cfg["seed"], cfg["hyperparameters"])
+
+
+def plan_rows(rows: list[list[float]], variants: list[str]) -> list[NetSpec]:
+    """Sample ``i`` has the hyperparameters ``rows[i]`` (lr, weight_decay, label_smoothing, epochs)."""
+    specs = []
+    for s, (lr, wd, ls, epochs) in enumerate(rows):
+        hp = HParams(float(lr), float(wd), float(ls), int(epochs))
+        for v in variants:
+            specs.append(NetSpec(len(specs), s, 0, v, IMPORTED_SEED, hp))
+    return specs
 
 
 # What a stored row shares with its plan entry: a shard whose rows differ here holds another zoo's networks.

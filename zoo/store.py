@@ -712,6 +712,9 @@ class Zoo:
                     raise ZooError(f"shard {p} holds {difference}; {REGENERATE}")
 
 
+ADDED_LATER = ("imported",)  # top-level config fields that manifests written before them lack
+
+
 def check_stored_config(zoo_dir: Location, cfg: object) -> None:
     """A shared zoo is input from elsewhere: its manifest's config is checked as strictly as a fresh one before
     anything acts on it (paths, data set names, counts), and must be complete, as a resolved config always is."""
@@ -721,7 +724,7 @@ def check_stored_config(zoo_dir: Location, cfg: object) -> None:
         validate(cfg)
     except ConfigError as e:
         raise ZooError(f"{zoo_dir}/{MANIFEST} holds an invalid config ({e}); this is not a zoo symzoo wrote") from None
-    if missing := [k for k in DEFAULTS if k not in cfg]:
+    if missing := [k for k in DEFAULTS if k not in cfg and k not in ADDED_LATER]:
         raise ManifestDamaged(
             f"{zoo_dir}/{MANIFEST} is damaged (its config has no {', '.join(missing)}); {rebuild_hint(zoo_dir)}"
         )

@@ -1,0 +1,1 @@
+"""Other projects' zoo layouts, read into symzoo rows (``symzoo import``); no Ray in here, nothing executed."""
