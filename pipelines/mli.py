@@ -172,6 +172,13 @@ def write_mli_outputs(out: Path, zoo: Zoo, opts: MliOptions, curves: pd.DataFram
     return table
 
 
+def needs_init(cfg: dict) -> str | None:
+    """MLI interpolates from each network's initial weights, which an imported zoo's source did not keep."""
+    if cfg.get("imported"):
+        return "mli needs initial weights, and an imported zoo stores final weights only"
+    return None
+
+
 SPEC = StageSpec(
     name="mli",
     title="Monotonic linear interpolation (paper Table 4)",
@@ -182,6 +189,7 @@ SPEC = StageSpec(
     identity=IDENTITY,
     seed_options=("sample", "sample_seed"),
     run=mli_stage,
+    needs=needs_init,
     add_arguments=add_arguments,
     overrides=overrides_from,
 )

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from symzoo.cli import main as cli_main
+from symzoo.errors import ZooError
 from symzoo.zoo.dataset import WeightDataset
 from symzoo.zoo.store import open_zoo
 
@@ -84,6 +85,11 @@ def authors_masks(shapes, g: torch.Generator) -> dict[str, tuple[torch.Tensor, t
     return out
 
 
+def source_accuracy(i: int, variant: str) -> float:
+    """The test accuracy (%) the fixture file of index ``i`` records."""
+    return 10.0 + (7 * i) % 80 + (5 if variant == "w_asym" else 0)
+
+
 def write_authors_zoo(root, n: int = N_SAMPLES, nan_index: int | None = None, missing: tuple = ()):
     """ROOT/resnet8/<name><i>.pt and ROOT/sparse_resnet8/<name><i>.pt as (state_dict, test_acc %), and the
     hparams.csv their loader reads; returns what was written, for the assertions."""
@@ -104,7 +110,7 @@ def write_authors_zoo(root, n: int = N_SAMPLES, nan_index: int | None = None, mi
                     sd[base + ".mask"], sd[base + ".normal_mask"] = mask.clone(), normal.clone()
             if i == nan_index and variant == "standard":
                 sd["layer2.0.conv1.weight"][0, 0, 0, 0] = float("nan")
-            acc = 20.0 + 10 * i + (5 if variant == "w_asym" else 0)
+            acc = source_accuracy(i, variant)
             torch.save((sd, acc), root / folder / f"net{i}.pt")
             written[variant][i] = (sd, acc)
     with (root / "hparams.csv").open("w", newline="") as f:
@@ -154,13 +160,14 @@ def test_rows_carry_the_sources_hyperparameters_accuracy_and_status(imported):
         assert rows["label_smoothing"].tolist() == pytest.approx([0.02 * i] * 2)
         assert rows["epochs"].tolist() == [10 + i] * 2
     ok = frame[frame["status"] == "ok"]
-    expected = (20 + 10 * ok["sample"] + np.where(ok["variant"] == "w_asym", 5, 0)) / 100
-    assert ok["test_acc"].to_numpy() == pytest.approx(expected.to_numpy())
+    expected = np.array([source_accuracy(s, v) for s, v in zip(ok["sample"], ok["variant"], strict=True)]) / 100
+    assert ok["test_acc"].to_numpy() == pytest.approx(expected)
     status = frame.set_index(["variant", "sample"])["status"]
     assert status[("standard", 3)] == "diverged"  # NaN weights: recorded, never dropped
     assert status[("w_asym", 4)] == "failed"  # no file for that index
     assert "no file for index 4" in frame.set_index(["variant", "sample"])["reason"][("w_asym", 4)]
-    assert np.isnan(zoo.weights("init")).all()  # the source stores no initial weights
+    with pytest.raises(ZooError, match="no weights 'init'; this zoo stores final"):
+        zoo.weights("init")  # the source kept no initial weights
     diverged = frame.index[(frame["variant"] == "standard") & (frame["sample"] == 3)][0]
     assert np.isnan(zoo.weights("final")[diverged]).sum() == 1
 

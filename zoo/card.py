@@ -89,6 +89,19 @@ def incomplete_note(zoo: Zoo) -> list[str]:
     ]
 
 
+def imported_note(cfg: dict) -> list[str]:
+    """Where an imported zoo's networks come from, and what its source did not keep."""
+    imported = cfg.get("imported")
+    if not imported:
+        return []
+    return [
+        f"Imported by `symzoo import {imported['format']}` from `{imported['source']}`: the networks were trained "
+        "elsewhere; their final weights, test accuracy and hyperparameters are the source's. It kept no initial "
+        "weights, losses, training history or seeds (`seed` is -1).",
+        "",
+    ]
+
+
 def card_text(zoo: Zoo) -> str:
     """The card's Markdown, front matter first."""
     cfg, manifest, frame = zoo.config, zoo.manifest, zoo.frame
@@ -104,6 +117,7 @@ def card_text(zoo: Zoo) -> str:
         f"weights; `{SPLITS_FILE}` assigns each network to train / val / test, every variant and replicate of a "
         "sample in one part. The training data's own terms apply to the weights.",
         "",
+        *imported_note(cfg),
         *incomplete_note(zoo),
         "## Load it",
         "",

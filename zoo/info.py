@@ -75,17 +75,26 @@ def describe(zoo: Zoo, checksums_verified: bool = False) -> str:
         f"  {describe_fixed_structure(cfg)}",
         f"  size on disk {_size(zoo.path)}",
     ]
+    imported = cfg.get("imported")
+    if imported:
+        lines.insert(
+            1,
+            f"  imported (`symzoo import {imported['format']}`) from {imported['source']}: final weights and test "
+            "accuracy as the source stored them; no initial weights, losses, history or seeds",
+        )
     if len(frame):
         counts = frame.pivot_table(index="variant", columns="status", values="model_id", aggfunc="count", fill_value=0)
         lines += ["", "networks by variant and status:", counts.to_string()]
         ok = frame[frame["status"] == "ok"]
         train = ok.groupby("variant")["train_acc"].agg(["mean", "std"]).round(4)
+        measured = ok["train_acc"].notna().any()
         how = (
             "the last epoch's sampled networks on augmented batches"
             if zoo.bayesian
             else "un-augmented, the whole training set"
         )
-        lines += ["", f"train accuracy of finished networks ({how}):", train.to_string()]
+        if measured:
+            lines += ["", f"train accuracy of finished networks ({how}):", train.to_string()]
         if zoo.bayesian:
             elrg = cfg["training"]["elrg"]
             ece = ok.groupby("variant")["test_ece"].agg(["mean", "std"]).round(4)
@@ -103,5 +112,6 @@ def describe(zoo: Zoo, checksums_verified: bool = False) -> str:
             test.to_string(),
         ]
         secs = frame.groupby("variant")["seconds"].mean().round(2)
-        lines += ["", "mean training seconds per network:", secs.to_string()]
+        if secs.notna().any():
+            lines += ["", "mean training seconds per network:", secs.to_string()]
     return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""Networks per second that ``symzoo import authors`` converts, against reading the same files alone.
+
+    python bench/import_rate.py [--networks 400] [--dir /tmp/symzoo-import-bench]
+
+Writes N standard and N W-Asym CIFAR-10-shaped ResNet8 files in the authors' layout (the test suite's fixture
+writer, tests/test_import_authors.py), then times, best of three on a warm page cache:
+  load      torch.load(weights_only=True) of every file (the floor: reading is all any importer must do)
+  convert   the import's conversion of every file into shard rows (``import_shard_table``: load, key mapping,
+            W-Asym structure check, flat vectors, the Arrow table with row checksums), no Ray, one process
+and once, end to end, ``symzoo import`` on a local Ray cluster (start-up included), each as networks per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def best_of(runs: int, fn) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", type=int, default=400, help="networks per variant")
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/symzoo-import-bench"))
+    args = parser.parse_args()
+
+    import test_import_authors as fixture
+
+    from symzoo.pipelines.importing import import_shard_table, zoo_structure
+    from symzoo.pipelines.shard import layouts_for
+    from symzoo.zoo.config import validate
+    from symzoo.zoo.data import Dataset
+    from symzoo.zoo.formats import authors
+    from symzoo.zoo.plan import plan_configured
+
+    torch.set_num_threads(1)
+    shutil.rmtree(args.dir, ignore_errors=True)
+    source = args.dir / "source"
+    original = fixture.authors_shapes
+    fixture.authors_shapes = lambda in_channels=3, classes=10: original(3, classes)  # CIFAR-10's input
+    fixture.write_authors_zoo(source, n=args.networks)
+    found = authors.find_networks(source)
+    files = [p for v in found.values() for p in v.values()]
+    rows = authors.read_hparams(source / "hparams.csv")
+    data = Dataset(  # shapes only: the conversion never looks at images
+        "cifar10", torch.zeros(10, 3, 32, 32, dtype=torch.uint8), torch.arange(10), torch.zeros(10, 3, 32, 32,
+        dtype=torch.uint8), torch.arange(10), mean=(0.5,) * 3, std=(0.25,) * 3, num_classes=10,
+    )  # fmt: skip
+    raw = {"name": "bench", "data": {"name": "cifar10"}, "networks": len(rows), "model": {"arch": "resnet8"}}
+    raw["imported"] = {"format": "authors", "source": str(source), "hparams": rows}
+    standard_layout = layouts_for({**validate(raw), "variants": ["standard"]}, data)["standard"]
+    raw["model"]["fixed_structure"] = zoo_structure(found["w_asym"], standard_layout)
+    cfg = validate(raw)
+    layouts_json = {v: lay.to_json() for v, lay in layouts_for(cfg, data).items()}
+    sources = {v: {i: str(p) for i, p in f.items()} for v, f in found.items()}
+    specs = plan_configured(cfg)
+
+    n = len(files)
+    load = best_of(3, lambda: [torch.load(p, map_location="cpu", weights_only=True) for p in files])
+    convert = best_of(3, lambda: import_shard_table(specs, cfg, sources, layouts_json))
+    print(f"{n} networks ({args.networks} standard + {args.networks} W-Asym CIFAR-10 ResNet8s), one core:")
+    print(f"  load     {n / load:8.1f} networks/s   (torch.load alone, the floor)")
+    print(f"  convert  {n / convert:8.1f} networks/s   ratio to load {load / convert:.2f}")
+
+    out = args.dir / "zoo"
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", "symzoo.cli", "import", "authors", str(source), "--out", str(out), "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(done.stderr[-2000:])
+    print(f"  symzoo import on local Ray (start-up included): {n / seconds:.1f} networks/s ({seconds:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
