@@ -21,7 +21,7 @@ from symzoo.pipelines.stage import Written
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.config import config_hash, validate
 from symzoo.zoo.data import load_configured
-from symzoo.zoo.formats import authors
+from symzoo.zoo.formats import authors, small_cnn_zoo
 from symzoo.zoo.layers import encode_fixed_structure
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.location import Location, location
@@ -29,7 +29,8 @@ from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.plan import NetSpec, plan_configured
 from symzoo.zoo.store import rows_to_table, shard_path, write_shard
 
-FORMATS = ("authors",)
+FORMATS = ("authors", "small-cnn-zoo")
+SOURCE_METADATA = "source.parquet"  # an imported zoo's per-network metadata beyond symzoo's columns
 NETWORKS_PER_SHARD = 64
 
 
@@ -37,17 +38,49 @@ def import_zoo(
     fmt: str,
     source: str | Path,
     out: str | Location,
-    data: str = "cifar10",
+    data: str | None = None,
     data_root: str | None = None,
     hparams: str | Path | None = None,
     address: str | None = None,
     show_progress: bool = True,
     networks_per_shard: int = NETWORKS_PER_SHARD,
+    activation: str = "relu",
+    data_size: int | None = None,
 ):
     """Import ``source`` (a folder in format ``fmt``) into the zoo ``out``; a rerun finishes what a killed one left."""
     if fmt not in FORMATS:
         raise ZooError(f"unknown zoo format {fmt!r}; choose one of {', '.join(FORMATS)}")
     root = Path(source).expanduser().resolve()
+    if not root.is_dir():
+        raise ZooError(f"{root} is not a folder; pass the folder that holds the {fmt} zoo")
+    if fmt == "authors":
+        raw, sources = authors_config(root, data or "cifar10", data_root, hparams)
+    else:
+        raw, sources = small_cnn_config(root, data, data_root, activation)
+    raw["data"]["size"] = data_size
+    raw["execution"] = {"networks_per_shard": networks_per_shard}
+    dataset = load_configured(validate(raw)["data"])  # before anything is written: missing data fails here
+    if fmt == "authors" and "w_asym" in sources:
+        template = validate(raw)
+        layout = layouts_for({**template, "variants": ["standard"]}, dataset)["standard"]  # names and shapes
+        raw["model"]["fixed_structure"] = zoo_structure({i: Path(p) for i, p in sources["w_asym"].items()}, layout)
+    cfg = validate(raw)
+    out = location(out)
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"--out {out} is a file; pass a new or existing zoo directory")
+    check_not_inside_a_zoo(out)
+    layouts = layouts_for(cfg, dataset)
+    units = plan_units(cfg, out)
+    job = ShardJob(import_shard, sources, "imported")
+    with directory_lock(out, "symzoo import"):
+        report = _generate_locked(cfg, out, dataset, layouts, units, show_progress, address, job)
+        if fmt == "small-cnn-zoo":  # after the manifest check: never into another zoo's folder
+            write_source_metadata(out, root, sources)
+        return report
+
+
+def authors_config(root: Path, data: str, data_root: str | None, hparams: str | Path | None) -> tuple[dict, dict]:
+    """The imported zoo's config and the files each task reads: ``{variant: {index: path}}``."""
     found = authors.find_networks(root)
     for skipped in authors.unsupported_types(root):
         print(f"symzoo: warning: not importing {skipped}", file=sys.stderr)
@@ -56,32 +89,73 @@ def import_zoo(
     beyond = sorted(i for files in found.values() for i in files if i >= len(rows))
     if beyond:
         raise ZooError(f"{hparams_path} has {len(rows)} rows but {root} holds index {beyond[0]}; pass its hparams.csv")
-    variants = [v for v in ("standard", "w_asym") if v in found]
     raw = {
         "name": root.name or "imported",
         "data": {"name": data, "root": data_root},
         "model": {"arch": "resnet8"},
-        "variants": variants,
+        "variants": [v for v in ("standard", "w_asym") if v in found],
         "networks": len(rows),
-        "imported": {"format": fmt, "source": str(root), "hparams": rows},
-        "execution": {"networks_per_shard": networks_per_shard},
+        "imported": {"format": "authors", "source": str(root), "hparams": rows},
     }
-    dataset = load_configured(validate(raw)["data"])  # before anything is written: missing data fails here
-    if "w_asym" in found:
-        template = validate(raw)
-        layout = layouts_for({**template, "variants": ["standard"]}, dataset)["standard"]  # names and shapes
-        raw["model"]["fixed_structure"] = zoo_structure(found["w_asym"], layout)
-    cfg = validate(raw)
-    out = location(out)
-    if out.exists() and not out.is_dir():
-        raise ZooError(f"--out {out} is a file; pass a new or existing zoo directory")
-    check_not_inside_a_zoo(out)
-    layouts = layouts_for(cfg, dataset)
-    units = plan_units(cfg, out)
-    sources = {v: {i: str(p) for i, p in files.items()} for v, files in found.items()}
-    job = ShardJob(import_shard, sources, "imported")
-    with directory_lock(out, "symzoo import"):
-        return _generate_locked(cfg, out, dataset, layouts, units, show_progress, address, job)
+    return raw, {v: {i: str(p) for i, p in files.items()} for v, files in found.items()}
+
+
+def small_cnn_config(root: Path, data: str | None, data_root: str | None, activation: str) -> tuple[dict, dict]:
+    """The imported zoo's config (one network per ``modeldir`` of the chosen activation, its checkpoints as
+    ``epoch_E`` weights) and what each task reads: the folder, the layout and each sample's rows by step."""
+    metrics = small_cnn_zoo.read_metrics(root)
+    weights = small_cnn_zoo.open_weights(root, len(metrics))
+    layout_rows = small_cnn_zoo.read_layout(root, weights.shape[1])
+    chosen = metrics[metrics["config.activation"].astype(str) == activation]
+    others = metrics.loc[metrics["config.activation"].astype(str) != activation].groupby("config.activation")
+    for other, group in others:
+        print(
+            f"symzoo: warning: not importing {group['modeldir'].nunique()} networks with activation {other} "
+            f"(a zoo has one architecture): import them into another zoo with --activation {other}",
+            file=sys.stderr,
+        )
+    if chosen.empty:
+        raise ZooError(f"{root} has no network with activation {activation!r}; pass --activation with one it has")
+    if data is None:
+        named = str(chosen["config.dataset"].iloc[0]) if "config.dataset" in chosen else ""
+        if named not in ("fashion_mnist", "cifar10"):
+            raise ZooError(f"pass --data: the zoo's data set ({named or 'not recorded'}) is none symzoo loads by name")
+        data = named
+    networks = sorted(set(chosen["modeldir"].astype(str)))  # sample i: the i-th run by name
+    steps = chosen.groupby(chosen["modeldir"].astype(str))["step"]
+    last = int(chosen["step"].max())
+    runs = chosen["modeldir"].astype(str)
+    rows = {i: {int(s): int(r) for r, s in chosen.loc[runs == m, "step"].items()} for i, m in enumerate(networks)}
+    hparams = []
+    for m in networks:
+        first = chosen.loc[chosen["modeldir"].astype(str) == m].iloc[0]
+        lr, wd = float(first["config.learning_rate"]), float(first["config.l2reg"])
+        hparams.append([lr, wd, 0.0, int(steps.get_group(m).max())])
+    raw = {
+        "name": root.name or "imported",
+        "data": {"name": data, "root": data_root, "scaling": "symmetric"},
+        "model": {"arch": "small_cnn", "activation": activation},
+        "variants": ["standard"],
+        "networks": len(networks),
+        "imported": {"format": "small-cnn-zoo", "source": str(root), "hparams": hparams},
+        "training": {"checkpoint_epochs": sorted({int(s) for s in chosen["step"]} - {0, last})},
+    }
+    sources = {"root": str(root), "layout": layout_rows, "rows": rows, "modeldirs": networks}
+    return raw, sources
+
+
+def write_source_metadata(out: Location, root: Path, sources: dict) -> None:
+    """``source.parquet``: every imported network's row of the source's metrics at its final checkpoint (all its
+    ``config.*`` hyperparameters: optimizer, dropout, initialisation, ...), with its model_id, for pandas joins."""
+    import pyarrow as pa
+
+    from symzoo.zoo.parquet_io import write_parquet_atomically
+
+    metrics = small_cnn_zoo.read_metrics(root)
+    finals = [max(by_step.items())[1] for _, by_step in sorted(sources["rows"].items())]
+    frame = metrics.iloc[finals].reset_index(drop=True)
+    frame.insert(0, "model_id", range(len(frame)))
+    write_parquet_atomically(out / SOURCE_METADATA, pa.Table.from_pandas(frame, preserve_index=False))
 
 
 def zoo_structure(files: dict[int, Path], layout: ParamLayout) -> dict:
@@ -129,11 +203,17 @@ def import_shard_table(specs: list[NetSpec], cfg: dict, sources: dict, layouts_j
     """The shard's rows as the Arrow table a zoo stores (no Ray): every planned network, imported, diverged
     (non-finite weights, kept as they are) or failed (no file, or not the zoo's fixed structure)."""
     layouts = {v: ParamLayout.from_json(j) for v, j in layouts_json.items()}
-    structure = stored_structure(cfg, layouts)
+    small_cnn = cfg["imported"]["format"] == "small-cnn-zoo"
+    structure = None if small_cnn else stored_structure(cfg, layouts)
+    weights = small_cnn_zoo.open_weights(Path(sources["root"]), None) if small_cnn else None
+    metrics = small_cnn_zoo.read_metrics(Path(sources["root"])) if small_cnn else None
     rows = []
     for done, spec in enumerate(specs, start=1):
-        path = sources.get(spec.variant, {}).get(spec.sample)
-        rows.append(network_row(cfg, spec, Path(path) if path else None, layouts[spec.variant], structure))
+        if small_cnn:
+            rows.append(small_cnn_row(cfg, spec, weights, metrics, sources, layouts[spec.variant]))
+        else:
+            path = sources.get(spec.variant, {}).get(spec.sample)
+            rows.append(network_row(cfg, spec, Path(path) if path else None, layouts[spec.variant], structure))
         if on_progress and done % 8 == 0:
             on_progress(done)
     return rows_to_table(rows, layouts_json, cfg["training"]["checkpoint_epochs"], config_hash(cfg))
@@ -183,3 +263,34 @@ def network_row(
         "test_acc": test_acc,
         "weights_final": flat,
     }
+
+
+def small_cnn_row(cfg: dict, spec: NetSpec, weights, metrics, sources: dict, layout: ParamLayout) -> dict:
+    """One Small CNN Zoo network: step 0 as its initial weights, the others as ``epoch_E`` checkpoints, the last
+    as its final weights and metrics; non-finite final weights are kept as ``diverged``."""
+    by_step = {int(s): r for s, r in sources["rows"][spec.sample].items()}
+    last = max(by_step)
+
+    def flat(step: int):
+        row = by_step.get(step)
+        return None if row is None else small_cnn_zoo.to_flat(weights[row], sources["layout"], layout)
+
+    final = flat(last)
+    finite = bool(np.isfinite(final).all())
+    result = metrics.iloc[by_step[last]]
+    row = spec.row() | {
+        "arch": cfg["model"]["arch"],
+        "dataset": cfg["data"]["name"],
+        "status": "ok" if finite else "diverged",
+        "reason": "" if finite else f"non-finite weights at step {last} ({sources['modeldirs'][spec.sample]})",
+        "epochs_done": last,
+        "seconds": float("nan"),
+        "history_train_loss": [],
+        "history_train_acc": [],
+        "weights_init": flat(0),
+        "weights_final": final,
+        **{f"weights_epoch_{e}": flat(e) for e in cfg["training"]["checkpoint_epochs"]},
+    }
+    for source_name, name in small_cnn_zoo.RESULT_METRICS.items():
+        row[name] = float(result[source_name]) if source_name in result else float("nan")
+    return row

@@ -174,8 +174,8 @@ def write_mli_outputs(out: Path, zoo: Zoo, opts: MliOptions, curves: pd.DataFram
 
 def needs_init(cfg: dict) -> str | None:
     """MLI interpolates from each network's initial weights, which an imported zoo's source did not keep."""
-    if cfg.get("imported"):
-        return "mli needs initial weights, and an imported zoo stores final weights only"
+    if (cfg.get("imported") or {}).get("format") == "authors":
+        return "mli needs initial weights, and the authors' zoo kept final weights only"
     return None
 
 

@@ -63,7 +63,16 @@ def cmd_import(args: argparse.Namespace) -> None:
     from symzoo.pipelines.importing import import_zoo
 
     report = import_zoo(
-        args.format, args.source, args.out, args.data, args.data_root, args.hparams, args.address, not args.no_progress
+        args.format,
+        args.source,
+        args.out,
+        args.data,
+        args.data_root,
+        args.hparams,
+        args.address,
+        not args.no_progress,
+        activation=args.activation,
+        data_size=args.data_size,
     )
     if not report.ok:
         first = next(iter(report.failed.items()))
@@ -292,11 +301,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
 
     im = sub.add_parser("import", help="another project's zoo as a symzoo zoo (resumes where it stopped)")
-    im.add_argument("format", choices=["authors"], help="authors: the paper's own zoo (resnet8/, sparse_resnet8/)")
+    im.add_argument(
+        "format",
+        choices=["authors", "small-cnn-zoo"],
+        help="authors: the paper's own zoo (resnet8/, sparse_resnet8/); small-cnn-zoo: one data set of Unterthiner "
+        "et al.'s Small CNN Zoo (weights.npy, metrics.csv, layout.csv)",
+    )
     im.add_argument("source", help="the folder holding the zoo as its project stores it")
     im.add_argument("--out", type=out_path, required=True, help="the new zoo's directory")
     im.add_argument("--hparams", default=None, help="the authors' hparams.csv (default: SOURCE/hparams.csv)")
-    im.add_argument("--data", default="cifar10", help="the data set the networks were trained on (default cifar10)")
+    im.add_argument(
+        "--data",
+        default=None,
+        help="the data set the networks were trained on (default: cifar10 for authors; the one the Small CNN Zoo "
+        "records where symzoo loads it)",
+    )
+    im.add_argument("--data-size", type=positive_int, default=None, help="resize the data set's images to this")
+    im.add_argument(
+        "--activation", default="relu", choices=["relu", "tanh"], help="small-cnn-zoo: which networks (default relu)"
+    )
     im.add_argument("--data-root", default=None, help="where that data set lies (default: as generate finds it)")
     im.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
     im.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 
 from symzoo.errors import ConfigError
-from symzoo.zoo.data import DATASETS
+from symzoo.zoo.data import DATASETS, SCALINGS
 from symzoo.zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
 from symzoo.zoo.location import Location, location
-from symzoo.zoo.models import ARCHS, GATES, MLP_ARCHS, VARIANTS
+from symzoo.zoo.models import ACTIVATIONS, ARCHS, GATES, MLP_ARCHS, VARIANTS
 from symzoo.zoo.plan import DISTRIBUTIONS, HPARAM_NAMES, PAPER_TABLE8
 from symzoo.zoo.train import SCHEDULES, TRAINING_METHODS
 
@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
         "subset_seed": 0,
         "download": False,
         "root": None,
+        # standardize: per-channel mean and std of the training images; symmetric: x / 127.5 - 1, the Small CNN
+        # Zoo's input scaling
+        "scaling": "standardize",
     },
     # hidden: an MLP's units per layer (null: 512 x width, 256 for bnn_mlp); depth: an MLP's linear layers (null: 4,
     # 8 for bnn_mlp); gate_std: sigma-Asym's F std (null: the authors' default)
@@ -49,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
         "kappa": None,
         "fixed_head": True,
         "fixed_structure": None,  # W-Asym masks and fixed values stored here (an imported zoo's own)
+        "activation": None,  # small_cnn: relu (null) or tanh
     },
     "variants": ["standard", "w_asym"],
     "networks": None,
@@ -158,7 +162,14 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     check_bool("data.download", d["download"])
     if d["root"] is not None and not isinstance(d["root"], str):
         fail("data.root", f"{d['root']!r} is not allowed; a folder path (a string), or null for the default")
+    check_choice("data.scaling", d["scaling"], SCALINGS)
     check_choice("model.arch", cfg["model"]["arch"], ARCHS)
+    if cfg["model"]["activation"] is not None:
+        check_choice("model.activation", cfg["model"]["activation"], ACTIVATIONS)
+        if cfg["model"]["arch"] != "small_cnn":
+            fail("model.activation", "sets small_cnn's activation; the other architectures have their paper's")
+    if cfg["model"]["arch"] == "small_cnn" and cfg["variants"] != ["standard"]:
+        fail("variants", "small_cnn (the Small CNN Zoo's network) has the standard variant only; variants: [standard]")
     check_int("model.width", cfg["model"]["width"], 1, 64)
     check_choice("model.gates", cfg["model"]["gates"], GATES)
     check_int("model.hidden", cfg["model"]["hidden"], 8, 8192, allow_none=True)
@@ -208,6 +219,8 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     t["checkpoint_epochs"] = sorted(set(ck))
     epochs = cfg["hyperparameters"]["epochs"]
     longest = epochs if isinstance(epochs, (int, float)) else epochs["randint"][1]
+    if cfg["imported"] is not None:
+        longest = max(int(row[3]) for row in cfg["imported"]["hparams"])
     if t["checkpoint_epochs"] and t["checkpoint_epochs"][-1] > longest:
         fail(
             "training.checkpoint_epochs",
@@ -342,7 +355,9 @@ def config_hash(cfg: dict) -> str:
     content["plan_version"] = PLAN_VERSION
     for key in RESOURCE_FIELDS:
         content["execution"].pop(key, None)
-    for key in ("hidden", "depth", "gate_std", "kappa"):  # zoos from before these fields existed keep their hash
+    if content["data"].get("scaling", "standardize") == "standardize":
+        content["data"].pop("scaling", None)
+    for key in ("hidden", "depth", "gate_std", "kappa", "activation"):  # older zoos keep their hash
         if content["model"].get(key) is None:
             content["model"].pop(key, None)
     if content["model"].get("fixed_head", True) is True:

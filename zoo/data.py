@@ -8,6 +8,7 @@ CPU-sized zoos from the same real data.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -32,6 +33,7 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # published with the archive
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"  # published with the archive
 DATASETS = ("cifar10", "cifar100", "fashion_mnist", "digits")
+SCALINGS = ("standardize", "symmetric")  # how images become inputs: per-channel z-scores, or x / 127.5 - 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -397,7 +399,7 @@ def load_dataset(
 
 def load_configured(data_cfg: dict) -> Dataset:
     """The data set a zoo config's ``data`` section names (generation and every later stage load it this way)."""
-    return load_dataset(
+    data = load_dataset(
         data_cfg["name"],
         root=data_cfg["root"],
         size=data_cfg["size"],
@@ -406,3 +408,7 @@ def load_configured(data_cfg: dict) -> Dataset:
         subset_seed=data_cfg["subset_seed"],
         download=data_cfg["download"],
     )
+    if data_cfg.get("scaling", "standardize") == "symmetric":  # zoos from before the field standardised
+        channels = data.in_shape[0]
+        data = dataclasses.replace(data, mean=(127.5,) * channels, std=(127.5,) * channels)
+    return data

@@ -28,7 +28,7 @@ from symzoo.zoo.layers import (
 
 Variant = Literal["standard", "w_asym", "sigma_asym"]
 VARIANTS: tuple[str, ...] = ("standard", "w_asym", "sigma_asym")
-ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "resnet110", "mlp", "bnn_mlp")
+ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "resnet110", "mlp", "bnn_mlp", "small_cnn")
 BLOCKS_PER_STAGE = {"resnet8": 1, "resnet20": 3, "resnet110": 18}
 MLP_ARCHS: tuple[str, ...] = ("mlp", "bnn_mlp")
 GATES: tuple[str, ...] = ("zoo", "network")  # one FiGLU F per zoo, or one per hyperparameter sample
@@ -40,7 +40,9 @@ WEIGHT_INIT: dict[str, WeightInit] = {
     "resnet110": "kaiming_normal",
     "mlp": "torch_default",
     "bnn_mlp": "torch_default",
+    "small_cnn": "kaiming_normal",  # the Small CNN Zoo's networks drew theirs from several inits (its metadata)
 }
+ACTIVATIONS: tuple[str, ...] = ("relu", "tanh")  # small_cnn's (model.activation), the Small CNN Zoo's two
 # The Bayesian experiment's MLP (docs/paper.md §6): 256 units, depth 8 or 16, ReLU; W-Asym fixes 8 entries of
 # every row of every layer at kappa 0.5.
 BNN_MLP = {"hidden": 256, "depth": 8, "fixed": 8, "kappa": 0.5}
@@ -149,6 +151,29 @@ class MLP(nn.Module):
         return self.layers(x.flatten(1))
 
 
+class SmallCNN(nn.Module):
+    """The Small CNN Zoo's network (Unterthiner et al. 2020; docs/zoo.md): three 3x3 convolutions of 16 channels,
+    stride 2, no padding, each with a bias and followed by the activation; global average pooling; a linear head.
+    4,970 parameters on one input channel. Standard variant only: no W-Asym or sigma-Asym structure is defined."""
+
+    def __init__(self, in_channels: int, num_classes: int, activation: str = "relu", channels: int = 16):
+        super().__init__()
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+        self.conv1 = MaskedConv2d(in_channels, channels, 3, 2, bias=True)
+        self.act1 = act()
+        self.conv2 = MaskedConv2d(channels, channels, 3, 2, bias=True)
+        self.act2 = act()
+        self.conv3 = MaskedConv2d(channels, channels, 3, 2, bias=True)
+        self.act3 = act()
+        self.head = MaskedLinear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act1(self.conv1(x))
+        x = self.act2(self.conv2(x))
+        x = self.act3(self.conv3(x))
+        return self.head(x.mean((2, 3)))
+
+
 def resnet_fixes(arch: str, width: int) -> dict[str, object]:
     """W-Asym fixed structure: ResNet8 fixes 8 whole filters per output channel; ResNet20 and ResNet110 fix single
     entries (paper Table 6)."""
@@ -208,6 +233,7 @@ def build(
     kappa: float | None = None,
     fixed_head: bool = True,
     fixed_structure: dict[str, dict] | None = None,
+    activation: str | None = None,
 ) -> nn.Module:
     """Build and initialise one network.
 
@@ -221,7 +247,7 @@ def build(
     ``gate_std``: the standard deviation of sigma-Asym's F; default the authors' per architecture (docs/paper.md §1:
     1/sqrt(C) in their ResNets, 1 in their MLPs).
     ``fixed_structure`` (W-Asym): masks and fixed values stored with the zoo (``layers.encode_fixed_structure``; an
-    imported zoo's own) instead of those drawn from ``asym_seed``.
+    imported zoo's own) instead of those drawn from ``asym_seed``. ``activation`` (small_cnn): relu or tanh.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -237,6 +263,10 @@ def build(
         depth, units = depth or BNN_MLP["depth"], hidden or BNN_MLP["hidden"]
         fixes = adjusted([FixSpec(BNN_MLP["fixed"], BNN_MLP["kappa"])] * depth, kappa, fixed_head) if asym else None
         model = MLP(math.prod(in_shape), num_classes, variant, width=units, depth=depth, fixes=fixes, relu=True)
+    elif arch == "small_cnn":
+        if variant != "standard":
+            raise ValueError(f"small_cnn (the Small CNN Zoo's network) has no {variant} variant; standard only")
+        model = SmallCNN(in_shape[0], num_classes, activation or "relu")
     else:
         fixes = adjusted(resnet_fixes(arch, width), kappa, fixed_head) if asym else None
         model = ResNet(BLOCKS_PER_STAGE[arch], in_shape[0], num_classes, variant, width, fixes)
@@ -313,4 +343,5 @@ def build_configured(
         model.get("kappa"),
         model.get("fixed_head", True),
         model.get("fixed_structure"),
+        model.get("activation"),
     )

@@ -657,7 +657,8 @@ class Zoo:
     def weight_kinds(self) -> list[str]:
         """The weights each network has: init, final and the checkpoints (an imported zoo: what its source kept)."""
         kinds = [c.removeprefix("weights_") for c in weight_columns(self.config["training"]["checkpoint_epochs"])]
-        return [k for k in kinds if k != "init"] if self.config.get("imported") else kinds
+        imported = self.config.get("imported") or {}
+        return [k for k in kinds if k != "init"] if imported.get("format") == "authors" else kinds
 
     def model(self, model_id: int, which: str = "final") -> nn.Module:
         """Rebuild network ``model_id`` (fixed structure from the zoo seed, F from its sample where the zoo draws

@@ -25,7 +25,7 @@ from torch import nn
 
 from symzoo.errors import ZooError
 from symzoo.zoo.layers import AsymmetricWeight, ChannelNorm, FeatureNorm, FiGLU, MaskedLinear
-from symzoo.zoo.models import MLP, ResNet
+from symzoo.zoo.models import MLP, ResNet, SmallCNN
 
 Axes = tuple[str | None, ...]
 
@@ -82,6 +82,16 @@ def _mlp_spec(model: MLP) -> dict[str, Axes]:
     return axes
 
 
+def _small_cnn_spec(model: SmallCNN) -> dict[str, Axes]:
+    """Each conv's output channels (and its bias) permute, and the next layer's inputs follow."""
+    axes: dict[str, Axes] = {}
+    previous: str | None = None
+    for name in ("conv1", "conv2", "conv3"):
+        axes |= {f"{name}.weight": _conv(name, previous), f"{name}.bias": (name,)}
+        previous = name
+    return axes | {"head.weight": (None, previous), "head.bias": (None,)}
+
+
 def is_permutation_symmetric(model: nn.Module) -> bool:
     """False where a W-Asym layer (fixed entries) or FiGLU (a fixed gate matrix) breaks hidden-unit permutations."""
     return not any(
@@ -105,8 +115,10 @@ def structural_spec(model: nn.Module) -> PermutationSpec:
         axes = _resnet_spec(model)
     elif isinstance(model, MLP):
         axes = _mlp_spec(model)
+    elif isinstance(model, SmallCNN):
+        axes = _small_cnn_spec(model)
     else:
-        raise ValueError(f"no permutation spec for {type(model).__name__}; symzoo derives ResNet and MLP specs")
+        raise ValueError(f"no permutation spec for {type(model).__name__}; symzoo derives ResNet, MLP and CNN specs")
     names = [n for n, _ in model.named_parameters()]
     if sorted(names) != sorted(axes):
         raise ValueError(f"permutation spec does not cover the parameters: {sorted(set(names) ^ set(axes))[:4]}")
