@@ -82,6 +82,12 @@ def cmd_import(args: argparse.Namespace) -> None:
         )
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from symzoo.pipelines.exporting import export_zoo
+
+    print(f"symzoo: wrote {export_zoo(args.zoo, args.format, args.out)}", file=sys.stderr)
+
+
 def cmd_plan(args: argparse.Namespace) -> None:
     from symzoo.pipelines.generate import describe_plan
 
@@ -324,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
     im.add_argument("--no-progress", action="store_true", help="no progress bar")
     im.set_defaults(func=cmd_import)
+
+    ex = sub.add_parser("export", help="a zoo in another project's layout (nfn: the Small CNN Zoo's, for NFN)")
+    ex.add_argument("zoo", help="zoo directory")
+    ex.add_argument("format", choices=["nfn"], help="nfn: weights.npy, metrics.csv.gz, layout.csv and NFN's order file")
+    ex.add_argument("--out", type=out_path, required=True, help="a new folder to write")
+    ex.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("plan", help="what `generate CONFIG` would train and store, and what is already done")
     pl.add_argument("config")

@@ -147,3 +147,37 @@ def test_a_damaged_source_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "weights.npy is truncated" in err
     assert not (tmp_path / "z").exists()
+
+
+def test_an_nfn_export_reads_back_as_the_same_networks_and_split(ray_cluster, imported, tmp_path):
+    """Export to NFN's layout, import the export: every finite network's weights at every checkpoint, its
+    hyperparameters and accuracy come back; NFN's own reading (final rows at step 86, its order file, the later
+    half as test) puts every network of symzoo's test split in its test set."""
+    zoo, _, _, _, _ = imported
+    exported = tmp_path / "nfn"
+    assert cli_main(["export", str(zoo.path), "nfn", "--out", str(exported)]) == 0
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "layout.csv", "metrics.csv.gz", "nfn_order.csv", "splits.csv", "weights.npy"
+    ]  # fmt: skip
+    args = ["import", "small-cnn-zoo", str(exported), "--out", str(tmp_path / "back"), "--data", "digits"]
+    assert cli_main([*args, "--data-size", "28", "--no-progress"]) == 0
+    back = open_zoo(tmp_path / "back")
+    source = pd.read_parquet(tmp_path / "back" / "source.parquet").set_index("model_id")["symzoo.model_id"]
+    assert len(back.frame) == 3  # the diverged network is left out: NFN's loader refuses non-finite weights
+    for kind in zoo.weight_kinds():
+        original = zoo.weights(kind)
+        again = back.weights(kind)
+        for new_id, old_id in source.items():
+            assert np.array_equal(again[new_id], original[old_id]), (kind, old_id)
+    old = zoo.frame.set_index("model_id")
+    for new_id, old_id in source.items():
+        row = back.frame.set_index("model_id").loc[new_id]
+        assert row["lr"] == old.loc[old_id, "lr"] and row["test_acc"] == pytest.approx(old.loc[old_id, "test_acc"])
+    # NFN's ZooDataset: rows in order-file order, finals (step 86) only, the later half is its test set
+    order = pd.read_csv(exported / "nfn_order.csv", header=None).values.flatten()
+    metrics = pd.read_csv(exported / "metrics.csv.gz").iloc[order]
+    finals = metrics[metrics["step"] == 86].reset_index(drop=True)
+    nfn_test = set(finals["symzoo.model_id"][len(finals) // 2 :])
+    symzoo_test = set(zoo.splits().query("split == 'test'")["model_id"]) & set(source)
+    assert symzoo_test and symzoo_test <= nfn_test, (symzoo_test, nfn_test)
+    assert cli_main(["export", str(zoo.path), "nfn", "--out", str(exported)]) == 2  # never over an existing folder

@@ -107,3 +107,39 @@ def to_flat(row: np.ndarray, layout_rows: list, layout: ParamLayout) -> np.ndarr
             raise ZooError(f"the source's {slot.name} is {got}; symzoo's small_cnn has {slot.shape} (another network?)")
         parts.append(tensors[slot.name].reshape(-1))
     return np.concatenate(parts)
+
+
+# The variable names a Keras ``Sequential`` of three Conv2D and a Dense gives (what layout.csv lists), by layer.
+KERAS_NAMES = {"conv1": "sequential/conv2d", "conv2": "sequential/conv2d_1", "conv3": "sequential/conv2d_2",
+               "head": "sequential/dense"}  # fmt: skip
+
+
+def keras_layout(layout: ParamLayout) -> pd.DataFrame:
+    """``layout.csv`` for symzoo's small_cnn in the Small CNN Zoo's order (each layer's bias, then its kernel)."""
+    rows, start = [], 0
+    for layer in SYMZOO_NAMES:
+        for kind in ("bias", "weight"):
+            slot = next(s for s in layout.slots if s.name == f"{layer}.{kind}")
+            shape = slot.shape if kind == "bias" else tf_shape(slot.shape)
+            leaf = "bias:0" if kind == "bias" else "kernel:0"
+            rows.append({"varname": f"{KERAS_NAMES[layer]}/{leaf}", "start_idx": start,
+                         "end_idx": start + slot.size, "shape": str(tuple(shape))})  # fmt: skip
+            start += slot.size
+    return pd.DataFrame(rows)
+
+
+def tf_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A PyTorch kernel's shape in TensorFlow's order (OIHW -> HWIO, OI -> IO)."""
+    return (shape[2], shape[3], shape[1], shape[0]) if len(shape) == 4 else (shape[1], shape[0])
+
+
+def from_flat(flat: np.ndarray, layout: ParamLayout) -> np.ndarray:
+    """symzoo's flat vectors ``(N, P)`` as Small CNN Zoo rows: ``to_flat``'s inverse."""
+    tensors = layout.unflatten(np.asarray(flat, np.float32))
+    parts = []
+    for layer in SYMZOO_NAMES:
+        parts.append(tensors[f"{layer}.bias"].reshape(len(flat), -1))
+        kernel = tensors[f"{layer}.weight"]
+        kernel = kernel.permute(0, 3, 4, 2, 1) if kernel.dim() == 5 else kernel.permute(0, 2, 1)
+        parts.append(kernel.reshape(len(flat), -1))
+    return np.concatenate([p.numpy() for p in parts], axis=1)
