@@ -196,8 +196,11 @@ def test_the_zoo_card_parses_and_hugging_face_datasets_reads_the_zoo_and_its_spl
     datasets = pytest.importorskip("datasets", reason="Hugging Face datasets is the [hf] extra")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    models = datasets.load_dataset(str(zoo_dir), "models", split="zoo")
-    splits = datasets.load_dataset(str(zoo_dir), "splits", split="zoo")
+    from symzoo.zoo.card import HF_LOAD_MODELS, HF_LOAD_SPLITS
+
+    assert HF_LOAD_MODELS in text and HF_LOAD_SPLITS in text  # the card's own snippet, as run here
+    models = eval(HF_LOAD_MODELS.replace("ZOO", str(zoo_dir)), {"datasets": datasets})
+    splits = eval(HF_LOAD_SPLITS.replace("ZOO", str(zoo_dir)), {"datasets": datasets})
     row = models[int(np.argmax(np.array(models["model_id"]) == 5))]
     np.testing.assert_array_equal(np.frombuffer(row["weights_final"], "<f4"), zoo.weights("final", model_ids=[5])[0])
     assert splits.to_pandas().equals(zoo.splits("stored"))

@@ -181,3 +181,25 @@ def test_an_nfn_export_reads_back_as_the_same_networks_and_split(ray_cluster, im
     symzoo_test = set(zoo.splits().query("split == 'test'")["model_id"]) & set(source)
     assert symzoo_test and symzoo_test <= nfn_test, (symzoo_test, nfn_test)
     assert cli_main(["export", str(zoo.path), "nfn", "--out", str(exported)]) == 2  # never over an existing folder
+
+
+def test_two_zoos_in_folders_of_one_name_load_as_themselves_through_the_cards_snippet(
+    ray_cluster, imported, tmp_path, monkeypatch
+):
+    """Wrong data is never served: datasets' cache of a folder build is keyed by the folder's name, so the card
+    names the files; two zoos both called zoo/ (4 and 2 networks) each load their own rows from one cache."""
+    datasets = pytest.importorskip("datasets", reason="Hugging Face datasets is the [hf] extra")
+    from symzoo.zoo.card import HF_LOAD_MODELS
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    _, _, _, root, _ = imported
+    counts = {}
+    for activation in ("relu", "tanh"):
+        out = tmp_path / activation / "zoo"
+        args = ["import", "small-cnn-zoo", str(root), "--out", str(out), "--data", "digits", "--data-size", "28"]
+        assert cli_main([*args, "--activation", activation, "--no-progress"]) == 0
+        assert HF_LOAD_MODELS in (out / "README.md").read_text()
+        loaded = eval(HF_LOAD_MODELS.replace("ZOO", str(out)), {"datasets": datasets})
+        counts[activation] = sorted(loaded["model_id"])
+    assert counts == {"relu": [0, 1, 2, 3], "tanh": [0, 1]}

@@ -1,10 +1,11 @@
 """A zoo's README.md: a Hugging Face dataset card that says what the zoo is, how it was made and how to load it.
 
 Shared zoos are only as useful as what travels with them: users of published zoos keep asking for the exact data,
-configs and splits. The card carries them: YAML front matter that ``datasets.load_dataset(ZOO, "models")`` and
-``(ZOO, "splits")`` read (no Hub needed), a column dictionary, the generator config and its hash, the data
-fingerprint, the code version and the hardware the zoo was trained on, per-variant symmetries, counts. It is
-derived from the manifest and the shards alone, so ``symzoo card`` rewrites the same card for the same zoo.
+configs and splits. The card carries them: YAML front matter that the Hub's viewer reads, how to load the zoo with
+``datasets.load_dataset("parquet", data_files=...)`` (no Hub needed), a column dictionary, the generator config and
+its hash, the data fingerprint, the code version and the hardware the zoo was trained on, per-variant symmetries,
+counts. It is derived from the manifest and the shards alone, so ``symzoo card`` rewrites the same card for the
+same zoo.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ def incomplete_note(zoo: Zoo) -> list[str]:
     ]
 
 
+# How the card loads a zoo with Hugging Face datasets: by its files, which key datasets' cache (ZOO: the zoo's path)
+HF_LOAD_MODELS = f'datasets.load_dataset("parquet", data_files={{"zoo": "ZOO/{MODELS}/part-*.parquet"}}, split="zoo")'
+HF_LOAD_SPLITS = f'datasets.load_dataset("parquet", data_files={{"zoo": "ZOO/{SPLITS_FILE}"}}, split="zoo")'
+
+
 def imported_note(cfg: dict) -> list[str]:
     """Where an imported zoo's networks come from, and what its source did not keep."""
     imported = cfg.get("imported")
@@ -133,9 +139,14 @@ def card_text(zoo: Zoo) -> str:
         'train = WeightDataset(zoo, view="flat", split="train")',
         "",
         "import datasets  # Hugging Face, no Hub needed",
-        'models = datasets.load_dataset("ZOO", "models", split="zoo")',
-        'splits = datasets.load_dataset("ZOO", "splits", split="zoo")',
+        f"models = {HF_LOAD_MODELS}",
+        f"splits = {HF_LOAD_SPLITS}",
         "```",
+        "",
+        'Name the files as above rather than the folder (`datasets.load_dataset("ZOO", "models")`, which reads '
+        "this card's `configs`): `datasets` caches a folder's build under the folder's name and the card's "
+        "configs, the same for every zoo, so a second zoo in a folder of the same name would be served the first "
+        "one's rows from the cache (seen with datasets 5.2). Named files key the cache on the files themselves.",
         "",
         "symzoo checks every weight row it reads against its stored checksum, and `symzoo verify ZOO` checks every "
         "shard against the manifest's sha256. pandas, Polars, DuckDB and Hugging Face `datasets` do not verify "
