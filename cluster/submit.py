@@ -29,8 +29,8 @@ Parse = Callable[[list[str]], argparse.Namespace]
 
 
 def stages() -> tuple[str, ...]:
-    """What can be submitted: generate and run, and every registered analysis stage."""
-    return ("generate", "run", *STAGES)
+    """What can be submitted: generate, run and import, and every registered analysis stage."""
+    return ("generate", "run", "import", *STAGES)
 
 
 UPLOAD_EXCLUDES = [".git", "zoos", "runs", "data", "*.parquet", "*.npy", "*.npz", "__pycache__", ".pytest_cache"]
@@ -49,6 +49,8 @@ def check_stage_args(stage_args: list[str], parse: Parse) -> None:
     if stage_args[0] in ("generate", "run"):
         load_study_config(args.config)
         return
+    if stage_args[0] == "import":  # its source folder is a path on the cluster: nothing more to check here
+        return
     spec = stage(stage_args[0])
     section = load_stage_section(args.config, spec.name) if args.config else None
     spec.resolve(section, spec.overrides(args))
@@ -59,7 +61,8 @@ def job_entrypoint(stage_args: list[str], parse: Parse) -> str:
     if not stage_args or stage_args[0] not in stages():
         raise SymzooError(f"submit takes a stage and its arguments; stages: {', '.join(stages())}")
     if len(stage_args) < 2:
-        what = "a config, e.g. configs/cifar10_paper.yaml" if stage_args[0] in ("generate", "run") else "a zoo"
+        what = {"generate": "a config, e.g. configs/cifar10_paper.yaml", "run": "a study config", "import": "a format"}
+        what = what.get(stage_args[0], "a zoo")
         raise SymzooError(f"submit {stage_args[0]} needs {what}")
     check_stage_args(stage_args, parse)
     return "python -m symzoo.cli " + " ".join(shlex.quote(a) for a in [*stage_args, "--no-progress"])

@@ -24,7 +24,7 @@ def test_a_bad_config_fails_locally_before_any_upload(tmp_path):
     bad.write_text("data: {name: digits}\nnetworks: -3\n")
     with pytest.raises(ConfigError, match="'networks': -3 is not allowed"):
         job_entrypoint(["generate", str(bad)], PARSE)
-    with pytest.raises(SymzooError, match="stages: generate, run, metanet, mli, lmc"):
+    with pytest.raises(SymzooError, match="stages: generate, run, import, metanet, mli, lmc"):
         job_entrypoint(["train"], PARSE)
 
 
@@ -40,6 +40,15 @@ def test_every_analysis_stage_submits_with_its_options_checked_locally():
         job_entrypoint(["lmc", "/zoos/paper", "--alphas", "10"], PARSE)
     with pytest.raises(SymzooError, match="submit lmc needs a zoo"):
         job_entrypoint(["lmc"], PARSE)
+
+
+def test_an_import_submits_with_its_arguments_parsed_locally():
+    args = ["import", "authors", "/data/cifar10_nets", "--out", "/zoos/authors", "--hparams", "/data/hparams.csv"]
+    assert job_entrypoint(args, PARSE) == "python -m symzoo.cli " + " ".join(args) + " --no-progress"
+    with pytest.raises(SymzooError, match="does not parse"):
+        job_entrypoint(["import", "authors", "/data/cifar10_nets"], PARSE)  # no --out
+    with pytest.raises(SymzooError, match="does not parse"):
+        job_entrypoint(["import", "tune", "/data/x", "--out", "/zoos/x"], PARSE)  # no such format
 
 
 def test_the_same_work_gets_the_same_submission_id(tmp_path):
