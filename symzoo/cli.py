@@ -73,6 +73,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         not args.no_progress,
         activation=args.activation,
         data_size=args.data_size,
+        networks_per_shard=args.networks_per_shard,
     )
     if not report.ok:
         first = next(iter(report.failed.items()))
@@ -323,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
         "records where symzoo loads it)",
     )
     im.add_argument("--data-size", type=positive_int, default=None, help="resize the data set's images to this")
+    im.add_argument(
+        "--networks-per-shard", type=positive_int, default=64, help="samples per shard and work unit (default 64)"
+    )
     im.add_argument(
         "--activation", default="relu", choices=["relu", "tanh"], help="small-cnn-zoo: which networks (default relu)"
     )

@@ -247,3 +247,36 @@ def test_bad_sources_exit_2_with_one_line(tmp_path, capsys):
     assert cli_main(["import", "authors", str(root), "--out", str(tmp_path / "z"), "--data", "digits"]) == 2
     assert "does not start with the header lr,weight_decay,label_smoothing,epochs" in capsys.readouterr().err
     assert not (tmp_path / "z").exists()
+
+
+@pytest.mark.slow
+def test_an_import_killed_mid_way_resumes_to_the_same_zoo(tmp_path):
+    """kill -9 of the importing process once some shards are written; the rerun keeps them and converts the rest,
+    and the zoo equals one imported in one go."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "src"
+    write_authors_zoo(root, n=48)
+    base = [sys.executable, "-m", "symzoo.cli", "import", "authors", str(root), "--data", "digits", "--no-progress"]
+    base += ["--networks-per-shard", "2"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*base, "--out", str(killed)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((killed / "models").glob("part-*.parquet"))) < 3:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = len(list((killed / "models").glob("part-*.parquet")))
+    assert 3 <= written < 24, "the import was not caught mid-way"
+    rerun = subprocess.run([*base, "--out", str(killed)], capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "shards were already done" in rerun.stderr
+    whole = tmp_path / "whole"
+    assert subprocess.run([*base, "--out", str(whole)], capture_output=True, timeout=600).returncode == 0
+    a, b = open_zoo(killed), open_zoo(whole)
+    assert a.complete and b.complete
+    assert np.array_equal(a.weights("final"), b.weights("final"), equal_nan=True)
+    assert a.frame.drop(columns="seconds").equals(b.frame.drop(columns="seconds"))
