@@ -15,6 +15,7 @@ import json
 import yaml
 
 from symzoo.zoo.environment import PACKAGES
+from symzoo.zoo.info import IMPORTED_KEEPS
 from symzoo.zoo.location import Location, atomic_write_bytes
 from symzoo.zoo.splits import SPLITS_FILE, stored_source
 from symzoo.zoo.store import MODELS, Zoo, open_zoo
@@ -102,8 +103,8 @@ def imported_note(cfg: dict) -> list[str]:
         return []
     return [
         f"Imported by `symzoo import {imported['format']}` from `{imported['source']}`: the networks were trained "
-        "elsewhere; their final weights, test accuracy and hyperparameters are the source's. It kept no initial "
-        "weights, losses, training history or seeds (`seed` is -1).",
+        "elsewhere; their weights, metrics and hyperparameters are the source's (kept: "
+        f"{IMPORTED_KEEPS.get(imported['format'], 'what the source stored')}); `seed` is -1.",
         "",
     ]
 

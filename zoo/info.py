@@ -59,6 +59,14 @@ def summarise_test_accuracy(frame: pd.DataFrame, dists: dict) -> pd.DataFrame:
     return summary.round(4)
 
 
+IMPORTED_KEEPS = {  # what each source kept, for the line that says a zoo was imported
+    "authors": "final weights and test accuracy as the source stored them; no initial weights, losses, history or "
+    "seeds",
+    "small-cnn-zoo": "every checkpoint's weights, the final train/test metrics; the source's other columns per "
+    "network in source.parquet; no history or seeds",
+}
+
+
 def describe(zoo: Zoo, checksums_verified: bool = False) -> str:
     """The report for an opened zoo (``Zoo.complete`` decides "complete"); the first line says how far the shards
     were checked (footers always, sha256 on --verify)."""
@@ -79,8 +87,8 @@ def describe(zoo: Zoo, checksums_verified: bool = False) -> str:
     if imported:
         lines.insert(
             1,
-            f"  imported (`symzoo import {imported['format']}`) from {imported['source']}: final weights and test "
-            "accuracy as the source stored them; no initial weights, losses, history or seeds",
+            f"  imported (`symzoo import {imported['format']}`) from {imported['source']}: "
+            + IMPORTED_KEEPS.get(imported["format"], "what the source stored"),
         )
     if len(frame):
         counts = frame.pivot_table(index="variant", columns="status", values="model_id", aggfunc="count", fill_value=0)
