@@ -23,15 +23,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-
-
-def best_of(runs: int, fn) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def main() -> None:
@@ -41,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import test_import_authors as fixture
+    from weight_encoding import best_of
 
     from symzoo.pipelines.importing import import_shard_table, zoo_structure
     from symzoo.pipelines.shard import layouts_for
@@ -72,8 +65,8 @@ def main() -> None:
     specs = plan_configured(cfg)
 
     n = len(files)
-    load = best_of(3, lambda: [torch.load(p, map_location="cpu", weights_only=True) for p in files])
-    convert = best_of(3, lambda: import_shard_table(specs, cfg, sources, layouts_json))
+    load = best_of(lambda: [torch.load(p, map_location="cpu", weights_only=True) for p in files])
+    convert = best_of(lambda: import_shard_table(specs, cfg, sources, layouts_json))
     print(f"{n} networks ({args.networks} standard + {args.networks} W-Asym CIFAR-10 ResNet8s), one core:")
     print(f"  load     {n / load:8.1f} networks/s   (torch.load alone, the floor)")
     print(f"  convert  {n / convert:8.1f} networks/s   ratio to load {load / convert:.2f}")

@@ -51,12 +51,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from symzoo.pipelines.generate import generate
 
     report = generate(args.config, args.out, args.address, show_progress=not args.no_progress)
+    exit_if_shards_failed(report, "rerun the same command to retry them")
+
+
+def exit_if_shards_failed(report, fix: str) -> None:
+    """One line naming the first failed shard and why, with ``fix``, and a non-zero exit; nothing when all passed."""
     if not report.ok:
         first = next(iter(report.failed.items()))
-        raise SystemExit(
-            f"symzoo: error: {len(report.failed)} shard(s) failed (shard {first[0]}: {first[1]}); "
-            "rerun the same command to retry them"
-        )
+        raise SystemExit(f"symzoo: error: {len(report.failed)} shard(s) failed (shard {first[0]}: {first[1]}); {fix}")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -75,12 +77,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         data_size=args.data_size,
         networks_per_shard=args.networks_per_shard,
     )
-    if not report.ok:
-        first = next(iter(report.failed.items()))
-        raise SystemExit(
-            f"symzoo: error: {len(report.failed)} shard(s) failed (shard {first[0]}: {first[1]}); "
-            "fix the file it names and rerun the same command"
-        )
+    exit_if_shards_failed(report, "fix the file it names and rerun the same command")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
