@@ -198,7 +198,7 @@ def plot_training_loss(curves: pd.DataFrame, path: str | Path, title: str) -> Pa
         ax.plot(mean.index, mean.values, color=color(variant), label=f"{label(variant)} (n={n})")
         ax.fill_between(mean.index, low.values, high.values, color=color(variant), alpha=0.2, linewidth=0)
     ax.set(yscale="log", xlabel="epoch", ylabel="training loss (NLL)", title=title)
-    plain = matplotlib_ticker().FormatStrFormatter("%.2g")
+    plain = matplotlib_ticker().FormatStrFormatter("%.3g")  # 2 digits repeat labels on a narrow range
     ax.yaxis.set_major_formatter(plain)
     ax.yaxis.set_minor_formatter(plain)
     ax.legend(fontsize=8)
