@@ -280,3 +280,37 @@ def test_an_import_killed_mid_way_resumes_to_the_same_zoo(tmp_path):
     assert a.complete and b.complete
     assert np.array_equal(a.weights("final"), b.weights("final"), equal_nan=True)
     assert a.frame.drop(columns="seconds").equals(b.frame.drop(columns="seconds"))
+
+
+def test_a_stored_fixed_structure_rebuilds_the_same_network_and_refuses_a_wrong_one():
+    """encode -> config -> build: the masks and fixed values come back exactly, whatever the zoo seed; a structure
+    for other layers or shapes is one ValueError naming the layer."""
+    from symzoo.zoo.layers import AsymmetricWeight, encode_fixed_structure
+    from symzoo.zoo.models import build
+
+    source = build("resnet8", "w_asym", (1, 8, 8), 10, asym_seed=7)
+    layers = {f"{n}.weight": m for n, m in source.named_modules() if isinstance(m, AsymmetricWeight) and m.fix}
+    structure = encode_fixed_structure(
+        {n: m.weight_mask for n, m in layers.items()}, {n: m.weight_fixed for n, m in layers.items()}
+    )
+    rebuilt = build("resnet8", "w_asym", (1, 8, 8), 10, asym_seed=0, fixed_structure=structure)
+    seeded = build("resnet8", "w_asym", (1, 8, 8), 10, asym_seed=0)
+    for name, module in rebuilt.named_modules():
+        if isinstance(module, AsymmetricWeight) and module.fix:
+            original = layers[f"{name}.weight"]
+            assert torch.equal(module.weight_mask, original.weight_mask)
+            assert torch.equal(module.weight_fixed, original.weight_fixed)
+            assert not torch.equal(module.weight_fixed, dict(seeded.named_modules())[name].weight_fixed)
+            assert not (module.weight * (1 - module.weight_mask)).any()  # fixed positions hold no trainable value
+    wrong = dict(structure)
+    wrong["head.weight"] = structure["stem.weight"]
+    with pytest.raises(ValueError, match="stored fixed structure of head.weight: its shape"):
+        build("resnet8", "w_asym", (1, 8, 8), 10, fixed_structure=wrong)
+    with pytest.raises(ValueError, match="lacks \\['head.weight'\\]"):
+        build(
+            "resnet8",
+            "w_asym",
+            (1, 8, 8),
+            10,
+            fixed_structure={k: v for k, v in structure.items() if k != "head.weight"},
+        )
