@@ -60,6 +60,13 @@ def import_zoo(
     raw["data"]["size"] = data_size
     raw["execution"] = {"networks_per_shard": networks_per_shard}
     dataset = load_configured(validate(raw)["data"])  # before anything is written: missing data fails here
+    if fmt == "small-cnn-zoo":
+        channels = next(shape[2] for name, _, _, shape in sources["layout"] if name == "conv1.weight")
+        if dataset.in_shape[0] != channels:
+            raise ZooError(
+                f"--data {raw['data']['name']} has {dataset.in_shape[0]} channels, the zoo's networks take {channels}; "
+                "pass a data set of their input's shape"
+            )
     if fmt == "authors" and "w_asym" in sources:
         template = validate(raw)
         layout = layouts_for({**template, "variants": ["standard"]}, dataset)["standard"]  # names and shapes
@@ -118,8 +125,8 @@ def small_cnn_config(root: Path, data: str | None, data_root: str | None, activa
         raise ZooError(f"{root} has no network with activation {activation!r}; pass --activation with one it has")
     if data is None:
         named = str(chosen["config.dataset"].iloc[0]) if "config.dataset" in chosen else ""
-        if named not in ("fashion_mnist", "cifar10"):
-            raise ZooError(f"pass --data: the zoo's data set ({named or 'not recorded'}) is none symzoo loads by name")
+        if named != "fashion_mnist":  # symzoo loads CIFAR-10 in colour, the zoo's CIFAR-10-GS networks take grey
+            raise ZooError(f"pass --data: the zoo's data set ({named or 'not recorded'}) is none symzoo loads as it")
         data = named
     networks = sorted(set(chosen["modeldir"].astype(str)))  # sample i: the i-th run by name
     steps = chosen.groupby(chosen["modeldir"].astype(str))["step"]
