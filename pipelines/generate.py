@@ -64,6 +64,12 @@ def train_shard(  # a Ray task: resources and retries come from the config, thro
     use_gpu = cfg["execution"]["gpus_per_task"] > 0 and torch.cuda.is_available()
     data = data.to("cuda" if use_gpu else "cpu")
     table = train_shard_table(spec_rows, cfg, data, layouts_json, lambda n: progress.set.remote(unit, n))
+    return written_or_table(write_to, unit, table)
+
+
+def written_or_table(write_to: Location | None, unit: int, table):
+    """A shard task's result: the shard written to the zoo where this worker reaches it (a ``Written`` receipt),
+    else its table, for the driver to write."""
     if write_to is not None:
         try:
             return Written(write_shard(write_to, unit, table))

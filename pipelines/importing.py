@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from symzoo.errors import ZooError
-from symzoo.pipelines.generate import ShardJob, _generate_locked, check_not_inside_a_zoo
+from symzoo.pipelines.generate import ShardJob, _generate_locked, check_not_inside_a_zoo, written_or_table
 from symzoo.pipelines.shard import layouts_for
-from symzoo.pipelines.stage import Written
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.config import config_hash, validate
 from symzoo.zoo.data import load_configured
@@ -27,7 +26,7 @@ from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.location import Location, location
 from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.plan import NetSpec, plan_configured
-from symzoo.zoo.store import rows_to_table, shard_path, write_shard
+from symzoo.zoo.store import rows_to_table, shard_path
 
 FORMATS = ("authors", "small-cnn-zoo")
 SOURCE_METADATA = "source.parquet"  # an imported zoo's per-network metadata beyond symzoo's columns
@@ -198,12 +197,7 @@ def import_shard(  # a Ray task, like generate's train_shard; plain Python witho
     """Convert one shard's networks; returns a ``Written`` receipt where this worker wrote it, else the table."""
     torch.set_num_threads(1)
     table = import_shard_table(specs, cfg, sources, layouts_json, lambda n: progress.set.remote(unit, n))
-    if write_to is not None:
-        try:
-            return Written(write_shard(write_to, unit, table))
-        except (ZooError, OSError) as e:
-            print(f"symzoo: this worker cannot write {write_to} ({e}); the driver writes the shard", file=sys.stderr)
-    return table
+    return written_or_table(write_to, unit, table)
 
 
 def import_shard_table(specs: list[NetSpec], cfg: dict, sources: dict, layouts_json: dict, on_progress=None):
