@@ -52,10 +52,11 @@ def import_zoo(
     root = Path(source).expanduser().resolve()
     if not root.is_dir():
         raise ZooError(f"{root} is not a folder; pass the folder that holds the {fmt} zoo")
+    metadata = None  # the source's own columns per network, where it has more than symzoo's
     if fmt == "authors":
         raw, sources = authors_config(root, data or "cifar10", data_root, hparams)
     else:
-        raw, sources = small_cnn_config(root, data, data_root, activation)
+        raw, sources, metadata = small_cnn_config(root, data, data_root, activation)
     raw["data"]["size"] = data_size
     raw["execution"] = {"networks_per_shard": networks_per_shard}
     dataset = load_configured(validate(raw)["data"])  # before anything is written: missing data fails here
@@ -80,8 +81,8 @@ def import_zoo(
     job = ShardJob(import_shard, sources, "imported")
     with directory_lock(out, "symzoo import"):
         report = _generate_locked(cfg, out, dataset, layouts, units, show_progress, address, job)
-        if fmt == "small-cnn-zoo":  # after the manifest check: never into another zoo's folder
-            write_source_metadata(out, root, sources)
+        if metadata is not None:  # after the manifest check: never into another zoo's folder
+            write_source_metadata(out, metadata)
         return report
 
 
@@ -106,9 +107,10 @@ def authors_config(root: Path, data: str, data_root: str | None, hparams: str | 
     return raw, {v: {i: str(p) for i, p in files.items()} for v, files in found.items()}
 
 
-def small_cnn_config(root: Path, data: str | None, data_root: str | None, activation: str) -> tuple[dict, dict]:
+def small_cnn_config(root: Path, data: str | None, data_root: str | None, activation: str):
     """The imported zoo's config (one network per ``modeldir`` of the chosen activation, its checkpoints as
-    ``epoch_E`` weights) and what each task reads: the folder, the layout and each sample's rows by step."""
+    ``epoch_E`` weights), what each task reads (the folder, the layout, each sample's rows by step and its final
+    metrics) and the source's rows at each network's final step, for ``source.parquet``."""
     metrics = small_cnn_zoo.read_metrics(root)
     weights = small_cnn_zoo.open_weights(root, len(metrics))
     layout_rows = small_cnn_zoo.read_layout(root, weights.shape[1])
@@ -127,16 +129,20 @@ def small_cnn_config(root: Path, data: str | None, data_root: str | None, activa
         if named != "fashion_mnist":  # symzoo loads CIFAR-10 in colour, the zoo's CIFAR-10-GS networks take grey
             raise ZooError(f"pass --data: the zoo's data set ({named or 'not recorded'}) is none symzoo loads as it")
         data = named
-    networks = sorted(set(chosen["modeldir"].astype(str)))  # sample i: the i-th run by name
-    steps = chosen.groupby(chosen["modeldir"].astype(str))["step"]
+    runs = chosen.groupby(chosen["modeldir"].astype(str))  # sample i: the i-th run by name (groupby sorts)
+    networks = list(runs.groups)
+    rows = {i: dict(zip(run["step"].astype(int), run.index.astype(int), strict=True)) for i, (_, run) in
+            enumerate(runs)}  # fmt: skip
     last = int(chosen["step"].max())
-    runs = chosen["modeldir"].astype(str)
-    rows = {i: {int(s): int(r) for r, s in chosen.loc[runs == m, "step"].items()} for i, m in enumerate(networks)}
-    hparams = []
-    for m in networks:
-        first = chosen.loc[chosen["modeldir"].astype(str) == m].iloc[0]
-        lr, wd = float(first["config.learning_rate"]), float(first["config.l2reg"])
-        hparams.append([lr, wd, 0.0, int(steps.get_group(m).max())])
+    hparams = [
+        [float(run["config.learning_rate"].iloc[0]), float(run["config.l2reg"].iloc[0]), 0.0, int(run["step"].max())]
+        for _, run in runs
+    ]
+    finals = metrics.loc[[by_step[max(by_step)] for _, by_step in sorted(rows.items())]].reset_index(drop=True)
+    results = {  # each network's final metrics, carried to the tasks so that none reads the metrics file again
+        i: {name: float(row[src]) if src in row else float("nan") for src, name in small_cnn_zoo.RESULT_METRICS.items()}
+        for i, row in finals.iterrows()
+    }
     raw = {
         "name": root.name or "imported",
         "data": {"name": data, "root": data_root, "scaling": "symmetric"},
@@ -146,21 +152,18 @@ def small_cnn_config(root: Path, data: str | None, data_root: str | None, activa
         "imported": {"format": "small-cnn-zoo", "source": str(root), "hparams": hparams},
         "training": {"checkpoint_epochs": sorted({int(s) for s in chosen["step"]} - {0, last})},
     }
-    sources = {"root": str(root), "layout": layout_rows, "rows": rows, "modeldirs": networks}
-    return raw, sources
+    sources = {"root": str(root), "layout": layout_rows, "rows": rows, "modeldirs": networks, "results": results}
+    return raw, sources, finals.assign(model_id=range(len(finals)))
 
 
-def write_source_metadata(out: Location, root: Path, sources: dict) -> None:
+def write_source_metadata(out: Location, metadata) -> None:
     """``source.parquet``: every imported network's row of the source's metrics at its final checkpoint (all its
     ``config.*`` hyperparameters: optimizer, dropout, initialisation, ...), with its model_id, for pandas joins."""
     import pyarrow as pa
 
     from symzoo.zoo.parquet_io import write_parquet_atomically
 
-    metrics = small_cnn_zoo.read_metrics(root)
-    finals = [max(by_step.items())[1] for _, by_step in sorted(sources["rows"].items())]
-    frame = metrics.iloc[finals].reset_index(drop=True)
-    frame.insert(0, "model_id", range(len(frame)))
+    frame = metadata[["model_id", *(c for c in metadata.columns if c != "model_id")]]
     write_parquet_atomically(out / SOURCE_METADATA, pa.Table.from_pandas(frame, preserve_index=False))
 
 
@@ -207,11 +210,10 @@ def import_shard_table(specs: list[NetSpec], cfg: dict, sources: dict, layouts_j
     small_cnn = cfg["imported"]["format"] == "small-cnn-zoo"
     structure = None if small_cnn else stored_structure(cfg, layouts)
     weights = small_cnn_zoo.open_weights(Path(sources["root"]), None) if small_cnn else None
-    metrics = small_cnn_zoo.read_metrics(Path(sources["root"])) if small_cnn else None
     rows = []
     for done, spec in enumerate(specs, start=1):
         if small_cnn:
-            rows.append(small_cnn_row(cfg, spec, weights, metrics, sources, layouts[spec.variant]))
+            rows.append(small_cnn_row(cfg, spec, weights, sources, layouts[spec.variant]))
         else:
             path = sources.get(spec.variant, {}).get(spec.sample)
             rows.append(network_row(cfg, spec, Path(path) if path else None, layouts[spec.variant], structure))
@@ -266,7 +268,7 @@ def network_row(
     }
 
 
-def small_cnn_row(cfg: dict, spec: NetSpec, weights, metrics, sources: dict, layout: ParamLayout) -> dict:
+def small_cnn_row(cfg: dict, spec: NetSpec, weights, sources: dict, layout: ParamLayout) -> dict:
     """One Small CNN Zoo network: step 0 as its initial weights, the others as ``epoch_E`` checkpoints, the last
     as its final weights and metrics; non-finite final weights are kept as ``diverged``."""
     by_step = {int(s): r for s, r in sources["rows"][spec.sample].items()}
@@ -278,7 +280,6 @@ def small_cnn_row(cfg: dict, spec: NetSpec, weights, metrics, sources: dict, lay
 
     final = flat(last)
     finite = bool(np.isfinite(final).all())
-    result = metrics.iloc[by_step[last]]
     row = spec.row() | {
         "arch": cfg["model"]["arch"],
         "dataset": cfg["data"]["name"],
@@ -292,6 +293,4 @@ def small_cnn_row(cfg: dict, spec: NetSpec, weights, metrics, sources: dict, lay
         "weights_final": final,
         **{f"weights_epoch_{e}": flat(e) for e in cfg["training"]["checkpoint_epochs"]},
     }
-    for source_name, name in small_cnn_zoo.RESULT_METRICS.items():
-        row[name] = float(result[source_name]) if source_name in result else float("nan")
-    return row
+    return row | sources["results"][spec.sample]
