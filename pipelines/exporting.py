@@ -55,7 +55,9 @@ def write_nfn(zoo, folder: Path) -> None:
     frame = zoo.frame
     layout = zoo.layout("standard")
     splits = zoo.splits().set_index("model_id")["split"]
-    finite = np.isfinite(zoo.weights("final")).all(1)  # model_id order, as the frame
+    final = zoo.weights("final")  # model_id order, as the frame; read once, used for the check and the rows
+    position = {model_id: i for i, model_id in enumerate(frame["model_id"])}
+    finite = np.isfinite(final).all(1)
     if not finite.all():
         print(
             f"symzoo: warning: {int((~finite).sum())} networks with non-finite final weights are left out "
@@ -74,9 +76,8 @@ def write_nfn(zoo, folder: Path) -> None:
     kinds = [(k, s) for k, s in kinds if k == "final" or s < NFN_FINAL_STEP]
     blocks, metrics = [], []
     for kind, step in kinds:
-        weights = zoo.weights(kind, model_ids=order)  # in model_id order
-        by_id = dict(zip(sorted(order), range(len(order)), strict=True))
-        blocks.append(small_cnn_zoo.from_flat(weights[[by_id[i] for i in order]], layout))
+        weights = final if kind == "final" else zoo.weights(kind)
+        blocks.append(small_cnn_zoo.from_flat(weights[[position[i] for i in order]], layout))
         is_final = kind == "final"
         metrics.append(pd.DataFrame({
             "modeldir": [f"model_{i:06d}" for i in order],
