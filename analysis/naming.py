@@ -5,11 +5,18 @@ from __future__ import annotations
 METHOD_LABELS = {
     "standard": "standard",
     "standard+rebasin": "standard + Git Re-Basin",
+    "standard+activations": "standard + Re-Basin (activations)",
     "sigma_asym": "σ-Asym",
     "w_asym": "W-Asym",
 }
 # matplotlib's tab10 blue, green, orange, purple: the same variant is the same colour in every figure
-COLORS = {"standard": "#1f77b4", "standard+rebasin": "#9467bd", "sigma_asym": "#2ca02c", "w_asym": "#ff7f0e"}
+COLORS = {
+    "standard": "#1f77b4",
+    "standard+rebasin": "#9467bd",
+    "standard+activations": "#8c564b",
+    "sigma_asym": "#2ca02c",
+    "w_asym": "#ff7f0e",
+}
 PAPER_ORDER = ("standard", "sigma_asym", "w_asym")  # the paper's rows in Table 4, columns in Table 1
 
 

@@ -111,7 +111,8 @@ def generate(
     cfg = load_study_config(config_path)
     out = location(out) if out else Path("zoos") / cfg["name"]
     data = dataset_from(cfg)  # before anything is written: missing data fails here
-    steps_per_epoch(len(data.x_train), cfg["training"]["batch_size"])  # and so does a batch larger than the data
+    if cfg["model"]["arch"] != "gnn":  # and so does a batch larger than the data (graphs train full-batch)
+        steps_per_epoch(len(data.x_train), cfg["training"]["batch_size"])
     layouts = layouts_for(cfg, data)
     units = plan_units(cfg, out)
     if out.exists() and not out.is_dir():

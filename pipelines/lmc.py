@@ -21,12 +21,16 @@ import pandas as pd
 import torch
 
 from symzoo.analysis.lmc import (
+    BATCHNORM,
     CURVE_COLUMNS,
+    MATCHINGS,
     METHODS,
+    PROBE_IMAGES,
     barriers,
     lmc_curves,
     lmc_table,
     lmc_verdict_records,
+    matching_methods,
     paper_setting,
     replicate_pairs,
 )
@@ -40,7 +44,7 @@ from symzoo.pipelines.outputs import write_parquet
 from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec, check_resources
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.data import Dataset
-from symzoo.zoo.fields import check_bool, check_int, fail
+from symzoo.zoo.fields import check_bool, check_choice, check_int, fail
 from symzoo.zoo.location import atomic_write_bytes
 from symzoo.zoo.models import describe_fixed_structure
 from symzoo.zoo.store import Zoo
@@ -50,13 +54,15 @@ from symzoo.zoo.store import Zoo
 class LmcOptions(StageOptions):
     alphas: int = 25  # odd: the midpoint is on the line
     rebasin: bool = True  # Git Re-Basin for standard pairs
+    matching: str = "auto"  # weights, activations or both; auto: activations for GNNs, weights otherwise
+    batchnorm: str = "reestimate"  # GNNs: BatchNorm statistics re-estimated at every alpha, or interpolated
     batch_size: int = 512
     pairs_per_unit: int = 4
     sample: int | None = None  # replicate pairs per variant, drawn by sample_seed; None: all
     sample_seed: int = 0
 
 
-IDENTITY = ("alphas", "rebasin", "pairs_per_unit", "sample", "sample_seed")
+IDENTITY = ("alphas", "rebasin", "matching", "batchnorm", "pairs_per_unit", "sample", "sample_seed")
 
 
 def check_options(o: dict) -> None:
@@ -67,6 +73,8 @@ def check_options(o: dict) -> None:
             f"{o['alphas']} is not allowed; an odd number, so that the midpoint alpha = 0.5 is on the line",
         )
     check_bool("lmc.rebasin", o["rebasin"])
+    check_choice("lmc.matching", o["matching"], MATCHINGS)
+    check_choice("lmc.batchnorm", o["batchnorm"], BATCHNORM)
     check_int("lmc.batch_size", o["batch_size"], 1)
     check_int("lmc.pairs_per_unit", o["pairs_per_unit"], 1)
     check_int("lmc.sample", o["sample"], 1, allow_none=True)
@@ -85,10 +93,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alphas", type=int, default=None, help="points along each line, odd (default 25)")
     parser.add_argument("--rebasin", action=argparse.BooleanOptionalAction, default=None, help="Git Re-Basin baseline")
     parser.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default 512)")
+    parser.add_argument(
+        "--matching",
+        choices=MATCHINGS,
+        default=None,
+        help="Git Re-Basin by weight or activation matching, or both (default auto: activations for GNNs, else "
+        "weights)",
+    )
+    parser.add_argument(
+        "--batchnorm",
+        choices=BATCHNORM,
+        default=None,
+        help="GNN zoos: BatchNorm statistics re-estimated at every alpha (default) or interpolated between the ends'",
+    )
 
 
 def overrides_from(args: argparse.Namespace) -> dict:
-    return {"alphas": args.alphas, "batch_size": args.batch_size, "rebasin": args.rebasin}
+    return {
+        "alphas": args.alphas,
+        "batch_size": args.batch_size,
+        "rebasin": args.rebasin,
+        "matching": args.matching,
+        "batchnorm": args.batchnorm,
+    }
 
 
 def lmc_task(payload: dict, cfg: dict, data: Dataset, opts: LmcOptions, progress, unit: int) -> pd.DataFrame:
@@ -113,9 +140,11 @@ def evaluate_pairs(payload: dict, cfg: dict, data: Dataset, opts: LmcOptions) ->
     parts = []
     if finite.any():
         kept = pairs[finite].reset_index(drop=True)
-        parts.append(
-            lmc_curves(kept, final_a[finite], final_b[finite], cfg, data, opts.alphas, opts.batch_size, opts.rebasin)
+        methods = matching_methods(cfg, opts.matching) if opts.rebasin else []
+        curves = lmc_curves(
+            kept, final_a[finite], final_b[finite], cfg, data, opts.alphas, opts.batch_size, methods, opts.batchnorm
         )
+        parts.append(curves)
     if not finite.all():
         parts.append(unevaluated_rows(pairs[~finite].assign(method=pairs["variant"]), CURVE_COLUMNS))
     return pd.concat(parts, ignore_index=True)
@@ -169,7 +198,7 @@ def lmc_stage(
         units = plan_lmc_units(pairs, zoo, opts, stage.units_dir)
         print(
             f"symzoo: lmc of {len(pairs)} replicate pairs of {zoo.config['name']} ({opts.alphas} alphas"
-            f"{', Git Re-Basin for standard pairs' if opts.rebasin else ''}) in {len(units)} units -> {stage.out}",
+            f"{rebasin_phrase(zoo.config, opts)}) in {len(units)} units -> {stage.out}",
             file=sys.stderr,
         )
         curves = stage.run_on_data(units, lmc_task, data, ("final",), show_progress)
@@ -179,18 +208,37 @@ def lmc_stage(
         return stage.finish(write_lmc_outputs(stage.out, zoo, opts, curves, skipped))
 
 
+def rebasin_phrase(cfg: dict, opts: LmcOptions) -> str:
+    if not opts.rebasin:
+        return ""
+    kinds = [m.removeprefix("standard+").replace("rebasin", "weights") for m in matching_methods(cfg, opts.matching)]
+    return f", Git Re-Basin ({' and '.join(kinds)} matching) for standard pairs"
+
+
 def write_lmc_outputs(out: Path, zoo: Zoo, opts: LmcOptions, curves: pd.DataFrame, skipped: dict) -> str:
     curves = curves.sort_values(["method", "sample", "alpha"], ignore_index=True)
     write_parquet(out / "curves.parquet", curves)
     table_barriers = barriers(curves)
     write_parquet(out / "barriers.parquet", table_barriers)
     _, label = paper_setting(zoo.config)
+    graph = zoo.config["model"]["arch"] == "gnn"
+    trainable = ", ".join(f"{METHODS.get(v, v)} {zoo.layout(v).n_trainable:,}" for v in zoo.config["variants"])
+    batchnorm_note = (
+        "BatchNorm statistics re-estimated on the whole graph at every alpha (the endpoints' losses are the trained "
+        "networks' own)"
+        if opts.batchnorm == "reestimate"
+        else "BatchNorm statistics interpolated between the endpoints' own, like the weights (no re-estimation)"
+    )
     notes = [
         f"zoo {zoo.config['name']}: pairs are replicates of one hyperparameter sample (same hyperparameters, masks and "
-        "F; different init seed and data order); barrier = L(midpoint) - (L(A) + L(B)) / 2, plain cross-entropy on "
+        "F; different init seed and data order, init seed only for a full-batch GNN); barrier = L(midpoint) - (L(A) + L(B)) / 2, plain cross-entropy on "
         f"the test set; mean ± std over pairs [95% interval of the mean]; {opts.alphas} alphas",
-        "Git Re-Basin: weight matching (coordinate descent over the permutations in random order, linear "
-        "assignment each, at most 100 sweeps), B permuted onto A; standard networks only",
+        "Git Re-Basin, B permuted onto A, standard networks only: weight matching (coordinate descent over the "
+        "permutations in random order, linear assignment each, at most 100 sweeps) and/or activation matching (one "
+        "linear assignment per permutation on the inner products of both networks' features after each nonlinearity, "
+        f"on {'the whole graph' if graph else f'{PROBE_IMAGES} training images'})",
+        f"distance per trainable parameter: ||A - B|| / P (B after matching for Re-Basin), P = {trainable}",
+        batchnorm_note if graph else "",
         describe_fixed_structure(zoo.config),
         sample_note(opts.sample, opts.sample_seed, zoo, "replicate pairs"),
         skipped_note(skipped),

@@ -31,7 +31,8 @@ def check_out_dir(out: Location) -> None:
         raise ZooError(f"--out {out} is a file; pass a new or existing output directory")
 
 
-NEUTRAL_OPTIONS = {"align": "none"}  # added after outputs existed: recorded only when used, so those stay valid
+# added after outputs existed: recorded only when used, so those stay valid
+NEUTRAL_OPTIONS = {"align": "none", "matching": "auto", "batchnorm": "reestimate"}
 
 
 def stage_identity(zoo: Zoo, opts: dict, identity_options: tuple[str, ...]) -> dict:

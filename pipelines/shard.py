@@ -19,6 +19,7 @@ from symzoo.zoo.bayes import posterior_size
 from symzoo.zoo.bayes_train import ElrgSettings, train_elrg
 from symzoo.zoo.config import config_hash
 from symzoo.zoo.data import Dataset, load_configured
+from symzoo.zoo.graph_train import train_graph_network
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import build_configured
 from symzoo.zoo.packed import MIN_COMPILED_PACK, group_into_packs, rows_to_keep, train_pack
@@ -142,6 +143,8 @@ def train_group(group: list[NetSpec], cfg: dict, data: Dataset, recipe: Recipe, 
         if packed:
             hparams, seeds = [s.hparams for s in group], [s.seed for s in group]
             results = train_pack(models, data, hparams, seeds, recipe, checkpoints)
+        elif cfg["model"]["arch"] == "gnn":  # full-batch on the graph (data is a zoo.graph.Graph)
+            results = [train_graph_network(models[0], data, group[0].hparams, recipe, checkpoints)]
         elif cfg["training"].get("method", "standard") == "elrg":
             settings = ElrgSettings.from_config(cfg["training"]["elrg"])
             results = [train_elrg(models[0], data, group[0].hparams, recipe, settings, group[0].seed, checkpoints)]

@@ -18,6 +18,7 @@ import yaml
 from symzoo.errors import ConfigError
 from symzoo.zoo.data import DATASETS, SCALINGS
 from symzoo.zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
+from symzoo.zoo.graph import GRAPH_DATASETS, GRAPH_DEFAULTS, is_graph_dataset
 from symzoo.zoo.location import Location, location
 from symzoo.zoo.models import ACTIVATIONS, ARCHS, GATES, MLP_ARCHS, VARIANTS
 from symzoo.zoo.plan import DISTRIBUTIONS, HPARAM_NAMES, PAPER_TABLE8
@@ -37,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
         # standardize: per-channel mean and std of the training images; symmetric: x / 127.5 - 1, the Small CNN
         # Zoo's input scaling
         "scaling": "standardize",
+        # a graph data set's construction (gnn zoos; zoo/graph.py): null for images, filled in for graphs
+        "graph": None,
     },
     # hidden: an MLP's units per layer (null: 512 x width, 256 for bnn_mlp); depth: an MLP's linear layers (null: 4,
     # 8 for bnn_mlp); gate_std: sigma-Asym's F std (null: the authors' default)
@@ -53,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
         "fixed_head": True,
         "fixed_structure": None,  # W-Asym masks and fixed values stored here (an imported zoo's own)
         "activation": None,  # small_cnn: relu (null) or tanh
+        "w_asym_gates": None,  # gnn: whether W-Asym also gates with FiGLU, as the authors' W-Asym GNN (null: true)
     },
     "variants": ["standard", "w_asym"],
     "networks": None,
@@ -154,7 +158,7 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name in (".", ".."):
         fail("name", f"{name!r} is not allowed; a non-empty name without path separators (it names a folder)")
     d = cfg["data"]
-    check_choice("data.name", d["name"], DATASETS)
+    check_choice("data.name", d["name"], DATASETS + GRAPH_DATASETS)
     check_int("data.size", d["size"], 4, 256, allow_none=True)
     check_int("data.train_per_class", d["train_per_class"], 1, allow_none=True)
     check_int("data.test_per_class", d["test_per_class"], 1, allow_none=True)
@@ -164,6 +168,7 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
         fail("data.root", f"{d['root']!r} is not allowed; a folder path (a string), or null for the default")
     check_choice("data.scaling", d["scaling"], SCALINGS)
     check_choice("model.arch", cfg["model"]["arch"], ARCHS)
+    _check_graph(cfg)
     if cfg["model"]["activation"] is not None:
         check_choice("model.activation", cfg["model"]["activation"], ACTIVATIONS)
         if cfg["model"]["arch"] != "small_cnn":
@@ -182,8 +187,8 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     _check_fixed_structure(cfg["model"]["fixed_structure"])
     _check_imported(cfg)
     for key in ("hidden", "depth"):
-        if cfg["model"][key] is not None and cfg["model"]["arch"] not in MLP_ARCHS:
-            fail(f"model.{key}", "sets an MLP's shape; ResNets take model.width (a multiple of 16/32/64 channels)")
+        if cfg["model"][key] is not None and cfg["model"]["arch"] not in (*MLP_ARCHS, "gnn"):
+            fail(f"model.{key}", "sets an MLP's or GNN's shape; ResNets take model.width (x 16/32/64 channels)")
     v = cfg["variants"]
     if not isinstance(v, list) or not v or len(set(v)) != len(v):
         fail("variants", f"must be a non-empty list of distinct names from {', '.join(VARIANTS)}")
@@ -236,6 +241,39 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     for section, check in sections.items():
         cfg[section] = check(cfg[section])
     return cfg
+
+
+def _check_graph(cfg: dict) -> None:
+    """A gnn zoo trains on a graph data set and nothing else does; a graph's construction fields, filled in."""
+    d, arch = cfg["data"], cfg["model"]["arch"]
+    graph = is_graph_dataset(d["name"])
+    if graph != (arch == "gnn"):
+        if graph:
+            fail("data.name", f"{d['name']} is a graph; only model.arch gnn trains on graphs")
+        fail("data.name", f"model.arch gnn trains on a graph; choose one of {', '.join(GRAPH_DATASETS)}")
+    if cfg["model"]["w_asym_gates"] is not None:
+        check_bool("model.w_asym_gates", cfg["model"]["w_asym_gates"])
+        if arch != "gnn":
+            fail("model.w_asym_gates", "applies to gnn only (the authors' W-Asym GNN also gates with FiGLU)")
+    if not graph:
+        if d["graph"] is not None:
+            fail("data.graph", f"describes a graph's construction; {d['name']} is not a graph (remove the field)")
+        return
+    for key in ("size", "train_per_class", "test_per_class"):
+        if d[key] is not None:
+            fail(f"data.{key}", "applies to image data sets; a graph takes data.graph.nodes_per_class")
+    given = d["graph"] or {}
+    if not isinstance(given, dict):
+        fail("data.graph", f"must be a mapping with fields {', '.join(GRAPH_DEFAULTS)}")
+    d["graph"] = merge(GRAPH_DEFAULTS, given, "data.graph.")
+    check_int("data.graph.nodes_per_class", d["graph"]["nodes_per_class"], 2, allow_none=True)
+    check_int("data.graph.neighbours", d["graph"]["neighbours"], 1, 1000)
+    check_int("data.graph.features", d["graph"]["features"], 1, 4096)
+    t = cfg["training"]
+    if t["pack_size"] not in ("auto", 1):
+        fail("training.pack_size", "gnn networks train one at a time (full-batch on the graph); auto or 1")
+    if t["method"] != "standard":
+        fail("training.method", "gnn zoos train with the standard method (full-batch; no Bayesian GNN is defined)")
 
 
 def _check_fixed_structure(structure: Any) -> None:
@@ -357,7 +395,9 @@ def config_hash(cfg: dict) -> str:
         content["execution"].pop(key, None)
     if content["data"].get("scaling", "standardize") == "standardize":
         content["data"].pop("scaling", None)
-    for key in ("hidden", "depth", "gate_std", "kappa", "activation"):  # older zoos keep their hash
+    if content["data"].get("graph") is None:  # zoos from before graphs
+        content["data"].pop("graph", None)
+    for key in ("hidden", "depth", "gate_std", "kappa", "activation", "w_asym_gates"):  # older zoos keep their hash
         if content["model"].get(key) is None:
             content["model"].pop(key, None)
     if content["model"].get("fixed_head", True) is True:

@@ -243,7 +243,7 @@ def init_trainable(model: nn.Module, seed: int, weight_init: WeightInit = "kaimi
     for module in model.modules():
         if isinstance(module, AsymmetricWeight):
             module.init_parameters(generator, weight_init)
-        elif isinstance(module, (nn.GroupNorm, nn.LayerNorm)):
+        elif isinstance(module, (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm1d)):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 

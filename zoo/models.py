@@ -28,7 +28,7 @@ from symzoo.zoo.layers import (
 
 Variant = Literal["standard", "w_asym", "sigma_asym"]
 VARIANTS: tuple[str, ...] = ("standard", "w_asym", "sigma_asym")
-ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "resnet110", "mlp", "bnn_mlp", "small_cnn")
+ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "resnet110", "mlp", "bnn_mlp", "small_cnn", "gnn")
 BLOCKS_PER_STAGE = {"resnet8": 1, "resnet20": 3, "resnet110": 18}
 MLP_ARCHS: tuple[str, ...] = ("mlp", "bnn_mlp")
 GATES: tuple[str, ...] = ("zoo", "network")  # one FiGLU F per zoo, or one per hyperparameter sample
@@ -41,11 +41,18 @@ WEIGHT_INIT: dict[str, WeightInit] = {
     "mlp": "torch_default",
     "bnn_mlp": "torch_default",
     "small_cnn": "kaiming_normal",  # the Small CNN Zoo's networks drew theirs from several inits (its metadata)
+    "gnn": "torch_default",  # the authors' gnn/ code: nn.Linear's default and their SparseLinear's (the same draw)
 }
 ACTIVATIONS: tuple[str, ...] = ("relu", "tanh")  # small_cnn's (model.activation), the Small CNN Zoo's two
 # The Bayesian experiment's MLP (docs/paper.md §6): 256 units, depth 8 or 16, ReLU; W-Asym fixes 8 entries of
 # every row of every layer at kappa 0.5.
 BNN_MLP = {"hidden": 256, "depth": 8, "fixed": 8, "kappa": 0.5}
+
+# The GNN of Table 1 (docs/paper.md §7): 3 message-passing layers of 256; W-Asym fixes 6 entries of every row of
+# every linear map at kappa 0.5; sigma-Asym's F ~ N(0, (0.01 / sqrt(hidden))^2), the authors' "small standard
+# deviation". Their W-Asym GNN also gates with that F (main_arxiv.py builds asym_w_gnn with nonlin asym_swiglu):
+# model.w_asym_gates, true by default for gnn, keeps it; false gives a W-Asym GNN with plain GELUs.
+GNN_SHAPE = {"hidden": 256, "depth": 3, "fixed": 6, "kappa": 0.5, "gate_scale": 0.01}
 
 # ResNet20 "fix entries" per output channel at width x1 (paper Table 6); width x8 fixes three times more (Table 7).
 RESNET20_FIXED = {"stem": 12, "conv": (36, 54, 72), "skip": (4, 6, 8), "linear": 8}
@@ -174,6 +181,51 @@ class SmallCNN(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
+class GraphLayer(nn.Module):
+    """One message-passing layer: mean-aggregate (each node's own features plus its neighbours' mean), a linear
+    map, BatchNorm over nodes, then GELU (or FiGLU)."""
+
+    def __init__(self, d_in: int, d_out: int, gated: bool, gate_std: float, fix: FixSpec | None):
+        super().__init__()
+        self.linear = MaskedLinear(d_in, d_out, fix=fix)
+        self.norm = nn.BatchNorm1d(d_out)
+        self.act: nn.Module = FiGLU(d_out, std=gate_std) if gated else nn.GELU()
+
+    def forward(self, x: torch.Tensor, aggregate: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.linear(torch.sparse.mm(aggregate, x))))
+
+
+class GNN(nn.Module):
+    """The paper's GNN for node classification (Table 1; the authors' ``gnn/main_arxiv.py``): ``depth``
+    message-passing layers of ``hidden`` units, then a linear head. ``forward(features, aggregate)`` takes the
+    graph's node features ``(N, F)`` and its sparse mean-aggregation operator (``zoo.graph.Graph.aggregate``) and
+    returns logits for every node. On ogbn-arXiv's shapes (128 features, 40 classes) it has 176,424 parameters."""
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        variant: str,
+        hidden: int = 256,
+        depth: int = 3,
+        gated: bool = False,
+        gate_std: float | None = None,
+        fixes: Sequence[FixSpec | None] | None = None,
+    ):
+        super().__init__()
+        fixes = list(fixes) if fixes is not None else [None] * (depth + 1)
+        std = GNN_SHAPE["gate_scale"] / math.sqrt(hidden) if gate_std is None else gate_std
+        sizes = [in_features] + [hidden] * depth
+        self.layers = nn.ModuleList(GraphLayer(sizes[i], hidden, gated, std, fixes[i]) for i in range(depth))
+        self.head = MaskedLinear(hidden, num_classes, fix=fixes[depth])
+
+    def forward(self, features: torch.Tensor, aggregate: torch.Tensor) -> torch.Tensor:
+        x = features
+        for layer in self.layers:
+            x = layer(x, aggregate)
+        return self.head(x)
+
+
 def resnet_fixes(arch: str, width: int) -> dict[str, object]:
     """W-Asym fixed structure: ResNet8 fixes 8 whole filters per output channel; ResNet20 and ResNet110 fix single
     entries (paper Table 6)."""
@@ -234,6 +286,7 @@ def build(
     fixed_head: bool = True,
     fixed_structure: dict[str, dict] | None = None,
     activation: str | None = None,
+    w_asym_gates: bool | None = None,
 ) -> nn.Module:
     """Build and initialise one network.
 
@@ -248,6 +301,7 @@ def build(
     1/sqrt(C) in their ResNets, 1 in their MLPs).
     ``fixed_structure`` (W-Asym): masks and fixed values stored with the zoo (``layers.encode_fixed_structure``; an
     imported zoo's own) instead of those drawn from ``asym_seed``. ``activation`` (small_cnn): relu or tanh.
+    ``w_asym_gates`` (gnn): whether W-Asym layers also gate with FiGLU, as the authors' W-Asym GNN (null: yes).
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -263,6 +317,12 @@ def build(
         depth, units = depth or BNN_MLP["depth"], hidden or BNN_MLP["hidden"]
         fixes = adjusted([FixSpec(BNN_MLP["fixed"], BNN_MLP["kappa"])] * depth, kappa, fixed_head) if asym else None
         model = MLP(math.prod(in_shape), num_classes, variant, width=units, depth=depth, fixes=fixes, relu=True)
+    elif arch == "gnn":
+        depth, units = depth or GNN_SHAPE["depth"], hidden or GNN_SHAPE["hidden"]
+        row_fix = FixSpec(GNN_SHAPE["fixed"], GNN_SHAPE["kappa"])
+        fixes = adjusted([row_fix] * (depth + 1), kappa, fixed_head) if asym else None
+        gated = variant == "sigma_asym" or (asym and w_asym_gates is not False)
+        model = GNN(in_shape[0], num_classes, variant, units, depth, gated, gate_std, fixes)
     elif arch == "small_cnn":
         if variant != "standard":
             raise ValueError(f"small_cnn (the Small CNN Zoo's network) has no {variant} variant; standard only")
@@ -344,4 +404,5 @@ def build_configured(
         model.get("fixed_head", True),
         model.get("fixed_structure"),
         model.get("activation"),
+        model.get("w_asym_gates"),
     )

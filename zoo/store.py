@@ -660,9 +660,12 @@ class Zoo:
         imported = self.config.get("imported") or {}
         return [k for k in kinds if k != "init"] if imported.get("format") == "authors" else kinds
 
-    def model(self, model_id: int, which: str = "final") -> nn.Module:
+    def model(self, model_id: int, which: str = "final", graph=None) -> nn.Module:
         """Rebuild network ``model_id`` (fixed structure from the zoo seed, F from its sample where the zoo draws
-        F per network) with its stored weights."""
+        F per network) with its stored weights. A GNN's BatchNorm statistics are not stored: they are those of its
+        weights on the zoo's graph (``zoo.graph_train.estimate_batchnorm``), computed here on ``graph`` (default:
+        the zoo's own, loaded). Call it as ``model(graph.features, graph.aggregate)``."""
+        from symzoo.zoo.graph_train import estimate_batchnorm
         from symzoo.zoo.models import build_configured
 
         row = self.frame.loc[self.frame["model_id"] == model_id]
@@ -671,7 +674,10 @@ class Zoo:
         r = row.iloc[0]
         shape, classes = tuple(self.manifest["in_shape"]), self.manifest["num_classes"]
         model = build_configured(self.config, r["variant"], shape, classes, int(r["seed"]), int(r["sample"]))
-        return self.layout(r["variant"]).load_into(model, self.weights(which, model_ids=[model_id])[0]).eval()
+        model = self.layout(r["variant"]).load_into(model, self.weights(which, model_ids=[model_id])[0])
+        if self.config["model"]["arch"] == "gnn":
+            estimate_batchnorm(model, graph if graph is not None else self.dataset())
+        return model.eval()
 
     def evaluate(self, model_id: int, split: str = "test", which: str = "final") -> dict[str, float]:
         """Plain cross-entropy and accuracy of a stored network on its zoo's data, normalised as in training.
@@ -681,6 +687,15 @@ class Zoo:
         """
         from symzoo.zoo.train import evaluate
 
+        if self.config["model"]["arch"] == "gnn":  # a graph: its nodes' splits, train, valid or test
+            from symzoo.zoo.graph import SPLITS
+            from symzoo.zoo.graph_train import graph_metrics
+
+            if split not in SPLITS:
+                raise ZooError(f"split {split!r} is not allowed; one of {', '.join(SPLITS)} (a graph's nodes)")
+            graph = self.dataset()
+            loss, acc = graph_metrics(self.model(model_id, which, graph), graph, [split])[split]
+            return {"loss": loss, "accuracy": acc}
         if split not in ("train", "test"):
             raise ZooError(f"split {split!r} is not allowed; train or test")
         model, data = self.model(model_id, which), self.dataset()

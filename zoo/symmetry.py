@@ -25,7 +25,7 @@ from torch import nn
 
 from symzoo.errors import ZooError
 from symzoo.zoo.layers import AsymmetricWeight, ChannelNorm, FeatureNorm, FiGLU, MaskedLinear
-from symzoo.zoo.models import MLP, ResNet, SmallCNN
+from symzoo.zoo.models import GNN, MLP, ResNet, SmallCNN
 
 Axes = tuple[str | None, ...]
 
@@ -92,6 +92,19 @@ def _small_cnn_spec(model: SmallCNN) -> dict[str, Axes]:
     return axes | {"head.weight": (None, previous), "head.bias": (None,)}
 
 
+def _gnn_spec(model: GNN) -> dict[str, Axes]:
+    """One permutation per message-passing layer's features: its linear map's rows and bias, its BatchNorm's
+    affine (and running statistics, which are not parameters), and the next layer's (or the head's) inputs."""
+    axes: dict[str, Axes] = {}
+    previous: str | None = None
+    for i in range(len(model.layers)):
+        p, out = f"layers.{i}", f"hidden.{i}"
+        axes |= {f"{p}.linear.weight": (out, previous), f"{p}.linear.bias": (out,)}
+        axes |= {f"{p}.norm.weight": (out,), f"{p}.norm.bias": (out,)}
+        previous = out
+    return axes | {"head.weight": (None, previous), "head.bias": (None,)}
+
+
 def is_permutation_symmetric(model: nn.Module) -> bool:
     """False where a W-Asym layer (fixed entries) or FiGLU (a fixed gate matrix) breaks hidden-unit permutations."""
     return not any(
@@ -117,6 +130,8 @@ def structural_spec(model: nn.Module) -> PermutationSpec:
         axes = _mlp_spec(model)
     elif isinstance(model, SmallCNN):
         axes = _small_cnn_spec(model)
+    elif isinstance(model, GNN):
+        axes = _gnn_spec(model)
     else:
         raise ValueError(f"no permutation spec for {type(model).__name__}; symzoo derives ResNet, MLP and CNN specs")
     names = [n for n, _ in model.named_parameters()]
@@ -138,7 +153,8 @@ def permute(spec: PermutationSpec, perms: dict[str, np.ndarray], params: dict, s
 
 def scale_groups(model: nn.Module) -> list[tuple[str, ...]]:
     """Tensors that one factor c > 0 may scale together: each layer whose whole output a norm then normalises
-    (a conv without bias before GroupNorm(1, C); a linear layer, weight and bias, before LayerNorm)."""
+    (a conv without bias before GroupNorm(1, C); a linear layer, weight and bias, before LayerNorm or a GNN's
+    BatchNorm)."""
     groups = []
     if isinstance(model, ResNet):
         pairs = [("stem", "stem_norm")]
@@ -157,6 +173,8 @@ def scale_groups(model: nn.Module) -> list[tuple[str, ...]]:
         for i, module in enumerate(layers[:-1]):
             if isinstance(module, MaskedLinear) and isinstance(layers[i + 1], FeatureNorm):
                 groups.append((f"layers.{i}.weight", f"layers.{i}.bias"))
+    elif isinstance(model, GNN):  # BatchNorm with the graph's own statistics (zoo.graph_train.estimate_batchnorm)
+        groups += [(f"layers.{i}.linear.weight", f"layers.{i}.linear.bias") for i in range(len(model.layers))]
     return groups
 
 

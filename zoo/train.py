@@ -23,8 +23,9 @@ from symzoo.zoo.layers import seeded_generator
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.plan import HParams
 
-# triangular: the zoo recipe (docs/paper.md §2); constant: the peak lr throughout, as the authors' LMC scripts train
-SCHEDULES = ("triangular", "constant")
+# triangular: the zoo recipe (docs/paper.md §2); constant: the peak lr throughout, as the authors' LMC scripts train;
+# warmup_constant: linear warm-up over warmup_epochs, then the peak lr (the authors' GNN, docs/paper.md §7)
+SCHEDULES = ("triangular", "constant", "warmup_constant")
 TRAINING_METHODS = ("standard", "elrg")  # elrg: variational Bayesian training (zoo/bayes_train.py)
 
 
@@ -60,7 +61,10 @@ class TrainResult:
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str = "triangular") -> float:
-    """Triangle: rises linearly to 1 at ``warmup_steps``, falls linearly to 0 after the last step; or constant 1."""
+    """Triangle: rises linearly to 1 at ``warmup_steps``, falls linearly to 0 after the last step; constant 1; or
+    ``warmup_constant``: (step + 1) / warmup_steps up to 1, then 1."""
+    if schedule == "warmup_constant":
+        return min(1.0, (step + 1) / max(1, warmup_steps))
     if schedule == "constant" or total_steps <= 1:
         return 1.0
     warmup_steps = max(1, min(warmup_steps, total_steps - 1))
