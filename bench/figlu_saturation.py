@@ -33,11 +33,11 @@ def saturated_shares(model: torch.nn.Module, x: torch.Tensor) -> list[float]:
 def main() -> None:
     if sys.argv[1:] == ["--mlp-init"]:
         from symzoo.zoo.config import validate
-        from symzoo.zoo.data import load_configured
+        from symzoo.zoo.data import load_images
         from symzoo.zoo.models import build_configured
 
         cfg = validate({"data": {"name": "fashion_mnist"}, "networks": 1, "model": {"arch": "mlp"}})
-        data = load_configured(cfg["data"])
+        data = load_images(cfg["data"])
         model = build_configured(cfg, "sigma_asym", data.in_shape, data.num_classes, 1, 0)
         print(
             "MLP sigma-Asym at init, share |Fx| > 4 per layer:",

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from figlu_saturation import saturated_shares  # noqa: E402
 
 from symzoo.zoo.config import load_config  # noqa: E402
-from symzoo.zoo.data import load_configured  # noqa: E402
+from symzoo.zoo.data import load_images  # noqa: E402
 from symzoo.zoo.models import build_configured  # noqa: E402
 from symzoo.zoo.store import open_zoo  # noqa: E402
 
@@ -65,7 +65,7 @@ def main() -> None:
         run("lmc", str(zoo_dir), "--out", str(lmc_dir))
         barriers = pd.read_parquet(lmc_dir / "barriers.parquet")
         frame = open_zoo(zoo_dir).frame
-        data = load_configured(load_config(path)["data"])
+        data = load_images(load_config(path)["data"])
         x = data.normalize(data.x_test[:2000].float())
         for method, g in barriers.groupby("method", sort=False):  # a variant, or standard+rebasin
             variant = method.split("+")[0]

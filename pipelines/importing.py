@@ -19,13 +19,13 @@ from symzoo.pipelines.generate import ShardJob, _generate_locked, check_not_insi
 from symzoo.pipelines.shard import layouts_for
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.config import config_hash, validate
-from symzoo.zoo.data import load_configured
 from symzoo.zoo.formats import authors, small_cnn_zoo
 from symzoo.zoo.layers import encode_fixed_structure
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.location import Location, location
 from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.plan import NetSpec, plan_configured
+from symzoo.zoo.sources import load_configured
 from symzoo.zoo.store import rows_to_table, shard_path
 
 FORMATS = ("authors", "small-cnn-zoo")

@@ -231,8 +231,9 @@ def write_lmc_outputs(out: Path, zoo: Zoo, opts: LmcOptions, curves: pd.DataFram
     )
     notes = [
         f"zoo {zoo.config['name']}: pairs are replicates of one hyperparameter sample (same hyperparameters, masks and "
-        "F; different init seed and data order, init seed only for a full-batch GNN); barrier = L(midpoint) - (L(A) + L(B)) / 2, plain cross-entropy on "
-        f"the test set; mean ± std over pairs [95% interval of the mean]; {opts.alphas} alphas",
+        f"F; different init seed{' (full-batch: nothing else)' if graph else ' and data order'}); barrier = "
+        "L(midpoint) - (L(A) + L(B)) / 2, plain cross-entropy on the test set; mean ± std over pairs [95% interval "
+        f"of the mean]; {opts.alphas} alphas",
         "Git Re-Basin, B permuted onto A, standard networks only: weight matching (coordinate descent over the "
         "permutations in random order, linear assignment each, at most 100 sweeps) and/or activation matching (one "
         "linear assignment per permutation on the inner products of both networks' features after each nonlinearity, "

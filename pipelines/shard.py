@@ -18,12 +18,13 @@ from symzoo.zoo.augment import AugmentConfig
 from symzoo.zoo.bayes import posterior_size
 from symzoo.zoo.bayes_train import ElrgSettings, train_elrg
 from symzoo.zoo.config import config_hash
-from symzoo.zoo.data import Dataset, load_configured
+from symzoo.zoo.data import Dataset
 from symzoo.zoo.graph_train import train_graph_network
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import build_configured
 from symzoo.zoo.packed import MIN_COMPILED_PACK, group_into_packs, rows_to_keep, train_pack
 from symzoo.zoo.plan import NetSpec, plan_configured
+from symzoo.zoo.sources import load_configured
 from symzoo.zoo.store import BAYES_HISTORY_FIELDS, HISTORY_FIELDS, POSTERIOR_COLUMN, flat_numpy, rows_to_table
 from symzoo.zoo.train import Recipe, train_network
 

@@ -163,9 +163,11 @@ def test_the_barrier_to_a_permuted_copy_vanishes_after_rebasin(zoo_dir):
     layout = zoo.layout("standard")
     wa, wb = layout.flatten(a).numpy(), layout.flatten(permute(spec, perms, params)).numpy()
     pair = pd.DataFrame({"sample": [0], "variant": ["standard"], "model_a": [0], "model_b": [0]})
-    curves = lmc_curves(pair, wa[None], wb[None], zoo.config, data, 5, 512, with_rebasin=True)
+    methods = ["standard+rebasin", "standard+activations"]
+    curves = lmc_curves(pair, wa[None], wb[None], zoo.config, data, 5, 512, methods)
     b = barriers(curves).set_index("method")["loss_barrier"]
     assert b["standard+rebasin"] == pytest.approx(0.0, abs=1e-5)
+    assert b["standard+activations"] == pytest.approx(0.0, abs=1e-5)  # activation matching finds it too
     assert b["standard"] > 0.05  # a permuted copy is far away in weight space
 
 

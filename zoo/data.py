@@ -397,13 +397,9 @@ def load_dataset(
     )
 
 
-def load_configured(data_cfg: dict) -> Dataset:
-    """The data set a zoo config's ``data`` section names (generation and every later stage load it this way); a
-    graph (``zoo.graph.Graph``) where it names one."""
-    from symzoo.zoo.graph import is_graph_dataset, load_graph  # zoo.graph builds on this module
-
-    if is_graph_dataset(data_cfg["name"]):
-        return load_graph(data_cfg)  # type: ignore[return-value]
+def load_images(data_cfg: dict) -> Dataset:
+    """The image data set a zoo config's ``data`` section names (``zoo.sources.load_configured`` also reads
+    graphs)."""
     data = load_dataset(
         data_cfg["name"],
         root=data_cfg["root"],

@@ -196,7 +196,7 @@ def load_arxiv(root: Path) -> Graph:
         t(g["node_feat"].astype(np.float32)),
         t(y.reshape(-1).astype(np.int64)),
         t(pairs.astype(np.int64)),
-        {"train": t(split["train"]), "valid": t(split["valid"]), "test": t(split["test"])},
+        {s: torch.as_tensor(np.asarray(split[s]), dtype=torch.int64) for s in SPLITS},  # numpy, or torch if cached
         40,
     )
 

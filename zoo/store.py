@@ -705,7 +705,7 @@ class Zoo:
 
     def dataset(self):
         """The zoo's data set, loaded as its config says (its fingerprint is in the manifest)."""
-        from symzoo.zoo.data import load_configured
+        from symzoo.zoo.sources import load_configured
 
         return load_configured(self.config["data"])
 
