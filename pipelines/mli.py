@@ -107,6 +107,8 @@ def mli_stage(
     stage = AnalysisStage.open(SPEC, zoo_dir, out, config_section, overrides)
     zoo, opts = stage.zoo, stage.opts
     stage.require_weights("init")
+    if reason := needs_init(zoo.config):
+        raise ZooError(f"{zoo.path}: {reason}")
     if done := stage.finished():
         return done
     data = zoo.dataset()
@@ -176,6 +178,8 @@ def needs_init(cfg: dict) -> str | None:
     """MLI interpolates from each network's initial weights, which an imported zoo's source did not keep."""
     if (cfg.get("imported") or {}).get("format") == "authors":
         return "mli needs initial weights, and the authors' zoo kept final weights only"
+    if cfg["model"]["arch"] == "gnn":
+        return "mli is not implemented for graph networks (lmc is: symzoo lmc ZOO --out DIR)"
     return None
 
 

@@ -184,10 +184,16 @@ GNN_ZOO = {
 }
 
 
-def test_a_gnn_zoo_is_stored_rebuilt_and_evaluated_like_any_zoo(tmp_path):
+@pytest.fixture(scope="module")
+def gnn_zoo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gnn") / "zoo"
+    write_zoo(path, validate(GNN_ZOO))
+    return path
+
+
+def test_a_gnn_zoo_is_stored_rebuilt_and_evaluated_like_any_zoo(gnn_zoo, tmp_path):
     cfg = validate(GNN_ZOO)
-    write_zoo(tmp_path / "zoo", cfg)
-    zoo = open_zoo(tmp_path / "zoo")
+    zoo = open_zoo(gnn_zoo)
     frame = zoo.frame
     assert (frame["status"] == "ok").all() and len(frame) == 4
     assert set(zoo.weight_kinds()) >= {"init", "epoch_5", "final"}
@@ -201,12 +207,14 @@ def test_a_gnn_zoo_is_stored_rebuilt_and_evaluated_like_any_zoo(tmp_path):
     np.testing.assert_array_equal(zoo.weights("final"), open_zoo(again).weights("final"))
     with pytest.raises(Exception, match="split 'val' is not allowed; one of train, valid, test"):
         zoo.evaluate(0, "val")
+    from symzoo.zoo.card import write_card
+
+    card = write_card(zoo).read_text()
+    assert "model(graph.features, graph.aggregate)" in card and "inputs (32,), 10 classes" in card
 
 
-def test_lmc_on_a_gnn_zoo_matches_activations_and_reports_appendix_a(tmp_path, capsys):
-    cfg = validate(GNN_ZOO)
-    write_zoo(tmp_path / "zoo", cfg)
-    zoo = open_zoo(tmp_path / "zoo")
+def test_lmc_on_a_gnn_zoo_matches_activations_and_reports_appendix_a(gnn_zoo, tmp_path, capsys):
+    zoo = open_zoo(gnn_zoo)
     pair = pd.DataFrame({"sample": [0], "variant": ["standard"], "model_a": [0], "model_b": [2]})
     wa, wb = zoo.weights("final", model_ids=[0]), zoo.weights("final", model_ids=[2])
     methods = ["standard+rebasin", "standard+activations"]
@@ -218,11 +226,17 @@ def test_lmc_on_a_gnn_zoo_matches_activations_and_reports_appendix_a(tmp_path, c
     table = barriers(curves).set_index("method")
     assert table.loc["standard+activations", "distance"] < table.loc["standard", "distance"]
     out = tmp_path / "lmc"
-    assert cli_main(["lmc", str(tmp_path / "zoo"), "--out", str(out), "--alphas", "3", "--no-progress"]) == 0
+    assert cli_main(["lmc", str(gnn_zoo), "--out", str(out), "--alphas", "3", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "| paper: GNN on ogbn-arXiv (another graph) | 1.475 | 0.269 | 0.095 |" in printed
     assert "endpoint validation accuracy" in printed and "distance per trainable parameter" in printed
     assert set(pd.read_parquet(out / "curves.parquet")["method"]) == {"standard", "standard+activations", "w_asym"}
+
+
+def test_mli_refuses_a_gnn_zoo_in_one_line(gnn_zoo, tmp_path, capsys):
+    assert cli_main(["mli", str(gnn_zoo), "--out", str(tmp_path / "mli")]) == 2
+    assert "mli is not implemented for graph networks (lmc is" in capsys.readouterr().err
+    assert not (tmp_path / "mli").exists()
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,20 @@ def imported_note(cfg: dict) -> list[str]:
     ]
 
 
+def graph_note(cfg: dict) -> list[str]:
+    """How a GNN zoo's networks run: on the zoo's graph, BatchNorm statistics recomputed (they are not stored)."""
+    if cfg["model"]["arch"] != "gnn":
+        return []
+    return [
+        f"The networks classify the nodes of one graph ({cfg['data']['name']}; symzoo's docs/paper.md §7). Run one "
+        "with `graph = zoo.dataset(); model = zoo.model(model_id, graph=graph); logits = model(graph.features, "
+        "graph.aggregate)`: its BatchNorm statistics are recomputed on the whole graph from its weights (they are "
+        "not stored; a full-batch network's are a function of its weights). `zoo.evaluate(model_id, split)` takes "
+        "train, valid or test nodes.",
+        "",
+    ]
+
+
 def card_text(zoo: Zoo) -> str:
     """The card's Markdown, front matter first."""
     cfg, manifest, frame = zoo.config, zoo.manifest, zoo.frame
@@ -125,6 +139,7 @@ def card_text(zoo: Zoo) -> str:
         "sample in one part. The training data's own terms apply to the weights.",
         "",
         *imported_note(cfg),
+        *graph_note(cfg),
         *incomplete_note(zoo),
         "## Load it",
         "",
