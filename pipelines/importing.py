@@ -19,7 +19,7 @@ from symzoo.pipelines.generate import ShardJob, _generate_locked, check_not_insi
 from symzoo.pipelines.shard import layouts_for
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.config import config_hash, validate
-from symzoo.zoo.formats import authors, small_cnn_zoo
+from symzoo.zoo.formats import FORMATS, authors, small_cnn_zoo
 from symzoo.zoo.layers import encode_fixed_structure
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.location import Location, location
@@ -28,7 +28,6 @@ from symzoo.zoo.plan import NetSpec, plan_configured
 from symzoo.zoo.sources import load_configured
 from symzoo.zoo.store import rows_to_table, shard_path
 
-FORMATS = ("authors", "small-cnn-zoo")
 SOURCE_METADATA = "source.parquet"  # an imported zoo's per-network metadata beyond symzoo's columns
 NETWORKS_PER_SHARD = 64
 

@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     im = sub.add_parser("import", help="another project's zoo as a symzoo zoo (resumes where it stopped)")
     im.add_argument(
         "format",
-        choices=["authors", "small-cnn-zoo"],
+        choices=["authors", "small-cnn-zoo"],  # zoo.formats.FORMATS (not imported here: it would load torch)
         help="authors: the paper's own zoo (resnet8/, sparse_resnet8/); small-cnn-zoo: one data set of Unterthiner "
         "et al.'s Small CNN Zoo (weights.npy, metrics.csv, layout.csv)",
     )

@@ -7,6 +7,7 @@ forward pass of their ResNet8 that reads their keys; nothing of symzoo's models 
 
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 import os
@@ -314,3 +315,12 @@ def test_a_stored_fixed_structure_rebuilds_the_same_network_and_refuses_a_wrong_
             10,
             fixed_structure={k: v for k, v in structure.items() if k != "head.weight"},
         )
+
+
+def test_the_import_command_offers_exactly_the_formats_symzoo_reads():
+    from symzoo.cli import build_parser
+    from symzoo.zoo.formats import FORMATS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    fmt = next(a for a in sub.choices["import"]._actions if a.dest == "format")
+    assert tuple(fmt.choices) == FORMATS
