@@ -16,7 +16,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from symzoo.zoo.models import GNN, MLP, ResNet, SmallCNN
+from symzoo.zoo.models import GNN, MLP, SIREN, ResNet, SmallCNN
 from symzoo.zoo.symmetry import PermutationSpec, permutation_spec, permute
 
 
@@ -74,7 +74,7 @@ def activation_sites(model: nn.Module) -> dict[str, list[str]]:
     if isinstance(model, MLP):
         linears = [i for i, m in enumerate(model.layers) if isinstance(m, nn.Linear)]
         return {f"hidden.{i}": [f"layers.{i + 2}"] for i in linears[:-1]}
-    if isinstance(model, GNN):
+    if isinstance(model, (GNN, SIREN)):
         return {f"hidden.{i}": [f"layers.{i}"] for i in range(len(model.layers))}
     if isinstance(model, SmallCNN):
         return {name: [f"act{name[-1]}"] for name in ("conv1", "conv2", "conv3")}

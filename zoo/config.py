@@ -168,6 +168,8 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
         fail("data.root", f"{d['root']!r} is not allowed; a folder path (a string), or null for the default")
     check_choice("data.scaling", d["scaling"], SCALINGS)
     check_choice("model.arch", cfg["model"]["arch"], ARCHS)
+    if cfg["model"]["arch"] == "siren":
+        fail("model.arch", "siren is an INR (zoo/inr_fit.py fits them); symzoo generate does not make INR zoos yet")
     _check_graph(cfg)
     if cfg["model"]["activation"] is not None:
         check_choice("model.activation", cfg["model"]["activation"], ACTIVATIONS)

@@ -29,7 +29,9 @@ from torch import nn
 
 # Fixed structure and initial weights are drawn in this dtype whatever torch's default, then cast to the layer's.
 DRAW_DTYPE = torch.float32
-WeightInit = Literal["kaiming_normal", "torch_default"]
+# siren: U(+-bound) with each layer's own bound (``siren_bound``: 1/fan_in first, sqrt(6/fan_in)/omega after; a SIREN
+# sets it), biases as PyTorch's default
+WeightInit = Literal["kaiming_normal", "torch_default", "siren"]
 
 
 def stable_seed(*parts: object) -> int:
@@ -84,6 +86,8 @@ class AsymmetricWeight:
     weight_mask: torch.Tensor | None
     weight_fixed: torch.Tensor | None
 
+    siren_bound: float = 0.0  # a SIREN layer's init bound (weight_init "siren")
+
     def _setup_asymmetry(self, fix: FixSpec | None) -> None:
         self.fix = fix
         self.register_buffer("weight_mask", None)
@@ -117,6 +121,8 @@ class AsymmetricWeight:
             weight = torch.empty(self.weight.shape, dtype=DRAW_DTYPE)
             if self.weight_mask is None and weight_init == "kaiming_normal":
                 nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu", generator=generator)
+            elif weight_init == "siren":
+                weight.uniform_(-self.siren_bound, self.siren_bound, generator=generator)
             elif weight_init in ("kaiming_normal", "torch_default"):
                 weight.uniform_(-bound, bound, generator=generator)
             else:

@@ -28,7 +28,7 @@ from symzoo.zoo.layers import (
 
 Variant = Literal["standard", "w_asym", "sigma_asym"]
 VARIANTS: tuple[str, ...] = ("standard", "w_asym", "sigma_asym")
-ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "resnet110", "mlp", "bnn_mlp", "small_cnn", "gnn")
+ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "resnet110", "mlp", "bnn_mlp", "small_cnn", "gnn", "siren")
 BLOCKS_PER_STAGE = {"resnet8": 1, "resnet20": 3, "resnet110": 18}
 MLP_ARCHS: tuple[str, ...] = ("mlp", "bnn_mlp")
 GATES: tuple[str, ...] = ("zoo", "network")  # one FiGLU F per zoo, or one per hyperparameter sample
@@ -42,6 +42,7 @@ WEIGHT_INIT: dict[str, WeightInit] = {
     "bnn_mlp": "torch_default",
     "small_cnn": "kaiming_normal",  # the Small CNN Zoo's networks drew theirs from several inits (its metadata)
     "gnn": "torch_default",  # the authors' gnn/ code: nn.Linear's default and their SparseLinear's (the same draw)
+    "siren": "siren",  # Sitzmann et al. 2020: U(+-1/fan_in) first, U(+-sqrt(6/fan_in)/omega) after
 }
 ACTIVATIONS: tuple[str, ...] = ("relu", "tanh")  # small_cnn's (model.activation), the Small CNN Zoo's two
 # The Bayesian experiment's MLP (docs/paper.md §6): 256 units, depth 8 or 16, ReLU; W-Asym fixes 8 entries of
@@ -53,6 +54,12 @@ BNN_MLP = {"hidden": 256, "depth": 8, "fixed": 8, "kappa": 0.5}
 # deviation". Their W-Asym GNN also gates with that F (main_arxiv.py builds asym_w_gnn with nonlin asym_swiglu):
 # model.w_asym_gates, true by default for gnn, keeps it; false gives a W-Asym GNN with plain GELUs.
 GNN_SHAPE = {"hidden": 256, "depth": 3, "fixed": 6, "kappa": 0.5, "gate_scale": 0.01}
+
+# The SIREN of INR zoos (Sitzmann et al. 2020; DWSNets' default 2 -> 32 -> 32 -> 1): sine layers sin(omega (W x + b)),
+# omega 30. W-Asym fixes 1 entry per row of the first layer (it has 2 inputs), hidden / 8 per row of the others and
+# hidden / 2 in the head, as the MLP's ratios, each at its layer's init bound (a SIREN's weights are ~1e-2: fixed
+# entries of scale 1 would swamp them). sigma-Asym gates each sine layer's output: sigmoid(F y) * y.
+SIREN_SHAPE = {"hidden": 32, "depth": 3, "omega": 30.0}
 
 # ResNet20 "fix entries" per output channel at width x1 (paper Table 6); width x8 fixes three times more (Table 7).
 RESNET20_FIXED = {"stem": 12, "conv": (36, 54, 72), "skip": (4, 6, 8), "linear": 8}
@@ -226,6 +233,54 @@ class GNN(nn.Module):
         return self.head(x)
 
 
+class SineLayer(nn.Module):
+    """sin(omega (W x + b)), then FiGLU in the sigma-Asym variant."""
+
+    def __init__(self, d_in: int, d_out: int, omega: float, first: bool, gated: bool, gate_std, fix):
+        super().__init__()
+        self.omega = omega
+        self.linear = MaskedLinear(d_in, d_out, fix=fix)
+        self.linear.siren_bound = 1 / d_in if first else math.sqrt(6 / d_in) / omega
+        self.act: nn.Module = FiGLU(d_out, std=gate_std) if gated else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(torch.sin(self.omega * self.linear(x)))
+
+
+class SIREN(nn.Module):
+    """An implicit neural representation: coordinates ``(B, in)`` -> values ``(B, out)``; ``depth`` linear maps,
+    all but the last followed by a sine; ``output_offset`` is added to the output (DWSNets' +0.5, which lets a
+    network near zero output mid-grey)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        variant: str,
+        hidden: int = 32,
+        depth: int = 3,
+        omega: float = 30.0,
+        output_offset: float = 0.0,
+        gate_std: float | None = None,
+        asym: bool = False,
+    ):
+        super().__init__()
+        sizes = [in_features] + [hidden] * (depth - 1)
+        layers = []
+        for i in range(depth - 1):
+            bound = 1 / sizes[i] if i == 0 else math.sqrt(6 / sizes[i]) / omega
+            fix = FixSpec(1 if i == 0 else max(1, hidden // 8), bound) if asym else None
+            layers.append(SineLayer(sizes[i], hidden, omega, i == 0, variant == "sigma_asym", gate_std, fix))
+        self.layers = nn.Sequential(*layers)
+        head_bound = math.sqrt(6 / hidden) / omega
+        self.head = MaskedLinear(hidden, out_features, fix=FixSpec(hidden // 2, head_bound) if asym else None)
+        self.head.siren_bound = head_bound
+        self.output_offset = output_offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layers(x)) + self.output_offset
+
+
 def resnet_fixes(arch: str, width: int) -> dict[str, object]:
     """W-Asym fixed structure: ResNet8 fixes 8 whole filters per output channel; ResNet20 and ResNet110 fix single
     entries (paper Table 6)."""
@@ -323,6 +378,10 @@ def build(
         fixes = adjusted([row_fix] * (depth + 1), kappa, fixed_head) if asym else None
         gated = variant == "sigma_asym" or (asym and w_asym_gates is not False)
         model = GNN(in_shape[0], num_classes, variant, units, depth, gated, gate_std, fixes)
+    elif arch == "siren":
+        depth, units = depth or SIREN_SHAPE["depth"], hidden or SIREN_SHAPE["hidden"]
+        std = 1 / math.sqrt(units) if gate_std is None else gate_std
+        model = SIREN(in_shape[0], num_classes, variant, units, depth, SIREN_SHAPE["omega"], 0.0, std, asym)
     elif arch == "small_cnn":
         if variant != "standard":
             raise ValueError(f"small_cnn (the Small CNN Zoo's network) has no {variant} variant; standard only")

@@ -25,7 +25,7 @@ from torch import nn
 
 from symzoo.errors import ZooError
 from symzoo.zoo.layers import AsymmetricWeight, ChannelNorm, FeatureNorm, FiGLU, MaskedLinear
-from symzoo.zoo.models import GNN, MLP, ResNet, SmallCNN
+from symzoo.zoo.models import GNN, MLP, SIREN, ResNet, SmallCNN
 
 Axes = tuple[str | None, ...]
 
@@ -105,6 +105,17 @@ def _gnn_spec(model: GNN) -> dict[str, Axes]:
     return axes | {"head.weight": (None, previous), "head.bias": (None,)}
 
 
+def _siren_spec(model: SIREN) -> dict[str, Axes]:
+    """One permutation per sine layer's units: its linear map's rows and bias, and the next map's inputs."""
+    axes: dict[str, Axes] = {}
+    previous: str | None = None
+    for i in range(len(model.layers)):
+        out = f"hidden.{i}"
+        axes |= {f"layers.{i}.linear.weight": (out, previous), f"layers.{i}.linear.bias": (out,)}
+        previous = out
+    return axes | {"head.weight": (None, previous), "head.bias": (None,)}
+
+
 def is_permutation_symmetric(model: nn.Module) -> bool:
     """False where a W-Asym layer (fixed entries) or FiGLU (a fixed gate matrix) breaks hidden-unit permutations."""
     return not any(
@@ -132,8 +143,12 @@ def structural_spec(model: nn.Module) -> PermutationSpec:
         axes = _small_cnn_spec(model)
     elif isinstance(model, GNN):
         axes = _gnn_spec(model)
+    elif isinstance(model, SIREN):
+        axes = _siren_spec(model)
     else:
-        raise ValueError(f"no permutation spec for {type(model).__name__}; symzoo derives ResNet, MLP and CNN specs")
+        raise ValueError(
+            f"no permutation spec for {type(model).__name__}; symzoo derives ResNet, MLP, CNN, GNN and SIREN specs"
+        )
     names = [n for n, _ in model.named_parameters()]
     if sorted(names) != sorted(axes):
         raise ValueError(f"permutation spec does not cover the parameters: {sorted(set(names) ^ set(axes))[:4]}")

@@ -1,0 +1,95 @@
+"""INR groundwork (issue 39): the SIREN in three variants and batched fitting of many INRs at once."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from symzoo.zoo.data import load_digits
+from symzoo.zoo.inr_fit import FitSettings, fit_inrs, fit_one, pixel_grid
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.models import build
+from symzoo.zoo.symmetry import permute, structural_spec
+
+
+def digit_images(n: int) -> torch.Tensor:
+    return torch.from_numpy(load_digits()[0][:n, 0])  # uint8 (n, 8, 8)
+
+
+@pytest.mark.parametrize("variant", ["standard", "w_asym", "sigma_asym"])
+def test_the_dwsnets_siren_has_1185_parameters(variant):
+    model = build("siren", variant, (2,), 1)
+    assert sum(p.numel() for p in model.parameters()) == 2 * 32 + 32 + 32 * 32 + 32 + 32 + 1
+    fixed = 32 * 1 + 32 * 4 + 16  # first layer 1 per row, hidden 32 / 8, head 32 / 2
+    assert ParamLayout.from_model(model).n_trainable == 1185 - (fixed if variant == "w_asym" else 0)
+
+
+def test_siren_init_is_sitzmann_et_als():
+    model = build("siren", "standard", (2,), 1, hidden=256, init_seed=1)
+    first, hidden = model.layers[0].linear.weight, model.layers[1].linear.weight
+    assert first.abs().max() <= 1 / 2 and first.std().item() == pytest.approx(0.5 / math.sqrt(3), rel=0.1)
+    bound = math.sqrt(6 / 256) / 30
+    assert hidden.abs().max() <= bound and hidden.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+    w_asym = build("siren", "w_asym", (2,), 1, hidden=256)
+    fixed = w_asym.layers[1].linear.weight_fixed
+    assert fixed[fixed != 0].std().item() == pytest.approx(bound, rel=0.1)  # fixed entries at the layer's scale
+
+
+def test_pixel_grid_is_row_major_in_minus_one_to_one():
+    grid = pixel_grid(2, 3)
+    assert grid.tolist() == [[-1, -1], [-1, 0], [-1, 1], [1, -1], [1, 0], [1, 1]]
+
+
+def test_permuting_hidden_units_is_a_symmetry_of_standard_sirens_only():
+    x = pixel_grid(5, 5)
+    for variant, symmetric in (("standard", True), ("w_asym", False), ("sigma_asym", False)):
+        model = build("siren", variant, (2,), 1, init_seed=3)
+        spec = structural_spec(model)
+        params = {n: p.detach() for n, p in model.named_parameters()}
+        rng = np.random.default_rng(0)
+        perms = {p: rng.permutation(32) for p in spec.perm_to_axes}
+        out = torch.func.functional_call(model, permute(spec, perms, params), (x,))
+        assert torch.allclose(out, model(x), atol=1e-6) == symmetric, variant
+
+
+def test_batched_fitting_equals_one_at_a_time_in_float64():
+    torch.set_default_dtype(torch.float64)
+    try:
+        images = digit_images(3)
+        for variant in ("standard", "w_asym", "sigma_asym"):
+            batched = fit_inrs(
+                [build("siren", variant, (2,), 1, init_seed=i) for i in range(3)], images, FitSettings(25)
+            )
+            for i in range(3):
+                alone = fit_one(build("siren", variant, (2,), 1, init_seed=i), images[i], FitSettings(25))
+                torch.testing.assert_close(batched.weights[i], alone.weights[0], rtol=0, atol=1e-12)
+                torch.testing.assert_close(batched.loss_history[:, i], alone.loss_history[:, 0], rtol=0, atol=1e-14)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_fitting_reconstructs_the_image_and_leaves_fixed_entries_fixed():
+    images = digit_images(4)
+    models = [build("siren", "w_asym", (2,), 1, init_seed=i) for i in range(4)]
+    layout = ParamLayout.from_model(models[0])
+    before = torch.stack([layout.flatten(m) for m in models])
+    result = fit_inrs(models, images, FitSettings(steps=300, lr=1e-3))
+    assert (result.psnr > 30).all()  # 1,185 parameters for 64 pixels
+    assert (result.loss_history[-1] < result.loss_history[0] / 100).all()
+    fixed = ~torch.from_numpy(layout.trainable)
+    assert torch.equal(result.weights[:, fixed], before[:, fixed])  # zeros where the fixed values live
+    rebuilt = build("siren", "w_asym", (2,), 1)
+    layout.load_into(rebuilt, result.weights[2])
+    mse = ((rebuilt(pixel_grid(8, 8)) - images[2].reshape(-1, 1).float() / 255) ** 2).mean()
+    assert mse.item() == pytest.approx(result.mse[2].item(), rel=1e-4)
+
+
+def test_a_siren_zoo_config_is_refused_in_one_line_until_inr_zoos_exist():
+    from symzoo.errors import ConfigError
+    from symzoo.zoo.config import validate
+
+    with pytest.raises(ConfigError, match="'model.arch': siren is an INR"):
+        validate({"name": "i", "data": {"name": "digits"}, "model": {"arch": "siren"}, "networks": 1})
