@@ -20,6 +20,7 @@ from symzoo.pipelines.stage import StageReport, Written, check_fits, connect, ru
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.config import config_hash
 from symzoo.zoo.data import Dataset
+from symzoo.zoo.inr_fit import check_inr_data
 from symzoo.zoo.location import Location, location
 from symzoo.zoo.lock import directory_lock, holds_anything
 from symzoo.zoo.plan import NetSpec
@@ -111,7 +112,9 @@ def generate(
     cfg = load_study_config(config_path)
     out = location(out) if out else Path("zoos") / cfg["name"]
     data = dataset_from(cfg)  # before anything is written: missing data fails here
-    if cfg["model"]["arch"] != "gnn":  # and so does a batch larger than the data (graphs train full-batch)
+    if cfg.get("task") == "inr":  # and an INR zoo whose networks are not its images
+        check_inr_data(cfg, data)
+    elif cfg["model"]["arch"] != "gnn":  # and a batch larger than the data (graphs train full-batch)
         steps_per_epoch(len(data.x_train), cfg["training"]["batch_size"])
     layouts = layouts_for(cfg, data)
     units = plan_units(cfg, out)

@@ -20,6 +20,7 @@ from symzoo.zoo.bayes_train import ElrgSettings, train_elrg
 from symzoo.zoo.config import config_hash
 from symzoo.zoo.data import Dataset
 from symzoo.zoo.graph_train import train_graph_network
+from symzoo.zoo.inr_fit import fit_inr_group
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import build_configured
 from symzoo.zoo.packed import MIN_COMPILED_PACK, group_into_packs, rows_to_keep, train_pack
@@ -74,6 +75,7 @@ def result_row(cfg: dict, spec: NetSpec, init: torch.Tensor, result: Any | None,
     }
     row |= {f"history_{k}": v for k, v in result.history.items()}
     row["weights_final"] = flat_numpy(result.final_weights)
+    row |= result.extra
     if result.posterior is not None:
         row |= {POSTERIOR_COLUMN: flat_numpy(result.posterior), "test_ece": result.test_ece}
     for epoch, flat in result.checkpoints.items():
@@ -109,6 +111,8 @@ def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None
     device = data.x_train.device
     recipe = recipe_from(cfg, device)
     pack_size = resolve_pack_size(cfg["training"], device)
+    if cfg.get("task") == "inr":  # INRs fit together: each variant of the shard is one pack
+        pack_size = len(specs)
     fits = pack_size  # the largest pack size that has not run out of memory in this shard
     rows: dict[int, dict] = {}
     pending = group_into_packs(specs, pack_size)
@@ -141,7 +145,9 @@ def train_group(group: list[NetSpec], cfg: dict, data: Dataset, recipe: Recipe, 
     layout = ParamLayout.from_model(models[0])
     inits = [layout.flatten(m).cpu() for m in models]
     try:
-        if packed:
+        if cfg.get("task") == "inr":  # every network fits its own image, all at once
+            results = fit_inr_group(models, group, data)
+        elif packed:
             hparams, seeds = [s.hparams for s in group], [s.seed for s in group]
             results = train_pack(models, data, hparams, seeds, recipe, checkpoints)
         elif cfg["model"]["arch"] == "gnn":  # full-batch on the graph (data is a zoo.graph.Graph)
@@ -210,7 +216,8 @@ def train_shard_table(
     """Train one shard's networks on ``data``'s device; returns the shard as the Arrow table a zoo stores."""
     rows = train_specs(spec_rows, cfg, data, on_progress)
     posterior = posterior_size_of(cfg, data) if cfg["training"].get("method", "standard") == "elrg" else None
-    return rows_to_table(rows, layouts_json, cfg["training"]["checkpoint_epochs"], config_hash(cfg), posterior)
+    checkpoints, inr = cfg["training"]["checkpoint_epochs"], cfg.get("task") == "inr"
+    return rows_to_table(rows, layouts_json, checkpoints, config_hash(cfg), posterior, inr)
 
 
 def posterior_size_of(cfg: dict, data: Dataset) -> int:

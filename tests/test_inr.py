@@ -87,9 +87,73 @@ def test_fitting_reconstructs_the_image_and_leaves_fixed_entries_fixed():
     assert mse.item() == pytest.approx(result.mse[2].item(), rel=1e-4)
 
 
-def test_a_siren_zoo_config_is_refused_in_one_line_until_inr_zoos_exist():
+INR_ZOO = {
+    "name": "digits_inr",
+    "task": "inr",
+    "data": {"name": "digits", "train_per_class": 3, "test_per_class": 1},
+    "model": {"arch": "siren"},
+    "variants": ["standard", "w_asym", "sigma_asym"],
+    "networks": 40,
+    "hyperparameters": {"lr": 1e-3, "weight_decay": 0.0, "label_smoothing": 0.0, "epochs": 60},
+    "execution": {"networks_per_shard": 20},
+}
+
+
+def test_an_inr_zoo_fits_each_image_once_per_variant_and_records_it(tmp_path):
+    from conftest import write_zoo
+
+    from symzoo.zoo.config import validate
+    from symzoo.zoo.data import load_images
+    from symzoo.zoo.store import open_zoo
+
+    cfg = validate(INR_ZOO)
+    write_zoo(tmp_path / "zoo", cfg)
+    zoo = open_zoo(tmp_path / "zoo")
+    frame = zoo.frame
+    assert len(frame) == 120 and (frame["status"] == "ok").all()
+    data = load_images(cfg["data"])
+    assert (frame["image_split"] == "train").sum() == 90 and (frame["image_split"] == "test").sum() == 30
+    for _, row in frame.iloc[[0, 4, 119]].iterrows():
+        labels = data.y_train if row["image_split"] == "train" else data.y_test
+        assert row["image_class"] == int(labels[row["image_index"]])
+        assert zoo.evaluate(int(row["model_id"]))["psnr"] == pytest.approx(row["psnr"], rel=1e-3)
+    assert frame.groupby("sample")["image_index"].nunique().eq(1).all()  # every variant fits the same image
+    assert (frame["psnr"] > 25).all() and len(frame["history_train_loss"].iloc[0]) == 60
+    again = tmp_path / "again"
+    write_zoo(again, cfg)
+    np.testing.assert_array_equal(zoo.weights("final"), open_zoo(again).weights("final"))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model": {"arch": "mlp"}}, "'task': inr zoos fit SIRENs; set model.arch: siren"),
+        ({"task": None}, "'model.arch': siren is an implicit neural representation; set task: inr"),
+        ({"hyperparameters": {"lr": {"log_uniform": [1e-4, 1e-2]}}}, "'hyperparameters.lr': an INR zoo fits"),
+        ({"data": {"name": "digits_knn"}}, "'data.name': digits_knn is a graph; only model.arch gnn"),
+        ({"training": {"checkpoint_epochs": [5]}}, "'training': an INR zoo stores initial and fitted weights only"),
+    ],
+)
+def test_inr_config_errors_are_one_line_naming_the_field(change, message):
     from symzoo.errors import ConfigError
     from symzoo.zoo.config import validate
 
-    with pytest.raises(ConfigError, match="'model.arch': siren is an INR"):
-        validate({"name": "i", "data": {"name": "digits"}, "model": {"arch": "siren"}, "networks": 1})
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in INR_ZOO.items()}
+    for key, value in change.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(raw.get(key), dict) else value
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as e:
+        validate(raw)
+    assert "\n" not in str(e.value)
+
+
+def test_generate_refuses_an_inr_zoo_whose_networks_are_not_its_images(tmp_path, capsys):
+    import yaml
+
+    from symzoo.cli import main as cli_main
+
+    (tmp_path / "inr.yaml").write_text(yaml.safe_dump(INR_ZOO | {"networks": 39}))
+    assert cli_main(["generate", str(tmp_path / "inr.yaml"), "--out", str(tmp_path / "z")]) == 2
+    assert "'networks': 39 is not allowed; an INR zoo has one network per image and the data has 40" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "z").exists()

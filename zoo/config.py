@@ -57,7 +57,10 @@ DEFAULTS: dict[str, Any] = {
         "fixed_structure": None,  # W-Asym masks and fixed values stored here (an imported zoo's own)
         "activation": None,  # small_cnn: relu (null) or tanh
         "w_asym_gates": None,  # gnn: whether W-Asym also gates with FiGLU, as the authors' W-Asym GNN (null: true)
+        "output_offset": None,  # siren: added to every output (null: 0.5, DWSNets' INRs)
     },
+    # classify: networks trained on the data set's labels; inr: each network (a SIREN) fits one image of it
+    "task": None,
     "variants": ["standard", "w_asym"],
     "networks": None,
     "replicates": 1,
@@ -168,9 +171,8 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
         fail("data.root", f"{d['root']!r} is not allowed; a folder path (a string), or null for the default")
     check_choice("data.scaling", d["scaling"], SCALINGS)
     check_choice("model.arch", cfg["model"]["arch"], ARCHS)
-    if cfg["model"]["arch"] == "siren":
-        fail("model.arch", "siren is an INR (zoo/inr_fit.py fits them); symzoo generate does not make INR zoos yet")
     _check_graph(cfg)
+    _check_inr(cfg)
     if cfg["model"]["activation"] is not None:
         check_choice("model.activation", cfg["model"]["activation"], ACTIVATIONS)
         if cfg["model"]["arch"] != "small_cnn":
@@ -189,7 +191,7 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     _check_fixed_structure(cfg["model"]["fixed_structure"])
     _check_imported(cfg)
     for key in ("hidden", "depth"):
-        if cfg["model"][key] is not None and cfg["model"]["arch"] not in (*MLP_ARCHS, "gnn"):
+        if cfg["model"][key] is not None and cfg["model"]["arch"] not in (*MLP_ARCHS, "gnn", "siren"):
             fail(f"model.{key}", "sets an MLP's or GNN's shape; ResNets take model.width (x 16/32/64 channels)")
     v = cfg["variants"]
     if not isinstance(v, list) or not v or len(set(v)) != len(v):
@@ -243,6 +245,36 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     for section, check in sections.items():
         cfg[section] = check(cfg[section])
     return cfg
+
+
+TASKS = ("classify", "inr")
+
+
+def _check_inr(cfg: dict) -> None:
+    """An INR zoo (``task: inr``) fits SIRENs to single-channel images with one fixed recipe (its hyperparameters:
+    ``lr``, ``weight_decay`` and ``epochs``, the fitting steps, are constants; every pixel every step)."""
+    task = cfg["task"] or "classify"
+    check_choice("task", task, TASKS)
+    siren = cfg["model"]["arch"] == "siren"
+    if task == "inr" and not siren:
+        fail("task", "inr zoos fit SIRENs; set model.arch: siren")
+    if siren and task != "inr":
+        fail("model.arch", "siren is an implicit neural representation; set task: inr")
+    if cfg["model"]["output_offset"] is not None:
+        check_number("model.output_offset", cfg["model"]["output_offset"], -10, 10)
+        if not siren:
+            fail("model.output_offset", "applies to siren only")
+    if task != "inr":
+        return
+    hp = cfg["hyperparameters"]
+    for name in ("lr", "weight_decay", "label_smoothing", "epochs"):
+        if isinstance(hp[name], dict):
+            fail(f"hyperparameters.{name}", "an INR zoo fits every image with one recipe: give a number")
+    if hp["label_smoothing"] != 0:
+        fail("hyperparameters.label_smoothing", "an INR fits intensities (mean squared error): 0")
+    t = cfg["training"]
+    if t["method"] != "standard" or t["checkpoint_epochs"]:
+        fail("training", "an INR zoo stores initial and fitted weights only (method standard, no checkpoint_epochs)")
 
 
 def _check_graph(cfg: dict) -> None:
@@ -399,7 +431,9 @@ def config_hash(cfg: dict) -> str:
         content["data"].pop("scaling", None)
     if content["data"].get("graph") is None:  # zoos from before graphs
         content["data"].pop("graph", None)
-    for key in ("hidden", "depth", "gate_std", "kappa", "activation", "w_asym_gates"):  # older zoos keep their hash
+    if content.get("task") is None:  # and zoos from before INR zoos
+        content.pop("task", None)
+    for key in ("hidden", "depth", "gate_std", "kappa", "activation", "w_asym_gates", "output_offset"):  # older zoos
         if content["model"].get(key) is None:
             content["model"].pop(key, None)
     if content["model"].get("fixed_head", True) is True:

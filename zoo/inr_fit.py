@@ -10,19 +10,25 @@ the batched fit equals (in float64, to rounding).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from symzoo.errors import ConfigError
+from symzoo.zoo.data import Dataset
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.packed import pack_buffers, packed_logits
+from symzoo.zoo.plan import NetSpec
+from symzoo.zoo.train import TrainResult
 
 
 @dataclass(frozen=True)
 class FitSettings:
     steps: int = 1000
-    lr: float = 1e-3  # Adam, full batch (every pixel every step)
+    lr: float = 1e-3  # AdamW, full batch (every pixel every step)
+    weight_decay: float = 0.0
 
 
 def pixel_grid(height: int, width: int, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -61,7 +67,7 @@ def fit_inrs(models: list[nn.Module], images: torch.Tensor, settings: FitSetting
     k, (h, w) = len(models), images.shape[1:]
     coords = pixel_grid(h, w, dtype).expand(k, h * w, 2)
     targets = image_targets(images, dtype)
-    optimizer = torch.optim.Adam(params.values(), lr=settings.lr)
+    optimizer = torch.optim.AdamW(params.values(), lr=settings.lr, weight_decay=settings.weight_decay)
     history = []
     for _ in range(settings.steps):
         per_network = ((packed_logits(template, params, buffers, coords) - targets) ** 2).mean((1, 2))
@@ -80,7 +86,7 @@ def fit_one(model: nn.Module, image: torch.Tensor, settings: FitSettings) -> Fit
     dtype = next(model.parameters()).dtype
     coords = pixel_grid(*image.shape, dtype)
     target = image_targets(image[None], dtype)[0]
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     history = []
     for _ in range(settings.steps):
         loss = ((model(coords) - target) ** 2).mean()
@@ -101,3 +107,61 @@ def step_flops(model: nn.Module, pixels: int) -> float:
     arithmetic one fitting step of one network must do (a lower bound on its time)."""
     macs = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
     return 3 * 2 * macs * pixels
+
+
+def check_inr_data(cfg: dict, data: Dataset) -> None:
+    """An INR zoo fits every image of its data once per replicate and variant: ``networks`` must be the number of
+    images (``data.train_per_class`` / ``test_per_class`` choose them), and the images single-channel."""
+    if data.in_shape[0] != 1:
+        raise ConfigError(
+            f"config field 'data.name': {data.name} has {data.in_shape[0]} channels; an INR zoo fits grayscale "
+            "images (fashion_mnist, digits)"
+        )
+    images = len(data.x_train) + len(data.x_test)
+    if cfg["networks"] != images:
+        raise ConfigError(
+            f"config field 'networks': {cfg['networks']} is not allowed; an INR zoo has one network per image and "
+            f"the data has {images} (choose them with data.train_per_class and test_per_class): networks: {images}"
+        )
+
+
+def inr_image(data: Dataset, sample: int) -> tuple[str, int, int, torch.Tensor]:
+    """The image an INR zoo's sample ``sample`` fits: the data set's training images in order, then its test
+    images; as (split, index in that split, class, uint8 ``(H, W)``)."""
+    n_train = len(data.x_train)
+    if sample < n_train:
+        return "train", sample, int(data.y_train[sample]), data.x_train[sample, 0]
+    i = sample - n_train
+    return "test", i, int(data.y_test[i]), data.x_test[i, 0]
+
+
+def fit_inr_group(models: list[nn.Module], specs: list[NetSpec], data: Dataset) -> list[TrainResult]:
+    """Fit one pack of an INR zoo (one variant; ``zoo.config`` makes the recipe a constant): ``TrainResult`` per
+    network with its fit's MSE as ``train_loss``, its per-step MSE as the history, and its image's split, index
+    and class and its PSNR as columns of their own. A network whose fit is not finite is "diverged"."""
+    start = time.perf_counter()
+    hp = specs[0].hparams
+    images = [inr_image(data, s.sample) for s in specs]
+    fit = fit_inrs(models, torch.stack([img for *_, img in images]), FitSettings(hp.epochs, hp.lr, hp.weight_decay))
+    seconds = (time.perf_counter() - start) / len(specs)
+    nan = float("nan")
+    results = []
+    for k, (split, index, label, _) in enumerate(images):
+        mse = float(fit.mse[k])
+        finite = torch.isfinite(fit.weights[k]).all().item() and torch.isfinite(fit.mse[k]).item()
+        results.append(
+            TrainResult(
+                "ok" if finite else "diverged",
+                "" if finite else "non-finite fit",
+                hp.epochs,
+                mse if finite else nan,
+                nan,
+                nan,
+                nan,
+                history={"train_loss": fit.loss_history[:, k].tolist(), "train_acc": []},
+                seconds=seconds,
+                final_weights=fit.weights[k].float(),
+                extra={"image_split": split, "image_index": index, "image_class": label, "psnr": float(fit.psnr[k])},
+            )
+        )
+    return results

@@ -59,7 +59,7 @@ GNN_SHAPE = {"hidden": 256, "depth": 3, "fixed": 6, "kappa": 0.5, "gate_scale": 
 # omega 30. W-Asym fixes 1 entry per row of the first layer (it has 2 inputs), hidden / 8 per row of the others and
 # hidden / 2 in the head, as the MLP's ratios, each at its layer's init bound (a SIREN's weights are ~1e-2: fixed
 # entries of scale 1 would swamp them). sigma-Asym gates each sine layer's output: sigmoid(F y) * y.
-SIREN_SHAPE = {"hidden": 32, "depth": 3, "omega": 30.0}
+SIREN_SHAPE = {"hidden": 32, "depth": 3, "omega": 30.0, "output_offset": 0.5}  # the offset: DWSNets' (their #7)
 
 # ResNet20 "fix entries" per output channel at width x1 (paper Table 6); width x8 fixes three times more (Table 7).
 RESNET20_FIXED = {"stem": 12, "conv": (36, 54, 72), "skip": (4, 6, 8), "linear": 8}
@@ -342,6 +342,7 @@ def build(
     fixed_structure: dict[str, dict] | None = None,
     activation: str | None = None,
     w_asym_gates: bool | None = None,
+    output_offset: float | None = None,
 ) -> nn.Module:
     """Build and initialise one network.
 
@@ -357,6 +358,8 @@ def build(
     ``fixed_structure`` (W-Asym): masks and fixed values stored with the zoo (``layers.encode_fixed_structure``; an
     imported zoo's own) instead of those drawn from ``asym_seed``. ``activation`` (small_cnn): relu or tanh.
     ``w_asym_gates`` (gnn): whether W-Asym layers also gate with FiGLU, as the authors' W-Asym GNN (null: yes).
+    ``output_offset`` (siren): added to the output (null: 0.5). A SIREN maps 2-d coordinates to one intensity:
+    ``in_shape`` and ``num_classes`` are (2,) and 1 for it.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -381,7 +384,8 @@ def build(
     elif arch == "siren":
         depth, units = depth or SIREN_SHAPE["depth"], hidden or SIREN_SHAPE["hidden"]
         std = 1 / math.sqrt(units) if gate_std is None else gate_std
-        model = SIREN(in_shape[0], num_classes, variant, units, depth, SIREN_SHAPE["omega"], 0.0, std, asym)
+        offset = SIREN_SHAPE["output_offset"] if output_offset is None else output_offset
+        model = SIREN(in_shape[0], num_classes, variant, units, depth, SIREN_SHAPE["omega"], offset, std, asym)
     elif arch == "small_cnn":
         if variant != "standard":
             raise ValueError(f"small_cnn (the Small CNN Zoo's network) has no {variant} variant; standard only")
@@ -442,6 +446,8 @@ def build_configured(
     sigma-Asym network's own F (every other network is the same whatever it is).
     """
     model = cfg["model"]
+    if model["arch"] == "siren":  # coordinates (row, column) -> intensity, whatever the images' shape
+        in_shape, num_classes = (2,), 1
     gate_sample = None
     if gates_per_sample(cfg, variant):
         if sample is None:
@@ -464,4 +470,5 @@ def build_configured(
         model.get("fixed_structure"),
         model.get("activation"),
         model.get("w_asym_gates"),
+        model.get("output_offset"),
     )

@@ -89,6 +89,14 @@ HISTORY_FIELDS = ("history_train_loss", "history_train_acc")
 BAYES_SCALAR_FIELDS: list[tuple[str, pa.DataType]] = [("test_ece", pa.float64())]
 BAYES_HISTORY_FIELDS = tuple(f"history_{k}" for k in BAYES_HISTORY)
 POSTERIOR_COLUMN = "posterior_final"
+# An INR zoo (task: inr, zoo/inr_fit.py): each network's image (its split and index in the image data set, its
+# class) and the fit's PSNR; its MSE is train_loss.
+INR_SCALAR_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("image_split", pa.string()),
+    ("image_index", pa.int64()),
+    ("image_class", pa.int32()),
+    ("psnr", pa.float64()),
+]
 
 
 WEIGHT_DTYPE = "<f4"  # how a weight value's bytes read: little-endian float32, whatever machine wrote them
@@ -103,13 +111,16 @@ def shard_schema(
     checkpoint_epochs: list[int],
     config_hash: str | None = None,
     posterior_size: int | None = None,
+    inr: bool = False,
 ) -> pa.Schema:
     """The shard explains itself: schema version, every variant's layout and the hash of the config that trained it
     travel in the file metadata (the hash: so that no zoo adopts a shard trained under another recipe). A Bayesian
-    zoo's shards (``posterior_size`` given) add the ``BAYES_*`` fields and the posterior column."""
+    zoo's shards (``posterior_size`` given) add the ``BAYES_*`` fields and the posterior column, an INR zoo's
+    (``inr``) the ``INR_SCALAR_FIELDS``."""
     size = next(iter(layouts_json.values()))["size"]
     bayes = posterior_size is not None
-    fields = [pa.field(n, t) for n, t in SCALAR_FIELDS + (BAYES_SCALAR_FIELDS if bayes else [])]
+    scalars = SCALAR_FIELDS + (BAYES_SCALAR_FIELDS if bayes else []) + (INR_SCALAR_FIELDS if inr else [])
+    fields = [pa.field(n, t) for n, t in scalars]
     fields += [pa.field(n, pa.list_(pa.float32())) for n in HISTORY_FIELDS + (BAYES_HISTORY_FIELDS if bayes else ())]
     vectors = {n: size for n in weight_columns(checkpoint_epochs)} | (
         {POSTERIOR_COLUMN: posterior_size} if bayes else {}
@@ -155,10 +166,11 @@ def rows_to_table(
     checkpoint_epochs: list[int],
     config_hash: str | None = None,
     posterior_size: int | None = None,
+    inr: bool = False,
 ) -> pa.Table:
     """Rows hold scalars, history lists and flat float32 weight arrays (or None where a network failed); the table
     comes out grouped by variant (in ``layouts_json``'s order, each variant's rows in their given order)."""
-    schema = shard_schema(layouts_json, checkpoint_epochs, config_hash, posterior_size)
+    schema = shard_schema(layouts_json, checkpoint_epochs, config_hash, posterior_size, inr)
     order = list(layouts_json)
     rows = sorted(rows, key=lambda r: order.index(r["variant"]))  # stable
     columns, checksums = [], {}
@@ -544,6 +556,8 @@ class Zoo:
         names = [n for n, _ in SCALAR_FIELDS] + list(HISTORY_FIELDS)
         if self.bayesian:
             names += [n for n, _ in BAYES_SCALAR_FIELDS] + list(BAYES_HISTORY_FIELDS)
+        if self.config.get("task") == "inr":
+            names += [n for n, _ in INR_SCALAR_FIELDS]
         tables = [read_parquet(p, REGENERATE, columns=names) for p in self.shards]
         shard_of = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
         frame = pa.concat_tables(tables).to_pandas()
@@ -687,6 +701,17 @@ class Zoo:
         """
         from symzoo.zoo.train import evaluate
 
+        if self.config.get("task") == "inr":  # an INR: how well it reproduces its own image
+            from symzoo.zoo.inr_fit import inr_image, pixel_grid, psnr
+
+            row = self.frame.loc[self.frame["model_id"] == model_id]
+            if row.empty:
+                raise ZooError(f"model_id {model_id} is not in {self.path}")
+            *_, image = inr_image(self.dataset(), int(row["sample"].iloc[0]))
+            with torch.no_grad():
+                out = self.model(model_id, which)(pixel_grid(*image.shape))
+            mse = ((out.reshape(image.shape) - image.float() / 255) ** 2).mean()
+            return {"mse": float(mse), "psnr": float(psnr(mse))}
         if self.config["model"]["arch"] == "gnn":  # a graph: its nodes' splits, train, valid or test
             from symzoo.zoo.graph import SPLITS
             from symzoo.zoo.graph_train import graph_metrics
@@ -730,7 +755,7 @@ class Zoo:
                     raise ZooError(f"shard {p} holds {difference}; {REGENERATE}")
 
 
-ADDED_LATER = ("imported",)  # top-level config fields that manifests written before them lack
+ADDED_LATER = ("imported", "task")  # top-level config fields that manifests written before them lack
 
 
 def check_stored_config(zoo_dir: Location, cfg: object) -> None:

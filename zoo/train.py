@@ -58,6 +58,7 @@ class TrainResult:
     checkpoints: dict[int, torch.Tensor] = field(default_factory=dict)
     posterior: torch.Tensor | None = None  # Bayesian training: the variance parameters (zoo.bayes.Posterior)
     test_ece: float = float("nan")  # Bayesian training: the posterior predictive's calibration error
+    extra: dict = field(default_factory=dict)  # columns of a task's own (an INR's image and PSNR)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str = "triangular") -> float:
