@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,11 @@ def test_generate_refuses_an_inr_zoo_whose_networks_are_not_its_images(tmp_path,
         capsys.readouterr().err
     )
     assert not (tmp_path / "z").exists()
+
+
+def test_the_shipped_inr_configs_validate():
+    from symzoo.zoo.config import load_config
+
+    for name in ("digits_inr", "fashion_inr"):
+        cfg = load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
+        assert cfg["task"] == "inr" and cfg["model"]["arch"] == "siren"
