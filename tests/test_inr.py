@@ -123,6 +123,11 @@ def test_an_inr_zoo_fits_each_image_once_per_variant_and_records_it(tmp_path):
     again = tmp_path / "again"
     write_zoo(again, cfg)
     np.testing.assert_array_equal(zoo.weights("final"), open_zoo(again).weights("final"))
+    from symzoo.zoo.card import write_card
+    from symzoo.zoo.info import describe
+
+    assert "INR fits of finished networks: PSNR (dB)" in describe(zoo)
+    assert "implicit neural representation of one digits image" in write_card(zoo).read_text()
 
 
 @pytest.mark.parametrize(

@@ -123,6 +123,19 @@ def graph_note(cfg: dict) -> list[str]:
     ]
 
 
+def inr_note(cfg: dict) -> list[str]:
+    """What an INR zoo's networks are: one SIREN per image, and how to run one."""
+    if cfg.get("task") != "inr":
+        return []
+    return [
+        f"Each network is an implicit neural representation of one {cfg['data']['name']} image (a SIREN: pixel "
+        "coordinates in [-1, 1] to intensity in [0, 1]; symzoo's docs/zoo.md, INR zoos). `image_split`, "
+        "`image_index` and `image_class` name the image, `psnr` the fit. Run one with `zoo.model(model_id)"
+        "(symzoo.zoo.inr_fit.pixel_grid(H, W))`; the mean test accuracy column below is the mean PSNR (dB).",
+        "",
+    ]
+
+
 def card_text(zoo: Zoo) -> str:
     """The card's Markdown, front matter first."""
     cfg, manifest, frame = zoo.config, zoo.manifest, zoo.frame
@@ -140,6 +153,7 @@ def card_text(zoo: Zoo) -> str:
         "",
         *imported_note(cfg),
         *graph_note(cfg),
+        *inr_note(cfg),
         *incomplete_note(zoo),
         "## Load it",
         "",
@@ -177,7 +191,7 @@ def card_text(zoo: Zoo) -> str:
     for variant, layout in zoo.layouts.items():
         g = frame[frame["variant"] == variant]
         counts = g["status"].value_counts()
-        acc = g.loc[g["status"] == "ok", "test_acc"].mean()
+        acc = g.loc[g["status"] == "ok", "psnr" if cfg.get("task") == "inr" else "test_acc"].mean()
         lines.append(
             f"| {variant} | {len(g)} | {counts.get('ok', 0)} | {counts.get('diverged', 0)} | {counts.get('failed', 0)} "
             f"| {acc:.4f} | {layout.size:,} | {layout.n_trainable:,} |"

@@ -112,6 +112,11 @@ def describe(zoo: Zoo, checksums_verified: bool = False) -> str:
                 "samples); test ECE of the posterior predictive:",
                 ece.to_string(),
             ]
+        if cfg.get("task") == "inr":
+            fit = ok.groupby("variant")["psnr"].describe()[["count", "mean", "std", "min", "max"]].round(2)
+            lines += ["", "INR fits of finished networks: PSNR (dB) on their own image:", fit.to_string()]
+            secs = frame.groupby("variant")["seconds"].mean().round(3)
+            return "\n".join(lines + ["", "mean fitting seconds per network (fitted in packs):", secs.to_string()])
         test = summarise_test_accuracy(frame, cfg["hyperparameters"])
         lines += [
             "",

@@ -412,7 +412,11 @@ def gates_of(cfg: dict) -> str:
 def describe_fixed_structure(cfg: dict) -> str:
     """How a zoo's networks were made, for every table that compares variants: which init, and how far the fixed
     structure is shared (results with F per zoo and F per network are not the same experiment)."""
-    init = {"kaiming_normal": "Kaiming normal", "torch_default": "PyTorch's default U(+-1/sqrt(fan_in))"}
+    init = {
+        "kaiming_normal": "Kaiming normal",
+        "torch_default": "PyTorch's default U(+-1/sqrt(fan_in))",
+        "siren": "SIREN's U(+-1/fan_in) first, U(+-sqrt(6/fan_in)/30) after",
+    }
     parts = [f"{cfg['model']['arch']} weights start from {init[WEIGHT_INIT[cfg['model']['arch']]]}"]
     if "w_asym" in cfg["variants"]:
         stored = " (stored with the zoo: the source's own)" if cfg["model"].get("fixed_structure") else ""
