@@ -94,6 +94,17 @@ def resolve_pack_size(training: dict, device: torch.device) -> int:
     return AUTO_PACK_SIZE_GPU if device.type == "cuda" and training["optimizer"] == "adamw" else 1
 
 
+# INRs per pack where training.pack_size is auto: on this 2-core CPU 16 fitted fastest (2,427 INR-steps/s against
+# 1,592 at 256; bench/RESULTS.md section 14); a GPU wants many more
+AUTO_INR_PACK = {"cpu": 16, "cuda": 1024}
+
+
+def resolve_inr_pack_size(training: dict, device: torch.device) -> int:
+    if training["pack_size"] != "auto":
+        return int(training["pack_size"])
+    return AUTO_INR_PACK["cuda" if device.type == "cuda" else "cpu"]
+
+
 def resolve_compile(training: dict, device: torch.device) -> bool:
     """``auto``: compile packed training on a GPU (1.65x on an H100, bench/RESULTS.md); one network at a time
     and CPUs stay eager (compiling costs more than it saves there)."""
@@ -111,8 +122,8 @@ def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None
     device = data.x_train.device
     recipe = recipe_from(cfg, device)
     pack_size = resolve_pack_size(cfg["training"], device)
-    if cfg.get("task") == "inr":  # INRs fit together: each variant of the shard is one pack
-        pack_size = len(specs)
+    if cfg.get("task") == "inr":  # INRs fit together, in packs of one variant
+        pack_size = resolve_inr_pack_size(cfg["training"], device)
     fits = pack_size  # the largest pack size that has not run out of memory in this shard
     rows: dict[int, dict] = {}
     pending = group_into_packs(specs, pack_size)

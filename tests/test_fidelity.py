@@ -172,7 +172,7 @@ def test_mli_and_lmc_use_each_samples_own_gates():
     other = mli_curves(frame, init, final, zoo, data, 3, ["clean"], 64)
     assert not np.allclose(other["loss"], curves["loss"])
     pairs = pd.DataFrame({"sample": [1], "variant": ["sigma_asym"], "model_a": [0], "model_b": [1]})
-    lmc = lmc_curves(pairs, final[:1], final[:1], per, data, 3, 64, with_rebasin=False)
+    lmc = lmc_curves(pairs, final[:1], final[:1], per, data, 3, 64, methods=[])
     net = layout.load_into(build_configured(per, "sigma_asym", (1, 8, 8), 10, 9, 1), final[0]).eval()
     with torch.no_grad():
         expected = float(torch.nn.functional.cross_entropy(net(data.normalize(data.x_test)), data.y_test))
