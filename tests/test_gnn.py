@@ -213,7 +213,7 @@ def test_a_gnn_zoo_is_stored_rebuilt_and_evaluated_like_any_zoo(gnn_zoo, tmp_pat
     assert "model(graph.features, graph.aggregate)" in card and "inputs (32,), 10 classes" in card
 
 
-def test_lmc_on_a_gnn_zoo_matches_activations_and_reports_appendix_a(gnn_zoo, tmp_path, capsys):
+def test_lmc_on_a_gnn_zoo_matches_activations_and_reports_appendix_a(ray_cluster, gnn_zoo, tmp_path, capsys):
     zoo = open_zoo(gnn_zoo)
     pair = pd.DataFrame({"sample": [0], "variant": ["standard"], "model_a": [0], "model_b": [2]})
     wa, wb = zoo.weights("final", model_ids=[0]), zoo.weights("final", model_ids=[2])
