@@ -215,6 +215,21 @@ def rebasin_phrase(cfg: dict, opts: LmcOptions) -> str:
     return f", Git Re-Basin ({' and '.join(kinds)} matching) for standard pairs"
 
 
+def rebasin_note(cfg: dict, opts: LmcOptions) -> str:
+    """How the Re-Basin methods this run used matched B onto A."""
+    if not opts.rebasin:
+        return ""
+    probe = "the whole graph" if cfg["model"]["arch"] == "gnn" else f"{PROBE_IMAGES} training images"
+    how = {
+        "standard+rebasin": "weight matching (coordinate descent over the permutations in random order, linear "
+        "assignment each, at most 100 sweeps)",
+        "standard+activations": "activation matching (one linear assignment per permutation on the inner products "
+        f"of both networks' features after each nonlinearity, on {probe})",
+    }
+    methods = " and ".join(how[m] for m in matching_methods(cfg, opts.matching))
+    return f"Git Re-Basin: {methods}, B permuted onto A; standard networks only"
+
+
 def write_lmc_outputs(out: Path, zoo: Zoo, opts: LmcOptions, curves: pd.DataFrame, skipped: dict) -> str:
     curves = curves.sort_values(["method", "sample", "alpha"], ignore_index=True)
     write_parquet(out / "curves.parquet", curves)
@@ -234,10 +249,7 @@ def write_lmc_outputs(out: Path, zoo: Zoo, opts: LmcOptions, curves: pd.DataFram
         f"F; different init seed{' (full-batch: nothing else)' if graph else ' and data order'}); barrier = "
         "L(midpoint) - (L(A) + L(B)) / 2, plain cross-entropy on the test set; mean ± std over pairs [95% interval "
         f"of the mean]; {opts.alphas} alphas",
-        "Git Re-Basin, B permuted onto A, standard networks only: weight matching (coordinate descent over the "
-        "permutations in random order, linear assignment each, at most 100 sweeps) and/or activation matching (one "
-        "linear assignment per permutation on the inner products of both networks' features after each nonlinearity, "
-        f"on {'the whole graph' if graph else f'{PROBE_IMAGES} training images'})",
+        rebasin_note(zoo.config, opts),
         f"distance per trainable parameter: ||A - B|| / P (B after matching for Re-Basin), P = {trainable}",
         batchnorm_note if graph else "",
         describe_fixed_structure(zoo.config),

@@ -98,8 +98,9 @@ def this_cpu() -> str:
 
 def test_every_stage_table_is_byte_identical_to_the_one_recorded_before_the_stage_registry(study):
     """The tables of the tiny study, recorded (tests/golden/) by the code before stages became one module each:
-    the restructuring changed no number and no word. One line was added since, on purpose: the metanet table's
-    flag for test accuracies that spread too little for R² (W-Asym's R² of -2181 here). A zoo is bit-identical only
+    the restructuring changed no number and no word. Lines were added since, on purpose: the metanet table's
+    flag for test accuracies that spread too little for R² (W-Asym's R² of -2181 here), and the LMC table's distance
+    per trainable parameter (a row and its note). A zoo is bit-identical only
     on the same CPU model and torch build, so another CPU gets other networks, and the comparison is skipped there,
     with the reason."""
     recorded_on = (GOLDEN / "cpu.txt").read_text().strip()
