@@ -51,13 +51,17 @@ BATCHNORM = ("reestimate", "interpolate")
 PROBE_IMAGES = 2000  # training images activation matching compares features on (image zoos)
 
 
-def matching_methods(cfg: dict, matching: str) -> list[str]:
-    """The Re-Basin methods a zoo's standard pairs get: ``auto`` is activation matching for GNNs (the paper's GNN
-    baseline) and weight matching otherwise (its MLP and ResNet baseline)."""
+def matching_kinds(cfg: dict, matching: str) -> list[str]:
+    """The matchings (weights, activations) a zoo's standard pairs get: ``auto`` is activation matching for GNNs
+    (the paper's GNN baseline) and weight matching otherwise (its MLP and ResNet baseline)."""
     if matching == "auto":
         matching = "activations" if cfg["model"]["arch"] == "gnn" else "weights"
-    kinds = ("weights", "activations") if matching == "both" else (matching,)
-    return [MATCHING_METHODS[k] for k in kinds]
+    return ["weights", "activations"] if matching == "both" else [matching]
+
+
+def matching_methods(cfg: dict, matching: str) -> list[str]:
+    """The LMC methods (curve names) of ``matching_kinds``."""
+    return [MATCHING_METHODS[k] for k in matching_kinds(cfg, matching)]
 
 
 def lmc_curves(

@@ -30,6 +30,7 @@ from symzoo.analysis.lmc import (
     lmc_curves,
     lmc_table,
     lmc_verdict_records,
+    matching_kinds,
     matching_methods,
     paper_setting,
     replicate_pairs,
@@ -211,8 +212,7 @@ def lmc_stage(
 def rebasin_phrase(cfg: dict, opts: LmcOptions) -> str:
     if not opts.rebasin:
         return ""
-    kinds = [m.removeprefix("standard+").replace("rebasin", "weights") for m in matching_methods(cfg, opts.matching)]
-    return f", Git Re-Basin ({' and '.join(kinds)} matching) for standard pairs"
+    return f", Git Re-Basin ({' and '.join(matching_kinds(cfg, opts.matching))} matching) for standard pairs"
 
 
 def rebasin_note(cfg: dict, opts: LmcOptions) -> str:
