@@ -4,6 +4,9 @@ Metanetworks are compared on the same split, and a split must not leak: every ne
 (all variants, all replicates) lands in the same part, so W-Asym and standard are tested on the same draws and no
 replicate of a test network is seen in training. The metanet stage and ``WeightDataset`` read the assignment from
 here; ``symzoo splits`` writes it (seeded, or brought by the user from a CSV/Parquet of model_id -> split).
+
+INR zoos (one network per image; a sample is an image) split by image instead: the image dataset's test images
+are the test split (``image_split``), a seeded share of each class's training images the validation split.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from symzoo.zoo.parquet_io import read_parquet, write_parquet_atomically
 SPLITS_FILE = "splits.parquet"
 SPLIT_NAMES = ("train", "val", "test")
 FRACTIONS = (0.5, 0.25)  # train, val; test takes the rest (the paper's metanet protocol)
+INR_VAL_FRACTION = 1 / 12  # of an INR zoo's training images: 5,000 of 60,000, the MNIST INR benchmarks' validation
 
 
 def paired_split(samples: np.ndarray, seed: int, fractions: tuple[float, float] = FRACTIONS) -> dict[int, str]:
@@ -34,9 +38,31 @@ def paired_split(samples: np.ndarray, seed: int, fractions: tuple[float, float] 
     return {int(s): name for s, name in zip(order, names, strict=True)}
 
 
+def image_split(frame: pd.DataFrame, seed: int, val_fraction: float = INR_VAL_FRACTION) -> dict[int, str]:
+    """An INR zoo's sample (one image) -> train / val / test by its image: the image dataset's test images are the
+    test split, and a seeded ``val_fraction`` of each class's training images the validation split, as the INR
+    benchmarks split MNIST (55,000 / 5,000 / 10,000). Every variant's fit of one image lands in one part."""
+    images = frame.drop_duplicates("sample")[["sample", "image_split", "image_class"]]
+    out = {int(s): "test" for s in images.loc[images["image_split"] == "test", "sample"]}
+    rng = np.random.default_rng(seed)
+    train = images[images["image_split"] != "test"].sort_values("sample")
+    for _, group in train.groupby("image_class", sort=True):
+        order = rng.permutation(group["sample"].to_numpy())
+        n_val = int(round(val_fraction * len(order)))
+        out |= {int(s): ("val" if i < n_val else "train") for i, s in enumerate(order)}
+    return out
+
+
+def is_inr_frame(frame: pd.DataFrame) -> bool:
+    """Networks that each fit one image (``task: inr``) carry the image's split and class."""
+    return "image_split" in frame.columns and frame["image_split"].notna().all()
+
+
 def seeded_splits(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """model_id -> split for every network of ``frame``, paired by sample (``paired_split``)."""
-    by_sample = paired_split(frame["sample"].to_numpy(), seed)
+    """model_id -> split for every network of ``frame``, paired by sample: by image for INR zoos (``image_split``),
+    else a seeded 50/25/25 of the hyperparameter samples (``paired_split``)."""
+    samples = frame["sample"].to_numpy()
+    by_sample = image_split(frame, seed) if is_inr_frame(frame) else paired_split(samples, seed)
     return pd.DataFrame(
         {"model_id": frame["model_id"].to_numpy(np.int64), "split": frame["sample"].map(by_sample).to_numpy()}
     )
