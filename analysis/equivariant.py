@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from symzoo.analysis.metanets import squeeze_scalar
 from symzoo.analysis.weight_space import ParameterGraph, WeightSpace
 
 EXTRA = "pip install 'symzoo[equivariant]' (the nfn and torch-geometric packages)"
@@ -79,9 +80,15 @@ class FitsInputs:
     readout: nn.Sequential
 
     def fit_inputs(self, flat: torch.Tensor, targets: torch.Tensor) -> None:
+        """Class targets (several outputs): the logits start at the training split's log class frequencies."""
         self.scale.fit(flat)
+        bias = self.readout[-1].bias
         with torch.no_grad():
-            self.readout[-1].bias.fill_(float(targets.float().mean()))
+            if bias.numel() == 1:
+                bias.fill_(float(targets.float().mean()))
+            else:
+                counts = torch.bincount(targets.long(), minlength=bias.numel()).to(bias)
+                bias.copy_(torch.log((counts + 1) / (counts.sum() + bias.numel())))
 
 
 def _require(module: str):
@@ -98,7 +105,9 @@ class NFNMetanet(FitsInputs, nn.Module):
 
     CHANNELS = 3
 
-    def __init__(self, space: WeightSpace, kind: str = "np", hidden: int = 16, layers: int = 3, head: int = 64):
+    def __init__(
+        self, space: WeightSpace, kind: str = "np", hidden: int = 16, layers: int = 3, head: int = 64, outputs: int = 1
+    ):
         super().__init__()
         nfn = _require("nfn")
         from nfn.common import ArraySpec, NetworkSpec
@@ -120,7 +129,7 @@ class NFNMetanet(FitsInputs, nn.Module):
         pool = nfn.layers.NPPool(spec) if kind == "np" else nfn.layers.HNPPool(spec)
         n_pooled = (nfn.layers.NPPool if kind == "np" else nfn.layers.HNPPool).get_num_outs(spec)
         self.equivariant = nn.Sequential(*blocks, pool, nn.Flatten(1))
-        self.readout = nn.Sequential(nn.Linear(hidden * n_pooled, head), nn.ReLU(), nn.Linear(head, 1))
+        self.readout = nn.Sequential(nn.Linear(hidden * n_pooled, head), nn.ReLU(), nn.Linear(head, outputs))
         self.scale = TensorScale(space)
         self._offsets = {s.name: (s.offset, s.size, s.shape) for s in space.layout.slots}
 
@@ -147,7 +156,7 @@ class NFNMetanet(FitsInputs, nn.Module):
         return WeightSpaceFeatures(weights, biases)
 
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
-        return self.readout(self.equivariant(self.weight_space(flat))).squeeze(-1)
+        return squeeze_scalar(self.readout(self.equivariant(self.weight_space(flat))))
 
 
 def _mlp(d_in: int, d_out: int, hidden: int) -> nn.Sequential:
@@ -186,7 +195,7 @@ def edge_aware_layer(hidden: int) -> nn.Module:
 class GMNMetanet(FitsInputs, nn.Module):
     """A graph metanetwork: edge-aware message passing over the parameter graph, pooled to one scalar."""
 
-    def __init__(self, space: WeightSpace, hidden: int = 16, layers: int = 3):
+    def __init__(self, space: WeightSpace, hidden: int = 16, layers: int = 3, outputs: int = 1):
         super().__init__()
         pool = _require("torch_geometric.nn")
         self.space = space
@@ -207,7 +216,7 @@ class GMNMetanet(FitsInputs, nn.Module):
         self.node_encoder = _mlp(graph.node_feat.shape[1], hidden, hidden)
         self.edge_encoder = nn.Sequential(nn.Linear(n_edge_feat, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
         self.layers = nn.ModuleList(edge_aware_layer(hidden) for _ in range(layers))
-        self.readout = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.readout = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
         self.mean_pool, self.max_pool = pool.global_mean_pool, pool.global_max_pool
         self.scale = TensorScale(space)
 
@@ -233,16 +242,18 @@ class GMNMetanet(FitsInputs, nn.Module):
         for layer in self.layers:
             h, e = layer(h, edge_index, e)
         pooled = torch.cat([self.mean_pool(h, batch, b), self.max_pool(h, batch, b)], -1)
-        return self.readout(pooled).squeeze(-1)
+        return squeeze_scalar(self.readout(pooled))
 
 
-def build_equivariant(name: str, space: WeightSpace) -> nn.Module:
+def build_equivariant(name: str, space: WeightSpace, outputs: int = 1) -> nn.Module:
     if name in ("nfn_np", "nfn_hnp"):
-        if space.arch != "mlp":
-            raise ValueError(f"{name} reads MLP zoos (NFN's weight space); for ResNets use gmn")
+        if space.arch not in ("mlp", "siren"):
+            raise ValueError(f"{name} reads MLP and SIREN zoos (NFN's weight space); for ResNets use gmn")
         # HNP keeps input and output neurons apart, so its first and last layers grow with n_in^2 and n_out^2
         # (50M parameters at 16 channels for 196 inputs): half the channels keep it to a CPU's minutes
-        return NFNMetanet(space, "np", hidden=16) if name == "nfn_np" else NFNMetanet(space, "hnp", hidden=8)
+        if name == "nfn_np":
+            return NFNMetanet(space, "np", hidden=16, outputs=outputs)
+        return NFNMetanet(space, "hnp", hidden=8, outputs=outputs)
     if name == "gmn":
-        return GMNMetanet(space)
+        return GMNMetanet(space, outputs=outputs)
     raise ValueError(f"unknown equivariant metanet {name!r}; nfn_np, nfn_hnp or gmn")

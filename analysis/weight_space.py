@@ -32,7 +32,7 @@ from torch import nn
 
 from symzoo.zoo.layers import AsymmetricWeight, FeatureNorm, FiGLU, MaskedLinear
 from symzoo.zoo.layout import ParamLayout
-from symzoo.zoo.models import MLP, ResNet
+from symzoo.zoo.models import MLP, SIREN, ResNet
 
 KERNEL = 9  # entries per edge: a 3x3 kernel; linear weights, biases and 1x1 kernels use the first
 EDGE_TYPES = (
@@ -170,6 +170,23 @@ def _mlp_graph(model: MLP, layout: ParamLayout) -> ParameterGraph:
     return g.build()
 
 
+def _siren_graph(model: SIREN, layout: ParamLayout) -> ParameterGraph:
+    """An MLP's graph: each sine layer's linear map and bias (the sine, like any activation, is no parameter), and
+    sigma-Asym's gate after the sine."""
+    g = GraphBuilder(layout, len(model.layers) + 1)
+    current = g.add_nodes(model.layers[0].linear.in_features, "input", 0)
+    for i, sine in enumerate(model.layers):
+        out = g.add_nodes(sine.linear.out_features, "hidden", i + 1)
+        g.weight(f"layers.{i}.linear.weight", current, out, "linear", i + 1)
+        g.per_node(f"layers.{i}.linear.bias", out, "bias", i + 1)
+        _activation(g, sine.act, out, i + 1)
+        current = out
+    outputs = g.add_nodes(model.head.out_features, "output", len(model.layers) + 1)
+    g.weight("head.weight", current, outputs, "linear", len(model.layers) + 1)
+    g.per_node("head.bias", outputs, "bias", len(model.layers) + 1)
+    return g.build()
+
+
 def _resnet_graph(model: ResNet, layout: ParamLayout) -> ParameterGraph:
     blocks = [(s, b, block) for s, stage in enumerate(model.stages) for b, block in enumerate(stage)]
     g = GraphBuilder(layout, 2 * len(blocks) + 2)
@@ -202,14 +219,16 @@ def _resnet_graph(model: ResNet, layout: ParamLayout) -> ParameterGraph:
 
 
 def parameter_graph(model: nn.Module, layout: ParamLayout | None = None) -> ParameterGraph:
-    """The parameter graph of a symzoo MLP or ResNet (any width, ResNet8 or ResNet20)."""
+    """The parameter graph of a symzoo MLP, SIREN or ResNet (any width, ResNet8 or ResNet20)."""
     layout = layout or ParamLayout.from_model(model)
     if isinstance(model, MLP):
         graph = _mlp_graph(model, layout)
+    elif isinstance(model, SIREN):
+        graph = _siren_graph(model, layout)
     elif isinstance(model, ResNet):
         graph = _resnet_graph(model, layout)
     else:
-        raise ValueError(f"no parameter graph for {type(model).__name__}; symzoo builds MLP and ResNet graphs")
+        raise ValueError(f"no parameter graph for {type(model).__name__}; symzoo builds MLP, SIREN and ResNet graphs")
     used = graph.slots[graph.slots >= 0]
     if used.numel() != layout.size or torch.unique(used).numel() != layout.size:
         raise AssertionError("the parameter graph must hold every parameter exactly once")
@@ -252,6 +271,8 @@ class WeightSpace:
 
     @property
     def arch(self) -> str:
+        if isinstance(self.template, SIREN):
+            return "siren"
         return "mlp" if isinstance(self.template, MLP) else "resnet"
 
     def trained(self, flat: torch.Tensor) -> torch.Tensor:
@@ -264,9 +285,13 @@ class WeightSpace:
         return parameter_graph(self.template, self.layout)
 
     def linear_layers(self) -> list[tuple[str, str, str | None]]:
-        """An MLP's (weight, bias, norm) parameter prefixes per linear layer, for NFN's weight space."""
+        """An MLP's or SIREN's (weight, bias, norm) parameter prefixes per linear layer, for NFN's weight space."""
+        if isinstance(self.template, SIREN):
+            n = len(self.template.layers)
+            sines = [(f"layers.{i}.linear.weight", f"layers.{i}.linear.bias", None) for i in range(n)]
+            return [*sines, ("head.weight", "head.bias", None)]
         if not isinstance(self.template, MLP):
-            raise ValueError("NFN's weight space here is an MLP's; this variant is a ResNet")
+            raise ValueError("NFN's weight space here is an MLP's or a SIREN's; this variant is a ResNet")
         modules = list(self.template.layers)
         out = []
         for i, m in enumerate(modules):

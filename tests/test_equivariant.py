@@ -169,7 +169,7 @@ def test_parameter_counts(arch, metanet, expected):
 
 
 def test_nfn_refuses_a_resnet():
-    with pytest.raises(ValueError, match="MLP zoos"):
+    with pytest.raises(ValueError, match="reads MLP and SIREN zoos"):
         build_equivariant("nfn_np", WeightSpace(_network("resnet8", "standard")))
 
 
@@ -213,7 +213,7 @@ def test_the_stage_trains_equivariant_metanets_beside_the_others(mlp_zoo, ray_cl
 @pytest.mark.parametrize(
     "zoo_patch, metanets, message",
     [
-        ({"model": {"arch": "resnet8"}}, "nfn_np", "nfn_np reads MLP zoos"),
+        ({"model": {"arch": "resnet8"}}, "nfn_np", "nfn_np reads MLP and SIREN zoos"),
         ({"variants": ["standard", "sigma_asym"]}, "nfn_hnp", "no place for sigma-Asym's gate matrix"),
         ({"variants": ["standard", "sigma_asym"]}, "gmn", "draws F per network"),
     ],
