@@ -25,6 +25,7 @@ from torch import nn
 
 from symzoo.errors import ZooError
 from symzoo.zoo.layers import AsymmetricWeight, ChannelNorm, FeatureNorm, FiGLU, MaskedLinear
+from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import GNN, MLP, SIREN, ResNet, SmallCNN
 
 Axes = tuple[str | None, ...]
@@ -278,3 +279,31 @@ class PositiveScaling(Transform):
             for name in group:
                 out[name] = tensors[name] * c
         return out
+
+
+@dataclass
+class FlatPermutation:
+    """Neuron permutations of flat weight vectors (a metanet's input, layout order): a batch ``(B, D)`` -> each row
+    mapped by its own uniformly drawn permutation of every hidden unit. The index map of a draw is the layout's
+    ``arange`` permuted as a network would be, so one gather applies it. Only for variants whose layout holds every
+    parameter (standard networks: the ones a permutation maps to an equivalent network)."""
+
+    layout: ParamLayout
+    spec: PermutationSpec
+
+    def __post_init__(self) -> None:
+        if self.layout.n_trainable != self.layout.size:
+            raise ValueError("FlatPermutation maps full parameter vectors; this layout leaves fixed entries out")
+        positions = self.layout.unflatten(torch.arange(self.layout.size, dtype=torch.float64))
+        self._positions = {name: t.long() for name, t in positions.items()}
+        self._sizes = {p: positions[name].shape[axis] for p, [(name, axis), *_] in self.spec.perm_to_axes.items()}
+
+    def index(self, generator: torch.Generator) -> torch.Tensor:
+        """One draw as a gather index (D,): ``flat[index]`` is the permuted network."""
+        perms = {p: torch.randperm(n, generator=generator).numpy() for p, n in self._sizes.items()}
+        moved = permute(self.spec, perms, self._positions)
+        return torch.cat([moved[s.name].reshape(-1) for s in self.layout.slots])
+
+    def __call__(self, flat: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        index = torch.stack([self.index(generator) for _ in range(flat.shape[0])]).to(flat.device)
+        return flat.gather(1, index)
