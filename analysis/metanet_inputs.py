@@ -42,9 +42,10 @@ class VariantWeights:
         return reasons
 
 
-def usable_rows(frame: pd.DataFrame, finite: np.ndarray) -> np.ndarray:
-    """Finished, with finite weights and a test accuracy: what a metanet can learn from."""
-    return (frame["status"] == "ok").to_numpy() & finite & frame["test_acc"].notna().to_numpy()
+def usable_rows(frame: pd.DataFrame, finite: np.ndarray, target: str = "test_acc") -> np.ndarray:
+    """Finished, with finite weights and a target (``target``: the column, test accuracy or an INR's image class):
+    what a metanet can learn from."""
+    return (frame["status"] == "ok").to_numpy() & finite & frame[target].notna().to_numpy()
 
 
 def split_indices(vw: VariantWeights, splits: pd.DataFrame) -> dict[str, np.ndarray]:

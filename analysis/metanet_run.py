@@ -1,6 +1,10 @@
 """One metanetwork run: train on the train split, evaluate every epoch, keep the best-validation epoch's test
 metrics and predictions. Pure function of its inputs and seed; no Ray, so any machine can call it.
 
+Two targets: a network's test accuracy (regression: MSE, scored by R² and Kendall τ, paper Table 3) or, on INR
+zoos, the class of the image a network fits (classification: cross-entropy, scored by accuracy and the test
+cross-entropy, the INR benchmarks' protocol). ``RunSpec.classes`` says which (0: regression).
+
 The CPU baselines (ridge on the flat weights, gradient-boosted trees on the StatNN statistics) go through the
 same entry point, with their regularisation (ridge alpha, GBT learning rate) in place of the learning rate.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -41,18 +46,40 @@ class RunSpec:
     epochs: int = 50
     batch_size: int = 128
     weight_decay: float = 1e-2
+    classes: int = 0  # 0: regress test accuracy; K: classify the fitted image into K classes
+    augment: bool = False  # a fresh neuron permutation of every training network at every step (standard nets)
+
+    @property
+    def metrics(self) -> tuple[str, str]:
+        """The run's two scores; the first picks the best epoch and the hyperparameter (higher is better)."""
+        return metric_names(self.classes)
 
     @property
     def key(self) -> str:
         return f"{self.variant}--{self.metanet}--{self.hparam:g}--s{self.seed}"
 
 
+def metric_names(classes: int) -> tuple[str, str]:
+    return ("accuracy", "nll") if classes else ("r2", "tau")
+
+
 def scores(true: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
-    """R^2 (sklearn) and Kendall tau-b (scipy); NaN where predictions are not finite or constant."""
+    """Regression (``pred`` (N,)): R^2 (sklearn) and Kendall tau-b (scipy); NaN where predictions are not finite or
+    constant. Classification (``pred`` (N, K) logits): accuracy and mean cross-entropy; NaN where not finite."""
     if not np.all(np.isfinite(pred)):
         return math.nan, math.nan
+    if pred.ndim == 2:
+        logits = torch.from_numpy(pred).double()
+        labels = torch.as_tensor(true, dtype=torch.long)
+        nll = float(torch.nn.functional.cross_entropy(logits, labels))
+        return float((logits.argmax(1) == labels).double().mean()), nll
     tau = kendalltau(true, pred).statistic if np.ptp(pred) > 0 else math.nan
     return float(r2_score(true, pred)), float(tau)
+
+
+def point_predictions(pred: np.ndarray) -> np.ndarray:
+    """What a run stores per test network: the predicted accuracy, or the predicted class (argmax of logits)."""
+    return pred.argmax(1).astype(np.float32) if pred.ndim == 2 else pred
 
 
 @torch.no_grad()
@@ -70,20 +97,29 @@ def train_neural(
     idx: dict[str, np.ndarray],
     device: torch.device,
     space=None,
+    permuter: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
 ) -> dict:
-    """AdamW (weight decay 1e-2), MSE, no schedule; per-epoch train loss and val/test R^2 and tau."""
+    """AdamW (weight decay 1e-2), MSE (or cross-entropy), no schedule; per-epoch train loss and val/test scores.
+    ``permuter`` (``spec.augment``): maps a batch of flat networks to randomly permuted equivalents."""
     torch.manual_seed(stable_seed("symzoo-metanet-init", spec.metanet, spec.seed))
-    model = build_metanet(spec.metanet, inputs.shape[1], space).to(device)
+    model = build_metanet(spec.metanet, inputs.shape[1], space, max(spec.classes, 1)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.hparam, weight_decay=spec.weight_decay)
     x_train = torch.as_tensor(np.asarray(inputs[idx["train"]]), device=device)
-    y_train = torch.as_tensor(targets[idx["train"]], dtype=torch.float32, device=device)
+    y_dtype = torch.long if spec.classes else torch.float32
+    y_train = torch.as_tensor(targets[idx["train"]], device=device).to(y_dtype)
     if hasattr(model, "fit_inputs"):  # the equivariant metanets scale each tensor from the training split
         model.fit_inputs(x_train, y_train)
+    loss_fn = torch.nn.functional.cross_entropy if spec.classes else torch.nn.functional.mse_loss
+    if spec.augment and permuter is None:
+        raise ValueError(f"{spec.key} asks for permutation augmentation and was given no permuter")
+    augment_gen = torch.Generator().manual_seed(stable_seed("symzoo-metanet-augment", spec.metanet, spec.seed))
     x_val, x_test = np.asarray(inputs[idx["val"]]), np.asarray(inputs[idx["test"]])
     y_val, y_test = targets[idx["val"]], targets[idx["test"]]
     order_gen = torch.Generator().manual_seed(stable_seed("symzoo-metanet-order", spec.metanet, spec.seed))
-    curves: dict[str, list[float]] = {k: [] for k in ("train_loss", "val_r2", "val_tau", "test_r2", "test_tau")}
-    best = {"epoch": 0, "val_r2": -math.inf, "pred": np.full(len(y_test), np.nan, np.float32)}
+    first, second = spec.metrics
+    names = ("train_loss", f"val_{first}", f"val_{second}", f"test_{first}", f"test_{second}")
+    curves: dict[str, list[float]] = {k: [] for k in names}
+    best = {"epoch": 0, "val": -math.inf, "pred": np.full(len(y_test), np.nan, np.float32)}
     for epoch in range(1, spec.epochs + 1):
         model.train()
         order = torch.randperm(len(x_train), generator=order_gen).to(device)
@@ -92,28 +128,32 @@ def train_neural(
             batch = order[i : i + spec.batch_size]
             if len(batch) < 2 and spec.metanet == "dmc":  # BatchNorm cannot train on one example
                 continue
-            loss = torch.nn.functional.mse_loss(model(x_train[batch]), y_train[batch])
+            x = x_train[batch] if not spec.augment else permuter(x_train[batch], augment_gen)
+            loss = loss_fn(model(x), y_train[batch])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(batch)
             seen += len(batch)
         curves["train_loss"].append(total / max(seen, 1))
-        val_r2, val_tau = scores(y_val, _predict(model, x_val, spec.batch_size, device))
-        test_pred = _predict(model, x_test, spec.batch_size, device)
-        test_r2, test_tau = scores(y_test, test_pred)
-        for k, v in {"val_r2": val_r2, "val_tau": val_tau, "test_r2": test_r2, "test_tau": test_tau}.items():
+        val = scores(y_val, _predict(model, x_val, spec.batch_size, device))
+        test_out = _predict(model, x_test, spec.batch_size, device)
+        test = scores(y_test, test_out)
+        for k, v in zip(names[1:], (*val, *test), strict=True):
             curves[k].append(v)
         if not math.isfinite(curves["train_loss"][-1]):
             break  # diverged: the curves say so, and the best epoch stays the last finite one
-        if math.isfinite(val_r2) and val_r2 > best["val_r2"]:
-            best = {"epoch": epoch, "val_r2": val_r2, "pred": test_pred}
+        if math.isfinite(val[0]) and val[0] > best["val"]:
+            best = {"epoch": epoch, "val": val[0], "pred": point_predictions(test_out)}
     return {"curves": curves, "best_epoch": best["epoch"], "test_pred": best["pred"]}
 
 
 def train_baseline(spec: RunSpec, inputs: np.ndarray, targets: np.ndarray, idx: dict[str, np.ndarray]) -> dict:
     """Ridge (flat weights) or gradient-boosted trees (StatNN statistics): one fit, curves of length one."""
     from sklearn.ensemble import GradientBoostingRegressor
+
+    if spec.classes:
+        raise ValueError(f"{spec.metanet} regresses test accuracy; the class target needs a neural metanet")
 
     from symzoo.analysis.ridge import BlockRidge
 
@@ -149,18 +189,21 @@ def run_metanet(
     idx: dict[str, np.ndarray],
     device: torch.device | str = "cpu",
     space=None,
+    permuter: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
 ) -> dict:
     """One run -> one row: the spec, per-epoch curves, the best-validation epoch, its test metrics and predictions.
-    ``space``: the variant's ``analysis.weight_space.WeightSpace``, which the equivariant metanets read."""
+    ``space``: the variant's ``analysis.weight_space.WeightSpace``, which the equivariant metanets read;
+    ``permuter``: the variant's ``zoo.symmetry.FlatPermutation`` where ``spec.augment``."""
     start = time.perf_counter()
     device = torch.device(device)
     if spec.metanet in ("ridge", "gbt"):
         out = train_baseline(spec, inputs, targets, idx)
         device = torch.device("cpu")
     else:
-        out = train_neural(spec, inputs, targets, idx, device, space)
+        out = train_neural(spec, inputs, targets, idx, device, space, permuter)
     curves, best = out["curves"], out["best_epoch"]
-    at_best = {k: (curves[k][best - 1] if best else math.nan) for k in ("val_r2", "val_tau", "test_r2", "test_tau")}
+    scored = [f"{split}_{m}" for split in ("val", "test") for m in spec.metrics]
+    at_best = {k: (curves[k][best - 1] if best else math.nan) for k in scored}
     return {
         **asdict(spec),
         "hparam_name": grid_for(spec.metanet, [])[0],

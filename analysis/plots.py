@@ -97,19 +97,53 @@ def plot_metanet_predictions(predictions: pd.DataFrame, path: str | Path, labels
 
 
 def plot_lr_sweep(sweep: pd.DataFrame, path: str | Path, labels: dict[str, str]) -> Path:
-    """Validation R² (at the best epoch) against the swept hyperparameter, a panel per metanet, a line per variant."""
+    """Validation R² (at the best epoch; accuracy for the class target) against the swept hyperparameter, a panel
+    per metanet, a line per variant."""
     plt = _pyplot()
     metanets = list(dict.fromkeys(sweep["metanet"]))
+    accuracy = "val_accuracy" in sweep.columns
     fig, axes = plt.subplots(1, len(metanets), figsize=(3.4 * len(metanets), 3.2), squeeze=False)
     for ax, m in zip(axes[0], metanets, strict=True):
         g = sweep[sweep["metanet"] == m]
         for v in in_paper_order(g["variant"]):
             gv = g[g["variant"] == v].sort_values("hparam")
-            ax.plot(gv["hparam"], gv["val_r2"].clip(lower=-1), marker="o", label=label(v), color=color(v))
-        ax.set(xscale="log", xlabel=g["hparam_name"].iloc[0], title=labels.get(m, m), ylim=(-1.05, 1.0))
+            y = gv["val_accuracy"] if accuracy else gv["val_r2"].clip(lower=-1)
+            ax.plot(gv["hparam"], y, marker="o", label=label(v), color=color(v))
+        ylim = (0.0, 1.0) if accuracy else (-1.05, 1.0)
+        ax.set(xscale="log", xlabel=g["hparam_name"].iloc[0], title=labels.get(m, m), ylim=ylim)
         ax.axhline(0, color="grey", lw=0.6)
-    axes[0][0].set_ylabel("validation R² (clipped at -1)")
+    axes[0][0].set_ylabel("validation accuracy" if accuracy else "validation R² (clipped at -1)")
     axes[0][-1].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_confusion(predictions: pd.DataFrame, path: str | Path, labels: dict[str, str]) -> Path:
+    """The class target's predictions: a confusion matrix per (metanet, variant), rows the true image class, each
+    row normalised to 1 (all seeds' test predictions), the accuracy in the title."""
+    plt = _pyplot()
+    metanets = list(dict.fromkeys(predictions["metanet"]))
+    variants = in_paper_order(predictions["variant"])
+    k = int(max(predictions["true_class"].max(), predictions["pred_class"].max())) + 1
+    fig, axes = plt.subplots(
+        len(metanets), len(variants), figsize=(3.0 * len(variants), 3.0 * len(metanets)), squeeze=False
+    )
+    for i, m in enumerate(metanets):
+        for j, v in enumerate(variants):
+            ax = axes[i][j]
+            g = predictions[(predictions["metanet"] == m) & (predictions["variant"] == v)]
+            counts = np.zeros((k, k))
+            np.add.at(counts, (g["true_class"].to_numpy(), g["pred_class"].to_numpy()), 1)
+            rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+            ax.imshow(rows, vmin=0, vmax=1, cmap="Blues")
+            acc = float((g["true_class"] == g["pred_class"]).mean()) if len(g) else float("nan")
+            ax.set_title(f"{labels.get(m, m)} / {label(v)}: {100 * acc:.1f}%", fontsize=9)
+            ax.set(xticks=range(k), yticks=range(k))
+            ax.tick_params(labelsize=6)
+            if i == len(metanets) - 1:
+                ax.set_xlabel("predicted class")
+            if j == 0:
+                ax.set_ylabel("true class")
+    fig.suptitle("INR classification on the test images (all seeds; rows sum to 1)")
     return _save(fig, path)
 
 

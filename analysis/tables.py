@@ -136,8 +136,11 @@ def sample_errors(predictions: pd.DataFrame, samples: pd.DataFrame, metanet: str
     test accuracies (their mean is 1 - R²: variants whose accuracies spread more are not penalised for it),
     averaged over seeds (as the table's R² is; an average of the seeds' predictions would credit a metanet whose
     seeds err in opposite directions) and the sample's networks (its replicates). Samples pair the variants: the
-    split puts a sample on one side for all."""
+    split puts a sample on one side for all. Class predictions (an INR zoo): the error rate instead."""
     p = predictions[(predictions["metanet"] == metanet) & (predictions["variant"] == variant)]
+    if "pred_class" in p.columns:
+        wrong = (p["pred_class"] != p["true_class"]).astype(float).groupby(p["model_id"]).mean().rename("sq")
+        return wrong.to_frame().join(samples.set_index("model_id")["sample"]).groupby("sample")["sq"].mean()
     variance = p.groupby("model_id")["true_acc"].first().var(ddof=0)
     sq = ((p["pred_acc"] - p["true_acc"]) ** 2 / variance).groupby(p["model_id"]).mean().rename("sq")
     return sq.to_frame().join(samples.set_index("model_id")["sample"]).groupby("sample")["sq"].mean()
@@ -159,6 +162,10 @@ def equivariant_control(
         p = wilcoxon_paired(ea, eb)
         name = {k: f"{METANET_LABELS[k[0]]} on {label(k[1])}" for k in (a, b)}
         wins = int((ea < eb).sum())
+        error = (
+            "error rate" if "pred_class" in predictions.columns else "squared error over the test accuracies' variance"
+        )
+        suffix = "" if "pred_class" in predictions.columns else " (1 - R²)"
         test = f"Wilcoxon signed-rank p = {p:.2g}" if math.isfinite(p) else "too few samples to test"
         if math.isfinite(p) and p < 0.05:
             better = name[a] if ea.mean() < eb.mean() else name[b]
@@ -166,8 +173,8 @@ def equivariant_control(
         else:
             outcome = "no significant difference"
         return (
-            f"{name[a]} vs {name[b]}: squared error over the test accuracies' variance {ea.mean():.3f} vs "
-            f"{eb.mean():.3f} (1 - R²), lower for the first on {wins} of {len(both)} test samples ({test}): {outcome}"
+            f"{name[a]} vs {name[b]}: {error} {ea.mean():.3f} vs {eb.mean():.3f}{suffix}, lower for the first on "
+            f"{wins} of {len(both)} test samples ({test}): {outcome}"
         )
 
     for e in (m for m in metanets if m in EQUIVARIANT_METANETS):

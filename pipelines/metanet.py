@@ -1,4 +1,5 @@
-"""``symzoo metanet``: predict test accuracy from stored weights (paper Table 3) on any stored zoo.
+"""``symzoo metanet``: predict test accuracy from stored weights (paper Table 3) on any stored zoo, or, on an
+INR zoo, classify the image each network fits (the INR benchmarks': ``target: class``).
 
 Work units are single runs, one per (variant, metanet, hyperparameter, seed): first the sweep (seed 0, every
 grid value), then ``seeds`` fresh runs at the value with the best validation R^2. Each run is a Ray task whose
@@ -17,18 +18,20 @@ import argparse
 import importlib
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from symzoo.analysis.inr_tables import classification_summary, classification_table, classification_verdicts
 from symzoo.analysis.metanet_inputs import VariantWeights, check_split_sizes, ensure_inputs, split_indices, usable_rows
 from symzoo.analysis.metanet_run import RunSpec, grid_for, run_metanet
 from symzoo.analysis.metanets import DMC, EQUIVARIANT, FLAT_INPUT, METANETS, PAPER_LRS, PAPER_METANETS
+from symzoo.analysis.naming import label
 from symzoo.analysis.paper import is_paper_resnet8_zoo
-from symzoo.analysis.plots import plot_lr_sweep, plot_metanet_predictions
+from symzoo.analysis.plots import plot_confusion, plot_lr_sweep, plot_metanet_predictions
 from symzoo.analysis.tables import (
     METANET_LABELS,
     equivariant_control,
@@ -46,12 +49,13 @@ from symzoo.zoo.fields import check_choice, check_int, check_number, fail
 from symzoo.zoo.location import atomic_write_bytes, local_scratch
 from symzoo.zoo.splits import stored_source
 from symzoo.zoo.store import Zoo
+from symzoo.zoo.symmetry import FlatPermutation, recorded_spec
 from symzoo.zoo.weight_cache import VariantCache
 
 
 @dataclass(frozen=True)
 class MetanetOptions(StageOptions):
-    metanets: list[str] = field(default_factory=lambda: list(PAPER_METANETS))
+    metanets: list[str] | None = None  # None: the paper's (PAPER_METANETS), or INR_METANETS on INR zoos
     lrs: list[float] = field(default_factory=lambda: list(PAPER_LRS))
     seeds: int = 5
     epochs: int = 50
@@ -61,16 +65,24 @@ class MetanetOptions(StageOptions):
     split_seed: int | str = 0  # or "stored": the zoo's splits.parquet, whatever made it (symzoo splits)
     align: str = "none"  # rebasin: permute every standard network onto one reference before the flat metanets
     variants: list[str] | None = None  # None: all the zoo holds
+    target: str = "auto"  # accuracy (regress test accuracy), class (an INR's image class); auto: by the zoo's task
+    augment: str = "auto"  # permutation: permute standard networks' neurons at every step; auto: on INR zoos
     # gpus_per_task auto: a quarter GPU per run where the cluster has GPUs
 
 
 # what changes every run's result (metanets, lrs, seeds and variants only add runs: they are in done.json)
-IDENTITY = ("epochs", "batch_size", "weight_decay", "weights", "split_seed", "align")
+IDENTITY = ("epochs", "batch_size", "weight_decay", "weights", "split_seed", "align", "target", "augment")
+TARGETS = ("auto", "accuracy", "class")
+AUGMENTS = ("auto", "none", "permutation")
+INR_METANETS = ("mlp", "deepsets", "statnn")  # the default on INR zoos: DMC needs 2,044 weights, a SIREN has 1,185
+AUGMENTED = ("mlp", "dmc")  # the metanets a permutation changes the input of (the others are invariant to it)
 
 
 def check_options(o: dict) -> None:
     names = o["metanets"]
-    if not isinstance(names, list) or not names or len(set(names)) != len(names):
+    if names is None:
+        names = list(PAPER_METANETS)
+    elif not isinstance(names, list) or not names or len(set(names)) != len(names):
         fail("metanet.metanets", f"must be a non-empty list of distinct names from {', '.join(METANETS)}")
     for i, name in enumerate(names):
         check_choice(f"metanet.metanets[{i}]", name, METANETS)
@@ -90,6 +102,8 @@ def check_options(o: dict) -> None:
     if o["split_seed"] != "stored":
         check_int("metanet.split_seed", o["split_seed"], 0, 2**32 - 1)
     check_choice("metanet.align", o["align"], ("none", "rebasin"))
+    check_choice("metanet.target", o["target"], TARGETS)
+    check_choice("metanet.augment", o["augment"], AUGMENTS)
     v = o["variants"]
     if v is not None and (not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v)):
         fail("metanet.variants", f"{v!r} is not allowed; a list of the zoo's variants, or null for all")
@@ -110,8 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metanets",
         default=None,
-        help="comma list of mlp,dmc,deepsets,statnn,ridge,gbt (the paper's and two baselines) and the equivariant "
-        "nfn_np,nfn_hnp,gmn ([equivariant] extra)",
+        help="comma list of mlp,dmc,deepsets,statnn,ridge,gbt (the paper's and two baselines; the default) and the "
+        "equivariant nfn_np,nfn_hnp,gmn ([equivariant] extra); on INR zoos the default is mlp,deepsets,statnn",
     )
     parser.add_argument("--lrs", default=None, help="comma list of learning rates to sweep")
     parser.add_argument("--variants", default=None, help="comma list of variants (default: all in the zoo)")
@@ -124,6 +138,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["none", "rebasin"],
         default=None,
         help="rebasin: permute every standard network onto one reference before the flat metanets (default none)",
+    )
+    parser.add_argument(
+        "--target",
+        choices=list(TARGETS),
+        default=None,
+        help="accuracy: regress each network's test accuracy; class: classify the image an INR fits "
+        "(default auto: class on INR zoos, accuracy elsewhere)",
+    )
+    parser.add_argument(
+        "--augment",
+        choices=list(AUGMENTS),
+        default=None,
+        help="permutation: a fresh neuron permutation of every standard training network at every step, for "
+        "the mlp and dmc metanets (default auto: on INR zoos, as the INR benchmarks train; none elsewhere)",
     )
     parser.add_argument(
         "--split-seed",
@@ -144,6 +172,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "weights": args.weights,
         "split_seed": args.split_seed,
         "align": args.align,
+        "target": args.target,
+        "augment": args.augment,
     }
 
 
@@ -168,14 +198,47 @@ def metanet_task(spec: RunSpec, inputs: dict, progress, unit: int) -> pd.DataFra
         matrix = data["cache"].matrix(kind)
     else:
         matrix = ray.get(data[kind])
-    space = data.get("space")
-    row = run_metanet(spec, matrix, data["targets"], data["model_ids"], data["idx"], device_for_task(), space)
+    space, permuter = data.get("space"), data.get("permuter")
+    row = run_metanet(spec, matrix, data["targets"], data["model_ids"], data["idx"], device_for_task(), space, permuter)
     progress.set.remote(unit, 1)
     return pd.DataFrame([row])
 
 
-def _usable_by_metadata(frame: pd.DataFrame) -> np.ndarray:
-    return ((frame["status"] == "ok") & frame["test_acc"].notna()).to_numpy()
+def _usable_by_metadata(frame: pd.DataFrame, target: str) -> np.ndarray:
+    return ((frame["status"] == "ok") & frame[TARGET_COLUMNS[target]].notna()).to_numpy()
+
+
+TARGET_COLUMNS = {"accuracy": "test_acc", "class": "image_class"}
+
+
+def is_inr_zoo(zoo: Zoo) -> bool:
+    return zoo.config.get("task") == "inr"
+
+
+def resolved_target(zoo: Zoo, opts: MetanetOptions) -> str:
+    """``auto`` -> class on INR zoos (they have no test accuracy), accuracy elsewhere; a mismatch is refused."""
+    if opts.target == "auto":
+        return "class" if is_inr_zoo(zoo) else "accuracy"
+    if opts.target == "class" and not is_inr_zoo(zoo):
+        raise ZooError(
+            f"{zoo.config['name']} is a classifier zoo: its networks fit no image to classify; use target: accuracy"
+        )
+    if opts.target == "accuracy" and is_inr_zoo(zoo):
+        raise ZooError(f"{zoo.config['name']} is an INR zoo: its networks have no test accuracy; use target: class")
+    return opts.target
+
+
+def number_of_classes(zoo: Zoo, target: str) -> int:
+    """0 for the accuracy target; the image dataset's classes (as many as the zoo's images hold) for class."""
+    return int(zoo.frame["image_class"].max()) + 1 if target == "class" else 0
+
+
+def augments(zoo: Zoo, opts: MetanetOptions, variant: str, metanet: str) -> bool:
+    """Whether a run permutes its training networks: where asked (or auto on INR zoos), on a variant whose neuron
+    permutations are symmetries (standard networks), for a metanet whose input they change."""
+    wanted = opts.augment == "permutation" or (opts.augment == "auto" and is_inr_zoo(zoo))
+    symmetric = bool(zoo.symmetries[variant]["permutation_is_symmetry"])
+    return wanted and symmetric and metanet in AUGMENTED
 
 
 def check_inputs(zoo: Zoo, opts: MetanetOptions) -> tuple[list[str], pd.DataFrame]:
@@ -186,6 +249,17 @@ def check_inputs(zoo: Zoo, opts: MetanetOptions) -> tuple[list[str], pd.DataFram
     for v in variants:
         zoo.layout(v)  # names the variants the zoo holds
     check_equivariant(zoo, variants, opts.metanets)
+    target = resolved_target(zoo, opts)
+    baselines = [m for m in opts.metanets if m in ("ridge", "gbt")]
+    if target == "class" and baselines:
+        raise ZooError(
+            f"{baselines[0]} regresses test accuracy and the target here is the image class; leave ridge and gbt "
+            "out of metanet.metanets"
+        )
+    if opts.augment == "permutation" and opts.align == "rebasin":
+        raise ZooError(
+            "augment: permutation undoes align: rebasin (it permutes the aligned networks again); choose one"
+        )
     if opts.weights not in zoo.weight_kinds():
         raise ZooError(f"no weights {opts.weights!r} in {zoo.path}; it stores {', '.join(zoo.weight_kinds())}")
     splits = zoo.splits(opts.split_seed)
@@ -197,7 +271,7 @@ def check_inputs(zoo: Zoo, opts: MetanetOptions) -> tuple[list[str], pd.DataFram
         )
     for v in variants:
         frame = zoo.frame[zoo.frame["variant"] == v].reset_index(drop=True)
-        vw = VariantWeights(v, frame, np.zeros((len(frame), 0), np.float32), _usable_by_metadata(frame))
+        vw = VariantWeights(v, frame, np.zeros((len(frame), 0), np.float32), _usable_by_metadata(frame, target))
         check_split_sizes(vw, split_indices(vw, splits))
     if "dmc" in opts.metanets:
         short = [v for v in variants if zoo.layout(v).n_trainable < DMC.min_length()]
@@ -224,10 +298,10 @@ def check_equivariant(zoo: Zoo, variants: list[str], metanets: list[str]) -> Non
                 f"{nfn[0] if package == 'nfn' else 'gmn'} needs the {package} package: "
                 "pip install 'symzoo[equivariant]'"
             ) from None
-    if nfn and zoo.config["model"]["arch"] != "mlp":
+    if nfn and zoo.config["model"]["arch"] not in ("mlp", "siren"):
         raise ZooError(
-            f"{nfn[0]} reads MLP zoos and {zoo.config['name']} holds {zoo.config['model']['arch']}s; use gmn, the "
-            "graph metanetwork, for ResNets"
+            f"{nfn[0]} reads MLP and SIREN zoos and {zoo.config['name']} holds {zoo.config['model']['arch']}s; use "
+            "gmn, the graph metanetwork, for ResNets"
         )
     if nfn and "sigma_asym" in variants:
         raise ZooError(
@@ -258,6 +332,7 @@ def prepare_inputs(
 
     from symzoo.pipelines.stage import get_results
 
+    target = resolved_target(zoo, opts)
     sources = {v: input_sources(zoo, v, opts) for v in variants}
     kinds = {v: tuple(sorted({sources[v][input_kind(m)] for m in opts.metanets})) for v in variants}
     caches = {v: VariantCache.of(zoo, v, opts.weights, cache) for v in variants}
@@ -269,17 +344,20 @@ def prepare_inputs(
     inputs, counts = {}, {}
     for v in variants:
         frame = zoo.frame[zoo.frame["variant"] == v].reset_index(drop=True)
-        vw = VariantWeights(v, frame, np.zeros((len(frame), 0), np.float32), usable_rows(frame, finite[v]))
+        usable = usable_rows(frame, finite[v], TARGET_COLUMNS[target])
+        vw = VariantWeights(v, frame, np.zeros((len(frame), 0), np.float32), usable)
         idx = split_indices(vw, splits)
         check_split_sizes(vw, idx)
         entry = {
-            "targets": frame["test_acc"].to_numpy(np.float32),
+            "targets": frame[TARGET_COLUMNS[target]].to_numpy(np.float32),
             "model_ids": frame["model_id"].to_numpy(),
             "idx": idx,
             "sources": sources[v],
         }
         if any(m in EQUIVARIANT for m in opts.metanets):
             entry["space"] = WeightSpace.of_zoo(zoo, v)  # shared by the variant's networks (check_equivariant)
+        if any(augments(zoo, opts, v, m) for m in opts.metanets):
+            entry["permuter"] = FlatPermutation(zoo.layout(v), recorded_spec(zoo.symmetries[v]))
         if workers_read:
             entry["cache"] = caches[v]
         else:
@@ -287,8 +365,9 @@ def prepare_inputs(
         inputs[v] = entry
         counts[v] = {"used": int(vw.usable.sum()), "dropped": vw.drop_reasons()}
         counts[v] |= {name: len(idx[name]) for name in ("train", "val", "test")}
-        test_acc = entry["targets"][idx["test"]]
-        counts[v] |= {"test_acc_mean": float(test_acc.mean()), "test_acc_std": float(test_acc.std())}
+        if target == "accuracy":  # how far the targets spread: R² means little where they hardly do
+            test_acc = entry["targets"][idx["test"]]
+            counts[v] |= {"test_acc_mean": float(test_acc.mean()), "test_acc_std": float(test_acc.std())}
     return inputs, counts
 
 
@@ -304,21 +383,25 @@ def _units(specs: list[RunSpec], runs_dir: Path, start: int = 0) -> list[WorkUni
     return [WorkUnit(start + i, runs_dir / f"{s.key}.parquet", s, 1) for i, s in enumerate(specs)]
 
 
-def run_spec(opts: MetanetOptions, variant: str, metanet: str, value: float, seed: int) -> RunSpec:
-    return RunSpec(variant, metanet, value, seed, opts.epochs, opts.batch_size, opts.weight_decay)
+def run_spec(zoo: Zoo, opts: MetanetOptions, variant: str, metanet: str, value: float, seed: int) -> RunSpec:
+    classes = number_of_classes(zoo, resolved_target(zoo, opts))
+    augment = augments(zoo, opts, variant, metanet)
+    return RunSpec(variant, metanet, value, seed, opts.epochs, opts.batch_size, opts.weight_decay, classes, augment)
 
 
-def sweep_specs(variants: list[str], opts: MetanetOptions) -> list[RunSpec]:
+def sweep_specs(zoo: Zoo, variants: list[str], opts: MetanetOptions) -> list[RunSpec]:
     """One run (seed 0) per grid value of every (variant, metanet)."""
     grid = {m: grid_for(m, opts.lrs)[1] for m in opts.metanets}
-    return [run_spec(opts, v, m, value, 0) for v in variants for m in opts.metanets for value in grid[m]]
+    return [run_spec(zoo, opts, v, m, value, 0) for v in variants for m in opts.metanets for value in grid[m]]
 
 
 def chosen_values(sweep: pd.DataFrame) -> dict[tuple[str, str], float]:
-    """Per (variant, metanet): the grid value with the best validation R^2 (NaN counts as worst; ties: smaller)."""
+    """Per (variant, metanet): the grid value with the best validation score (R², or accuracy for the class
+    target; NaN counts as worst; ties: the smaller value)."""
     best = {}
+    column = "val_accuracy" if "val_accuracy" in sweep.columns else "val_r2"
     for (v, m), g in sweep.groupby(["variant", "metanet"]):
-        score = g["val_r2"].fillna(-math.inf).to_numpy()
+        score = g[column].fillna(-math.inf).to_numpy()
         order = np.lexsort((g["hparam"].to_numpy(), -score))
         best[(v, m)] = float(g["hparam"].to_numpy()[order[0]])
     return best
@@ -335,6 +418,9 @@ def metanet_stage(
     from symzoo.pipelines.analysis_stage import AnalysisStage  # the Ray runner
 
     stage = AnalysisStage.open(SPEC, zoo_dir, out, config_section, overrides, "runs")
+    if stage.opts.metanets is None:
+        default = INR_METANETS if is_inr_zoo(stage.zoo) else PAPER_METANETS
+        stage.opts = replace(stage.opts, metanets=list(default))
     zoo, opts = stage.zoo, stage.opts
     variants, splits = check_inputs(zoo, opts)
     if done := stage.finished():
@@ -344,7 +430,7 @@ def metanet_stage(
         cache.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(cache)
         inputs, counts = prepare_inputs(zoo, variants, splits, opts, cache, stage.workers_read())
-        sweep_units = _units(sweep_specs(variants, opts), stage.units_dir)
+        sweep_units = _units(sweep_specs(zoo, variants, opts), stage.units_dir)
         print(
             f"symzoo: metanet {', '.join(opts.metanets)} on {', '.join(variants)} of {zoo.config['name']}: "
             f"{len(sweep_units)} sweep runs, then {opts.seeds} seeds per cell -> {stage.out}",
@@ -353,7 +439,7 @@ def metanet_stage(
         sweep = stage.run(sweep_units, metanet_task, (inputs,), _key, 0.25, "metanet sweep", show_progress)
         chosen = chosen_values(sweep)
         final_specs = [
-            run_spec(opts, v, m, chosen[(v, m)], seed)
+            run_spec(zoo, opts, v, m, chosen[(v, m)], seed)
             for v in variants
             for m in opts.metanets
             for seed in range(1, opts.seeds + 1)
@@ -368,27 +454,35 @@ def split_description(zoo: Zoo, split_seed: int | str) -> str:
     source = stored_source(zoo.path)
     if split_seed == "stored" and source is not None:
         return f"the zoo's splits.parquet ({source})"
-    return f"50/25/25 of hyperparameter samples (split seed {0 if split_seed == 'stored' else split_seed})"
+    seed = 0 if split_seed == "stored" else split_seed
+    if is_inr_zoo(zoo):
+        return (
+            f"by image: the dataset's test images are the test split, a seeded 1/12 of each class's training images "
+            f"the validation split (split seed {seed})"
+        )
+    return f"50/25/25 of hyperparameter samples (split seed {seed})"
 
 
 def _key(unit: WorkUnit) -> str:
     return unit.payload.key
 
 
-def predictions_frame(final: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, test network): model_id, variant, metanet, seed, true and predicted accuracy."""
+def predictions_frame(final: pd.DataFrame, classes: bool = False) -> pd.DataFrame:
+    """One row per (run, test network): model_id, variant, metanet, seed, and the true and predicted accuracy
+    (``true_acc``, ``pred_acc``) or, for the class target, image class (``true_class``, ``pred_class``)."""
     rows = final[["variant", "metanet", "seed", "test_model_id", "test_true", "test_pred"]]
     long = rows.explode(["test_model_id", "test_true", "test_pred"], ignore_index=True)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "model_id": long["test_model_id"].astype("int64"),
             "variant": long["variant"],
             "metanet": long["metanet"],
             "seed": long["seed"].astype("int32"),
-            "true_acc": long["test_true"].astype("float64"),
-            "pred_acc": long["test_pred"].astype("float64"),
         }
     )
+    if classes:
+        return frame.assign(true_class=long["test_true"].astype("int64"), pred_class=long["test_pred"].astype("int64"))
+    return frame.assign(true_acc=long["test_true"].astype("float64"), pred_acc=long["test_pred"].astype("float64"))
 
 
 def write_metanet_outputs(
@@ -401,6 +495,8 @@ def write_metanet_outputs(
     counts: dict,
 ) -> str:
     """table.md, predictions.parquet and figures, derived from the run files alone."""
+    if resolved_target(zoo, opts) == "class":
+        return write_classification_outputs(out, zoo, opts, variants, sweep, final, counts)
     summary = metanet_summary(final)
     with_paper = is_paper_resnet8_zoo(zoo.config)
     notes = [
@@ -436,6 +532,55 @@ def write_metanet_outputs(
     figures.mkdir(exist_ok=True)
     plot_metanet_predictions(predictions, figures / "predicted_vs_true.png", METANET_LABELS)
     plot_lr_sweep(sweep, figures / "val_r2_vs_lr.png", METANET_LABELS)
+    return table
+
+
+def write_classification_outputs(
+    out: Path,
+    zoo: Zoo,
+    opts: MetanetOptions,
+    variants: list[str],
+    sweep: pd.DataFrame,
+    final: pd.DataFrame,
+    counts: dict,
+) -> str:
+    """The class target's table.md (``analysis.inr_tables``), predictions.parquet and figures."""
+    dataset = zoo.config["data"]["name"]
+    augmented = sorted(
+        {f"{METANET_LABELS[m]} on {label(v)}" for v in variants for m in opts.metanets if augments(zoo, opts, v, m)}
+    )
+    notes = [
+        f"zoo {zoo.config['name']} (one SIREN per {dataset} image), weights '{opts.weights}' (W-Asym: trainable "
+        "entries only; sigma-Asym: F is not a parameter)",
+        f"split: {split_description(zoo, opts.split_seed)}; every variant's INR of an image in one part; test "
+        f"accuracy and cross-entropy at the best-validation-accuracy epoch, mean ± std over {opts.seeds} seeds at "
+        "the learning rate picked on validation accuracy (one sweep run per value)",
+        f"metanets: AdamW (weight decay {opts.weight_decay:g}), cross-entropy, batch {opts.batch_size}, "
+        f"{opts.epochs} epochs, no schedule; "
+        + (
+            f"a fresh neuron permutation of each training INR at every step for {', '.join(augmented)} (+ perm; "
+            "the asymmetric variants have no permutation symmetry to augment with)"
+            if augmented
+            else "no augmentation"
+        ),
+        "published rows: standard SIRENs only, the benchmarks' downloaded zoos (60,000 training images, fitted "
+        "their way) and their metanets at GPU size: another setting, so compare directions, not values",
+    ]
+    summary = classification_summary(final)
+    predictions = predictions_frame(final, classes=True)
+    verdicts = classification_verdicts(final, opts.metanets, variants, METANET_LABELS)
+    control = equivariant_control(predictions, zoo.frame[["model_id", "sample"]], opts.metanets, variants)
+    table = classification_table(
+        summary, opts.metanets, variants, METANET_LABELS, dataset, counts, notes, verdicts, control
+    )
+    table = "# Metanetworks: classifying the image an INR fits, from its weights\n\n" + table
+    write_parquet(out / "verdicts.parquet", verdict_frame(verdicts))
+    atomic_write_bytes(out / "table.md", table.encode())
+    write_parquet(out / "predictions.parquet", predictions)
+    figures = out / "figures"
+    figures.mkdir(exist_ok=True)
+    plot_confusion(predictions, figures / "confusion.png", METANET_LABELS)
+    plot_lr_sweep(sweep, figures / "val_accuracy_vs_lr.png", METANET_LABELS)
     return table
 
 

@@ -1,0 +1,178 @@
+"""INR classification in `symzoo metanet` (issue 39): the class target, the split by image, permutation
+augmentation of standard SIRENs, and the equivariant metanets on SIREN weight spaces."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from symzoo.analysis.metanet_run import RunSpec, run_metanet, scores
+from symzoo.analysis.metanets import build_metanet
+from symzoo.cli import main as cli_main
+from symzoo.zoo.layout import ParamLayout
+from symzoo.zoo.models import build
+from symzoo.zoo.splits import image_split, seeded_splits
+from symzoo.zoo.symmetry import FlatPermutation, structural_spec
+
+ZOO = {
+    "name": "digits_inr_mn",
+    "task": "inr",
+    "data": {"name": "digits", "train_per_class": 12, "test_per_class": 2},
+    "model": {"arch": "siren"},
+    "variants": ["standard", "w_asym", "sigma_asym"],
+    "networks": 140,
+    "hyperparameters": {"lr": 1e-3, "weight_decay": 0.0, "label_smoothing": 0.0, "epochs": 20},
+    "execution": {"networks_per_shard": 70},
+}
+
+
+def image_frame(train_per_class: int, test_per_class: int, variants: int = 2) -> pd.DataFrame:
+    rows = []
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        for c in range(10):
+            rows += [(split, c)] * per_class
+    images = pd.DataFrame(rows, columns=["image_split", "image_class"]).assign(sample=lambda f: range(len(f)))
+    frame = pd.concat([images] * variants).sort_values("sample", kind="stable", ignore_index=True)
+    return frame.assign(model_id=range(len(frame)))
+
+
+def test_an_inr_zoo_splits_by_image_test_images_test_and_a_twelfth_of_each_class_val():
+    frame = image_frame(24, 5)
+    by_sample = image_split(frame, seed=3)
+    images = frame.drop_duplicates("sample").set_index("sample")
+    split = images.index.map(by_sample)
+    assert (split[images["image_split"] == "test"] == "test").all()
+    assert (split[images["image_split"] == "train"] != "test").all()
+    val = images[split == "val"]
+    assert val.groupby("image_class").size().eq(2).all() and len(val) == 20  # 24 / 12 per class
+    assert image_split(frame, seed=3) == by_sample and image_split(frame, seed=4) != by_sample
+    splits = seeded_splits(frame, 3).merge(frame[["model_id", "sample"]])
+    assert splits.groupby("sample")["split"].nunique().eq(1).all()  # both variants of an image in one part
+
+
+def test_scores_of_logits_are_accuracy_and_cross_entropy():
+    logits = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.5, 0.4, 0.1]], np.float32))
+    acc, nll = scores(np.array([0, 1, 1]), logits)
+    assert acc == pytest.approx(2 / 3)
+    assert nll == pytest.approx(-(math.log(0.7) + math.log(0.6) + math.log(0.4)) / 3, rel=1e-6)
+    assert all(math.isnan(v) for v in scores(np.array([0]), np.array([[np.nan, 0.0]])))
+
+
+def test_a_flat_permutation_of_a_standard_siren_computes_the_same_image():
+    torch.manual_seed(0)
+    model = build("siren", "standard", (2,), 1)
+    layout = ParamLayout.from_model(model)
+    flat = layout.flatten(model).unsqueeze(0).repeat(3, 1)
+    moved = FlatPermutation(layout, structural_spec(model))(flat, torch.Generator().manual_seed(1))
+    x = torch.rand(64, 2) * 2 - 1
+    for row in moved:
+        assert not torch.equal(row, flat[0])  # the entries moved
+        twin = layout.load_into(build("siren", "standard", (2,), 1), row)
+        torch.testing.assert_close(twin(x), model(x), atol=1e-6, rtol=0)
+    w_asym = build("siren", "w_asym", (2,), 1)
+    with pytest.raises(ValueError, match="leaves fixed entries out"):
+        FlatPermutation(ParamLayout.from_model(w_asym), structural_spec(w_asym))
+
+
+@pytest.mark.parametrize("metanet", ["mlp", "statnn", "deepsets"])
+def test_a_class_target_run_learns_classes_written_into_the_inputs(metanet):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 240)
+    inputs = rng.normal(size=(240, 40)).astype(np.float32)
+    inputs[np.arange(240), labels] += 4.0  # the class is readable from the weights
+    if metanet == "deepsets":  # a set function: the class as the mean of the set
+        inputs = (rng.normal(size=(240, 40)) * 0.1 + labels[:, None]).astype(np.float32)
+    idx = {"train": np.arange(160), "val": np.arange(160, 200), "test": np.arange(200, 240)}
+    spec = RunSpec("standard", metanet, 5e-3, 1, epochs=30, batch_size=32, classes=4)
+    row = run_metanet(spec, inputs, labels.astype(np.float32), np.arange(240), idx)
+    assert row["test_accuracy"] > 0.8 and row["test_nll"] < 1.0
+    assert len(row["curve_val_accuracy"]) == 30 and "test_r2" not in row
+    assert set(row["test_pred"]) <= {0.0, 1.0, 2.0, 3.0}
+    assert np.mean(np.array(row["test_pred"]) == labels[200:]) == pytest.approx(row["test_accuracy"])
+
+
+def test_augmentation_needs_a_permuter_and_the_regression_baselines_refuse_classes():
+    idx = {"train": np.arange(4), "val": np.arange(4, 6), "test": np.arange(6, 8)}
+    x, y = np.zeros((8, 5), np.float32), np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match="no permuter"):
+        run_metanet(RunSpec("standard", "mlp", 1e-3, 0, epochs=1, classes=2, augment=True), x, y, np.arange(8), idx)
+    with pytest.raises(ValueError, match="needs a neural metanet"):
+        run_metanet(RunSpec("standard", "ridge", 1.0, 0, classes=2), x, y, np.arange(8), idx)
+
+
+@pytest.mark.parametrize("metanet", ["nfn_np", "nfn_hnp", "gmn"])
+def test_equivariant_metanets_read_sirens_and_ignore_their_permutations(metanet):
+    pytest.importorskip("nfn")
+    pytest.importorskip("torch_geometric")
+    from symzoo.analysis.weight_space import WeightSpace
+
+    torch.manual_seed(0)
+    space = WeightSpace(build("siren", "standard", (2,), 1))
+    flat = torch.randn(4, space.layout.size) * 0.1
+    net = build_metanet(metanet, space.layout.size, space, outputs=10)
+    net.fit_inputs(flat, torch.tensor([0, 1, 2, 2]))
+    moved = FlatPermutation(space.layout, structural_spec(space.template))(flat, torch.Generator().manual_seed(2))
+    out = net(flat)
+    assert out.shape == (4, 10)
+    torch.testing.assert_close(net(moved), out, atol=1e-5, rtol=1e-5)
+    frequencies = torch.tensor([1, 1, 2, 0] + [0] * 6) + 1.0
+    torch.testing.assert_close(net.readout[-1].bias, torch.log(frequencies / frequencies.sum()))
+
+
+@pytest.fixture(scope="module")
+def zoo_dir(tmp_path_factory):
+    from conftest import write_zoo
+
+    from symzoo.zoo.config import validate
+
+    out = tmp_path_factory.mktemp("inr") / "zoo"
+    write_zoo(out, validate(ZOO))
+    return out
+
+
+@pytest.fixture(scope="module")
+def stage_out(ray_cluster, zoo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("inr_mn") / "run"
+    args = ["--metanets", "mlp,statnn", "--lrs", "1e-3,1e-2", "--seeds", "2", "--epochs", "3", "--no-progress"]
+    assert cli_main(["metanet", str(zoo_dir), "--out", str(out), *args]) == 0
+    return out
+
+
+def test_the_cli_classifies_inrs_by_image_with_permuted_standard_mlp_inputs(stage_out, zoo_dir):
+    from symzoo.zoo.store import open_zoo
+
+    frame = open_zoo(zoo_dir).frame
+    table = (stage_out / "table.md").read_text()
+    assert "classifying the image an INR fits" in table and "| standard acc. (%) |" in table
+    assert "no published INR benchmark on digits" in table
+    assert "for MLP on standard (+ perm" in table and "split: by image" in table
+    predictions = pd.read_parquet(stage_out / "predictions.parquet")
+    assert {"true_class", "pred_class"} <= set(predictions.columns)
+    truth = predictions.merge(frame[["model_id", "image_class", "image_split"]], on="model_id")
+    assert (truth["true_class"] == truth["image_class"]).all() and (truth["image_split"] == "test").all()
+    assert predictions.groupby(["variant", "metanet", "seed"]).size().eq(20).all()  # the 20 test images
+    runs = pd.concat(pd.read_parquet(p) for p in (stage_out / "runs").glob("*.parquet"))
+    augmented = runs.loc[runs["augment"], ["variant", "metanet"]].drop_duplicates()
+    assert augmented.values.tolist() == [["standard", "mlp"]]
+    verdicts = pd.read_parquet(stage_out / "verdicts.parquet")
+    assert len(verdicts) == 2 and verdicts["claim"].str.contains("W-Asym INRs classified better").all()
+    assert (stage_out / "figures" / "confusion.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--target", "accuracy"], "is an INR zoo: its networks have no test accuracy; use target: class"),
+        (["--metanets", "mlp,ridge"], "ridge regresses test accuracy and the target here is the image class"),
+        (["--augment", "permutation", "--align", "rebasin"], "augment: permutation undoes align: rebasin"),
+    ],
+)
+def test_class_target_misuse_is_one_line(ray_cluster, zoo_dir, tmp_path, capsys, args, message):
+    assert cli_main(["metanet", str(zoo_dir), "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
