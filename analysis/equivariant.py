@@ -78,10 +78,15 @@ class FitsInputs:
 
     scale: TensorScale
     readout: nn.Sequential
+    space: WeightSpace
+
+    def fit_gates(self, gates: torch.Tensor) -> None:
+        """Each network's own F (the input's last columns, where the zoo draws F per network): none here."""
 
     def fit_inputs(self, flat: torch.Tensor, targets: torch.Tensor) -> None:
         """Class targets (several outputs): the logits start at the training split's log class frequencies."""
-        self.scale.fit(flat)
+        self.scale.fit(flat[:, : self.space.layout.n_trainable])
+        self.fit_gates(flat[:, self.space.layout.n_trainable :])
         bias = self.readout[-1].bias
         with torch.no_grad():
             if bias.numel() == 1:
@@ -219,17 +224,36 @@ class GMNMetanet(FitsInputs, nn.Module):
         self.readout = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
         self.mean_pool, self.max_pool = pool.global_mean_pool, pool.global_max_pool
         self.scale = TensorScale(space)
+        # sigma-Asym with F per network: the input ends with the network's F, the gate edges' values
+        self.n_gates = space.n_gates
+        self.register_buffer("gate_edges", torch.nonzero(graph.gate_edges).flatten(), persistent=False)
+        self.register_buffer("gate_inverse", torch.ones(()))
+
+    @torch.no_grad()
+    def fit_gates(self, gates: torch.Tensor) -> None:
+        """F in units of its RMS over the training networks (F's entries are ~1e-3: raw, the edge encoder would
+        barely see them vary from one network to the next)."""
+        if self.n_gates:
+            rms = float(gates.float().pow(2).mean().sqrt())
+            self.gate_inverse.fill_(1.0 / rms if rms > 0 else 1.0)
 
     def edge_features(self, flat: torch.Tensor) -> torch.Tensor:
-        """(B, n_trainable) -> (B * 2E, features): trained values, fixed values and fixed flags per slot, then the
-        constants (both directions of an edge carry the same values: they are read once)."""
+        """(B, n_trainable [+ G]) -> (B * 2E, features): trained values, fixed values and fixed flags per slot, then
+        the constants (both directions of an edge carry the same values: they are read once); a network's own F,
+        where it has one, as its gate edges' constant."""
+        gates, flat = flat[:, self.space.layout.n_trainable :], flat[:, : self.space.layout.n_trainable]
         index, present = self.slots.clamp(min=0), self.slots >= 0
         values = self.scale(self.space.trained(flat))[:, index] * present  # (B, E, K)
         inverse = self.scale.inverse[index].to(values.dtype)
         variant = torch.cat([self.base_values.to(values.dtype) * inverse, self.fixed_flags.to(values.dtype)], -1)
         fixed = variant.expand(flat.shape[0], -1, -1)
         per_edge = torch.cat([values, fixed], -1).repeat(1, 2, 1)  # (B, 2E, 3K)
-        const = self.edge_const.expand(flat.shape[0], -1, -1)
+        const = self.edge_const.to(values.dtype).expand(flat.shape[0], -1, -1)
+        if self.n_gates:
+            const = const.clone()
+            n_edges = self.slots.shape[0]
+            for at in (self.gate_edges, self.gate_edges + n_edges):  # both directions
+                const[:, at, 0] = gates.to(values.dtype) * self.gate_inverse
         return torch.cat([per_edge, const], -1).reshape(-1, per_edge.shape[-1] + const.shape[-1])
 
     def forward(self, flat: torch.Tensor) -> torch.Tensor:

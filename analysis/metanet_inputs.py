@@ -2,7 +2,7 @@
 networks aligned onto one reference by Git Re-Basin before the flat metanets read them.
 
 The matrices themselves come from ``zoo.weight_cache.VariantCache``; this module says which rows count and how
-they are split, and adds the one cached kind that needs analysis: ``aligned``.
+they are split, and adds the cached kinds that need analysis: ``aligned`` and ``gated``.
 """
 
 from __future__ import annotations
@@ -68,8 +68,41 @@ def check_split_sizes(vw: VariantWeights, idx: dict[str, np.ndarray]) -> None:
 
 
 def ensure_inputs(cache: VariantCache, kinds: tuple[str, ...], zoo: Zoo | None = None) -> np.ndarray:
-    """``cache.ensure`` with the metanet's own derived kind, ``aligned``; returns which rows are finite."""
-    return cache.ensure(kinds, zoo, {"aligned": build_aligned})
+    """``cache.ensure`` with the metanet's own derived kinds, ``aligned`` and ``gated``; returns which rows are
+    finite."""
+    return cache.ensure(kinds, zoo, {"aligned": build_aligned, "gated": build_gated})
+
+
+def build_gated(cache: VariantCache, zoo: Zoo, path: Path) -> None:
+    """Each network's trainable entries followed by its own F, in the parameter graph's gate-edge order (what the
+    graph metanetwork reads where a sigma-Asym zoo draws F per network, ``model.gates: network``): F is no
+    parameter and is stored in no network, so it is rebuilt from the zoo seed and the network's sample."""
+    import torch
+
+    from symzoo.analysis.weight_space import parameter_graph
+    from symzoo.zoo.models import build_configured
+
+    flat = cache.matrix("flat")
+    frame = zoo.frame[zoo.frame["variant"] == cache.variant].reset_index(drop=True)
+    layout = zoo.layout(cache.variant)
+    shape, classes = tuple(zoo.manifest["in_shape"]), zoo.manifest["num_classes"]
+
+    def gates(sample: int) -> np.ndarray:
+        model = build_configured(zoo.config, cache.variant, shape, classes, sample=sample)
+        return parameter_graph(model, layout).gate_values().numpy()
+
+    n_gates = len(gates(int(frame["sample"].iloc[0])))
+    tmp = temporary_beside(path)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(flat), flat.shape[1] + n_gates))
+        with torch.no_grad():
+            for i, sample in enumerate(frame["sample"].to_numpy()):
+                out[i] = np.concatenate([np.asarray(flat[i]), gates(int(sample))])
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    finally:  # a failed build leaves no temporary behind
+        tmp.unlink(missing_ok=True)
 
 
 def build_aligned(cache: VariantCache, zoo: Zoo, path: Path) -> None:

@@ -67,6 +67,15 @@ class ParameterGraph:
     def n_edges(self) -> int:
         return int(self.edge_index.shape[1])
 
+    @property
+    def gate_edges(self) -> torch.Tensor:
+        """bool (E,): the sigma-Asym gate edges, whose constant value is an entry of F."""
+        return self.edge_const[:, 2 + EDGE_TYPES.index("gate")] > 0
+
+    def gate_values(self) -> torch.Tensor:
+        """(G,) F's entries in gate-edge order: a network's own where the zoo draws F per network."""
+        return self.edge_const[self.gate_edges, 0]
+
 
 class GraphBuilder:
     """Accumulates nodes and edges while walking a module tree."""
@@ -243,6 +252,7 @@ class WeightSpace:
     where the zoo shares one F, sigma-Asym's gates."""
 
     template: nn.Module
+    per_network_gates: bool = False  # sigma-Asym with F per network: inputs end with the network's F (gate_matrix)
     layout: ParamLayout = field(init=False)
     base: torch.Tensor = field(init=False)  # (P,) effective values of the entries no network trains, else 0
     fixed: torch.Tensor = field(init=False)  # (P,) 1.0 where an entry is fixed (W-Asym), else 0
@@ -264,10 +274,16 @@ class WeightSpace:
     def of_zoo(cls, zoo, variant: str) -> WeightSpace:
         """A zoo variant's weight space, from the zoo's config: every network of the variant shares it (F too,
         where the zoo draws one F for all; with F per sample, sample 0's)."""
-        from symzoo.zoo.models import build_configured
+        from symzoo.zoo.models import build_configured, gates_per_sample
 
         shape, classes = tuple(zoo.manifest["in_shape"]), zoo.manifest["num_classes"]
-        return cls(build_configured(zoo.config, variant, shape, classes, sample=0))
+        template = build_configured(zoo.config, variant, shape, classes, sample=0)
+        return cls(template, gates_per_sample(zoo.config, variant))
+
+    @property
+    def n_gates(self) -> int:
+        """How many F entries end each input row (0 unless ``per_network_gates``)."""
+        return int(self.graph().gate_edges.sum()) if self.per_network_gates else 0
 
     @property
     def arch(self) -> str:

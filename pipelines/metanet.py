@@ -47,6 +47,7 @@ from symzoo.pipelines.stage_spec import StageOptions, StageResult, StageSpec, ch
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.fields import check_choice, check_int, check_number, fail
 from symzoo.zoo.location import atomic_write_bytes, local_scratch
+from symzoo.zoo.models import gates_per_sample
 from symzoo.zoo.splits import stored_source
 from symzoo.zoo.store import Zoo
 from symzoo.zoo.symmetry import FlatPermutation, recorded_spec
@@ -178,7 +179,10 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def input_kind(metanet: str) -> str:
-    """Which matrix a metanet reads: the flat weights or the StatNN statistics."""
+    """Which input a metanet reads: the flat weights, the StatNN statistics, or (the graph metanetwork) the flat
+    weights with each network's own F where it has one."""
+    if metanet == "gmn":
+        return "gated"
     return "flat" if metanet in (*FLAT_INPUT, "ridge") else "stats"
 
 
@@ -284,10 +288,9 @@ def check_inputs(zoo: Zoo, opts: MetanetOptions) -> tuple[list[str], pd.DataFram
 
 
 def check_equivariant(zoo: Zoo, variants: list[str], metanets: list[str]) -> None:
-    """The equivariant metanetworks read what they can represent: NFN an MLP's weight space (no place for F), the
-    graph metanetwork any symzoo architecture, with F as gate edges where the zoo shares one F."""
-    from symzoo.zoo.models import gates_per_sample
-
+    """The equivariant metanetworks read what they can represent: NFN an MLP's or SIREN's weight space (no place
+    for F), the graph metanetwork MLPs, SIRENs and ResNets, with F as gate edges (each network's own F where the zoo
+    draws one per network)."""
     nfn = [m for m in metanets if m in ("nfn_np", "nfn_hnp")]
     needed = (["nfn"] if nfn else []) + (["torch_geometric"] if "gmn" in metanets else [])
     for package in needed:  # here, not in a task on a worker
@@ -306,12 +309,7 @@ def check_equivariant(zoo: Zoo, variants: list[str], metanets: list[str]) -> Non
     if nfn and "sigma_asym" in variants:
         raise ZooError(
             f"{nfn[0]} has no place for sigma-Asym's gate matrix F in NFN's weight space; run it with --variants "
-            "standard,w_asym (gmn reads F where the zoo shares one)"
-        )
-    if "gmn" in metanets and any(gates_per_sample(zoo.config, v) for v in variants):
-        raise ZooError(
-            "gmn reads sigma-Asym's F as graph edges only where the zoo shares one F (model.gates: zoo); this zoo "
-            "draws F per network: run gmn with --variants standard,w_asym"
+            "standard,w_asym (gmn reads F as graph edges)"
         )
 
 
@@ -376,7 +374,8 @@ def input_sources(zoo: Zoo, variant: str, opts: MetanetOptions) -> dict[str, str
     weights are its networks aligned to one reference (``analysis.metanet_inputs.build_aligned``); the others have
     no permutation to undo and read theirs as stored."""
     aligned = opts.align == "rebasin" and zoo.symmetries[variant]["permutation_is_symmetry"]
-    return {"flat": "aligned" if aligned else "flat", "stats": "stats"}
+    flat = "aligned" if aligned else "flat"
+    return {"flat": flat, "stats": "stats", "gated": "gated" if gates_per_sample(zoo.config, variant) else flat}
 
 
 def _units(specs: list[RunSpec], runs_dir: Path, start: int = 0) -> list[WorkUnit]:

@@ -215,7 +215,6 @@ def test_the_stage_trains_equivariant_metanets_beside_the_others(mlp_zoo, ray_cl
     [
         ({"model": {"arch": "resnet8"}}, "nfn_np", "nfn_np reads MLP and SIREN zoos"),
         ({"variants": ["standard", "sigma_asym"]}, "nfn_hnp", "no place for sigma-Asym's gate matrix"),
-        ({"variants": ["standard", "sigma_asym"]}, "gmn", "draws F per network"),
     ],
 )
 def test_what_an_equivariant_metanet_cannot_read_is_one_line_and_exit_2(tmp_path, capsys, zoo_patch, metanets, message):

@@ -176,3 +176,42 @@ def test_class_target_misuse_is_one_line(ray_cluster, zoo_dir, tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_gmn_reads_each_sigma_asym_networks_own_f(ray_cluster, zoo_dir, tmp_path):
+    pytest.importorskip("torch_geometric")
+    from symzoo.analysis.metanet_inputs import ensure_inputs
+    from symzoo.analysis.weight_space import WeightSpace
+    from symzoo.zoo.layers import FiGLU
+    from symzoo.zoo.store import open_zoo
+    from symzoo.zoo.weight_cache import VariantCache
+
+    zoo = open_zoo(zoo_dir)
+    cache = VariantCache.of(zoo, "sigma_asym", "final", tmp_path / "cache")
+    ensure_inputs(cache, ("gated",), zoo)
+    gated, flat = cache.matrix("gated"), cache.matrix("flat")
+    frame = zoo.frame[zoo.frame["variant"] == "sigma_asym"].reset_index(drop=True)
+    space = WeightSpace.of_zoo(zoo, "sigma_asym")
+    assert gated.shape == (len(frame), flat.shape[1] + space.n_gates) and space.n_gates == 2 * 32 * 32
+    np.testing.assert_array_equal(gated[:, : flat.shape[1]], flat)
+    for row in (0, 7):
+        model = zoo.model(int(frame["model_id"].iloc[row]))
+        own_f = torch.cat([m.gate.reshape(-1) for m in model.modules() if isinstance(m, FiGLU)])
+        np.testing.assert_array_equal(gated[row, flat.shape[1] :], own_f.numpy())  # F[i, j] on edge j -> i
+    assert not np.array_equal(gated[0, flat.shape[1] :], gated[7, flat.shape[1] :])
+    torch.manual_seed(0)
+    net = build_metanet("gmn", gated.shape[1], space, outputs=10)
+    x = torch.from_numpy(np.array(gated[:4]))
+    net.fit_inputs(x, torch.arange(4))
+    edges = net.edge_features(x).reshape(4, -1, net.edge_features(x).shape[-1])  # (B, 2E, features)
+    const_column = 3 * net.slots.shape[1]  # after trained values, fixed values and fixed flags
+    for b in range(4):  # both directions of every gate edge carry the network's own F, in units of F's RMS
+        for at in (net.gate_edges, net.gate_edges + net.slots.shape[0]):
+            torch.testing.assert_close(edges[b, at, const_column], x[b, flat.shape[1] :] * net.gate_inverse)
+    other_f = torch.cat([x[:, : flat.shape[1]], x[[1, 2, 3, 0], flat.shape[1] :]], 1)  # same weights, others' F
+    assert not torch.equal(net(x), net(other_f))
+    out = tmp_path / "run"
+    args = ["--metanets", "gmn", "--variants", "sigma_asym", "--lrs", "1e-3", "--seeds", "1", "--epochs", "1"]
+    assert cli_main(["metanet", str(zoo_dir), "--out", str(out), "--no-progress", *args]) == 0
+    runs = pd.read_parquet(out / "runs")
+    assert np.isfinite(runs["test_accuracy"]).all() and len(runs) == 2
