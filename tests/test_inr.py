@@ -171,3 +171,40 @@ def test_the_shipped_inr_configs_validate():
     for name in ("digits_inr", "fashion_inr"):
         cfg = load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
         assert cfg["task"] == "inr" and cfg["model"]["arch"] == "siren"
+
+
+def test_luma_is_bt601_rounded_and_leaves_gray_images_alone():
+    from symzoo.zoo.data import to_luma
+
+    x = torch.tensor([[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30], [255, 255, 255]], dtype=torch.uint8)
+    rgb = x.T.reshape(1, 3, 1, 5)
+    luma = to_luma(rgb).reshape(-1).tolist()
+    assert luma == [round(0.299 * 255), round(0.587 * 255), round(0.114 * 255), 18, 255]  # 10*.299+20*.587+30*.114
+    gray = torch.randint(0, 256, (2, 1, 4, 4), dtype=torch.uint8)
+    assert to_luma(gray) is gray
+
+
+def test_a_cifar10_inr_zoo_fits_grayscale_images(cifar_npz, tmp_path, monkeypatch):
+    from conftest import write_zoo
+
+    from symzoo.errors import ConfigError
+    from symzoo.pipelines.shard import dataset_from
+    from symzoo.zoo.config import config_hash, validate
+    from symzoo.zoo.data import load_images
+    from symzoo.zoo.inr_fit import check_inr_data
+    from symzoo.zoo.store import open_zoo
+
+    monkeypatch.setenv("SYMZOO_CIFAR10_NPZ", str(cifar_npz))
+    data = {"name": "cifar10", "train_per_class": 1, "test_per_class": 1, "root": str(tmp_path / "cache")}
+    cfg = {**INR_ZOO, "data": data, "networks": 20, "hyperparameters": {**INR_ZOO["hyperparameters"], "epochs": 5}}
+    with pytest.raises(ConfigError, match="has 3 channels; an INR zoo fits single-channel images: set data.grayscale"):
+        check_inr_data(validate(cfg), dataset_from(validate(cfg)))
+    gray_cfg = validate({**cfg, "data": {**data, "grayscale": True}})
+    assert config_hash(gray_cfg) != config_hash(validate(cfg))
+    images = load_images(gray_cfg["data"])
+    assert images.x_train.shape == (10, 1, 32, 32)
+    write_zoo(tmp_path / "zoo", gray_cfg)
+    zoo = open_zoo(tmp_path / "zoo")
+    assert len(zoo.frame) == 60 and (zoo.frame["status"] == "ok").all()
+    row = zoo.frame.iloc[5]
+    assert zoo.evaluate(int(row["model_id"]))["psnr"] == pytest.approx(row["psnr"], rel=1e-3)

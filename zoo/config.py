@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
         # standardize: per-channel mean and std of the training images; symmetric: x / 127.5 - 1, the Small CNN
         # Zoo's input scaling
         "scaling": "standardize",
+        # true: colour images as one luma channel (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B), e.g. CIFAR-10 INRs
+        "grayscale": False,
         # a graph data set's construction (gnn zoos; zoo/graph.py): null for images, filled in for graphs
         "graph": None,
     },
@@ -170,6 +172,7 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     if d["root"] is not None and not isinstance(d["root"], str):
         fail("data.root", f"{d['root']!r} is not allowed; a folder path (a string), or null for the default")
     check_choice("data.scaling", d["scaling"], SCALINGS)
+    check_bool("data.grayscale", d["grayscale"])
     check_choice("model.arch", cfg["model"]["arch"], ARCHS)
     _check_graph(cfg)
     _check_inr(cfg)
@@ -431,6 +434,8 @@ def config_hash(cfg: dict) -> str:
         content["data"].pop("scaling", None)
     if content["data"].get("graph") is None:  # zoos from before graphs
         content["data"].pop("graph", None)
+    if not content["data"].get("grayscale", False):  # and before grayscale images
+        content["data"].pop("grayscale", None)
     if content.get("task") is None:  # and zoos from before INR zoos
         content.pop("task", None)
     for key in ("hidden", "depth", "gate_std", "kappa", "activation", "w_asym_gates", "output_offset"):  # older zoos

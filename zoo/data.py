@@ -409,7 +409,31 @@ def load_images(data_cfg: dict) -> Dataset:
         subset_seed=data_cfg["subset_seed"],
         download=data_cfg["download"],
     )
+    if data_cfg.get("grayscale", False):
+        data = grayscale(data)
     if data_cfg.get("scaling", "standardize") == "symmetric":  # zoos from before the field standardised
         channels = data.in_shape[0]
         data = dataclasses.replace(data, mean=(127.5,) * channels, std=(127.5,) * channels)
     return data
+
+
+LUMA = (299, 587, 114)  # ITU-R BT.601 weights in thousandths, as PIL's convert("L") uses them
+
+
+def to_luma(x: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(N, 3, H, W)`` -> uint8 ``(N, 1, H, W)``: 0.299 R + 0.587 G + 0.114 B, rounded half up; a
+    single-channel batch is returned as it is."""
+    if x.shape[1] == 1:
+        return x
+    r, g, b = (x[:, c].to(torch.int32) for c in range(3))
+    return ((r * LUMA[0] + g * LUMA[1] + b * LUMA[2] + 500) // 1000).to(torch.uint8).unsqueeze(1)
+
+
+def grayscale(data: Dataset) -> Dataset:
+    """The data set with every image as one luma channel (``data.grayscale: true``; CIFAR-10 INRs fit these), its
+    mean and std those of the grayscale training images."""
+    x_train, x_test = to_luma(data.x_train), to_luma(data.x_test)
+    pixels = x_train.to(torch.float64)
+    return dataclasses.replace(
+        data, x_train=x_train, x_test=x_test, mean=(float(pixels.mean()),), std=(float(pixels.std()),)
+    )

@@ -114,8 +114,8 @@ def check_inr_data(cfg: dict, data: Dataset) -> None:
     images (``data.train_per_class`` / ``test_per_class`` choose them), and the images single-channel."""
     if data.in_shape[0] != 1:
         raise ConfigError(
-            f"config field 'data.name': {data.name} has {data.in_shape[0]} channels; an INR zoo fits grayscale "
-            "images (fashion_mnist, digits)"
+            f"config field 'data.name': {data.name} has {data.in_shape[0]} channels; an INR zoo fits single-channel "
+            "images: set data.grayscale: true (or use fashion_mnist, digits)"
         )
     images = len(data.x_train) + len(data.x_test)
     if cfg["networks"] != images:
