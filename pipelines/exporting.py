@@ -1,7 +1,8 @@
 """``symzoo export ZOO FORMAT --out DIR``: a symzoo zoo in another project's layout, for its own loader.
 
 Formats (docs/zoo.md, "Take a zoo elsewhere"): ``nfn``, the Small CNN Zoo layout that NFN's ``ZooDataset`` reads
-(``weights.npy``, ``metrics.csv.gz``, ``layout.csv``) with the order file it shuffles by, for ``small_cnn`` zoos.
+(``weights.npy``, ``metrics.csv.gz``, ``layout.csv``) with the order file it shuffles by, for ``small_cnn`` zoos;
+``dwsnets``, DWSNets' INR layout (a ``.pth`` per INR and a splits JSON per variant), for INR zoos.
 The folder is written beside its final name and renamed into place: an export is whole or absent.
 """
 
@@ -19,7 +20,8 @@ from symzoo.errors import ZooError
 from symzoo.zoo.formats import small_cnn_zoo
 from symzoo.zoo.store import open_zoo
 
-FORMATS = ("nfn",)
+FORMATS = ("nfn", "dwsnets")
+ARCH_OF = {"nfn": "small_cnn", "dwsnets": "siren"}
 NFN_FINAL_STEP = 86  # NFN's loader keeps the rows whose step is 86, the Small CNN Zoo's last checkpoint
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
@@ -32,22 +34,60 @@ def export_zoo(zoo_dir: str | Path, fmt: str, out: str | Path) -> Path:
     if out.exists():
         raise ZooError(f"--out {out} exists; an export writes a new folder, so pass one that does not exist yet")
     zoo = open_zoo(zoo_dir)
-    if zoo.config["model"]["arch"] != "small_cnn":
-        raise ZooError(
-            f"{zoo.path} holds {zoo.config['model']['arch']} networks; the nfn layout (the Small CNN Zoo's) carries "
-            "small_cnn networks only (its loader reads conv and dense kernels and biases, no norms)"
-        )
+    arch = zoo.config["model"]["arch"]
+    if arch != ARCH_OF[fmt]:
+        why = {
+            "nfn": "the nfn layout (the Small CNN Zoo's) carries small_cnn networks only (its loader reads conv and "
+            "dense kernels and biases, no norms)",
+            "dwsnets": "the dwsnets layout carries INR zoos' SIRENs only (task: inr)",
+        }
+        raise ZooError(f"{zoo.path} holds {arch} networks; {why[fmt]}")
     partial = out.with_name(f".{out.name}.partial-{int(time.time())}")
     partial.mkdir(parents=True)
     try:
-        write_nfn(zoo, partial)
+        (write_nfn if fmt == "nfn" else write_dwsnets)(zoo, partial, out)
         partial.rename(out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return out
 
 
-def write_nfn(zoo, folder: Path) -> None:
+def write_dwsnets(zoo, folder: Path, final: Path) -> None:
+    """Per variant that a DWSNets INR can represent (standard, W-Asym): ``VARIANT/SPLIT/CLASS/MODEL_ID.pth`` for
+    every finished INR and ``VARIANT_splits.json`` naming them (absolute paths under ``final``, the folder's name
+    once in place) in symzoo's split by image; ``images.csv`` maps model_id to image, split and PSNR."""
+    import json
+
+    import torch
+
+    from symzoo.zoo.formats import dwsnets
+
+    frame = zoo.frame
+    splits = zoo.splits().set_index("model_id")["split"]
+    variants = [v for v in zoo.layouts if v != "sigma_asym"]
+    if "sigma_asym" in zoo.layouts:
+        print("symzoo: warning: sigma-Asym INRs are left out (a DWSNets INR has no gates)", file=sys.stderr)
+    ok = frame[(frame["status"] == "ok") & frame["variant"].isin(variants)]
+    if len(ok) < int(frame["variant"].isin(variants).sum()):
+        print(f"symzoo: warning: {int(frame['variant'].isin(variants).sum()) - len(ok)} unfinished INRs are left out",
+              file=sys.stderr)  # fmt: skip
+    for variant in variants:
+        listing: dict[str, dict[str, list]] = {s: {"path": [], "label": []} for s in SPLIT_ORDER}
+        rows = ok[ok["variant"] == variant]
+        for model_id, label in zip(rows["model_id"], rows["image_class"], strict=True):
+            split = splits[model_id]
+            relative = Path(variant) / split / str(int(label)) / f"{int(model_id)}.pth"
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            torch.save(dwsnets.state_dict(zoo.model(int(model_id))), folder / relative)
+            listing[split]["path"].append(str(final.resolve() / relative))
+            listing[split]["label"].append(int(label))
+        (folder / f"{variant}_splits.json").write_text(json.dumps(listing))
+    columns = ["model_id", "variant", "image_split", "image_index", "image_class", "psnr"]
+    images = ok[columns].assign(split=ok["model_id"].map(splits))
+    images.to_csv(folder / "images.csv", index=False)
+
+
+def write_nfn(zoo, folder: Path, final: Path | None = None) -> None:
     """One row per network and stored checkpoint (the final one at step 86, as NFN's loader expects), in
     symzoo's split order (train, val, test), and ``nfn_order.csv``: NFN's ``idcs_file``, the identity over that
     order. NFN's loader then takes the later half of the final rows as its test set, which holds every network of

@@ -332,9 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--no-progress", action="store_true", help="no progress bar")
     im.set_defaults(func=cmd_import)
 
-    ex = sub.add_parser("export", help="a zoo in another project's layout (nfn: the Small CNN Zoo's, for NFN)")
+    ex = sub.add_parser(
+        "export", help="a zoo in another project's layout (nfn: the Small CNN Zoo's; dwsnets: DWSNets' INRs)"
+    )
     ex.add_argument("zoo", help="zoo directory")
-    ex.add_argument("format", choices=["nfn"], help="nfn: weights.npy, metrics.csv.gz, layout.csv and NFN's order file")
+    ex.add_argument(
+        "format",
+        choices=["nfn", "dwsnets"],
+        help="nfn: weights.npy, metrics.csv.gz, layout.csv and NFN's order file; dwsnets: a .pth per INR and a "
+        "splits JSON per variant",
+    )
     ex.add_argument("--out", type=out_path, required=True, help="a new folder to write")
     ex.set_defaults(func=cmd_export)
 

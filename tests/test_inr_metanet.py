@@ -4,6 +4,7 @@ augmentation of standard SIRENs, and the equivariant metanets on SIREN weight sp
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -215,3 +216,42 @@ def test_gmn_reads_each_sigma_asym_networks_own_f(ray_cluster, zoo_dir, tmp_path
     assert cli_main(["metanet", str(zoo_dir), "--out", str(out), "--no-progress", *args]) == 0
     runs = pd.read_parquet(out / "runs")
     assert np.isfinite(runs["test_accuracy"]).all() and len(runs) == 2
+
+
+def dwsnets_render(state: dict[str, torch.Tensor], height: int, width: int) -> torch.Tensor:
+    """What a DWSNets INR computes (its description: coordinates (column, row) from meshgrid of x then y in
+    [-1, 1], sin(30 (W x + b)) after every map but the last, + 0.5), written here independently of symzoo."""
+    xs, ys = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width))
+    h = torch.from_numpy(np.stack([xs.flatten(), ys.flatten()]).T).float()
+    n = len(state) // 2
+    for i in range(n):
+        h = torch.nn.functional.linear(h, state[f"seq.{i}.weight"], state[f"seq.{i}.bias"])
+        h = torch.sin(30 * h) if i < n - 1 else h
+    return (h + 0.5).reshape(height, width)
+
+
+def test_a_dwsnets_export_draws_the_same_images_in_the_zoos_split(ray_cluster, zoo_dir, tmp_path):
+    import json
+
+    from symzoo.zoo.inr_fit import pixel_grid
+    from symzoo.zoo.store import open_zoo
+
+    zoo = open_zoo(zoo_dir)
+    out = tmp_path / "dws"
+    assert cli_main(["export", str(zoo_dir), "dwsnets", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.json")) == ["standard_splits.json", "w_asym_splits.json"]
+    splits = zoo.splits().set_index("model_id")["split"]
+    frame = zoo.frame.set_index("model_id")
+    for variant in ("standard", "w_asym"):
+        listing = json.loads((out / f"{variant}_splits.json").read_text())
+        assert {s: len(listing[s]["path"]) for s in listing} == {"train": 110, "val": 10, "test": 20}
+        for split, part in listing.items():
+            for path, label in list(zip(part["path"], part["label"], strict=True))[:3]:
+                model_id = int(Path(path).stem)
+                assert splits[model_id] == split and frame.loc[model_id, "image_class"] == label
+                assert frame.loc[model_id, "variant"] == variant
+                state = torch.load(path)
+                assert list(state) == [f"seq.{i}.{k}" for i in range(3) for k in ("weight", "bias")]
+                ours = zoo.model(model_id)(pixel_grid(8, 8)).reshape(8, 8)
+                torch.testing.assert_close(dwsnets_render(state, 8, 8), ours.detach(), atol=1e-5, rtol=0)
+    assert cli_main(["export", str(zoo_dir), "dwsnets", "--out", str(out)]) == 2  # never over an existing folder
