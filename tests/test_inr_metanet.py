@@ -255,3 +255,15 @@ def test_a_dwsnets_export_draws_the_same_images_in_the_zoos_split(ray_cluster, z
                 ours = zoo.model(model_id)(pixel_grid(8, 8)).reshape(8, 8)
                 torch.testing.assert_close(dwsnets_render(state, 8, 8), ours.detach(), atol=1e-5, rtol=0)
     assert cli_main(["export", str(zoo_dir), "dwsnets", "--out", str(out)]) == 2  # never over an existing folder
+
+
+def test_an_inr_zoo_loads_as_a_weight_dataset_of_image_classes_split_by_image(zoo_dir):
+    from symzoo.zoo.dataset import WeightDataset
+    from symzoo.zoo.store import open_zoo
+
+    frame = open_zoo(zoo_dir).frame.set_index("model_id")
+    test = WeightDataset(zoo_dir, split="test", variants=["standard"])
+    assert test.targets == ["image_class"] and len(test) == 20
+    assert (frame.loc[test.networks["model_id"], "image_split"] == "test").all()
+    x, y = test[3]
+    assert x.shape == (1185,) and int(y.item()) == frame.loc[int(test.networks["model_id"][3]), "image_class"]

@@ -45,14 +45,15 @@ class WeightDataset(torch.utils.data.Dataset):
 
     ``networks`` is the metadata of the items in order (model_id, variant, sample, split, targets): finished
     networks with every target known, of ``variants`` (default all) and ``split`` (train / val / test, from
-    ``Zoo.splits(split_seed)``; default all)."""
+    ``Zoo.splits(split_seed)``; default all). ``targets`` default: ``test_acc``, or on an INR zoo ``image_class``
+    (the class of the image each network fits; as a float, ``y.long()`` for cross-entropy)."""
 
     def __init__(
         self,
         zoo: Zoo | str | Path,
         which: str = "final",
         view: str = "flat",
-        targets: tuple[str, ...] | list[str] = ("test_acc",),
+        targets: tuple[str, ...] | list[str] | None = None,
         split: str | None = None,
         variants: list[str] | None = None,
         split_seed: int | str = "stored",
@@ -76,6 +77,8 @@ class WeightDataset(torch.utils.data.Dataset):
             )
         if view not in VIEWS:
             raise ZooError(f"view {view!r} is not one of {', '.join(VIEWS)}")
+        if targets is None:
+            targets = ["image_class"] if zoo.config.get("task") == "inr" else ["test_acc"]
         targets = list(targets)
         numeric = [c for c in zoo.frame.columns if pd.api.types.is_numeric_dtype(zoo.frame[c])]
         unknown = [t for t in targets if t not in numeric]
