@@ -17,29 +17,6 @@ from symzoo.analysis.stats import mean_std, pm, welch_t
 from symzoo.analysis.verdicts import Verdict, outcome_of
 
 
-def classification_summary(final_runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (metanet, variant): chosen learning rate, test accuracy and cross-entropy mean +- std over seeds."""
-    rows = []
-    for (metanet, variant), g in final_runs.groupby(["metanet", "variant"], sort=False):
-        acc, acc_sd, n = mean_std(g["test_accuracy"])
-        nll, nll_sd, _ = mean_std(g["test_nll"])
-        rows.append(
-            {
-                "metanet": metanet,
-                "variant": variant,
-                "hparam": float(g["hparam"].iloc[0]),
-                "accuracy": acc,
-                "accuracy_std": acc_sd,
-                "nll": nll,
-                "nll_std": nll_sd,
-                "seeds": n,
-                "runs": len(g),
-                "augment": bool(g["augment"].iloc[0]) if "augment" in g else False,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
 def classification_table(
     summary: pd.DataFrame,
     metanets: list[str],

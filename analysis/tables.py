@@ -43,26 +43,23 @@ def sample_note(sample: int | None, sample_seed: int, zoo, what: str) -> str:
     )
 
 
-def metanet_summary(final_runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (metanet, variant): chosen hyperparameter, test R^2 and tau mean +- std over seeds, and seeds counted."""
+def metanet_summary(final_runs: pd.DataFrame, metrics: tuple[str, str] = ("r2", "tau")) -> pd.DataFrame:
+    """Per (metanet, variant): chosen hyperparameter, each test metric (R² and τ; accuracy and cross-entropy for
+    the class target) mean +- std over seeds as ``{metric}`` and ``{metric}_std``, seeds counted (the first
+    metric's finite values), runs, and whether the runs permuted their training networks."""
     rows = []
     for (metanet, variant), g in final_runs.groupby(["metanet", "variant"], sort=False):
-        r2, r2_sd, n = mean_std(g["test_r2"])
-        tau, tau_sd, _ = mean_std(g["test_tau"])
-        rows.append(
-            {
-                "metanet": metanet,
-                "variant": variant,
-                "hparam_name": g["hparam_name"].iloc[0],
-                "hparam": float(g["hparam"].iloc[0]),
-                "r2": r2,
-                "r2_std": r2_sd,
-                "tau": tau,
-                "tau_std": tau_sd,
-                "seeds": n,
-                "runs": len(g),
-            }
-        )
+        row = {
+            "metanet": metanet,
+            "variant": variant,
+            "hparam_name": g["hparam_name"].iloc[0],
+            "hparam": float(g["hparam"].iloc[0]),
+        }
+        for i, metric in enumerate(metrics):
+            mean, std, n = mean_std(g[f"test_{metric}"])
+            row |= {metric: mean, f"{metric}_std": std} | ({"seeds": n} if i == 0 else {})
+        augment = bool(g["augment"].iloc[0]) if "augment" in g else False
+        rows.append(row | {"runs": len(g), "augment": augment})
     return pd.DataFrame(rows)
 
 

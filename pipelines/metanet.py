@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from symzoo.analysis.inr_tables import classification_summary, classification_table, classification_verdicts
+from symzoo.analysis.inr_tables import classification_table, classification_verdicts
 from symzoo.analysis.metanet_inputs import VariantWeights, check_split_sizes, ensure_inputs, split_indices, usable_rows
 from symzoo.analysis.metanet_run import RunSpec, grid_for, run_metanet
 from symzoo.analysis.metanets import DMC, EQUIVARIANT, FLAT_INPUT, METANETS, PAPER_LRS, PAPER_METANETS
@@ -565,7 +565,7 @@ def write_classification_outputs(
         "published rows: standard SIRENs only, the benchmarks' downloaded zoos (60,000 training images, fitted "
         "their way) and their metanets at GPU size: another setting, so compare directions, not values",
     ]
-    summary = classification_summary(final)
+    summary = metanet_summary(final, ("accuracy", "nll"))
     predictions = predictions_frame(final, classes=True)
     verdicts = classification_verdicts(final, opts.metanets, variants, METANET_LABELS)
     control = equivariant_control(predictions, zoo.frame[["model_id", "sample"]], opts.metanets, variants)
