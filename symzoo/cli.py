@@ -381,7 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
         _analysis_arguments(stage, spec.name)
         spec.add_arguments(stage)
 
-    sp = sub.add_parser("splits", help="store the zoo's train/val/test assignment (splits.parquet), paired by sample")
+    sp = sub.add_parser(
+        "splits",
+        help="store the zoo's train/val/test assignment (splits.parquet), paired by sample (INR zoos: by image)",
+    )
     sp.add_argument("zoo", help="zoo directory")
     how = sp.add_mutually_exclusive_group()
     how.add_argument(
