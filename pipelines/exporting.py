@@ -55,7 +55,9 @@ def export_zoo(zoo_dir: str | Path, fmt: str, out: str | Path) -> Path:
 def write_dwsnets(zoo, folder: Path, final: Path) -> None:
     """Per variant that a DWSNets INR can represent (standard, W-Asym): ``VARIANT/SPLIT/CLASS/MODEL_ID.pth`` for
     every finished INR and ``VARIANT_splits.json`` naming them (absolute paths under ``final``, the folder's name
-    once in place) in symzoo's split by image; ``images.csv`` maps model_id to image, split and PSNR."""
+    once in place) in symzoo's split by image; ``images.csv`` maps model_id to image, split, PSNR and the fitting
+    recipe (lr, weight_decay, epochs: the steps), and ``data.json`` the zoo's data section (which images
+    ``image_index`` counts), both of which ``symzoo import dwsnets`` reads back."""
     import json
 
     import torch
@@ -82,9 +84,11 @@ def write_dwsnets(zoo, folder: Path, final: Path) -> None:
             listing[split]["path"].append(str(final.resolve() / relative))
             listing[split]["label"].append(int(label))
         (folder / f"{variant}_splits.json").write_text(json.dumps(listing))
-    columns = ["model_id", "variant", "image_split", "image_index", "image_class", "psnr"]
+    columns = ["model_id", "variant", "image_split", "image_index", "image_class", "psnr", "lr", "weight_decay"]
+    columns += ["epochs"]
     images = ok[columns].assign(split=ok["model_id"].map(splits))
     images.to_csv(folder / "images.csv", index=False)
+    (folder / "data.json").write_text(json.dumps(zoo.config["data"]))  # which images image_index counts
 
 
 def write_nfn(zoo, folder: Path, final: Path | None = None) -> None:

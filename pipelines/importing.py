@@ -1,17 +1,20 @@
 """``symzoo import``: another project's zoo as an ordinary symzoo zoo, converted on Ray one shard per work unit
 (written where it runs, resumable after a kill, with progress), exactly as ``symzoo generate`` writes a zoo.
 
-Formats (docs/zoo.md, "Bring your own zoo"): ``authors``, the paper's own ResNet8 zoo (``zoo/formats/authors.py``).
+Formats (docs/zoo.md, "Bring your own zoo"): ``authors``, the paper's own ResNet8 zoo (``zoo/formats/authors.py``);
+``small-cnn-zoo`` (``zoo/formats/small_cnn_zoo.py``); ``dwsnets``, DWSNets' INR layout (``zoo/formats/dwsnets.py``).
 The imported zoo's config records the format, the source folder and each sample's hyperparameters
 (``imported``), so its plan, its config hash and its rerun follow from the manifest as a generated zoo's do.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from symzoo.errors import ZooError
@@ -26,6 +29,7 @@ from symzoo.zoo.location import Location, location
 from symzoo.zoo.lock import directory_lock
 from symzoo.zoo.plan import NetSpec, plan_configured
 from symzoo.zoo.sources import load_configured
+from symzoo.zoo.splits import write_splits
 from symzoo.zoo.store import rows_to_table, shard_path
 
 SOURCE_METADATA = "source.parquet"  # an imported zoo's per-network metadata beyond symzoo's columns
@@ -49,14 +53,19 @@ def import_zoo(
     if fmt not in FORMATS:
         raise ZooError(f"unknown zoo format {fmt!r}; choose one of {', '.join(FORMATS)}")
     root = Path(source).expanduser().resolve()
-    if not root.is_dir():
-        raise ZooError(f"{root} is not a folder; pass the folder that holds the {fmt} zoo")
+    if not (root.is_dir() or (fmt == "dwsnets" and root.is_file())):
+        what = "the folder or the splits JSON" if fmt == "dwsnets" else "the folder"
+        raise ZooError(f"{root} is not a folder; pass {what} that holds the {fmt} zoo")
     metadata = None  # the source's own columns per network, where it has more than symzoo's
+    splits = None  # the source's own train / val / test, where it has one
     if fmt == "authors":
         raw, sources = authors_config(root, data or "cifar10", data_root, hparams)
+    elif fmt == "dwsnets":
+        raw, sources, splits = dwsnets_config(root, data, data_root)
     else:
         raw, sources, metadata = small_cnn_config(root, data, data_root, activation)
-    raw["data"]["size"] = data_size
+    if data_size is not None or "size" not in raw["data"]:  # a symzoo export's data section keeps its own
+        raw["data"]["size"] = data_size
     raw["execution"] = {"networks_per_shard": networks_per_shard}
     dataset = load_configured(validate(raw)["data"])  # before anything is written: missing data fails here
     if fmt == "small-cnn-zoo":
@@ -82,6 +91,8 @@ def import_zoo(
         report = _generate_locked(cfg, out, dataset, layouts, units, show_progress, address, job)
         if metadata is not None:  # after the manifest check: never into another zoo's folder
             write_source_metadata(out, metadata)
+        if splits is not None:
+            write_splits(out, splits, f"file {sources['splits_file']}")
         return report
 
 
@@ -155,6 +166,79 @@ def small_cnn_config(root: Path, data: str | None, data_root: str | None, activa
     return raw, sources, finals.assign(model_id=range(len(finals)))
 
 
+def dwsnets_config(source: Path, data: str | None, data_root: str | None):
+    """An INR zoo's config from DWSNets' splits JSON (one standard SIREN per entry, samples in the file's order:
+    train, val, test), what each task reads (each sample's file, label, split and image), and the file's split."""
+    from symzoo.zoo.formats import dwsnets
+
+    splits_file = dwsnets.find_splits_file(source)
+    entries = dwsnets.read_splits(splits_file)
+    first = Path(entries["path"].iloc[0])
+    n_in, hidden, depth = dwsnets.siren_shape(dwsnets.load_state(first))
+    if n_in != 2:
+        raise ZooError(f"{first} maps {n_in} coordinates; symzoo's INR zoos fit 2-D images")
+    exported = splits_file.parent / "data.json"  # symzoo's export: the zoo's data section
+    data_section = json.loads(exported.read_text()) if exported.is_file() else {"name": data}
+    if data is not None and data != data_section["name"]:
+        raise ZooError(f"--data {data}: these INRs fit {data_section['name']} images ({exported}); leave --data out")
+    if data_section["name"] is None:
+        raise ZooError("pass --data: the image data set the INRs fit (fashion_mnist, digits, ...), for their images")
+    if data_root is not None:
+        data_section["root"] = data_root
+    images = splits_file.parent / "images.csv"  # symzoo's export says which image each INR fits
+    by_stem = pd.read_csv(images).set_index("model_id") if images.is_file() else None
+    known = [by_stem.loc[int(Path(p).stem)] if by_stem is not None else None for p in entries["path"]]
+    image_index = [int(k["image_index"]) if k is not None else -1 for k in known]
+    unknown = [float("nan"), float("nan"), 0.0, 0]  # a DWSNets download does not say how its INRs were fitted
+    recipe = [[float(k["lr"]), float(k["weight_decay"]), 0.0, int(k["epochs"])] if k is not None and "lr" in k
+              else unknown for k in known]  # fmt: skip
+    raw = {
+        "name": splits_file.stem.removesuffix("_splits") or "imported",
+        "task": "inr",
+        "data": data_section,
+        "model": {"arch": "siren", "hidden": hidden, "depth": depth, "output_offset": dwsnets.OFFSET},
+        "variants": ["standard"],
+        "networks": len(entries),
+        "imported": {"format": "dwsnets", "source": str(splits_file), "hparams": recipe},
+    }
+    sources = {
+        "splits_file": str(splits_file),
+        "paths": entries["path"].tolist(),
+        "labels": entries["label"].tolist(),
+        "splits": entries["split"].tolist(),
+        "image_index": image_index,
+    }
+    split = pd.DataFrame({"model_id": range(len(entries)), "split": entries["split"]})
+    return raw, sources, split
+
+
+def dwsnets_row(cfg: dict, spec: NetSpec, sources: dict, layout: ParamLayout) -> dict:
+    """One DWSNets INR: its weights as final (the source keeps no initial ones), its class and split; fit
+    quality unknown (NaN)."""
+    from symzoo.zoo.formats import dwsnets
+
+    i = spec.sample
+    path = Path(sources["paths"][i])
+    flat = dwsnets.to_flat(dwsnets.load_state(path), layout, path)
+    finite = bool(np.isfinite(flat).all())
+    return spec.row() | {
+        "arch": "siren",
+        "dataset": cfg["data"]["name"],
+        "status": "ok" if finite else "diverged",
+        "reason": "" if finite else f"{path.name} holds non-finite weights",
+        "epochs_done": 0,
+        "seconds": float("nan"),
+        "history_train_loss": [],
+        "history_train_acc": [],
+        "weights_init": None,
+        "weights_final": flat,
+        **dict.fromkeys(["train_loss", "train_acc", "test_loss", "test_acc", "psnr"], float("nan")),
+        "image_split": "test" if sources["splits"][i] == "test" else "train",
+        "image_index": sources["image_index"][i],
+        "image_class": sources["labels"][i],
+    }
+
+
 def write_source_metadata(out: Location, metadata) -> None:
     """``source.parquet``: every imported network's row of the source's metrics at its final checkpoint (all its
     ``config.*`` hyperparameters: optimizer, dropout, initialisation, ...), with its model_id, for pandas joins."""
@@ -206,19 +290,23 @@ def import_shard_table(specs: list[NetSpec], cfg: dict, sources: dict, layouts_j
     """The shard's rows as the Arrow table a zoo stores (no Ray): every planned network, imported, diverged
     (non-finite weights, kept as they are) or failed (no file, or not the zoo's fixed structure)."""
     layouts = {v: ParamLayout.from_json(j) for v, j in layouts_json.items()}
-    small_cnn = cfg["imported"]["format"] == "small-cnn-zoo"
-    structure = None if small_cnn else stored_structure(cfg, layouts)
+    fmt = cfg["imported"]["format"]
+    small_cnn = fmt == "small-cnn-zoo"
+    structure = None if fmt != "authors" else stored_structure(cfg, layouts)
     weights = small_cnn_zoo.open_weights(Path(sources["root"]), None) if small_cnn else None
     rows = []
     for done, spec in enumerate(specs, start=1):
         if small_cnn:
             rows.append(small_cnn_row(cfg, spec, weights, sources, layouts[spec.variant]))
+        elif fmt == "dwsnets":
+            rows.append(dwsnets_row(cfg, spec, sources, layouts[spec.variant]))
         else:
             path = sources.get(spec.variant, {}).get(spec.sample)
             rows.append(network_row(cfg, spec, Path(path) if path else None, layouts[spec.variant], structure))
         if on_progress and done % 8 == 0:
             on_progress(done)
-    return rows_to_table(rows, layouts_json, cfg["training"]["checkpoint_epochs"], config_hash(cfg))
+    inr = cfg.get("task") == "inr"
+    return rows_to_table(rows, layouts_json, cfg["training"]["checkpoint_epochs"], config_hash(cfg), inr=inr)
 
 
 def stored_structure(cfg: dict, layouts: dict[str, ParamLayout]) -> tuple[dict, dict] | None:

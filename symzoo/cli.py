@@ -307,18 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
     im = sub.add_parser("import", help="another project's zoo as a symzoo zoo (resumes where it stopped)")
     im.add_argument(
         "format",
-        choices=["authors", "small-cnn-zoo"],  # zoo.formats.FORMATS (not imported here: it would load torch)
+        choices=["authors", "small-cnn-zoo", "dwsnets"],  # zoo.formats.FORMATS (not imported: it would load torch)
         help="authors: the paper's own zoo (resnet8/, sparse_resnet8/); small-cnn-zoo: one data set of Unterthiner "
-        "et al.'s Small CNN Zoo (weights.npy, metrics.csv, layout.csv)",
+        "et al.'s Small CNN Zoo (weights.npy, metrics.csv, layout.csv); dwsnets: an INR zoo as DWSNets' splits JSON "
+        "names it (a .pth state dict per INR)",
     )
-    im.add_argument("source", help="the folder holding the zoo as its project stores it")
+    im.add_argument("source", help="the folder holding the zoo as its project stores it (dwsnets: or the JSON)")
     im.add_argument("--out", type=out_path, required=True, help="the new zoo's directory")
     im.add_argument("--hparams", default=None, help="the authors' hparams.csv (default: SOURCE/hparams.csv)")
     im.add_argument(
         "--data",
         default=None,
         help="the data set the networks were trained on (default: cifar10 for authors; the one the Small CNN Zoo "
-        "records where symzoo loads it)",
+        "records where symzoo loads it; dwsnets: the images the INRs fit, required)",
     )
     im.add_argument("--data-size", type=positive_int, default=None, help="resize the data set's images to this")
     im.add_argument(

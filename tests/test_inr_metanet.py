@@ -239,7 +239,7 @@ def test_a_dwsnets_export_draws_the_same_images_in_the_zoos_split(ray_cluster, z
     zoo = open_zoo(zoo_dir)
     out = tmp_path / "dws"
     assert cli_main(["export", str(zoo_dir), "dwsnets", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.glob("*.json")) == ["standard_splits.json", "w_asym_splits.json"]
+    assert sorted(p.name for p in out.glob("*_splits.json")) == ["standard_splits.json", "w_asym_splits.json"]
     splits = zoo.splits().set_index("model_id")["split"]
     frame = zoo.frame.set_index("model_id")
     for variant in ("standard", "w_asym"):
@@ -267,3 +267,75 @@ def test_an_inr_zoo_loads_as_a_weight_dataset_of_image_classes_split_by_image(zo
     assert (frame.loc[test.networks["model_id"], "image_split"] == "test").all()
     x, y = test[3]
     assert x.shape == (1185,) and int(y.item()) == frame.loc[int(test.networks["model_id"][3]), "image_class"]
+
+
+def test_importing_a_dwsnets_export_gives_back_the_weights_split_and_images(ray_cluster, zoo_dir, tmp_path, capsys):
+    from symzoo.zoo.store import open_zoo
+
+    source = open_zoo(zoo_dir)
+    exported = tmp_path / "dws"
+    assert cli_main(["export", str(zoo_dir), "dwsnets", "--out", str(exported)]) == 0
+    splits_file = exported / "standard_splits.json"
+    out = tmp_path / "back"
+    args = ["import", "dwsnets", str(splits_file), "--out", str(out), "--data", "digits", "--no-progress"]
+    assert cli_main(args) == 0
+    back = open_zoo(out)
+    original = source.frame[source.frame["variant"] == "standard"]
+    assert len(back.frame) == len(original) and (back.frame["status"] == "ok").all()
+    assert back.config["task"] == "inr" and back.weight_kinds() == ["final"]
+    # every imported INR is its source network: same image, class, split, and the same weights
+    paired = back.frame.merge(original, on=["image_split", "image_index"], suffixes=("", "_src"))
+    assert len(paired) == len(original) and (paired["image_class"] == paired["image_class_src"]).all()
+    position = {model_id: i for i, model_id in enumerate(source.frame["model_id"])}  # weights() rows: id order
+    src_rows = source.weights("final")[[position[i] for i in paired.sort_values("model_id")["model_id_src"]]]
+    np.testing.assert_array_equal(back.weights("final"), src_rows)
+    split_back = back.splits().merge(paired[["model_id", "model_id_src"]], on="model_id")
+    split_src = source.splits().rename(columns={"model_id": "model_id_src", "split": "split_src"})
+    assert (split_back.merge(split_src, on="model_id_src").eval("split == split_src")).all()
+    row = paired.iloc[4]
+    assert back.evaluate(int(row["model_id"]))["psnr"] == pytest.approx(row["psnr_src"], rel=1e-4)
+    capsys.readouterr()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"train": {"path": ["a.pth"]}}')
+    assert cli_main(["import", "dwsnets", str(bad), "--out", str(tmp_path / "o"), "--data", "digits"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert 'is not {"path": [...], "label": [...]} of equal lengths' in err and len(err.splitlines()) == 1
+
+
+def test_a_foreign_dwsnets_zoo_imports_with_its_split_and_draws_what_dwsnets_draws(ray_cluster, tmp_path, capsys):
+    """Files written as DWSNets writes them (its key names, (out, in) weights; absolute paths in the JSON), with no
+    symzoo export beside them: the image each INR fits is unknown, its class and split are the file's."""
+    import json
+
+    from symzoo.zoo.inr_fit import pixel_grid
+    from symzoo.zoo.store import open_zoo
+
+    torch.manual_seed(0)
+    listing = {s: {"path": [], "label": []} for s in ("train", "val", "test")}
+    states = {}
+    for i, split in enumerate(["train"] * 4 + ["val"] * 2 + ["test"] * 2):
+        state = {}
+        for j, (fan_in, fan_out) in enumerate([(2, 16), (16, 16), (16, 1)]):
+            state[f"seq.{j}.weight"] = torch.randn(fan_out, fan_in) * (0.5 if j == 0 else 0.05)
+            state[f"seq.{j}.bias"] = torch.randn(fan_out) * 0.1
+        path = tmp_path / "inrs" / f"img_{i}.pth"
+        path.parent.mkdir(exist_ok=True)
+        torch.save(state, path)
+        states[str(path)] = state
+        listing[split]["path"].append(str(path))
+        listing[split]["label"].append(i % 3)
+    splits_file = tmp_path / "mnist_splits.json"
+    splits_file.write_text(json.dumps(listing))
+    out = tmp_path / "zoo"
+    assert cli_main(["import", "dwsnets", str(splits_file), "--out", str(out), "--no-progress"]) == 2
+    assert "pass --data: the image data set the INRs fit" in capsys.readouterr().err
+    assert cli_main(["import", "dwsnets", str(tmp_path), "--out", str(out), "--data", "digits", "--no-progress"]) == 0
+    zoo = open_zoo(out)
+    frame = zoo.frame
+    assert zoo.config["model"]["hidden"] == 16 and (frame["image_index"] == -1).all() and frame["lr"].isna().all()
+    assert frame["image_class"].tolist() == [i % 3 for i in range(8)]
+    assert zoo.splits()["split"].tolist() == ["train"] * 4 + ["val"] * 2 + ["test"] * 2
+    assert frame["image_split"].tolist() == ["train"] * 6 + ["test"] * 2
+    for model_id, path in enumerate(listing["train"]["path"][:2]):
+        drawn = zoo.model(model_id)(pixel_grid(8, 8)).reshape(8, 8).detach()
+        torch.testing.assert_close(drawn, dwsnets_render(states[path], 8, 8), atol=1e-5, rtol=0)

@@ -267,7 +267,7 @@ def _check_inr(cfg: dict) -> None:
         check_number("model.output_offset", cfg["model"]["output_offset"], -10, 10)
         if not siren:
             fail("model.output_offset", "applies to siren only")
-    if task != "inr":
+    if task != "inr" or cfg["imported"] is not None:  # an imported zoo's recipe is its source's (imported.hparams)
         return
     hp = cfg["hyperparameters"]
     for name in ("lr", "weight_decay", "label_smoothing", "epochs"):

@@ -64,6 +64,8 @@ IMPORTED_KEEPS = {  # what each source kept, for the line that says a zoo was im
     "seeds",
     "small-cnn-zoo": "every checkpoint's weights, the final train/test metrics; the source's other columns per "
     "network in source.parquet; no history or seeds",
+    "dwsnets": "each INR's final weights, its image's class and the source's train / val / test (splits.parquet); "
+    "no initial weights, fit quality or seeds; the image itself where symzoo exported the zoo (images.csv)",
 }
 
 

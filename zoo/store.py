@@ -672,7 +672,7 @@ class Zoo:
         """The weights each network has: init, final and the checkpoints (an imported zoo: what its source kept)."""
         kinds = [c.removeprefix("weights_") for c in weight_columns(self.config["training"]["checkpoint_epochs"])]
         imported = self.config.get("imported") or {}
-        return [k for k in kinds if k != "init"] if imported.get("format") == "authors" else kinds
+        return [k for k in kinds if k != "init"] if imported.get("format") in ("authors", "dwsnets") else kinds
 
     def model(self, model_id: int, which: str = "final", graph=None) -> nn.Module:
         """Rebuild network ``model_id`` (fixed structure from the zoo seed, F from its sample where the zoo draws

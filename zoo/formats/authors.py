@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import csv
 import math
-import pickle
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from symzoo.errors import ZooError
+from symzoo.zoo.formats.torch_files import load_tensors
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.plan import HPARAM_NAMES
 
@@ -108,16 +107,7 @@ def authors_name(ours: str) -> str:
 def load_file(path: Path) -> tuple[dict[str, torch.Tensor], float]:
     """``(state_dict, test accuracy in [0, 1])`` of one file; one ``ZooError`` line naming it when it is damaged,
     not of this layout, or needs more than tensors to load."""
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ZooError(
-            f"{path} holds Python objects beyond tensors and numbers, which torch.load(weights_only=True) refuses; "
-            "symzoo never unpickles them: re-save it as (state_dict, test_acc)"
-        ) from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as e:
-        why = str(e).strip().splitlines()[0][:80] if str(e).strip() else type(e).__name__
-        raise ZooError(f"{path} is truncated or not a torch.save file ({why}); download it again") from None
+    content = load_tensors(path, "re-save it as (state_dict, test_acc)")
     ok = isinstance(content, (tuple, list)) and len(content) == 2 and isinstance(content[0], dict)
     ok = ok and isinstance(content[1], (int, float, torch.Tensor)) and not isinstance(content[1], bool)
     if not ok or not all(isinstance(v, torch.Tensor) for v in content[0].values()):
