@@ -86,23 +86,19 @@ def result_row(cfg: dict, spec: NetSpec, init: torch.Tensor, result: Any | None,
 AUTO_PACK_SIZE_GPU = 32  # saturates an H100: K=128 trains no faster with 4x the memory (bench/RESULTS.md)
 
 
-def resolve_pack_size(training: dict, device: torch.device) -> int:
-    """``auto``: one network at a time on a CPU (packing is slower there, bench/RESULTS.md) or with SGD (packed
-    training implements AdamW), packs on a GPU."""
-    if training["pack_size"] != "auto":
-        return int(training["pack_size"])
-    return AUTO_PACK_SIZE_GPU if device.type == "cuda" and training["optimizer"] == "adamw" else 1
-
-
 # INRs per pack where training.pack_size is auto: on this 2-core CPU 16 fitted fastest (2,427 INR-steps/s against
 # 1,592 at 256; bench/RESULTS.md section 14); a GPU wants many more
 AUTO_INR_PACK = {"cpu": 16, "cuda": 1024}
 
 
-def resolve_inr_pack_size(training: dict, device: torch.device) -> int:
+def resolve_pack_size(training: dict, device: torch.device, inr: bool = False) -> int:
+    """``auto``: classifiers one at a time on a CPU (packing is slower there, bench/RESULTS.md) or with SGD (packed
+    training implements AdamW), packs on a GPU; INRs (``inr``) always in packs (``AUTO_INR_PACK``)."""
     if training["pack_size"] != "auto":
         return int(training["pack_size"])
-    return AUTO_INR_PACK["cuda" if device.type == "cuda" else "cpu"]
+    if inr:
+        return AUTO_INR_PACK["cuda" if device.type == "cuda" else "cpu"]
+    return AUTO_PACK_SIZE_GPU if device.type == "cuda" and training["optimizer"] == "adamw" else 1
 
 
 def resolve_compile(training: dict, device: torch.device) -> bool:
@@ -121,9 +117,7 @@ def train_specs(specs: list[NetSpec], cfg: dict, data: Dataset, on_progress=None
     """
     device = data.x_train.device
     recipe = recipe_from(cfg, device)
-    pack_size = resolve_pack_size(cfg["training"], device)
-    if cfg.get("task") == "inr":  # INRs fit together, in packs of one variant
-        pack_size = resolve_inr_pack_size(cfg["training"], device)
+    pack_size = resolve_pack_size(cfg["training"], device, cfg.get("task") == "inr")  # INRs: packs of one variant
     fits = pack_size  # the largest pack size that has not run out of memory in this shard
     rows: dict[int, dict] = {}
     pending = group_into_packs(specs, pack_size)
@@ -207,7 +201,7 @@ def training_line(cfg: dict) -> str:
     """How each worker will train: packs and compilation follow the device the config asks for."""
     gpu = cfg["execution"]["gpus_per_task"] > 0
     device = torch.device("cuda" if gpu else "cpu")
-    pack = resolve_pack_size(cfg["training"], device)
+    pack = resolve_pack_size(cfg["training"], device, cfg.get("task") == "inr")
     how = f"packs of {pack}" if pack > 1 else "one network at a time"
     compiled = ""
     if resolve_compile(cfg["training"], device):

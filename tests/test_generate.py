@@ -315,6 +315,8 @@ def test_auto_pack_size_packs_only_adamw_on_gpus():
     assert resolve_pack_size({"pack_size": "auto", "optimizer": "adamw"}, gpu) == 32
     assert resolve_pack_size({"pack_size": "auto", "optimizer": "sgd"}, gpu) == 1
     assert resolve_pack_size({"pack_size": 8, "optimizer": "adamw"}, cpu) == 8
+    assert resolve_pack_size({"pack_size": "auto", "optimizer": "adamw"}, cpu, inr=True) == 16
+    assert resolve_pack_size({"pack_size": "auto", "optimizer": "adamw"}, gpu, inr=True) == 1024
 
 
 def test_auto_compile_only_for_packs_on_gpus():
