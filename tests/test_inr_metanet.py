@@ -14,6 +14,7 @@ import torch
 from symzoo.analysis.metanet_run import RunSpec, run_metanet, scores
 from symzoo.analysis.metanets import build_metanet
 from symzoo.cli import main as cli_main
+from symzoo.errors import ZooError
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.models import build
 from symzoo.zoo.splits import image_split, seeded_splits
@@ -292,8 +293,8 @@ def test_importing_a_dwsnets_export_gives_back_the_weights_split_and_images(ray_
     split_back = back.splits().merge(paired[["model_id", "model_id_src"]], on="model_id")
     split_src = source.splits().rename(columns={"model_id": "model_id_src", "split": "split_src"})
     assert (split_back.merge(split_src, on="model_id_src").eval("split == split_src")).all()
-    row = paired.iloc[4]
-    assert back.evaluate(int(row["model_id"]))["psnr"] == pytest.approx(row["psnr_src"], rel=1e-4)
+    for _, row in paired.iloc[[4, 100, 130]].iterrows():  # a training, a validation... and a test image
+        assert back.evaluate(int(row["model_id"]))["psnr"] == pytest.approx(row["psnr_src"], rel=1e-4)
     capsys.readouterr()
     bad = tmp_path / "bad.json"
     bad.write_text('{"train": {"path": ["a.pth"]}}')
@@ -336,6 +337,8 @@ def test_a_foreign_dwsnets_zoo_imports_with_its_split_and_draws_what_dwsnets_dra
     assert frame["image_class"].tolist() == [i % 3 for i in range(8)]
     assert zoo.splits()["split"].tolist() == ["train"] * 4 + ["val"] * 2 + ["test"] * 2
     assert frame["image_split"].tolist() == ["train"] * 6 + ["test"] * 2
+    with pytest.raises(ZooError, match="model_id 0's image is unknown"):
+        zoo.evaluate(0)
     for model_id, path in enumerate(listing["train"]["path"][:2]):
         drawn = zoo.model(model_id)(pixel_grid(8, 8)).reshape(8, 8).detach()
         torch.testing.assert_close(drawn, dwsnets_render(states[path], 8, 8), atol=1e-5, rtol=0)

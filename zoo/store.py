@@ -702,12 +702,16 @@ class Zoo:
         from symzoo.zoo.train import evaluate
 
         if self.config.get("task") == "inr":  # an INR: how well it reproduces its own image
-            from symzoo.zoo.inr_fit import inr_image, pixel_grid, psnr
+            from symzoo.zoo.inr_fit import pixel_grid, psnr
 
             row = self.frame.loc[self.frame["model_id"] == model_id]
             if row.empty:
                 raise ZooError(f"model_id {model_id} is not in {self.path}")
-            *_, image = inr_image(self.dataset(), int(row["sample"].iloc[0]))
+            index, image_split = int(row["image_index"].iloc[0]), row["image_split"].iloc[0]
+            if index < 0:
+                raise ZooError(f"model_id {model_id}'s image is unknown (its source did not say): no PSNR to compute")
+            data = self.dataset()
+            image = (data.x_train if image_split == "train" else data.x_test)[index, 0]
             with torch.no_grad():
                 out = self.model(model_id, which)(pixel_grid(*image.shape))
             mse = ((out.reshape(image.shape) - image.float() / 255) ** 2).mean()
