@@ -293,3 +293,29 @@ def test_the_resnet20_graph_holds_every_parameter_once(variant):
     assert int((kinds == EDGE_TYPES.index("gate")).sum()) == (
         0 if variant != "sigma_asym" else sum(c * c for c in [16] + [16, 16] * 3 + [32, 32] * 3 + [64, 64] * 3)
     )
+
+
+def test_gmn_reads_each_sigma_asym_mlps_own_f_through_the_stage(ray_cluster, tmp_path):
+    """A classifier zoo that draws F per network (model.gates: network, the default): the GMN's input ends with
+    each network's F, which differs from network to network, and the stage runs on it."""
+    from conftest import write_zoo
+
+    from symzoo.analysis.metanet_inputs import ensure_inputs
+    from symzoo.zoo.config import validate
+    from symzoo.zoo.layers import FiGLU
+    from symzoo.zoo.store import open_zoo
+    from symzoo.zoo.weight_cache import VariantCache
+
+    write_zoo(tmp_path / "zoo", validate({**ZOO, "variants": ["sigma_asym"]}))
+    zoo = open_zoo(tmp_path / "zoo")
+    cache = VariantCache.of(zoo, "sigma_asym", "final", tmp_path / "cache")
+    ensure_inputs(cache, ("gated",), zoo)
+    gated, n = cache.matrix("gated"), zoo.layout("sigma_asym").n_trainable
+    for row, model_id in enumerate(zoo.frame["model_id"][:3]):
+        gates = [m.gate.reshape(-1) for m in zoo.model(int(model_id)).modules() if isinstance(m, FiGLU)]
+        np.testing.assert_array_equal(gated[row, n:], torch.cat(gates).numpy())
+    assert not np.array_equal(gated[0, n:], gated[1, n:])
+    out = tmp_path / "run"
+    args = ["--metanets", "gmn", "--lrs", "1e-3", "--seeds", "1", "--epochs", "1", "--no-progress"]
+    assert cli_main(["metanet", str(tmp_path / "zoo"), "--out", str(out), *args]) == 0
+    assert np.isfinite(pd.read_parquet(out / "runs")["test_r2"]).all()
