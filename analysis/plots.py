@@ -147,6 +147,28 @@ def plot_confusion(predictions: pd.DataFrame, path: str | Path, labels: dict[str
     return _save(fig, path)
 
 
+def plot_inr_fits(images: np.ndarray, drawn: dict[str, np.ndarray], psnrs: dict[str, np.ndarray], path) -> Path:
+    """What an INR zoo holds: a column per image, its pixels on top, then the image each variant's INR draws,
+    clipped to [0, 1], with that fit's PSNR. ``images`` (n, H, W) in [0, 1]; ``drawn[variant]`` the same shape."""
+    plt = _pyplot()
+    variants = in_paper_order(list(drawn))
+    n = len(images)
+    fig, axes = plt.subplots(1 + len(variants), n, figsize=(1.3 * n, 1.4 * (1 + len(variants))), squeeze=False)
+    for j in range(n):
+        rows = [("image", images[j], None)] + [(label(v), drawn[v][j], psnrs[v][j]) for v in variants]
+        for i, (name, picture, db) in enumerate(rows):
+            ax = axes[i][j]
+            ax.imshow(np.clip(picture, 0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if db is not None:
+                ax.set_xlabel(f"{db:.0f} dB", fontsize=7, labelpad=1)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8)
+    fig.suptitle("test images and the images their INRs draw (PSNR of each fit)", fontsize=9)
+    return _save(fig, path)
+
+
 def plot_mli_curves(curves: pd.DataFrame, path: str | Path, title: str, per_variant: int = 60) -> Path:
     """Two rows, a column per variant. Top, paper Figure 5 style: training loss along init -> final normalised to
     1 at alpha 0 and 0 at alpha 1 (up to ``per_variant`` networks, the median on top). Bottom: each curve's rise

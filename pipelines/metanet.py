@@ -31,7 +31,7 @@ from symzoo.analysis.metanet_run import RunSpec, grid_for, run_metanet
 from symzoo.analysis.metanets import DMC, EQUIVARIANT, FLAT_INPUT, METANETS, PAPER_LRS, PAPER_METANETS
 from symzoo.analysis.naming import label
 from symzoo.analysis.paper import is_paper_resnet8_zoo
-from symzoo.analysis.plots import plot_confusion, plot_lr_sweep, plot_metanet_predictions
+from symzoo.analysis.plots import plot_confusion, plot_inr_fits, plot_lr_sweep, plot_metanet_predictions
 from symzoo.analysis.tables import (
     METANET_LABELS,
     equivariant_control,
@@ -534,6 +534,24 @@ def write_metanet_outputs(
     return table
 
 
+def inr_fits(zoo: Zoo, variants: list[str], n: int = 8) -> tuple:
+    """The first ``n`` test images of the zoo and what each variant's INR of them draws, with its PSNR."""
+    from symzoo.zoo.inr_fit import pixel_grid
+
+    frame = zoo.frame[(zoo.frame["image_split"] == "test") & (zoo.frame["status"] == "ok")]
+    indices = sorted(set(frame["image_index"]))[:n]
+    data = zoo.dataset()
+    images = data.x_test[indices, 0].numpy() / 255
+    drawn, psnrs = {}, {}
+    for v in variants:
+        rows = frame[frame["variant"] == v].set_index("image_index").loc[indices]
+        with torch.no_grad():
+            grid = pixel_grid(*images.shape[1:])
+            drawn[v] = np.stack([zoo.model(int(i))(grid).reshape(images.shape[1:]).numpy() for i in rows["model_id"]])
+        psnrs[v] = rows["psnr"].to_numpy()
+    return images, drawn, psnrs
+
+
 def write_classification_outputs(
     out: Path,
     zoo: Zoo,
@@ -579,6 +597,7 @@ def write_classification_outputs(
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
     plot_confusion(predictions, figures / "confusion.png", METANET_LABELS)
+    plot_inr_fits(*inr_fits(zoo, variants), figures / "inr_fits.png")
     plot_lr_sweep(sweep, figures / "val_accuracy_vs_lr.png", METANET_LABELS)
     return table
 

@@ -163,6 +163,7 @@ def test_the_cli_classifies_inrs_by_image_with_permuted_standard_mlp_inputs(stag
     verdicts = pd.read_parquet(stage_out / "verdicts.parquet")
     assert len(verdicts) == 2 and verdicts["claim"].str.contains("W-Asym INRs classified better").all()
     assert (stage_out / "figures" / "confusion.png").stat().st_size > 0
+    assert (stage_out / "figures" / "inr_fits.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize(
