@@ -163,7 +163,10 @@ def equivariant_control(
             "error rate" if "pred_class" in predictions.columns else "squared error over the test accuracies' variance"
         )
         suffix = "" if "pred_class" in predictions.columns else " (1 - R²)"
-        test = f"Wilcoxon signed-rank p = {p:.2g}" if math.isfinite(p) else "too few samples to test"
+        if math.isfinite(p):
+            test = f"Wilcoxon signed-rank p = {p:.2g}"
+        else:  # no test: every pair equal (e.g. two constant predictors), or too few pairs
+            test = "no test sample differs" if len(both) and (ea == eb).all() else "too few samples to test"
         if math.isfinite(p) and p < 0.05:
             better = name[a] if ea.mean() < eb.mean() else name[b]
             outcome = f"{better} predicts better"

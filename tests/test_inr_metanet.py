@@ -343,3 +343,24 @@ def test_a_foreign_dwsnets_zoo_imports_with_its_split_and_draws_what_dwsnets_dra
     for model_id, path in enumerate(listing["train"]["path"][:2]):
         drawn = zoo.model(model_id)(pixel_grid(8, 8)).reshape(8, 8).detach()
         torch.testing.assert_close(drawn, dwsnets_render(states[path], 8, 8), atol=1e-5, rtol=0)
+
+
+def test_the_equivariant_control_compares_error_rates_per_image_for_classes():
+    from symzoo.analysis.tables import equivariant_control
+
+    ids = {"standard": [0, 1, 2, 3], "w_asym": [10, 11, 12, 13]}
+    rows = []
+    for metanet, wrong in (("gmn", {"standard": [], "w_asym": []}), ("mlp", {"w_asym": [0, 1, 2]})):
+        for variant in ("standard", "w_asym"):
+            for k, model_id in enumerate(ids[variant]):
+                bad = k in wrong.get(variant, [])
+                rows.append((model_id, variant, metanet, 1, k % 2, (k + 1) % 2 if bad else k % 2))
+    predictions = pd.DataFrame(rows, columns=["model_id", "variant", "metanet", "seed", "true_class", "pred_class"])
+    samples = pd.DataFrame({"model_id": [0, 1, 2, 3, 10, 11, 12, 13], "sample": [0, 1, 2, 3] * 2})
+    mlp_line, gmn_line = equivariant_control(predictions, samples, ["mlp", "gmn"], ["standard", "w_asym"])
+    assert mlp_line.startswith("GMN on standard vs MLP on W-Asym: error rate 0.000 vs 0.750")
+    assert "lower for the first on 3 of 4 test samples" in mlp_line
+    assert gmn_line.endswith(
+        "error rate 0.000 vs 0.000, lower for the first on 0 of 4 test samples (no test sample "
+        "differs): no significant difference"
+    )
