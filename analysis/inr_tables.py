@@ -50,9 +50,13 @@ def classification_table(
             cells += [acc, pm(s["nll"], s["nll_std"], n=s["seeds"]), chosen]
         lines.append("| " + " | ".join(cells) + " |")
     published = INR_PUBLISHED.get(dataset)
-    for name, value in (published or {}).items():
-        cells = [f"published: {name} (standard SIRENs, full downloaded zoo)", f"{value:.1f}", "", ""]
-        lines.append("| " + " | ".join(cells + ["", "", ""] * (len(variants) - 1)) + " |")
+    for name, value in (published or {}).items():  # standard SIRENs: in the standard column, or named
+        cells = [f"published: {name} (standard SIRENs, full downloaded zoo)"]
+        for v in variants:
+            cells += [f"{value:.1f}" if v == "standard" else "", "", ""]
+        if "standard" not in variants:
+            cells[0] += f": {value:.1f}"
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if published is None:
         lines.append(f"- no published INR benchmark on {dataset} ({', '.join(INR_PUBLISHED)} have one)")

@@ -364,3 +364,17 @@ def test_the_equivariant_control_compares_error_rates_per_image_for_classes():
         "error rate 0.000 vs 0.000, lower for the first on 0 of 4 test samples (no test sample "
         "differs): no significant difference"
     )
+
+
+def test_published_rows_sit_in_the_standard_column_or_are_named():
+    from symzoo.analysis.inr_tables import classification_table
+    from symzoo.analysis.tables import METANET_LABELS
+
+    counts = {v: {"used": 1, "train": 1, "val": 1, "test": 1, "dropped": {}} for v in ("standard", "w_asym")}
+    empty = pd.DataFrame(columns=["metanet", "variant"])
+    both = classification_table(empty, ["mlp"], ["w_asym", "standard"], METANET_LABELS, "fashion_mnist",
+                                counts, [], [], [])  # fmt: skip
+    assert "| published: NFN (standard SIRENs, full downloaded zoo) | 75.6 |  |  |  |  |  |" in both
+    alone = classification_table(empty, ["mlp"], ["w_asym"], METANET_LABELS, "fashion_mnist",
+                                 counts, [], [], [])  # fmt: skip
+    assert "| published: NFN (standard SIRENs, full downloaded zoo): 75.6 |  |  |  |" in alone
