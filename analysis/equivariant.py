@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from symzoo.analysis.metanets import squeeze_scalar
+from symzoo.analysis.readout import squeeze_scalar
 from symzoo.analysis.weight_space import ParameterGraph, WeightSpace
 
 EXTRA = "pip install 'symzoo[equivariant]' (the nfn and torch-geometric packages)"

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from symzoo.analysis.readout import squeeze_scalar
+
 PAPER_METANETS = ("mlp", "dmc", "deepsets", "statnn", "ridge", "gbt")  # paper Table 3 and the CPU baselines
 EQUIVARIANT = ("nfn_np", "nfn_hnp", "gmn")  # the control the paper lacks (analysis.equivariant); read a WeightSpace
 METANETS = (*PAPER_METANETS, *EQUIVARIANT)
@@ -18,11 +20,6 @@ PAPER_LRS = [1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]  # one run per LR, picked on va
 
 FLAT_INPUT = ("mlp", "dmc", "deepsets", *EQUIVARIANT)  # read weights; statnn reads statistics
 NEURAL = (*FLAT_INPUT, "statnn")
-
-
-def squeeze_scalar(out: torch.Tensor) -> torch.Tensor:
-    """(B, 1) -> (B,) for the accuracy target; (B, K) class logits stay as they are."""
-    return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 class MLPMetanet(nn.Module):
