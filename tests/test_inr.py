@@ -208,3 +208,21 @@ def test_a_cifar10_inr_zoo_fits_grayscale_images(cifar_npz, tmp_path, monkeypatc
     assert len(zoo.frame) == 60 and (zoo.frame["status"] == "ok").all()
     row = zoo.frame.iloc[5]
     assert zoo.evaluate(int(row["model_id"]))["psnr"] == pytest.approx(row["psnr"], rel=1e-3)
+
+
+def test_shared_seed_fits_every_image_from_one_init_and_changes_the_zoos_hash(tmp_path):
+    from conftest import write_zoo
+
+    from symzoo.zoo.config import config_hash, validate
+    from symzoo.zoo.plan import plan_configured
+    from symzoo.zoo.store import open_zoo
+
+    own = validate(INR_ZOO)
+    shared = validate({**INR_ZOO, "training": {"shared_seed": True}})
+    assert config_hash(shared) != config_hash(own)
+    assert len({s.seed for s in plan_configured(shared)}) == 1 and len({s.seed for s in plan_configured(own)}) == 40
+    write_zoo(tmp_path / "zoo", shared)
+    zoo = open_zoo(tmp_path / "zoo")
+    standard = zoo.frame[zoo.frame["variant"] == "standard"]["model_id"].tolist()
+    init, final = zoo.weights("init", model_ids=standard), zoo.weights("final", model_ids=standard)
+    assert (init == init[0]).all() and not (final == final[0]).all()  # one start, each image its own fit

@@ -78,6 +78,9 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint_epochs": [],
         "pack_size": "auto",
         "compile": "auto",
+        # true: every network of replicate r shares one seed (sample 0's): one init for all (INR zoos: every image
+        # fitted from the same init), and for classifiers the same data order too; false: a seed per sample
+        "shared_seed": False,
         # standard: the zoo recipe; elrg: variational inference with a diagonal + low-rank Gaussian posterior
         # (the paper's Bayesian networks, docs/paper.md §6; zoo/bayes_train.py)
         "method": "standard",
@@ -210,6 +213,7 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     check_int("training.batch_size", t["batch_size"], 1)
     check_number("training.warmup_epochs", t["warmup_epochs"], 0, 100_000)
     check_choice("training.schedule", t["schedule"], SCHEDULES)
+    check_bool("training.shared_seed", t["shared_seed"])
     check_choice("training.optimizer", t["optimizer"], ("adamw", "sgd"))
     check_number("training.momentum", t["momentum"], 0, 1)
     check_bool("training.amp", t["amp"])
@@ -436,6 +440,8 @@ def config_hash(cfg: dict) -> str:
         content["data"].pop("graph", None)
     if not content["data"].get("grayscale", False):  # and before grayscale images
         content["data"].pop("grayscale", None)
+    if not content["training"].get("shared_seed", False):  # and before shared seeds
+        content["training"].pop("shared_seed", None)
     if content.get("task") is None:  # and zoos from before INR zoos
         content.pop("task", None)
     for key in ("hidden", "depth", "gate_std", "kappa", "activation", "w_asym_gates", "output_offset"):  # older zoos

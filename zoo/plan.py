@@ -55,7 +55,8 @@ def plan_configured(cfg: dict) -> list[NetSpec]:
     imported = cfg.get("imported")
     if imported is not None:
         return plan_rows(imported["hparams"], cfg["variants"])
-    return plan_zoo(cfg["networks"], cfg["variants"], cfg["replicates"], cfg["seed"], cfg["hyperparameters"])
+    shared = cfg["training"].get("shared_seed", False)
+    return plan_zoo(cfg["networks"], cfg["variants"], cfg["replicates"], cfg["seed"], cfg["hyperparameters"], shared)
 
 
 def plan_rows(rows: list[list[float]], variants: list[str]) -> list[NetSpec]:
@@ -120,14 +121,16 @@ def plan_zoo(
     replicates: int = 1,
     zoo_seed: int = 0,
     dists: dict[str, Any] | None = None,
+    shared_seed: bool = False,
 ) -> list[NetSpec]:
-    """Ordered sample-major, so any prefix of the plan is itself a complete paired zoo."""
+    """Ordered sample-major, so any prefix of the plan is itself a complete paired zoo. ``shared_seed``: every
+    sample takes sample 0's seed for its replicate (one init for the whole zoo, per replicate)."""
     dists = {**PAPER_TABLE8, **(dists or {})}
     specs = []
     for s in range(n_samples):
         hp = sample_hparams(dists, zoo_seed, s)
         for r in range(replicates):
-            seed = stable_seed("symzoo-net", zoo_seed, s, r) % (2**31)
+            seed = stable_seed("symzoo-net", zoo_seed, 0 if shared_seed else s, r) % (2**31)
             for v in variants:
                 specs.append(NetSpec(len(specs), s, r, v, seed, hp))
     return specs
