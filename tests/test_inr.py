@@ -168,7 +168,7 @@ def test_generate_refuses_an_inr_zoo_whose_networks_are_not_its_images(tmp_path,
 def test_the_shipped_inr_configs_validate():
     from symzoo.zoo.config import load_config
 
-    for name in ("digits_inr", "fashion_inr"):
+    for name in ("digits_inr", "fashion_inr", "fashion_inr_shared"):
         cfg = load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
         assert cfg["task"] == "inr" and cfg["model"]["arch"] == "siren"
 
