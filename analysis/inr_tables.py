@@ -14,6 +14,7 @@ import pandas as pd
 from symzoo.analysis.naming import in_paper_order, label
 from symzoo.analysis.paper import INR_PUBLISHED, TABLE3
 from symzoo.analysis.stats import mean_std, pm, welch_t
+from symzoo.analysis.tables import counts_lines
 from symzoo.analysis.verdicts import Verdict, outcome_of
 
 
@@ -60,13 +61,7 @@ def classification_table(
     lines.append("")
     if published is None:
         lines.append(f"- no published INR benchmark on {dataset} ({', '.join(INR_PUBLISHED)} have one)")
-    for v in variants:
-        c = counts[v]
-        dropped = ", ".join(f"{n} {why}" for why, n in c["dropped"].items()) or "none"
-        lines.append(
-            f"- {label(v)}: {c['used']} INRs used ({c['train']} train / {c['val']} val / {c['test']} test), "
-            f"dropped: {dropped}"
-        )
+    lines += counts_lines(counts, variants, "INRs")
     lines += [f"- verdict: {v.text}" for v in verdicts]
     lines += [f"- equivariant control: {c}" for c in control]
     lines += [f"- {n}" for n in notes]

@@ -63,6 +63,19 @@ def metanet_summary(final_runs: pd.DataFrame, metrics: tuple[str, str] = ("r2", 
     return pd.DataFrame(rows)
 
 
+def counts_lines(counts: dict[str, dict], variants: list[str], what: str = "networks") -> list[str]:
+    """A table note per variant: how many networks (INRs) each split used, and which were dropped and why."""
+    lines = []
+    for v in variants:
+        c = counts[v]
+        dropped = ", ".join(f"{n} {why}" for why, n in c["dropped"].items()) or "none"
+        lines.append(
+            f"- {label(v)}: {c['used']} {what} used ({c['train']} train / {c['val']} val / {c['test']} test), "
+            f"dropped: {dropped}"
+        )
+    return lines
+
+
 TINY_TEST_SPLIT = 20  # fewer test networks than this: R^2 and Kendall tau swing with a handful of networks
 
 
@@ -113,13 +126,7 @@ def metanet_table(
             cells += [pm(paper[0], paper[1]), pm(paper[2], paper[3]), f"lr {lr:g}"] if paper else ["", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    for v in variants:
-        c = counts[v]
-        dropped = ", ".join(f"{n} {why}" for why, n in c["dropped"].items()) or "none"
-        lines.append(
-            f"- {label(v)}: {c['used']} networks used ({c['train']} train / {c['val']} val / {c['test']} test), "
-            f"dropped: {dropped}"
-        )
+    lines += counts_lines(counts, variants)
     lines += [f"- ⚠ {w}" for w in metanet_warnings(counts, edges)]
     if final is not None:
         lines += [f"- verdict: {v.text}" for v in metanet_verdicts(final, metanets, variants, counts)]
