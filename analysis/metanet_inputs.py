@@ -8,6 +8,7 @@ they are split, and adds the cached kinds that need analysis: ``aligned`` and ``
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,16 +93,23 @@ def build_gated(cache: VariantCache, zoo: Zoo, path: Path) -> None:
         return parameter_graph(model, layout).gate_values().numpy()
 
     n_gates = len(gates(int(frame["sample"].iloc[0])))
+    with torch.no_grad():
+        rows = (np.concatenate([np.asarray(flat[i]), gates(int(s))]) for i, s in enumerate(frame["sample"]))
+        write_rows_atomically(path, (len(flat), flat.shape[1] + n_gates), rows)
+
+
+def write_rows_atomically(path: Path, shape: tuple[int, int], rows: Iterable[np.ndarray]) -> None:
+    """A float32 ``.npy`` of ``shape`` written row by row (a memory map: one row in memory at a time) beside
+    ``path``, then renamed into place; a failed build leaves no temporary behind."""
     tmp = temporary_beside(path)
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(flat), flat.shape[1] + n_gates))
-        with torch.no_grad():
-            for i, sample in enumerate(frame["sample"].to_numpy()):
-                out[i] = np.concatenate([np.asarray(flat[i]), gates(int(sample))])
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        for i, row in enumerate(rows):
+            out[i] = row
         out.flush()
         del out
         os.replace(tmp, path)
-    finally:  # a failed build leaves no temporary behind
+    finally:
         tmp.unlink(missing_ok=True)
 
 
@@ -124,19 +132,14 @@ def build_aligned(cache: VariantCache, zoo: Zoo, path: Path) -> None:
     flat, finite = cache.matrix("flat"), np.load(cache.path("finite"))
     layout = zoo.layout(variant)
     spec = recorded_spec(symmetries)
-    tmp = temporary_beside(path)
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=flat.shape)
-        reference = layout.unflatten(torch.from_numpy(np.array(flat[int(np.argmax(finite))]))) if finite.any() else None
-        for i in range(len(flat)):
-            row = np.array(flat[i])
-            if finite[i]:
-                params = layout.unflatten(torch.from_numpy(row))
-                perms = weight_matching(spec, reference, params, seed=0)
-                row = layout.flatten(permute(spec, perms, params)).numpy()
-            out[i] = row
-        out.flush()
-        del out
-        os.replace(tmp, path)
-    finally:  # a failed build leaves no temporary behind
-        tmp.unlink(missing_ok=True)
+    reference = layout.unflatten(torch.from_numpy(np.array(flat[int(np.argmax(finite))]))) if finite.any() else None
+
+    def aligned(i: int) -> np.ndarray:
+        row = np.array(flat[i])
+        if not finite[i]:
+            return row
+        params = layout.unflatten(torch.from_numpy(row))
+        perms = weight_matching(spec, reference, params, seed=0)
+        return layout.flatten(permute(spec, perms, params)).numpy()
+
+    write_rows_atomically(path, flat.shape, (aligned(i) for i in range(len(flat))))
