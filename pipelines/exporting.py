@@ -75,12 +75,17 @@ def write_dwsnets(zoo, folder: Path, final: Path) -> None:
               file=sys.stderr)  # fmt: skip
     for variant in variants:
         listing: dict[str, dict[str, list]] = {s: {"path": [], "label": []} for s in SPLIT_ORDER}
-        rows = ok[ok["variant"] == variant]
-        for model_id, label in zip(rows["model_id"], rows["image_class"], strict=True):
+        rows = ok[ok["variant"] == variant].sort_values("model_id")
+        # one network of the variant (its fixed structure is the zoo's), loaded with each INR's weights in turn:
+        # the variant's weights are read once, not once per INR
+        network = zoo.model(int(rows["model_id"].iloc[0])) if len(rows) else None
+        layout = zoo.layout(variant)
+        weights = zoo.weights("final", model_ids=rows["model_id"].tolist()) if len(rows) else []  # model_id order
+        for flat, model_id, label in zip(weights, rows["model_id"], rows["image_class"], strict=True):
             split = splits[model_id]
             relative = Path(variant) / split / str(int(label)) / f"{int(model_id)}.pth"
             (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-            torch.save(dwsnets.state_dict(zoo.model(int(model_id))), folder / relative)
+            torch.save(dwsnets.state_dict(layout.load_into(network, flat)), folder / relative)
             listing[split]["path"].append(str(final.resolve() / relative))
             listing[split]["label"].append(int(label))
         (folder / f"{variant}_splits.json").write_text(json.dumps(listing))
