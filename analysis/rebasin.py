@@ -16,7 +16,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from symzoo.zoo.models import GNN, MLP, SIREN, ResNet, SmallCNN
+from symzoo.zoo.models import GNN, MLP, SIREN, ConvNet, ResNet
 from symzoo.zoo.symmetry import PermutationSpec, permutation_spec, permute
 
 
@@ -76,8 +76,9 @@ def activation_sites(model: nn.Module) -> dict[str, list[str]]:
         return {f"hidden.{i}": [f"layers.{i + 2}"] for i in linears[:-1]}
     if isinstance(model, (GNN, SIREN)):
         return {f"hidden.{i}": [f"layers.{i}"] for i in range(len(model.layers))}
-    if isinstance(model, SmallCNN):
-        return {name: [f"act{name[-1]}"] for name in ("conv1", "conv2", "conv3")}
+    if isinstance(model, ConvNet):  # the spec's permutations: convs (the last not where it is flattened), dense
+        perms = {p for axes in permutation_spec(model).axes.values() for p in axes if p is not None}
+        return {p: [p.replace("conv", "act") if p.startswith("conv") else f"dense_act{p[5:]}"] for p in perms}
     if isinstance(model, ResNet):  # the streams as zoo.symmetry names them
         stream = "stream.stem"
         sites: dict[str, list[str]] = {stream: ["stem_act"]}

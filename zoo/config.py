@@ -57,7 +57,8 @@ DEFAULTS: dict[str, Any] = {
         "kappa": None,
         "fixed_head": True,
         "fixed_structure": None,  # W-Asym masks and fixed values stored here (an imported zoo's own)
-        "activation": None,  # small_cnn: relu (null) or tanh
+        "activation": None,  # small_cnn, convnet: relu (null), tanh, leakyrelu, sigmoid, silu or gelu
+        "layers": None,  # convnet: its layers as a short spec (zoo/models.py ConvNetShape), e.g. c8k5p,c6k5p,flatten,20
         "w_asym_gates": None,  # gnn: whether W-Asym also gates with FiGLU, as the authors' W-Asym GNN (null: true)
         "output_offset": None,  # siren: added to every output (null: 0.5, DWSNets' INRs)
     },
@@ -179,12 +180,14 @@ def validate(raw: Any, sections: Mapping[str, Callable[[Any], dict]] | None = No
     check_choice("model.arch", cfg["model"]["arch"], ARCHS)
     _check_graph(cfg)
     _check_inr(cfg)
+    arch = cfg["model"]["arch"]
     if cfg["model"]["activation"] is not None:
         check_choice("model.activation", cfg["model"]["activation"], ACTIVATIONS)
-        if cfg["model"]["arch"] != "small_cnn":
-            fail("model.activation", "sets small_cnn's activation; the other architectures have their paper's")
-    if cfg["model"]["arch"] == "small_cnn" and cfg["variants"] != ["standard"]:
-        fail("variants", "small_cnn (the Small CNN Zoo's network) has the standard variant only; variants: [standard]")
+        if arch not in ("small_cnn", "convnet"):
+            fail("model.activation", "sets small_cnn's and convnet's activation; the others have their paper's")
+    if arch in ("small_cnn", "convnet") and cfg["variants"] != ["standard"]:
+        fail("variants", f"{arch} has the standard variant only; variants: [standard]")
+    _check_convnet(cfg)
     check_int("model.width", cfg["model"]["width"], 1, 64)
     check_choice("model.gates", cfg["model"]["gates"], GATES)
     check_int("model.hidden", cfg["model"]["hidden"], 8, 8192, allow_none=True)
@@ -330,6 +333,25 @@ def _check_fixed_structure(structure: Any) -> None:
 IMPORTED_FIELDS = ("format", "source", "hparams")
 
 
+def _check_convnet(cfg: dict) -> None:
+    """A convnet's layers parse (zoo/models.py ConvNetShape); only a convnet has them."""
+    from symzoo.zoo.models import ConvNetShape
+
+    layers, arch = cfg["model"]["layers"], cfg["model"]["arch"]
+    if layers is None:
+        if arch == "convnet":
+            fail("model.layers", "is required for a convnet, e.g. c8k5p,c6k5p,c4k2,flatten,20 (docs/zoo.md)")
+        return
+    if arch != "convnet":
+        fail("model.layers", "describes a convnet's layers; the other architectures have fixed ones")
+    if not isinstance(layers, str):
+        fail("model.layers", f"{layers!r} is not allowed; a spec such as c8k5p,c6k5p,c4k2,flatten,20")
+    try:
+        ConvNetShape.parse(layers)
+    except ValueError as e:
+        fail("model.layers", str(e))
+
+
 def _check_imported(cfg: dict) -> None:
     """An imported zoo's provenance and per-sample hyperparameters (one [lr, weight_decay, label_smoothing,
     epochs] row per sample, in sample order)."""
@@ -444,7 +466,8 @@ def config_hash(cfg: dict) -> str:
         content["training"].pop("shared_seed", None)
     if content.get("task") is None:  # and zoos from before INR zoos
         content.pop("task", None)
-    for key in ("hidden", "depth", "gate_std", "kappa", "activation", "w_asym_gates", "output_offset"):  # older zoos
+    older = ("hidden", "depth", "gate_std", "kappa", "activation", "w_asym_gates", "output_offset", "layers")
+    for key in older:  # zoos from before each of these keys
         if content["model"].get(key) is None:
             content["model"].pop(key, None)
     if content["model"].get("fixed_head", True) is True:

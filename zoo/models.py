@@ -7,10 +7,13 @@ parameter layout describes a whole paired zoo.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from symzoo.zoo.layers import (
@@ -28,7 +31,9 @@ from symzoo.zoo.layers import (
 
 Variant = Literal["standard", "w_asym", "sigma_asym"]
 VARIANTS: tuple[str, ...] = ("standard", "w_asym", "sigma_asym")
-ARCHS: tuple[str, ...] = ("resnet8", "resnet20", "resnet110", "mlp", "bnn_mlp", "small_cnn", "gnn", "siren")
+ARCHS: tuple[str, ...] = (
+    "resnet8", "resnet20", "resnet110", "mlp", "bnn_mlp", "small_cnn", "convnet", "gnn", "siren"
+)  # fmt: skip
 BLOCKS_PER_STAGE = {"resnet8": 1, "resnet20": 3, "resnet110": 18}
 MLP_ARCHS: tuple[str, ...] = ("mlp", "bnn_mlp")
 GATES: tuple[str, ...] = ("zoo", "network")  # one FiGLU F per zoo, or one per hyperparameter sample
@@ -41,10 +46,12 @@ WEIGHT_INIT: dict[str, WeightInit] = {
     "mlp": "torch_default",
     "bnn_mlp": "torch_default",
     "small_cnn": "kaiming_normal",  # the Small CNN Zoo's networks drew theirs from several inits (its metadata)
+    "convnet": "kaiming_normal",  # the ModelZoos drew theirs from several inits too (model::init_type)
     "gnn": "torch_default",  # the authors' gnn/ code: nn.Linear's default and their SparseLinear's (the same draw)
     "siren": "siren",  # Sitzmann et al. 2020: U(+-1/fan_in) first, U(+-sqrt(6/fan_in)/omega) after
 }
-ACTIVATIONS: tuple[str, ...] = ("relu", "tanh")  # small_cnn's (model.activation), the Small CNN Zoo's two
+# small_cnn's and convnet's (model.activation): the Small CNN Zoo's two and the ModelZoos' (model::nlin)
+ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "leakyrelu", "sigmoid", "silu", "gelu")
 # The Bayesian experiment's MLP (docs/paper.md §6): 256 units, depth 8 or 16, ReLU; W-Asym fixes 8 entries of
 # every row of every layer at kappa 0.5.
 BNN_MLP = {"hidden": 256, "depth": 8, "fixed": 8, "kappa": 0.5}
@@ -165,27 +172,106 @@ class MLP(nn.Module):
         return self.layers(x.flatten(1))
 
 
-class SmallCNN(nn.Module):
-    """The Small CNN Zoo's network (Unterthiner et al. 2020; docs/zoo.md): three 3x3 convolutions of 16 channels,
-    stride 2, no padding, each with a bias and followed by the activation; global average pooling; a linear head.
-    4,970 parameters on one input channel. Standard variant only: no W-Asym or sigma-Asym structure is defined."""
+ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "leakyrelu": nn.LeakyReLU,  # slope 0.01, PyTorch's default (the ModelZoos' nn.LeakyReLU())
+    "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+}
+# The Small CNN Zoo's network (Unterthiner et al. 2020; docs/zoo.md) as a ConvNet spec
+SMALL_CNN_LAYERS = "c16k3s2,c16k3s2,c16k3s2,mean"
 
-    def __init__(self, in_channels: int, num_classes: int, activation: str = "relu", channels: int = 16):
+
+@dataclass(frozen=True)
+class ConvLayer:
+    channels: int
+    kernel: int
+    stride: int = 1
+    pool: bool = False  # a 2x2 max pool after the convolution, before the activation (the ModelZoos' order)
+
+
+@dataclass(frozen=True)
+class ConvNetShape:
+    """A plain CNN: unpadded convolutions, a readout (``mean``: global average pooling; ``flatten``), hidden dense
+    layers, then the head to the classes. Written as a short spec, e.g. ``c8k5p,c6k5p,c4k2,flatten,20``: ``c``
+    channels, ``k`` kernel, optional ``s`` stride, ``p`` a 2x2 max pool; the readout; each hidden layer's width."""
+
+    convs: tuple[ConvLayer, ...]
+    readout: str
+    dense: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, spec: str) -> ConvNetShape:
+        tokens = [t.strip() for t in spec.split(",") if t.strip()]
+        readouts = [i for i, t in enumerate(tokens) if t in ("mean", "flatten")]
+        if len(readouts) != 1:
+            raise ValueError(f"{spec!r} needs exactly one readout, mean or flatten, after its convolutions")
+        at = readouts[0]
+        convs = []
+        for token in tokens[:at]:
+            match = re.fullmatch(r"c(\d+)k(\d+)(?:s(\d+))?(p?)", token)
+            if not match:
+                raise ValueError(f"{token!r} in {spec!r} is no convolution; write c<channels>k<kernel>[s<stride>][p]")
+            convs.append(ConvLayer(int(match[1]), int(match[2]), int(match[3] or 1), bool(match[4])))
+        if not all(t.isdigit() for t in tokens[at + 1 :]):
+            raise ValueError(f"{spec!r}: after the readout come hidden layer widths only (numbers)")
+        dense = tuple(int(t) for t in tokens[at + 1 :])
+        if any(c.channels < 1 or c.kernel < 1 or c.stride < 1 for c in convs) or any(d < 1 for d in dense):
+            raise ValueError(f"{spec!r}: channels, kernels, strides and widths are positive")
+        return cls(tuple(convs), tokens[at], dense)
+
+    def __str__(self) -> str:
+        convs = [f"c{c.channels}k{c.kernel}" + (f"s{c.stride}" if c.stride != 1 else "") + ("p" if c.pool else "")
+                 for c in self.convs]  # fmt: skip
+        return ",".join([*convs, self.readout, *map(str, self.dense)])
+
+    def features(self, in_shape: Sequence[int]) -> int:
+        """The readout's width on images of ``in_shape`` (C, H, W); ``ValueError`` where they shrink to nothing."""
+        channels, height, width = in_shape
+        for conv in self.convs:
+            height, width = (height - conv.kernel) // conv.stride + 1, (width - conv.kernel) // conv.stride + 1
+            if conv.pool:
+                height, width = height // 2, width // 2
+            if height < 1 or width < 1:
+                raise ValueError(f"{self} leaves nothing of a {in_shape[1]}x{in_shape[2]} image")
+            channels = conv.channels
+        return channels if self.readout == "mean" else channels * height * width
+
+
+class ConvNet(nn.Module):
+    """A plain CNN of a ``ConvNetShape``: conv (+ max pool) + activation per layer, the readout, dense layers with
+    the activation, a linear head. Layers are named ``conv1..``, ``dense1..``, ``head``. The Small CNN Zoo's
+    network (``small_cnn``, 4,970 parameters on one channel) and the ModelZoos' CNNs (``convnet``) are two shapes.
+    Standard variant only: no W-Asym or sigma-Asym structure is defined for it."""
+
+    def __init__(self, in_shape: Sequence[int], num_classes: int, shape: ConvNetShape, activation: str = "relu"):
         super().__init__()
-        act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
-        self.conv1 = MaskedConv2d(in_channels, channels, 3, 2, bias=True)
-        self.act1 = act()
-        self.conv2 = MaskedConv2d(channels, channels, 3, 2, bias=True)
-        self.act2 = act()
-        self.conv3 = MaskedConv2d(channels, channels, 3, 2, bias=True)
-        self.act3 = act()
-        self.head = MaskedLinear(channels, num_classes)
+        act = ACTIVATION_MODULES[activation]
+        self.shape = shape
+        channels = in_shape[0]
+        for i, conv in enumerate(shape.convs, start=1):
+            self.add_module(f"conv{i}", MaskedConv2d(channels, conv.channels, conv.kernel, conv.stride, bias=True))
+            self.add_module(f"act{i}", act())
+            channels = conv.channels
+        width = shape.features(in_shape)
+        for i, units in enumerate(shape.dense, start=1):
+            self.add_module(f"dense{i}", MaskedLinear(width, units))
+            self.add_module(f"dense_act{i}", act())
+            width = units
+        self.head = MaskedLinear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act1(self.conv1(x))
-        x = self.act2(self.conv2(x))
-        x = self.act3(self.conv3(x))
-        return self.head(x.mean((2, 3)))
+        for i, conv in enumerate(self.shape.convs, start=1):
+            x = getattr(self, f"conv{i}")(x)
+            if conv.pool:
+                x = F.max_pool2d(x, 2)
+            x = getattr(self, f"act{i}")(x)
+        x = x.mean((2, 3)) if self.shape.readout == "mean" else x.flatten(1)
+        for i in range(1, len(self.shape.dense) + 1):
+            x = getattr(self, f"dense_act{i}")(getattr(self, f"dense{i}")(x))
+        return self.head(x)
 
 
 class GraphLayer(nn.Module):
@@ -343,6 +429,7 @@ def build(
     activation: str | None = None,
     w_asym_gates: bool | None = None,
     output_offset: float | None = None,
+    layers: str | None = None,
 ) -> nn.Module:
     """Build and initialise one network.
 
@@ -356,7 +443,8 @@ def build(
     ``gate_std``: the standard deviation of sigma-Asym's F; default the authors' per architecture (docs/paper.md §1:
     1/sqrt(C) in their ResNets, 1 in their MLPs).
     ``fixed_structure`` (W-Asym): masks and fixed values stored with the zoo (``layers.encode_fixed_structure``; an
-    imported zoo's own) instead of those drawn from ``asym_seed``. ``activation`` (small_cnn): relu or tanh.
+    imported zoo's own) instead of those drawn from ``asym_seed``. ``activation`` (small_cnn, convnet): one of
+    ``ACTIVATIONS``; ``layers`` (convnet): its ``ConvNetShape`` spec.
     ``w_asym_gates`` (gnn): whether W-Asym layers also gate with FiGLU, as the authors' W-Asym GNN (null: yes).
     ``output_offset`` (siren): added to the output (null: 0.5). A SIREN maps 2-d coordinates to one intensity:
     ``in_shape`` and ``num_classes`` are (2,) and 1 for it.
@@ -386,10 +474,13 @@ def build(
         std = 1 / math.sqrt(units) if gate_std is None else gate_std
         offset = SIREN_SHAPE["output_offset"] if output_offset is None else output_offset
         model = SIREN(in_shape[0], num_classes, variant, units, depth, SIREN_SHAPE["omega"], offset, std, asym)
-    elif arch == "small_cnn":
+    elif arch in ("small_cnn", "convnet"):
         if variant != "standard":
-            raise ValueError(f"small_cnn (the Small CNN Zoo's network) has no {variant} variant; standard only")
-        model = SmallCNN(in_shape[0], num_classes, activation or "relu")
+            raise ValueError(f"{arch} has no {variant} variant; standard only")
+        if arch == "convnet" and layers is None:
+            raise ValueError("a convnet needs its layers (model.layers), e.g. c8k5p,c6k5p,c4k2,flatten,20")
+        shape = ConvNetShape.parse(SMALL_CNN_LAYERS if arch == "small_cnn" else layers)
+        model = ConvNet(in_shape, num_classes, shape, activation or "relu")
     else:
         fixes = adjusted(resnet_fixes(arch, width), kappa, fixed_head) if asym else None
         model = ResNet(BLOCKS_PER_STAGE[arch], in_shape[0], num_classes, variant, width, fixes)
@@ -475,4 +566,5 @@ def build_configured(
         model.get("activation"),
         model.get("w_asym_gates"),
         model.get("output_offset"),
+        model.get("layers"),
     )

@@ -26,7 +26,7 @@ from torch import nn
 from symzoo.errors import ZooError
 from symzoo.zoo.layers import AsymmetricWeight, ChannelNorm, FeatureNorm, FiGLU, MaskedLinear
 from symzoo.zoo.layout import ParamLayout
-from symzoo.zoo.models import GNN, MLP, SIREN, ResNet, SmallCNN
+from symzoo.zoo.models import GNN, MLP, SIREN, ConvNet, ResNet
 
 Axes = tuple[str | None, ...]
 
@@ -83,13 +83,21 @@ def _mlp_spec(model: MLP) -> dict[str, Axes]:
     return axes
 
 
-def _small_cnn_spec(model: SmallCNN) -> dict[str, Axes]:
-    """Each conv's output channels (and its bias) permute, and the next layer's inputs follow."""
+def _convnet_spec(model: ConvNet) -> dict[str, Axes]:
+    """Each conv's output channels (and its bias) permute, and the next layer's inputs follow; each dense layer's
+    units likewise. A flatten readout leaves the last conv's channels unpermuted: its permutation would act on the
+    next layer's inputs in blocks of the feature map, which a spec of whole axes does not express (a subset of the
+    symmetries, all of them real)."""
     axes: dict[str, Axes] = {}
     previous: str | None = None
-    for name in ("conv1", "conv2", "conv3"):
-        axes |= {f"{name}.weight": _conv(name, previous), f"{name}.bias": (name,)}
-        previous = name
+    n_convs = len(model.shape.convs)
+    for i in range(1, n_convs + 1):
+        out = None if i == n_convs and model.shape.readout == "flatten" else f"conv{i}"
+        axes |= {f"conv{i}.weight": _conv(out, previous), f"conv{i}.bias": (out,)}
+        previous = out
+    for i in range(1, len(model.shape.dense) + 1):
+        axes |= {f"dense{i}.weight": (f"dense{i}", previous), f"dense{i}.bias": (f"dense{i}",)}
+        previous = f"dense{i}"
     return axes | {"head.weight": (None, previous), "head.bias": (None,)}
 
 
@@ -140,8 +148,8 @@ def structural_spec(model: nn.Module) -> PermutationSpec:
         axes = _resnet_spec(model)
     elif isinstance(model, MLP):
         axes = _mlp_spec(model)
-    elif isinstance(model, SmallCNN):
-        axes = _small_cnn_spec(model)
+    elif isinstance(model, ConvNet):
+        axes = _convnet_spec(model)
     elif isinstance(model, GNN):
         axes = _gnn_spec(model)
     elif isinstance(model, SIREN):
