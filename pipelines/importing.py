@@ -2,7 +2,8 @@
 (written where it runs, resumable after a kill, with progress), exactly as ``symzoo generate`` writes a zoo.
 
 Formats (docs/zoo.md, "Bring your own zoo"): ``authors``, the paper's own ResNet8 zoo (``zoo/formats/authors.py``);
-``small-cnn-zoo`` (``zoo/formats/small_cnn_zoo.py``); ``dwsnets``, DWSNets' INR layout (``zoo/formats/dwsnets.py``).
+``small-cnn-zoo`` (``zoo/formats/small_cnn_zoo.py``); ``dwsnets``, DWSNets' INR layout (``zoo/formats/dwsnets.py``);
+``ray-tune``, Ray Tune trial folders as the ModelZoos store them (``zoo/formats/ray_tune.py``).
 The imported zoo's config records the format, the source folder and each sample's hyperparameters
 (``imported``), so its plan, its config hash and its rerun follow from the manifest as a generated zoo's do.
 """
@@ -22,7 +23,7 @@ from symzoo.pipelines.generate import ShardJob, _generate_locked, check_not_insi
 from symzoo.pipelines.shard import layouts_for
 from symzoo.pipelines.units import WorkUnit
 from symzoo.zoo.config import config_hash, validate
-from symzoo.zoo.formats import FORMATS, authors, small_cnn_zoo
+from symzoo.zoo.formats import FORMATS, authors, ray_tune, small_cnn_zoo
 from symzoo.zoo.layers import encode_fixed_structure
 from symzoo.zoo.layout import ParamLayout
 from symzoo.zoo.location import Location, location
@@ -46,10 +47,14 @@ def import_zoo(
     address: str | None = None,
     show_progress: bool = True,
     networks_per_shard: int = NETWORKS_PER_SHARD,
-    activation: str = "relu",
+    activation: str | None = None,
     data_size: int | None = None,
+    arch: str | None = None,
+    checkpoint_every: int | None = None,
 ):
-    """Import ``source`` (a folder in format ``fmt``) into the zoo ``out``; a rerun finishes what a killed one left."""
+    """Import ``source`` (a folder in format ``fmt``) into the zoo ``out``; a rerun finishes what a killed one left.
+    ``activation`` picks the networks of one activation (small-cnn-zoo: relu by default; ray-tune: where the
+    trials mix several); ``arch`` (ray-tune) names their architecture where their params.json does not."""
     if fmt not in FORMATS:
         raise ZooError(f"unknown zoo format {fmt!r}; choose one of {', '.join(FORMATS)}")
     root = Path(source).expanduser().resolve()
@@ -62,8 +67,10 @@ def import_zoo(
         raw, sources = authors_config(root, data or "cifar10", data_root, hparams)
     elif fmt == "dwsnets":
         raw, sources, splits = dwsnets_config(root, data, data_root)
+    elif fmt == "ray-tune":
+        raw, sources, metadata = ray_tune_config(root, data, data_root, arch, activation, data_size, checkpoint_every)
     else:
-        raw, sources, metadata = small_cnn_config(root, data, data_root, activation)
+        raw, sources, metadata = small_cnn_config(root, data, data_root, activation or "relu")
     if data_size is not None or "size" not in raw["data"]:  # a symzoo export's data section keeps its own
         raw["data"]["size"] = data_size
     raw["execution"] = {"networks_per_shard": networks_per_shard}
@@ -239,6 +246,88 @@ def dwsnets_row(cfg: dict, spec: NetSpec, sources: dict, layout: ParamLayout) ->
     }
 
 
+def ray_tune_config(
+    root: Path,
+    data: str | None,
+    data_root: str | None,
+    arch: str | None,
+    activation: str | None,
+    size: int | None,
+    every: int | None,
+):
+    """The imported zoo's config (one convnet per chosen trial, in path order; every checkpoint as ``epoch_E``
+    weights), what each task reads (the trial folders) and each trial's config entries, for ``source.parquet``."""
+    trials = ray_tune.find_trials(root)
+    configs = [ray_tune.read_json(t / ray_tune.PARAMS) for t in trials]
+    chosen = ray_tune.choose(trials, configs, arch, activation)
+    if len(chosen) < len(trials):
+        print(f"symzoo: warning: importing {len(chosen)} of {len(trials)} trials (one kind per zoo)", file=sys.stderr)
+    trials, configs = [trials[i] for i in chosen], [configs[i] for i in chosen]
+    if data is None:
+        raise ZooError("pass --data: the data set the trials trained on (fashion_mnist, cifar10, ...)")
+    data_section = {"name": data, "root": data_root, "size": size}
+    in_shape = tuple(load_configured(validate({"data": data_section, "networks": 1})["data"]).in_shape)
+    shape = ray_tune.resolve_shape(trials[0], configs[0], arch, in_shape)
+    checkpoints = [ray_tune.find_checkpoints(t, ray_tune.read_results(t), every) for t in trials]
+    activation_of = ray_tune.activation_of(configs[0])
+    epochs = {e for found in checkpoints for e in found}
+    last = max(epochs, default=0)
+    hparams = [
+        [ray_tune.hparam(c, "lr", float("nan")), ray_tune.hparam(c, "weight_decay", float("nan")), 0.0,
+         int(ray_tune.hparam(c, "epochs", max(found, default=0)))]
+        for c, found in zip(configs, checkpoints, strict=True)
+    ]  # fmt: skip
+    raw = {
+        "name": root.name or "imported",
+        "data": data_section,
+        "model": {"arch": "convnet", "layers": str(shape), "activation": activation_of or activation},
+        "variants": ["standard"],
+        "networks": len(trials),
+        "imported": {"format": "ray-tune", "source": str(root), "hparams": hparams},
+        "training": {"checkpoint_epochs": sorted(epochs - {0, last})},
+    }
+    metadata = pd.DataFrame(
+        [{"model_id": i, "trial": str(t.relative_to(root))} | ray_tune.flat_params(c) for i, (t, c) in
+         enumerate(zip(trials, configs, strict=True))]
+    )  # fmt: skip
+    return raw, {"trials": [str(t) for t in trials], "checkpoint_every": every}, metadata
+
+
+def ray_tune_row(cfg: dict, spec: NetSpec, sources: dict, layout: ParamLayout) -> dict:
+    """One trial: checkpoint 0 as its initial weights, its last as final with that iteration's metrics, the
+    others as ``epoch_E``; per-epoch train loss and accuracy from ``result.json``; no checkpoint: failed."""
+    trial = Path(sources["trials"][spec.sample])
+    results = ray_tune.read_results(trial)
+    checkpoints = ray_tune.find_checkpoints(trial, results, sources["checkpoint_every"])
+
+    def flat(epoch: int):
+        path = checkpoints.get(epoch)
+        return None if path is None else ray_tune.to_flat(ray_tune.load_state(path), layout, path)
+
+    last = max(checkpoints, default=None)
+    final = None if last is None else flat(last)
+    finite = final is not None and bool(np.isfinite(final).all())
+    status, reason = "ok", ""
+    if final is None:
+        status, reason = "failed", f"{trial.name} has no checkpoint_<E>/{ray_tune.CHECKPOINT_FILE}"
+    elif not finite:
+        status, reason = "diverged", f"non-finite weights at iteration {last} ({trial.name})"
+    return spec.row() | {
+        "arch": "convnet",
+        "dataset": cfg["data"]["name"],
+        "status": status,
+        "reason": reason,
+        "epochs_done": last or 0,
+        "seconds": float("nan"),
+        "history_train_loss": ray_tune.history(results, "train_loss"),
+        "history_train_acc": ray_tune.history(results, "train_acc"),
+        "weights_init": flat(0),
+        "weights_final": final,
+        **{f"weights_epoch_{e}": flat(e) for e in cfg["training"]["checkpoint_epochs"]},
+        **{name: ray_tune.metric(results.get(last), name) for name in ray_tune.METRICS},
+    }
+
+
 def write_source_metadata(out: Location, metadata) -> None:
     """``source.parquet``: every imported network's row of the source's metrics at its final checkpoint (all its
     ``config.*`` hyperparameters: optimizer, dropout, initialisation, ...), with its model_id, for pandas joins."""
@@ -300,6 +389,8 @@ def import_shard_table(specs: list[NetSpec], cfg: dict, sources: dict, layouts_j
             rows.append(small_cnn_row(cfg, spec, weights, sources, layouts[spec.variant]))
         elif fmt == "dwsnets":
             rows.append(dwsnets_row(cfg, spec, sources, layouts[spec.variant]))
+        elif fmt == "ray-tune":
+            rows.append(ray_tune_row(cfg, spec, sources, layouts[spec.variant]))
         else:
             path = sources.get(spec.variant, {}).get(spec.sample)
             rows.append(network_row(cfg, spec, Path(path) if path else None, layouts[spec.variant], structure))

@@ -75,6 +75,8 @@ def cmd_import(args: argparse.Namespace) -> None:
         not args.no_progress,
         activation=args.activation,
         data_size=args.data_size,
+        arch=args.arch,
+        checkpoint_every=args.checkpoint_every,
         networks_per_shard=args.networks_per_shard,
     )
     exit_if_shards_failed(report, "fix the file it names and rerun the same command")
@@ -307,10 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     im = sub.add_parser("import", help="another project's zoo as a symzoo zoo (resumes where it stopped)")
     im.add_argument(
         "format",
-        choices=["authors", "small-cnn-zoo", "dwsnets"],  # zoo.formats.FORMATS (not imported: it would load torch)
+        choices=["authors", "small-cnn-zoo", "dwsnets", "ray-tune"],  # zoo.formats.FORMATS (it would load torch)
         help="authors: the paper's own zoo (resnet8/, sparse_resnet8/); small-cnn-zoo: one data set of Unterthiner "
         "et al.'s Small CNN Zoo (weights.npy, metrics.csv, layout.csv); dwsnets: an INR zoo as DWSNets' splits JSON "
-        "names it (a .pth state dict per INR)",
+        "names it (a .pth state dict per INR); ray-tune: Ray Tune trial folders (params.json, result.json, "
+        "checkpoint_<E>/checkpoints), as the ModelZoos store them",
     )
     im.add_argument("source", help="the folder holding the zoo as its project stores it (dwsnets: or the JSON)")
     im.add_argument("--out", type=out_path, required=True, help="the new zoo's directory")
@@ -326,7 +329,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--networks-per-shard", type=positive_int, default=64, help="samples per shard and work unit (default 64)"
     )
     im.add_argument(
-        "--activation", default="relu", choices=["relu", "tanh"], help="small-cnn-zoo: which networks (default relu)"
+        "--activation",
+        default=None,
+        choices=["relu", "tanh", "leakyrelu", "sigmoid", "silu", "gelu"],  # zoo.models.ACTIVATIONS
+        help="small-cnn-zoo: which networks (default relu); ray-tune: which networks where the trials mix several, "
+        "or theirs where params.json names none",
+    )
+    im.add_argument(
+        "--arch",
+        default=None,
+        help="ray-tune: the networks' architecture where params.json's model::type does not name a ModelZoos CNN: "
+        "CNN, CNN2, CNN3 or a spec such as c8k5p,c6k5p,c4k2,flatten,20 (default: read off the checkpoints)",
+    )
+    im.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=None,
+        help="ray-tune: the trials' checkpoint frequency in iterations, where Ray 2.7 or later numbered the "
+        "checkpoint folders by count and a trial did not save one per iteration",
     )
     im.add_argument("--data-root", default=None, help="where that data set lies (default: as generate finds it)")
     im.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")

@@ -1,3 +1,3 @@
 """Other projects' zoo layouts, read into symzoo rows (``symzoo import``); no Ray in here, nothing executed."""
 
-FORMATS = ("authors", "small-cnn-zoo", "dwsnets")  # `symzoo import FORMAT`: the layouts this package reads
+FORMATS = ("authors", "small-cnn-zoo", "dwsnets", "ray-tune")  # `symzoo import FORMAT`: the layouts this package reads
