@@ -92,7 +92,10 @@ def plot_metanet_predictions(predictions: pd.DataFrame, path: str | Path, labels
                 ax.set_xlabel("true test accuracy")
             if j == 0:
                 ax.set_ylabel("predicted")
-    fig.suptitle(f"metanet predictions on the test split (all seeds; points clipped to {list(PREDICTION_CLIP)})")
+    title = f"metanet predictions on the test split (all seeds; points clipped to {list(PREDICTION_CLIP)})"
+    fig.suptitle(
+        title.replace(" (", "\n(") if len(variants) == 1 else title, fontsize=10 if len(variants) == 1 else None
+    )
     return _save(fig, path, tight=False)
 
 

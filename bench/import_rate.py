@@ -1,6 +1,7 @@
 """Networks per second that ``symzoo import authors`` converts, against reading the same files alone.
 
     python bench/import_rate.py [--networks 400] [--dir /tmp/symzoo-import-bench]
+    python bench/import_rate.py --ray-tune SOURCE --data fashion_mnist    # a Ray Tune zoo (bench/tune_zoo.py)
 
 Writes N standard and N W-Asym CIFAR-10-shaped ResNet8 files in the authors' layout (the test suite's fixture
 writer, tests/test_import_authors.py), then times, best of three on a warm page cache:
@@ -8,6 +9,8 @@ writer, tests/test_import_authors.py), then times, best of three on a warm page 
   convert   the import's conversion of every file into shard rows (``import_shard_table``: load, key mapping,
             W-Asym structure check, flat vectors, the Arrow table with row checksums), no Ray, one process
 and once, end to end, ``symzoo import`` on a local Ray cluster (start-up included), each as networks per second.
+With ``--ray-tune`` the same three on an existing Ray Tune zoo: the floor loads every checkpoint file of every
+trial, the conversion also reads params.json and result.json and writes every checkpoint as weights.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", type=int, default=400, help="networks per variant")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/symzoo-import-bench"))
+    parser.add_argument("--ray-tune", type=Path, default=None, help="time this Ray Tune zoo's import instead")
+    parser.add_argument("--data", default="fashion_mnist", help="--ray-tune: the data set its trials trained on")
     args = parser.parse_args()
+    if args.ray_tune is not None:
+        return ray_tune_rate(args)
 
     import test_import_authors as fixture
     from weight_encoding import best_of
@@ -75,6 +82,39 @@ def main() -> None:
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "symzoo.cli", "import", "authors", str(source), "--out", str(out), "--no-progress"]
     done = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(done.stderr[-2000:])
+    print(f"  symzoo import on local Ray (start-up included): {n / seconds:.1f} networks/s ({seconds:.0f} s)")
+
+
+def ray_tune_rate(args) -> None:
+    from weight_encoding import best_of
+
+    from symzoo.pipelines.importing import import_shard_table, ray_tune_config
+    from symzoo.pipelines.shard import layouts_for
+    from symzoo.zoo.config import validate
+    from symzoo.zoo.plan import plan_configured
+    from symzoo.zoo.sources import load_configured
+
+    torch.set_num_threads(1)
+    root = args.ray_tune.resolve()
+    raw, sources, _ = ray_tune_config(root, args.data, None, None, None, None, None)
+    cfg = validate(raw)
+    layouts_json = {v: lay.to_json() for v, lay in layouts_for(cfg, load_configured(cfg["data"])).items()}
+    specs = plan_configured(cfg)
+    files = sorted(root.rglob("checkpoints"))
+    n = len(specs)
+    load = best_of(lambda: [torch.load(p, map_location="cpu", weights_only=True) for p in files])
+    convert = best_of(lambda: import_shard_table(specs, cfg, sources, layouts_json))
+    print(f"{n} trials, {len(files)} checkpoint files ({cfg['model']['layers']}), one core:")
+    print(f"  load     {n / load:8.1f} networks/s   (torch.load of every checkpoint alone, the floor)")
+    print(f"  convert  {n / convert:8.1f} networks/s   ratio to load {load / convert:.2f}")
+    out = args.dir / "tune_zoo"
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", "symzoo.cli", "import", "ray-tune", str(root), "--out", str(out), "--data", args.data]
+    done = subprocess.run([*cmd, "--no-progress"], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(done.stderr[-2000:])

@@ -17,39 +17,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-
-def cnn(nlin: str, dropout: float) -> nn.Module:
-    act = {"tanh": nn.Tanh, "relu": nn.ReLU, "leakyrelu": nn.LeakyReLU}[nlin]
-    drop = [nn.Dropout(dropout)] if dropout > 0 else []
-    net = nn.Module()
-    net.module_list = nn.ModuleList([
-        nn.Conv2d(1, 8, 5), nn.MaxPool2d(2, 2), act(), *drop,
-        nn.Conv2d(8, 6, 5), nn.MaxPool2d(2, 2), act(), *[nn.Dropout(dropout) for _ in drop],
-        nn.Conv2d(6, 4, 2), act(), nn.Flatten(),
-        nn.Linear(36, 20), act(), *[nn.Dropout(dropout) for _ in drop],
-        nn.Linear(20, 10),
-    ])  # fmt: skip
-    return net
-
-
-def forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    for layer in net.module_list:
-        x = layer(x)
-    return x
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from test_import_ray_tune import module_list_cnn, run  # noqa: E402  (the test suite's ModelZoos CNN, one copy)
 
 
 def make_trainable(tune):
     class CNNTrainable(tune.Trainable):
         def setup(self, config, data=None):
             torch.set_num_threads(1)
-            torch.manual_seed(config["seed"])
-            self.net = cnn(config["model::nlin"], config["model::dropout"])
+            self.net = module_list_cnn(config["model::nlin"], config["model::dropout"], config["seed"])
             for m in self.net.module_list:
                 if isinstance(m, (nn.Conv2d, nn.Linear)):
                     nn.init.kaiming_uniform_(m.weight)
@@ -64,7 +47,7 @@ def make_trainable(tune):
             loss_sum, correct = 0.0, 0
             for i in range(0, len(order), self.batch):
                 idx = order[i : i + self.batch]
-                out = forward(self.net, self.x_train[idx])
+                out = run(self.net, self.x_train[idx])
                 loss = nn.functional.cross_entropy(out, self.y_train[idx])
                 self.opt.zero_grad()
                 loss.backward()
@@ -73,7 +56,7 @@ def make_trainable(tune):
                 correct += int((out.argmax(1) == self.y_train[idx]).sum())
             self.net.eval()
             with torch.no_grad():
-                out = forward(self.net, self.x_test)
+                out = run(self.net, self.x_test)
                 test_loss = float(nn.functional.cross_entropy(out, self.y_test))
                 test_acc = float((out.argmax(1) == self.y_test).float().mean())
             n = len(order)
@@ -97,7 +80,10 @@ def main() -> None:
     parser.add_argument("--data", default="fashion_mnist")
     args = parser.parse_args()
 
-    from ray import tune
+    import test_import_ray_tune
+    from ray import cloudpickle, tune
+
+    cloudpickle.register_pickle_by_value(test_import_ray_tune)  # Tune's workers do not have tests/ on their path
 
     from symzoo.zoo.config import validate
     from symzoo.zoo.sources import load_configured

@@ -29,7 +29,8 @@ NONLIN = {"leakyrelu": nn.LeakyReLU, "tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 def module_list_cnn(nlin: str, dropout: float, seed: int) -> nn.Module:
-    """The ModelZoos' CNN for 28x28 images (their def_net.py, written again): dropout shifts the layer indices."""
+    """The ModelZoos' CNN for 28x28 images (their def_net.py, written again), in eval mode: dropout shifts the
+    layer indices. (bench/tune_zoo.py trains it with Ray Tune.)"""
     torch.manual_seed(seed)
     act, drop = NONLIN[nlin], ([nn.Dropout(dropout)] if dropout > 0 else [])
     net = nn.Module()
@@ -40,11 +41,10 @@ def module_list_cnn(nlin: str, dropout: float, seed: int) -> nn.Module:
         nn.Linear(36, 20), act(), *[nn.Dropout(dropout) for _ in drop],
         nn.Linear(20, 10),
     ])  # fmt: skip
-    return net
+    return net.eval()
 
 
 def run(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    net.eval()
     for layer in net.module_list:
         x = layer(x)
     return x
