@@ -269,7 +269,7 @@ def ray_tune_config(
     in_shape = tuple(load_configured(validate({"data": data_section, "networks": 1})["data"]).in_shape)
     shape = ray_tune.resolve_shape(trials[0], configs[0], arch, in_shape)
     checkpoints = [ray_tune.find_checkpoints(t, ray_tune.read_results(t), every) for t in trials]
-    activation_of = ray_tune.activation_of(configs[0])
+    named_activation = ray_tune.activation_of(configs[0])
     epochs = {e for found in checkpoints for e in found}
     last = max(epochs, default=0)
     hparams = [
@@ -280,7 +280,7 @@ def ray_tune_config(
     raw = {
         "name": root.name or "imported",
         "data": data_section,
-        "model": {"arch": "convnet", "layers": str(shape), "activation": activation_of or activation},
+        "model": {"arch": "convnet", "layers": str(shape), "activation": named_activation or activation},
         "variants": ["standard"],
         "networks": len(trials),
         "imported": {"format": "ray-tune", "source": str(root), "hparams": hparams},
