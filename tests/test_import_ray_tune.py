@@ -139,6 +139,7 @@ def test_rows_carry_the_trials_hyperparameters_metrics_and_status(imported):
     assert source["trial"].str.startswith("tune_zoo/NN_tune_trainable_0000").all()
     assert source["config.model::dropout"].tolist() == pytest.approx([0.0, 0.1, 0.0, 0.1])
     assert source["config.model::h_dim"].iloc[0] == "[30, 15]"
+    assert 'zoo.weights("final", variant="standard"' in (out / "README.md").read_text()  # a variant it has
 
 
 def test_mixed_trials_need_a_choice_in_one_line(imported, tmp_path, capsys):

@@ -140,6 +140,7 @@ def card_text(zoo: Zoo) -> str:
     """The card's Markdown, front matter first."""
     cfg, manifest, frame = zoo.config, zoo.manifest, zoo.frame
     env = manifest.get("environment") or {}
+    example_variant = "w_asym" if "w_asym" in cfg["variants"] else cfg["variants"][0]  # one this zoo has
     lines = ["---", yaml.safe_dump(front_matter(zoo), sort_keys=False).rstrip(), "---", ""]
     lines += [
         f"# {cfg['name']}: {len(frame)} trained {cfg['model']['arch']} networks on {cfg['data']['name']}",
@@ -163,7 +164,7 @@ def card_text(zoo: Zoo) -> str:
         "",
         "from symzoo.zoo import open_zoo  # pip install symzoo",
         'zoo = open_zoo("ZOO")',
-        'weights = zoo.weights("final", variant="w_asym", trainable_only=True)  # (N, trainable) float32',
+        f'weights = zoo.weights("final", variant="{example_variant}", trainable_only=True)  # (N, trainable) float32',
         "",
         "from symzoo.zoo.dataset import WeightDataset  # a torch Dataset: flat, layers, nfn or stats views",
         'train = WeightDataset(zoo, view="flat", split="train")',
