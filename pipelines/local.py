@@ -81,11 +81,21 @@ def train_zoo(cfg: dict, zoo_dir: Path, device: str) -> int:
     return trained
 
 
-def accuracy_lines(zoo_dir: Path) -> list[str]:
-    """Train / test accuracy per variant with ``symzoo info``'s summary (median, the mean stratified over lr x wd
-    quartiles: docs/paper.md §2), the paper's beside it and the divergences."""
+def summary_lines(zoo_dir: Path) -> list[str]:
+    """Per variant: train / test accuracy with ``symzoo info``'s summary (median, the mean stratified over lr x wd
+    quartiles: docs/paper.md §2), the paper's beside it and the divergences; an INR zoo's PSNR instead (its
+    networks fit images: they have no accuracy)."""
     zoo = open_zoo(zoo_dir)
     frame = zoo.frame
+    if zoo.config.get("task") == "inr":
+        lines = []
+        for variant, g in frame.groupby("variant", sort=False):
+            psnr = g.loc[g.status == "ok", "psnr"]
+            lines.append(
+                f"{variant:10s} {len(g):4d} INRs  PSNR median {psnr.median():5.1f} dB  mean {psnr.mean():5.1f} dB"
+                f"  diverged {int((g.status == 'diverged').sum())}  failed {int((g.status == 'failed').sum())}"
+            )
+        return lines
     summary = summarise_test_accuracy(frame, zoo.config["hyperparameters"])
     lines = []
     for variant, g in frame.groupby("variant", sort=False):
@@ -154,7 +164,7 @@ def run_zoo(args: argparse.Namespace) -> None:
     with directory_lock(out, "python -m symzoo.pipelines.local zoo"):  # one writer, as generate holds it
         trained = train_zoo(cfg, out, args.device)
     seconds = time.perf_counter() - begin
-    for line in accuracy_lines(out):
+    for line in summary_lines(out):
         print(line, flush=True)
     if trained:
         print(f"{trained} networks in {seconds:.0f} s: {3600 * trained / seconds:.0f} networks/hour (compilation in)")
@@ -167,7 +177,7 @@ def run_mli(args: argparse.Namespace) -> None:
     with directory_lock(work / "zoo", "python -m symzoo.pipelines.local mli"):
         train_zoo(cfg, work / "zoo", args.device)
     say("zoo complete")
-    for line in accuracy_lines(work / "zoo"):
+    for line in summary_lines(work / "zoo"):
         print(line, flush=True)
     with directory_lock(work / "mli", "python -m symzoo.pipelines.local mli"):
         curves = evaluate_mli_units(work / "zoo", work / "mli", args.device, args.deadline_s)

@@ -128,6 +128,14 @@ def test_an_inr_zoo_fits_each_image_once_per_variant_and_records_it(tmp_path):
 
     assert "INR fits of finished networks: PSNR (dB)" in describe(zoo)
     assert "implicit neural representation of one digits image" in write_card(zoo).read_text()
+    from symzoo.pipelines.local import summary_lines  # what the Ray-less runner prints: PSNR, no accuracy
+
+    psnr = frame.groupby("variant", sort=False)["psnr"]
+    assert summary_lines(tmp_path / "zoo") == [
+        f"{v:10s} {psnr.size()[v]:4d} INRs  PSNR median {psnr.median()[v]:5.1f} dB  mean {psnr.mean()[v]:5.1f} dB"
+        "  diverged 0  failed 0"
+        for v in psnr.median().index
+    ]
 
 
 @pytest.mark.parametrize(
