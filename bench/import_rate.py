@@ -40,7 +40,6 @@ def main() -> None:
         return ray_tune_rate(args)
 
     import test_import_authors as fixture
-    from weight_encoding import best_of
 
     from symzoo.pipelines.importing import import_shard_table, zoo_structure
     from symzoo.pipelines.shard import layouts_for
@@ -71,16 +70,23 @@ def main() -> None:
     sources = {v: {i: str(p) for i, p in f.items()} for v, f in found.items()}
     specs = plan_configured(cfg)
 
-    n = len(files)
-    load = best_of(lambda: [torch.load(p, map_location="cpu", weights_only=True) for p in files])
-    convert = best_of(lambda: import_shard_table(specs, cfg, sources, layouts_json))
-    print(f"{n} networks ({args.networks} standard + {args.networks} W-Asym CIFAR-10 ResNet8s), one core:")
-    print(f"  load     {n / load:8.1f} networks/s   (torch.load alone, the floor)")
-    print(f"  convert  {n / convert:8.1f} networks/s   ratio to load {load / convert:.2f}")
+    what = f"{len(files)} networks ({args.networks} standard + {args.networks} W-Asym CIFAR-10 ResNet8s)"
+    cmd = ["authors", str(source), "--out", str(args.dir / "zoo")]
+    report(len(files), files, lambda: import_shard_table(specs, cfg, sources, layouts_json), what, cmd)
 
-    out = args.dir / "zoo"
+
+def report(n: int, files: list[Path], convert, what: str, import_args: list[str]) -> None:
+    """Print the three rates: ``torch.load`` of ``files`` (the floor), ``convert()`` (best of three, one core),
+    and ``symzoo import IMPORT_ARGS`` end to end on a local Ray cluster, each for ``n`` networks."""
+    from weight_encoding import best_of
+
+    load = best_of(lambda: [torch.load(p, map_location="cpu", weights_only=True) for p in files])
+    converted = best_of(convert)
+    print(f"{what}, one core:")
+    print(f"  load     {n / load:8.1f} networks/s   (torch.load of every file alone, the floor)")
+    print(f"  convert  {n / converted:8.1f} networks/s   ratio to load {load / converted:.2f}")
     start = time.perf_counter()
-    cmd = [sys.executable, "-m", "symzoo.cli", "import", "authors", str(source), "--out", str(out), "--no-progress"]
+    cmd = [sys.executable, "-m", "symzoo.cli", "import", *import_args, "--no-progress"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
@@ -89,8 +95,6 @@ def main() -> None:
 
 
 def ray_tune_rate(args) -> None:
-    from weight_encoding import best_of
-
     from symzoo.pipelines.importing import import_shard_table, ray_tune_config
     from symzoo.pipelines.shard import layouts_for
     from symzoo.zoo.config import validate
@@ -104,21 +108,11 @@ def ray_tune_rate(args) -> None:
     layouts_json = {v: lay.to_json() for v, lay in layouts_for(cfg, load_configured(cfg["data"])).items()}
     specs = plan_configured(cfg)
     files = sorted(root.rglob("checkpoints"))
-    n = len(specs)
-    load = best_of(lambda: [torch.load(p, map_location="cpu", weights_only=True) for p in files])
-    convert = best_of(lambda: import_shard_table(specs, cfg, sources, layouts_json))
-    print(f"{n} trials, {len(files)} checkpoint files ({cfg['model']['layers']}), one core:")
-    print(f"  load     {n / load:8.1f} networks/s   (torch.load of every checkpoint alone, the floor)")
-    print(f"  convert  {n / convert:8.1f} networks/s   ratio to load {load / convert:.2f}")
+    what = f"{len(specs)} trials, {len(files)} checkpoint files ({cfg['model']['layers']})"
     out = args.dir / "tune_zoo"
     shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
-    cmd = [sys.executable, "-m", "symzoo.cli", "import", "ray-tune", str(root), "--out", str(out), "--data", args.data]
-    done = subprocess.run([*cmd, "--no-progress"], capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(done.stderr[-2000:])
-    print(f"  symzoo import on local Ray (start-up included): {n / seconds:.1f} networks/s ({seconds:.0f} s)")
+    cmd = ["ray-tune", str(root), "--out", str(out), "--data", args.data]
+    report(len(specs), files, lambda: import_shard_table(specs, cfg, sources, layouts_json), what, cmd)
 
 
 if __name__ == "__main__":
