@@ -166,6 +166,20 @@ def test_the_cli_classifies_inrs_by_image_with_permuted_standard_mlp_inputs(stag
     assert (stage_out / "figures" / "inr_fits.png").stat().st_size > 0
 
 
+def test_auto_augmentation_leaves_a_zoo_of_one_shared_init_unpermuted(zoo_dir):
+    """Permuting INRs fitted from one init throws away the alignment they share (RESULTS §15): auto does not."""
+    from dataclasses import replace
+
+    from symzoo.pipelines.metanet import MetanetOptions, augments
+    from symzoo.zoo.store import open_zoo
+
+    zoo, opts = open_zoo(zoo_dir), MetanetOptions()
+    assert augments(zoo, opts, "standard", "mlp") and not augments(zoo, opts, "w_asym", "mlp")
+    zoo.config["training"]["shared_seed"] = True  # this object only: the zoo on disk is untouched
+    assert not augments(zoo, opts, "standard", "mlp")
+    assert augments(zoo, replace(opts, augment="permutation"), "standard", "mlp")
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
