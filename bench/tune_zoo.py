@@ -1,5 +1,6 @@
 """A real Ray Tune zoo in the ModelZoos' layout (Schuerholt et al. 2022), to import with ``symzoo import ray-tune``.
 
+    pip install "ray[tune]"   # Tune's extras (symzoo itself needs none of them)
     python bench/tune_zoo.py --out /tmp/tune_src [--trials 200] [--epochs 4] [--train 10000] [--data fashion_mnist]
 
 Each trial is a class ``Trainable`` as the ModelZoos wrote theirs (their ``NN_tune_trainable``, written again, not
