@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 from symzoo.errors import ZooError
 from symzoo.zoo.formats.torch_files import load_tensors
 from symzoo.zoo.layout import ParamLayout
-from symzoo.zoo.models import ConvNetShape
+from symzoo.zoo.models import ConvLayer, ConvNetShape
 
 # The ModelZoos' CNNs (their def_net.py) as symzoo convnet specs: conv -> 2x2 max pool -> activation, flatten,
 # a dense layer of 20, the head. CNN takes 28x28 images (2,464 parameters on one channel), CNN3 32x32.
@@ -181,13 +180,12 @@ def candidate_shapes(layers: list[tuple[str, tuple[int, ...]]], in_shape: tuple[
     dense = [shape for _, shape in layers if len(shape) == 2]
     if not dense or [len(s) for _, s in layers] != [4] * len(convs) + [2] * len(dense):
         return []
-    tokens = [f"c{s[0]}k{s[2]}" for s in convs]
-    hidden = [str(s[0]) for s in dense[:-1]]
+    hidden = tuple(s[0] for s in dense[:-1])
     found = []
-    for pools in itertools.product(("", "p"), repeat=len(convs)):
+    for pools in itertools.product((False, True), repeat=len(convs)):
+        convs_ = tuple(ConvLayer(s[0], s[2], 1, p) for s, p in zip(convs, pools, strict=True))
         for readout in ("flatten", "mean") if convs else ("flatten",):
-            spec = ",".join([*(t + p for t, p in zip(tokens, pools, strict=True)), readout, *hidden])
-            shape = ConvNetShape.parse(spec)
+            shape = ConvNetShape(convs_, readout, hidden)
             try:
                 if shape.features(in_shape) == dense[0][1]:
                     found.append(shape)
@@ -272,7 +270,3 @@ def to_flat(state: dict[str, torch.Tensor], layout: ParamLayout, path: Path) -> 
 def history(results: dict[int, dict], name: str) -> list[float]:
     """A metric per trained epoch (iterations 1, 2, ...: iteration 0 is the untrained network)."""
     return [metric(results[i], name) for i in sorted(results) if i >= 1]
-
-
-def nan_to_none(value: float) -> float | None:
-    return None if math.isnan(value) else value
