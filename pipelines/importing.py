@@ -266,7 +266,10 @@ def ray_tune_config(
     if data is None:
         raise ZooError("pass --data: the data set the trials trained on (fashion_mnist, cifar10, ...)")
     data_section = {"name": data, "root": data_root, "size": size}
-    in_shape = tuple(load_configured(validate({"data": data_section, "networks": 1})["data"]).in_shape)
+
+    def in_shape() -> tuple[int, ...]:  # the images' shape, loaded only where the checkpoints' shapes are read
+        return tuple(load_configured(validate({"data": data_section, "networks": 1})["data"]).in_shape)
+
     shape = ray_tune.resolve_shape(trials[0], configs[0], arch, in_shape)
     checkpoints = [ray_tune.find_checkpoints(t, ray_tune.read_results(t), every) for t in trials]
     named_activation = ray_tune.activation_of(configs[0])
@@ -290,7 +293,8 @@ def ray_tune_config(
         [{"model_id": i, "trial": str(t.relative_to(root))} | ray_tune.flat_params(c) for i, (t, c) in
          enumerate(zip(trials, configs, strict=True))]
     )  # fmt: skip
-    return raw, {"trials": [str(t) for t in trials], "checkpoint_every": every}, metadata
+    files = [{e: str(p) for e, p in found.items()} for found in checkpoints]  # the tasks map them no second time
+    return raw, {"trials": [str(t) for t in trials], "checkpoints": files}, metadata
 
 
 def ray_tune_row(cfg: dict, spec: NetSpec, sources: dict, layout: ParamLayout) -> dict:
@@ -298,10 +302,10 @@ def ray_tune_row(cfg: dict, spec: NetSpec, sources: dict, layout: ParamLayout) -
     others as ``epoch_E``; per-epoch train loss and accuracy from ``result.json``; no checkpoint: failed."""
     trial = Path(sources["trials"][spec.sample])
     results = ray_tune.read_results(trial)
-    checkpoints = ray_tune.find_checkpoints(trial, results, sources["checkpoint_every"])
+    checkpoints = sources["checkpoints"][spec.sample]  # iteration -> file, as the config found them
 
     def flat(epoch: int):
-        path = checkpoints.get(epoch)
+        path = Path(checkpoints[epoch]) if epoch in checkpoints else None
         return None if path is None else ray_tune.to_flat(ray_tune.load_state(path), layout, path)
 
     last = max(checkpoints, default=None)

@@ -21,6 +21,7 @@ import itertools
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -225,9 +226,10 @@ def choose(trials: list[Path], configs: list[dict], arch: str | None, activation
     return wanted
 
 
-def resolve_shape(first: Path, params: dict, arch: str | None, in_shape: tuple[int, ...]) -> ConvNetShape:
+def resolve_shape(first: Path, params: dict, arch: str | None, in_shape: Callable[[], tuple[int, ...]]) -> ConvNetShape:
     """The chosen trials' convnet: ``--arch`` (a ModelZoos type or a spec), else their ``model::type`` where
-    symzoo knows it, else the one shape that fits ``first``'s checkpoint; one line where none or several do."""
+    symzoo knows it, else the one shape that fits ``first``'s checkpoint on images of ``in_shape()`` (called only
+    then: it loads the data set); one line where none or several do."""
     named = arch if arch is not None else params.get("model::type")
     if isinstance(named, str) and named in KNOWN_TYPES:
         return ConvNetShape.parse(KNOWN_TYPES[named])
@@ -240,10 +242,11 @@ def resolve_shape(first: Path, params: dict, arch: str | None, in_shape: tuple[i
     if not checkpoints:
         raise ZooError(f"{first} has no checkpoint_<E>/{CHECKPOINT_FILE} to read the architecture from; pass --arch")
     path = next(iter(checkpoints.values()))
-    found = candidate_shapes(layer_shapes(load_state(path), path), in_shape)
+    shape = in_shape()
+    found = candidate_shapes(layer_shapes(load_state(path), path), shape)
     if len(found) != 1:
         what = "no convnet fits" if not found else f"{len(found)} convnets fit ({' | '.join(map(str, found))})"
-        raise ZooError(f"{what} the layers of {path} on {in_shape} images; pass --arch with its spec (docs/zoo.md)")
+        raise ZooError(f"{what} the layers of {path} on {shape} images; pass --arch with its spec (docs/zoo.md)")
     return found[0]
 
 
