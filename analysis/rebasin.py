@@ -77,8 +77,10 @@ def activation_sites(model: nn.Module) -> dict[str, list[str]]:
     if isinstance(model, (GNN, SIREN)):
         return {f"hidden.{i}": [f"layers.{i}"] for i in range(len(model.layers))}
     if isinstance(model, ConvNet):  # the spec's permutations: convs (the last not where it is flattened), dense
-        perms = {p for axes in permutation_spec(model).axes.values() for p in axes if p is not None}
-        return {p: [p.replace("conv", "act") if p.startswith("conv") else f"dense_act{p[5:]}"] for p in perms}
+        perms = permutation_spec(model).perm_to_axes
+        sites = {f"conv{i}": [f"act{i}"] for i in range(1, len(model.shape.convs) + 1)}
+        sites |= {f"dense{i}": [f"dense_act{i}"] for i in range(1, len(model.shape.dense) + 1)}
+        return {p: s for p, s in sites.items() if p in perms}
     if isinstance(model, ResNet):  # the streams as zoo.symmetry names them
         stream = "stream.stem"
         sites: dict[str, list[str]] = {stream: ["stem_act"]}

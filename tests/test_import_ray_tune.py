@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch import nn
 
+from symzoo.analysis.rebasin import activation_sites
 from symzoo.cli import main as cli_main
 from symzoo.zoo.models import ConvNetShape, build
 from symzoo.zoo.store import open_zoo
@@ -251,6 +252,9 @@ def test_a_convnets_permutation_spec_leaves_its_function_unchanged(spec):
     model = build("convnet", "standard", (2, 12, 12), 4, init_seed=3, layers=spec, activation="tanh").eval()
     params = {n: p.detach().clone() for n, p in model.named_parameters()}
     spec_axes = permutation_spec(model)
+    sites = activation_sites(model)  # where activation matching reads each permutation's features
+    assert set(sites) == set(spec_axes.perm_to_axes)
+    assert all(m in dict(model.named_modules()) for names in sites.values() for m in names)
     rng = np.random.default_rng(0)
     perms = {p: rng.permutation(params[name].shape[axis]) for p, [(name, axis), *_] in spec_axes.perm_to_axes.items()}
     assert perms
