@@ -93,7 +93,7 @@ def summary_lines(zoo_dir: Path) -> list[str]:
             psnr = g.loc[g.status == "ok", "psnr"]
             lines.append(
                 f"{variant:10s} {len(g):4d} INRs  PSNR median {psnr.median():5.1f} dB  mean {psnr.mean():5.1f} dB"
-                f"  diverged {int((g.status == 'diverged').sum())}  failed {int((g.status == 'failed').sum())}"
+                f"  {not_finished(g)}"
             )
         return lines
     summary = summarise_test_accuracy(frame, zoo.config["hyperparameters"])
@@ -104,10 +104,14 @@ def summary_lines(zoo_dir: Path) -> list[str]:
         lines.append(
             f"{variant:10s} {len(g):3d} nets  train/test acc mean {100 * train:5.1f}% / {100 * s['mean']:5.1f}%  "
             f"median test {100 * s['median']:5.1f}%  stratified {100 * s['stratified_mean']:5.1f}%"
-            f"  paper {paper[0]}% / {paper[1]}%  diverged {int((g.status == 'diverged').sum())}"
-            f"  failed {int((g.status == 'failed').sum())}"
+            f"  paper {paper[0]}% / {paper[1]}%  {not_finished(g)}"
         )
     return lines
+
+
+def not_finished(g: pd.DataFrame) -> str:
+    """A variant's count of diverged and failed networks, as the summary lines print them."""
+    return f"diverged {int((g.status == 'diverged').sum())}  failed {int((g.status == 'failed').sum())}"
 
 
 def round_robin(payloads: list[dict]) -> list[dict]:

@@ -20,7 +20,7 @@ from symzoo.zoo.data import DATASETS, SCALINGS
 from symzoo.zoo.fields import check_bool, check_choice, check_int, check_number, fail, merge
 from symzoo.zoo.graph import GRAPH_DATASETS, GRAPH_DEFAULTS, is_graph_dataset
 from symzoo.zoo.location import Location, location
-from symzoo.zoo.models import ACTIVATIONS, ARCHS, GATES, MLP_ARCHS, VARIANTS
+from symzoo.zoo.models import ACTIVATIONS, ARCHS, GATES, MLP_ARCHS, VARIANTS, ConvNetShape
 from symzoo.zoo.plan import DISTRIBUTIONS, HPARAM_NAMES, PAPER_TABLE8
 from symzoo.zoo.train import SCHEDULES, TRAINING_METHODS
 
@@ -335,8 +335,6 @@ IMPORTED_FIELDS = ("format", "source", "hparams")
 
 def _check_convnet(cfg: dict) -> None:
     """A convnet's layers parse (zoo/models.py ConvNetShape); only a convnet has them."""
-    from symzoo.zoo.models import ConvNetShape
-
     layers, arch = cfg["model"]["layers"], cfg["model"]["arch"]
     if layers is None:
         if arch == "convnet":
